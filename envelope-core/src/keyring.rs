@@ -1,0 +1,124 @@
+//! The keyring abstraction: what the codec needs from a key provider.
+//!
+//! Methods return boxed futures so that one trait serves both the local
+//! keyring (whose futures are ready at once) and the AWS KMS keyring (which
+//! awaits network calls), and so keyrings can be mixed as `dyn Keyring`,
+//! without envelope-core depending on any async runtime.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::context::EncryptionContext;
+use crate::error::{KeyringError, KeyringErrorKind};
+use crate::key::{DataKey, EncryptedDataKey};
+
+/// The future a keyring method returns.
+pub type KeyringFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, KeyringError>> + Send + 'a>>;
+
+/// A key provider: wraps, unwraps and re-wraps data keys under its key.
+///
+/// A keyring instance stands for one wrapping key (the one [`Keyring::key_id`]
+/// names), which it uses to generate, wrap and re-wrap, and for a set of keys
+/// it is allowed to unwrap with ([`Keyring::can_unwrap`]).
+pub trait Keyring: Send + Sync {
+    /// The provider id written into the encrypted data keys this keyring makes.
+    fn provider_id(&self) -> &str;
+
+    /// The id of the key this keyring wraps under, as written into encrypted
+    /// data keys (for KMS, the key ARN).
+    fn key_id(&self) -> &str;
+
+    /// Whether this keyring would try to unwrap `edk`: the provider matches
+    /// and the key is on its allow-list.
+    fn can_unwrap(&self, edk: &EncryptedDataKey) -> bool;
+
+    /// Makes a fresh data key and its wrapped form under this keyring's key.
+    fn generate<'a>(&'a self, context: &'a EncryptionContext) -> KeyringFuture<'a, (DataKey, EncryptedDataKey)>;
+
+    /// Wraps an existing data key under this keyring's key.
+    fn wrap<'a>(&'a self, key: &'a DataKey, context: &'a EncryptionContext) -> KeyringFuture<'a, EncryptedDataKey>;
+
+    /// Unwraps one of `edks`, trying those it [can unwrap](Keyring::can_unwrap)
+    /// in order. Fails with [`KeyringErrorKind::NoMatchingKey`] when none is its.
+    fn unwrap<'a>(&'a self, edks: &'a [EncryptedDataKey], context: &'a EncryptionContext) -> KeyringFuture<'a, DataKey>;
+
+    /// Re-wraps the data key inside `edk` under this keyring's key, moving it
+    /// from the `source` context to the `destination` context. Where the
+    /// provider allows (KMS ReEncrypt) the data key never enters this process.
+    fn rewrap<'a>(
+        &'a self,
+        edk: &'a EncryptedDataKey,
+        source: &'a EncryptionContext,
+        destination: &'a EncryptionContext,
+    ) -> KeyringFuture<'a, EncryptedDataKey>;
+}
+
+/// A data key and the wrapped copies that go into an envelope's header.
+pub struct Materials {
+    /// The plaintext data key.
+    pub data_key: DataKey,
+    /// One wrapped copy per keyring.
+    pub encrypted_data_keys: Vec<EncryptedDataKey>,
+}
+
+/// Makes encryption materials: the first keyring generates the data key and
+/// every other one wraps it too (a multi-keyring), so any of them can decrypt.
+///
+/// # Errors
+/// The first keyring error, or [`KeyringErrorKind::Invalid`] when `keyrings` is empty.
+pub async fn generate_materials(
+    keyrings: &[&dyn Keyring],
+    context: &EncryptionContext,
+) -> Result<Materials, KeyringError> {
+    let (generator, others) = keyrings
+        .split_first()
+        .ok_or_else(|| KeyringError::new(KeyringErrorKind::Invalid, "no key was given to encrypt with"))?;
+    let (data_key, first) = generator.generate(context).await?;
+    let mut encrypted_data_keys = vec![first];
+    for keyring in others {
+        encrypted_data_keys.push(keyring.wrap(&data_key, context).await?);
+    }
+    Ok(Materials { data_key, encrypted_data_keys })
+}
+
+/// Unwraps the data key with the first keyring that holds one of `edks`.
+///
+/// A keyring that fails with anything but "no matching key" or "invalid
+/// ciphertext" (a network fault, say) stops the search, so an outage is not
+/// reported as a wrong key.
+///
+/// # Errors
+/// [`KeyringErrorKind::NoMatchingKey`] naming the key ids the envelope was
+/// made for when no keyring can unwrap any of them; otherwise the keyring's error.
+pub async fn unwrap_data_key(
+    keyrings: &[&dyn Keyring],
+    edks: &[EncryptedDataKey],
+    context: &EncryptionContext,
+) -> Result<DataKey, KeyringError> {
+    let mut last_invalid = None;
+    for keyring in keyrings {
+        if !edks.iter().any(|edk| keyring.can_unwrap(edk)) {
+            continue;
+        }
+        match keyring.unwrap(edks, context).await {
+            Ok(key) => return Ok(key),
+            Err(e) if matches!(e.kind(), KeyringErrorKind::NoMatchingKey | KeyringErrorKind::InvalidCiphertext) => {
+                last_invalid = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_invalid.unwrap_or_else(|| no_matching_key(edks)))
+}
+
+/// The error for "none of my keys fits", naming the keys the envelope was made for.
+pub fn no_matching_key(edks: &[EncryptedDataKey]) -> KeyringError {
+    let ids: Vec<String> = edks.iter().map(|e| format!("{}:{}", e.provider_id(), e.key_id())).collect();
+    KeyringError::new(
+        KeyringErrorKind::NoMatchingKey,
+        format!(
+            "none of the allowed keys can decrypt this data; it was encrypted for {}",
+            if ids.is_empty() { "no key at all".to_owned() } else { ids.join(", ") }
+        ),
+    )
+}
