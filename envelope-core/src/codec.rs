@@ -21,11 +21,6 @@ impl<'a> Reader<'a> {
         self.pos
     }
 
-    /// The bytes not yet read.
-    pub(crate) fn rest(&self) -> &'a [u8] {
-        &self.buf[self.pos..]
-    }
-
     /// Takes exactly `n` bytes, or fails naming `field`.
     pub(crate) fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], FormatError> {
         let end = self.pos.checked_add(n).ok_or(FormatError::Truncated(field))?;
@@ -62,10 +57,6 @@ impl<'a> Reader<'a> {
         self.take(len, field)
     }
 
-    /// Fails unless every byte has been read.
-    pub(crate) fn finish(&self) -> Result<(), FormatError> {
-        if self.pos == self.buf.len() { Ok(()) } else { Err(FormatError::TrailingBytes) }
-    }
 }
 
 /// Appends a `u16` length prefix and `bytes`. Callers have already checked
@@ -90,12 +81,5 @@ mod tests {
         let mut r = Reader::new(&[1]);
         assert_eq!(r.u32("n"), Err(FormatError::Truncated("n")));
         assert_eq!(r.take(usize::MAX, "x"), Err(FormatError::Truncated("x")));
-    }
-
-    #[test]
-    fn finish_rejects_trailing_bytes() {
-        let mut r = Reader::new(&[1, 2]);
-        r.u8("a").ok();
-        assert_eq!(r.finish(), Err(FormatError::TrailingBytes));
     }
 }
