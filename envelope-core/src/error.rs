@@ -59,14 +59,26 @@ pub enum FormatError {
 impl fmt::Display for FormatError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotAnEnvelope => f.write_str("the input is not a rekey envelope (no magic bytes)"),
-            Self::UnsupportedVersion(v) => write!(f, "envelope format version {v} is not supported by this build"),
+            Self::NotAnEnvelope => {
+                f.write_str("the input is not a rekey envelope (no magic bytes)")
+            }
+            Self::UnsupportedVersion(v) => write!(
+                f,
+                "envelope format version {v} is not supported by this build"
+            ),
             Self::UnknownSuite(s) => write!(f, "unknown algorithm suite 0x{s:04x}"),
             Self::UnknownBodyForm(b) => write!(f, "unknown body form {b}"),
-            Self::Truncated(field) => write!(f, "the input is truncated: it ends inside the {field}"),
-            Self::TooLong { field, len, max } => write!(f, "the {field} is {len} bytes long; at most {max} are allowed"),
+            Self::Truncated(field) => {
+                write!(f, "the input is truncated: it ends inside the {field}")
+            }
+            Self::TooLong { field, len, max } => write!(
+                f,
+                "the {field} is {len} bytes long; at most {max} are allowed"
+            ),
             Self::NotUtf8(field) => write!(f, "the {field} is not valid UTF-8"),
-            Self::ContextNotCanonical => f.write_str("the encryption context is not in canonical order (sorted, no repeats)"),
+            Self::ContextNotCanonical => {
+                f.write_str("the encryption context is not in canonical order (sorted, no repeats)")
+            }
             Self::EmptyContextKey => f.write_str("an encryption context key is empty"),
             Self::TooManyEncryptedDataKeys { count, max } => write!(
                 f,
@@ -122,7 +134,11 @@ pub struct KeyringError {
 impl KeyringError {
     /// A new error of `kind` with a message for a person.
     pub fn new(kind: KeyringErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), source: None }
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// Attaches the underlying error.
@@ -151,7 +167,9 @@ impl fmt::Display for KeyringError {
 
 impl std::error::Error for KeyringError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 

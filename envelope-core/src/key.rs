@@ -19,8 +19,8 @@ pub const MAX_WRAPPED_KEY_LEN: usize = 6144;
 
 /// A 256-bit data key in plaintext.
 ///
-/// It has no `Debug`, `Display`, `Clone` or serialisation; it is compared
-/// in constant time and zeroized when dropped. The only way to read its
+/// Its `Debug` prints `DataKey(<redacted>)`; it has no `Display`, `Clone` or
+/// serialisation; it is compared in constant time and zeroized when dropped. The only way to read its
 /// bytes is [`DataKey::expose_secret`], whose name marks every place that does.
 #[derive(Zeroize, ZeroizeOnDrop)]
 pub struct DataKey([u8; DATA_KEY_LEN]);
@@ -66,6 +66,12 @@ impl DataKey {
     }
 }
 
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DataKey(<redacted>)")
+    }
+}
+
 impl PartialEq for DataKey {
     fn eq(&self, other: &Self) -> bool {
         self.0.ct_eq(&other.0).into()
@@ -89,8 +95,16 @@ impl EncryptedDataKey {
     /// # Errors
     /// [`FormatError::TooLong`] or [`FormatError::Invalid`] when a field
     /// breaks a limit or the provider id is empty.
-    pub fn new(provider_id: impl Into<String>, key_id: impl Into<String>, wrapped: Vec<u8>) -> Result<Self, FormatError> {
-        let edk = Self { provider_id: provider_id.into(), key_id: key_id.into(), wrapped };
+    pub fn new(
+        provider_id: impl Into<String>,
+        key_id: impl Into<String>,
+        wrapped: Vec<u8>,
+    ) -> Result<Self, FormatError> {
+        let edk = Self {
+            provider_id: provider_id.into(),
+            key_id: key_id.into(),
+            wrapped,
+        };
         edk.check()?;
         Ok(edk)
     }
@@ -137,7 +151,8 @@ impl EncryptedDataKey {
         let provider = r.vec16("provider id", MAX_PROVIDER_ID_LEN)?;
         let key_id = r.vec16("key id", MAX_KEY_ID_LEN)?;
         let wrapped = r.vec16("wrapped key", MAX_WRAPPED_KEY_LEN)?;
-        let provider_id = std::str::from_utf8(provider).map_err(|_| FormatError::NotUtf8("provider id"))?;
+        let provider_id =
+            std::str::from_utf8(provider).map_err(|_| FormatError::NotUtf8("provider id"))?;
         let key_id = std::str::from_utf8(key_id).map_err(|_| FormatError::NotUtf8("key id"))?;
         Self::new(provider_id, key_id, wrapped.to_vec())
     }
@@ -163,6 +178,7 @@ mod tests {
         assert!(a == DataKey::from_bytes([7; 32]));
         assert!(a != DataKey::from_bytes([8; 32]));
         assert!(DataKey::try_from_slice(&[0; 31]).is_err());
+        assert_eq!(format!("{a:?}"), "DataKey(<redacted>)");
     }
 
     #[test]
@@ -171,6 +187,9 @@ mod tests {
         assert!(EncryptedDataKey::new("p", "k".repeat(MAX_KEY_ID_LEN + 1), vec![1]).is_err());
         assert!(EncryptedDataKey::new("p", "k", vec![0; MAX_WRAPPED_KEY_LEN + 1]).is_err());
         let edk = EncryptedDataKey::new("p", "k", vec![0; 3]).expect("within limits");
-        assert_eq!(format!("{edk:?}"), r#"EncryptedDataKey { provider_id: "p", key_id: "k", wrapped_len: 3 }"#);
+        assert_eq!(
+            format!("{edk:?}"),
+            r#"EncryptedDataKey { provider_id: "p", key_id: "k", wrapped_len: 3 }"#
+        );
     }
 }

@@ -38,7 +38,10 @@ pub struct LocalKey {
 
 impl std::fmt::Debug for LocalKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalKey").field("name", &self.name).field("versions", &self.versions.len()).finish()
+        f.debug_struct("LocalKey")
+            .field("name", &self.name)
+            .field("versions", &self.versions.len())
+            .finish()
     }
 }
 
@@ -61,7 +64,10 @@ impl LocalKey {
     /// when the random source fails.
     pub fn generate(name: &str) -> Result<Self, KeyringError> {
         check_name(name)?;
-        let mut key = Self { name: name.to_owned(), versions: Vec::new() };
+        let mut key = Self {
+            name: name.to_owned(),
+            versions: Vec::new(),
+        };
         key.add_version()?;
         Ok(key)
     }
@@ -92,9 +98,17 @@ impl LocalKey {
 
     fn add_version(&mut self) -> Result<(), KeyringError> {
         let mut secret = Zeroizing::new([0u8; 32]);
-        crate::random::fill(secret.as_mut()).map_err(|e| KeyringError::new(KeyringErrorKind::Io, e.to_string()))?;
-        let number = self.latest_version().checked_add(1).ok_or_else(|| invalid("too many key versions"))?;
-        self.versions.push(KeyVersion { number, created: now(), secret });
+        crate::random::fill(secret.as_mut())
+            .map_err(|e| KeyringError::new(KeyringErrorKind::Io, e.to_string()))?;
+        let number = self
+            .latest_version()
+            .checked_add(1)
+            .ok_or_else(|| invalid("too many key versions"))?;
+        self.versions.push(KeyVersion {
+            number,
+            created: now(),
+            secret,
+        });
         Ok(())
     }
 
@@ -106,7 +120,12 @@ impl LocalKey {
         let mut text = Zeroizing::new(format!("{FILE_TAG}\nname {}\n", self.name));
         for v in &self.versions {
             let secret = Zeroizing::new(STANDARD.encode(v.secret.as_ref()));
-            text.push_str(&format!("version {} created {} {}\n", v.number, v.created, secret.as_str()));
+            text.push_str(&format!(
+                "version {} created {} {}\n",
+                v.number,
+                v.created,
+                secret.as_str()
+            ));
         }
         text
     }
@@ -120,24 +139,39 @@ impl LocalKey {
         if lines.next() != Some(format!("name {name}").as_str()) {
             return Err(bad("the name line does not match the file name"));
         }
-        let mut key = Self { name: name.to_owned(), versions: Vec::new() };
+        let mut key = Self {
+            name: name.to_owned(),
+            versions: Vec::new(),
+        };
         for line in lines {
             let fields: Vec<&str> = line.split(' ').collect();
             let ["version", number, "created", created, secret] = fields[..] else {
                 return Err(bad("a version line is not `version N created T KEY`"));
             };
-            let number: u32 = number.parse().map_err(|_| bad("a version number is not a number"))?;
+            let number: u32 = number
+                .parse()
+                .map_err(|_| bad("a version number is not a number"))?;
             if number != key.latest_version() + 1 {
                 return Err(bad("versions are not numbered 1, 2, 3, …")); // MUST 8.2
             }
-            let created = created.parse().map_err(|_| bad("a creation time is not a number"))?;
-            let decoded = Zeroizing::new(STANDARD.decode(secret).map_err(|_| bad("a key is not base64"))?);
+            let created = created
+                .parse()
+                .map_err(|_| bad("a creation time is not a number"))?;
+            let decoded = Zeroizing::new(
+                STANDARD
+                    .decode(secret)
+                    .map_err(|_| bad("a key is not base64"))?,
+            );
             let mut secret = Zeroizing::new([0u8; 32]);
             if decoded.len() != 32 {
                 return Err(bad("a key is not 32 bytes"));
             }
             secret.copy_from_slice(&decoded);
-            key.versions.push(KeyVersion { number, created, secret });
+            key.versions.push(KeyVersion {
+                number,
+                created,
+                secret,
+            });
         }
         if key.versions.is_empty() {
             return Err(bad("it has no key version"));
@@ -232,7 +266,9 @@ impl Keystore {
         for entry in entries {
             let entry = entry.map_err(|e| io_error(&self.dir, e))?;
             let file_name = entry.file_name();
-            let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(".key")) else { continue };
+            let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(".key")) else {
+                continue;
+            };
             if check_name(name).is_ok() {
                 names.push(name.to_owned());
             }
@@ -250,7 +286,9 @@ impl Keystore {
         builder.recursive(true);
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(&self.dir).map_err(|e| io_error(&self.dir, e))
+        builder
+            .create(&self.dir)
+            .map_err(|e| io_error(&self.dir, e))
     }
 
     /// Writes a key file atomically: a private temporary file, fsync, then a
@@ -258,8 +296,13 @@ impl Keystore {
     fn write(&self, key: &LocalKey, replace: bool) -> Result<(), KeyringError> {
         let path = self.path(&key.name);
         let mut suffix = [0u8; 8];
-        crate::random::fill(&mut suffix).map_err(|e| KeyringError::new(KeyringErrorKind::Io, e.to_string()))?;
-        let tmp = self.dir.join(format!(".{}.key.tmp-{}", key.name, u64::from_be_bytes(suffix)));
+        crate::random::fill(&mut suffix)
+            .map_err(|e| KeyringError::new(KeyringErrorKind::Io, e.to_string()))?;
+        let tmp = self.dir.join(format!(
+            ".{}.key.tmp-{}",
+            key.name,
+            u64::from_be_bytes(suffix)
+        ));
         let result = (|| {
             let mut options = OpenOptions::new();
             options.write(true).create_new(true);
@@ -268,7 +311,11 @@ impl Keystore {
             let mut file = options.open(&tmp)?;
             file.write_all(key.to_file().as_bytes())?;
             file.sync_all()?;
-            if replace { fs::rename(&tmp, &path) } else { fs::hard_link(&tmp, &path) }
+            if replace {
+                fs::rename(&tmp, &path)
+            } else {
+                fs::hard_link(&tmp, &path)
+            }
         })();
         let _ = fs::remove_file(&tmp);
         match result {
@@ -278,9 +325,10 @@ impl Keystore {
                 }
                 Ok(())
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                Err(invalid(format!("local key {:?} already exists; use `rekey keys rotate {}` for a new version", key.name, key.name)))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(invalid(format!(
+                "local key {:?} already exists; use `rekey keys rotate {}` for a new version",
+                key.name, key.name
+            ))),
             Err(e) => Err(io_error(&path, e)),
         }
     }
@@ -305,15 +353,23 @@ impl LocalKeyring {
     /// or decrypting with every key of a keystore).
     pub fn with_allowed(wrapping: Option<LocalKey>, allowed: Vec<LocalKey>) -> Self {
         let key_id = wrapping.as_ref().map(LocalKey::key_id).unwrap_or_default();
-        Self { wrapping, allowed, key_id }
+        Self {
+            wrapping,
+            allowed,
+            key_id,
+        }
     }
 
     /// Makes a data key and wraps it.
     ///
     /// # Errors
     /// [`KeyringErrorKind::Unsupported`] without a wrapping key.
-    pub fn generate_sync(&self, context: &EncryptionContext) -> Result<(DataKey, EncryptedDataKey), KeyringError> {
-        let key = DataKey::generate().map_err(|e| KeyringError::new(KeyringErrorKind::Io, e.to_string()))?;
+    pub fn generate_sync(
+        &self,
+        context: &EncryptionContext,
+    ) -> Result<(DataKey, EncryptedDataKey), KeyringError> {
+        let key = DataKey::generate()
+            .map_err(|e| KeyringError::new(KeyringErrorKind::Io, e.to_string()))?;
         let edk = self.wrap_sync(&key, context)?;
         Ok((key, edk))
     }
@@ -322,13 +378,24 @@ impl LocalKeyring {
     ///
     /// # Errors
     /// [`KeyringErrorKind::Unsupported`] without a wrapping key.
-    pub fn wrap_sync(&self, data_key: &DataKey, context: &EncryptionContext) -> Result<EncryptedDataKey, KeyringError> {
+    pub fn wrap_sync(
+        &self,
+        data_key: &DataKey,
+        context: &EncryptionContext,
+    ) -> Result<EncryptedDataKey, KeyringError> {
         let key = self.wrapping.as_ref().ok_or_else(|| {
-            KeyringError::new(KeyringErrorKind::Unsupported, "this local keyring only decrypts; name a key to encrypt with")
+            KeyringError::new(
+                KeyringErrorKind::Unsupported,
+                "this local keyring only decrypts; name a key to encrypt with",
+            )
         })?;
-        let version = key.versions.last().ok_or_else(|| invalid("local key has no version"))?;
+        let version = key
+            .versions
+            .last()
+            .ok_or_else(|| invalid("local key has no version"))?;
         let mut wrapped = vec![0u8; NONCE_LEN];
-        crate::random::fill(&mut wrapped).map_err(|e| KeyringError::new(KeyringErrorKind::Io, e.to_string()))?;
+        crate::random::fill(&mut wrapped)
+            .map_err(|e| KeyringError::new(KeyringErrorKind::Io, e.to_string()))?;
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&wrapped);
         wrapped.extend_from_slice(data_key.expose_secret());
@@ -337,7 +404,8 @@ impl LocalKeyring {
             .seal_in_place(&nonce, &aad, &mut wrapped[NONCE_LEN..])
             .map_err(|_| invalid("local wrap failed"))?;
         wrapped.extend_from_slice(&tag);
-        EncryptedDataKey::new(LOCAL_PROVIDER_ID, self.key_id.clone(), wrapped).map_err(|e| invalid(e.to_string()))
+        EncryptedDataKey::new(LOCAL_PROVIDER_ID, self.key_id.clone(), wrapped)
+            .map_err(|e| invalid(e.to_string()))
     }
 
     /// Unwraps the first of `edks` that an allowed key opens.
@@ -346,10 +414,16 @@ impl LocalKeyring {
     /// [`KeyringErrorKind::NoMatchingKey`] naming the envelope's key ids when
     /// none is ours; [`KeyringErrorKind::InvalidCiphertext`] when ours fail
     /// to open (wrong context or tampering).
-    pub fn unwrap_sync(&self, edks: &[EncryptedDataKey], context: &EncryptionContext) -> Result<DataKey, KeyringError> {
+    pub fn unwrap_sync(
+        &self,
+        edks: &[EncryptedDataKey],
+        context: &EncryptionContext,
+    ) -> Result<DataKey, KeyringError> {
         let mut tried = false;
         for edk in edks {
-            let Some(version) = self.version_for(edk) else { continue };
+            let Some(version) = self.version_for(edk) else {
+                continue;
+            };
             tried = true;
             if let Some(key) = open_wrapped(version, edk, context) {
                 return Ok(key);
@@ -371,11 +445,19 @@ impl LocalKeyring {
         }
         let (name, version) = edk.key_id().rsplit_once("/v")?;
         let number: u32 = version.parse().ok()?;
-        self.wrapping.iter().chain(&self.allowed).find(|k| k.name == name)?.version(number)
+        self.wrapping
+            .iter()
+            .chain(&self.allowed)
+            .find(|k| k.name == name)?
+            .version(number)
     }
 }
 
-fn open_wrapped(version: &KeyVersion, edk: &EncryptedDataKey, context: &EncryptionContext) -> Option<DataKey> {
+fn open_wrapped(
+    version: &KeyVersion,
+    edk: &EncryptedDataKey,
+    context: &EncryptionContext,
+) -> Option<DataKey> {
     let wrapped = edk.wrapped();
     if wrapped.len() != WRAPPED_LEN {
         return None;
@@ -387,7 +469,9 @@ fn open_wrapped(version: &KeyVersion, edk: &EncryptedDataKey, context: &Encrypti
     let mut key = Zeroizing::new([0u8; DATA_KEY_LEN]);
     key.copy_from_slice(&wrapped[NONCE_LEN..NONCE_LEN + DATA_KEY_LEN]);
     let aad = wrap_aad(edk.key_id(), context);
-    Gcm::new(&version.secret).open_in_place(&nonce, &aad, key.as_mut(), &tag).ok()?;
+    Gcm::new(&version.secret)
+        .open_in_place(&nonce, &aad, key.as_mut(), &tag)
+        .ok()?;
     Some(DataKey::from_bytes(*key))
 }
 
@@ -412,15 +496,26 @@ impl Keyring for LocalKeyring {
         self.version_for(edk).is_some()
     }
 
-    fn generate<'a>(&'a self, context: &'a EncryptionContext) -> KeyringFuture<'a, (DataKey, EncryptedDataKey)> {
+    fn generate<'a>(
+        &'a self,
+        context: &'a EncryptionContext,
+    ) -> KeyringFuture<'a, (DataKey, EncryptedDataKey)> {
         Box::pin(std::future::ready(self.generate_sync(context)))
     }
 
-    fn wrap<'a>(&'a self, key: &'a DataKey, context: &'a EncryptionContext) -> KeyringFuture<'a, EncryptedDataKey> {
+    fn wrap<'a>(
+        &'a self,
+        key: &'a DataKey,
+        context: &'a EncryptionContext,
+    ) -> KeyringFuture<'a, EncryptedDataKey> {
         Box::pin(std::future::ready(self.wrap_sync(key, context)))
     }
 
-    fn unwrap<'a>(&'a self, edks: &'a [EncryptedDataKey], context: &'a EncryptionContext) -> KeyringFuture<'a, DataKey> {
+    fn unwrap<'a>(
+        &'a self,
+        edks: &'a [EncryptedDataKey],
+        context: &'a EncryptionContext,
+    ) -> KeyringFuture<'a, DataKey> {
         Box::pin(std::future::ready(self.unwrap_sync(edks, context)))
     }
 
@@ -432,7 +527,9 @@ impl Keyring for LocalKeyring {
     ) -> KeyringFuture<'a, EncryptedDataKey> {
         // Local to local: the data key passes through this process's memory
         // only, in a zeroizing value.
-        let result = self.unwrap_sync(std::slice::from_ref(edk), source).and_then(|key| self.wrap_sync(&key, destination));
+        let result = self
+            .unwrap_sync(std::slice::from_ref(edk), source)
+            .and_then(|key| self.wrap_sync(&key, destination));
         Box::pin(std::future::ready(result))
     }
 }
@@ -441,14 +538,26 @@ fn check_name(name: &str) -> Result<(), KeyringError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-    if ok { Ok(()) } else { Err(invalid(format!("{name:?} is not a valid key name (letters, digits, '_', '-', '.', at most 64, not starting with '.')"))) }
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "{name:?} is not a valid key name (letters, digits, '_', '-', '.', at most 64, not starting with '.')"
+        )))
+    }
 }
 
 #[cfg(unix)]
 fn check_permissions(file: &File, path: &Path) -> Result<(), KeyringError> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = file.metadata().map_err(|e| io_error(path, e))?.permissions().mode();
+    let mode = file
+        .metadata()
+        .map_err(|e| io_error(path, e))?
+        .permissions()
+        .mode();
     if mode & 0o077 != 0 {
         return Err(KeyringError::new(
             KeyringErrorKind::AccessDenied,
@@ -469,7 +578,9 @@ fn check_permissions(_file: &File, _path: &Path) -> Result<(), KeyringError> {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn invalid(message: impl Into<String>) -> KeyringError {

@@ -30,12 +30,26 @@ pub fn encrypt_stream(
     materials: &Materials,
     context: &EncryptionContext,
     frame_len: u32,
-    mut reader: impl Read,
-    mut writer: impl Write,
+    reader: impl Read,
+    writer: impl Write,
 ) -> Result<u64, Error> {
-    let body_form = BodyForm::framed(frame_len)?;
     let mut message_id = [0u8; MESSAGE_ID_LEN];
     crate::random::fill(&mut message_id)?;
+    encrypt_stream_with_message_id(materials, context, frame_len, reader, writer, message_id)
+}
+
+/// [`encrypt_stream`] with a chosen message id: for known-answer tests only
+/// (MUST 3.3).
+#[doc(hidden)]
+pub fn encrypt_stream_with_message_id(
+    materials: &Materials,
+    context: &EncryptionContext,
+    frame_len: u32,
+    mut reader: impl Read,
+    mut writer: impl Write,
+    message_id: [u8; MESSAGE_ID_LEN],
+) -> Result<u64, Error> {
+    let body_form = BodyForm::framed(frame_len)?;
     let suite = Suite::Aes256GcmHkdfSha256Committing;
     let keys = MessageKeys::derive(suite, &materials.data_key, &message_id);
     let header = Header {
@@ -52,7 +66,8 @@ pub fn encrypt_stream(
     crate::header::encode_edks(&header.encrypted_data_keys, &mut head)?;
     writer.write_all(&head)?;
 
-    let frame_len = usize::try_from(frame_len).map_err(|_| FormatError::BadFrameLength(frame_len))?;
+    let frame_len =
+        usize::try_from(frame_len).map_err(|_| FormatError::BadFrameLength(frame_len))?;
     let mut frame = Zeroizing::new(vec![0u8; frame_len + 1]);
     // The frame buffer holds one byte more than a frame: the look-ahead that
     // tells whether a full frame is the last one.
@@ -63,7 +78,8 @@ pub fn encrypt_stream(
         let is_final = filled <= frame_len;
         let len = filled.min(frame_len);
         let lookahead = frame[frame_len];
-        let word = u32::try_from(len).map_err(|_| FormatError::BadFrame)? | if is_final { FINAL_FLAG } else { 0 };
+        let word = u32::try_from(len).map_err(|_| FormatError::BadFrame)?
+            | if is_final { FINAL_FLAG } else { 0 };
         let tag = cipher.seal(sequence, is_final, &mut frame[..len])?;
         writer.write_all(&word.to_be_bytes())?;
         writer.write_all(&frame[..len])?;
@@ -73,7 +89,9 @@ pub fn encrypt_stream(
             writer.flush()?;
             return Ok(total);
         }
-        sequence = sequence.checked_add(1).ok_or(FormatError::Invalid("message length (more than 2^32 frames)"))?; // MUST 6.4
+        sequence = sequence.checked_add(1).ok_or(FormatError::Invalid(
+            "message length (more than 2^32 frames)",
+        ))?; // MUST 6.4
         frame[0] = lookahead;
         filled = 1 + read_full(&mut reader, &mut frame[1..])?;
     }
@@ -117,14 +135,25 @@ impl<R: Read> StreamDecryptor<R> {
                 Ok((header, core_len, header_len)) => {
                     let pending = buf.split_off(header_len);
                     buf.truncate(core_len);
-                    return Ok(Self { header, core: buf, pending, reader });
+                    return Ok(Self {
+                        header,
+                        core: buf,
+                        pending,
+                        reader,
+                    });
                 }
                 Err(FormatError::Truncated(field)) => {
                     let n = reader.read(&mut chunk).or_else(|e| {
-                        if e.kind() == io::ErrorKind::Interrupted { Ok(usize::MAX) } else { Err(e) }
+                        if e.kind() == io::ErrorKind::Interrupted {
+                            Ok(usize::MAX)
+                        } else {
+                            Err(e)
+                        }
                     })?;
                     match n {
-                        0 if buf.is_empty() => return Err(FormatError::Invalid("input (it is empty)").into()),
+                        0 if buf.is_empty() => {
+                            return Err(FormatError::Invalid("input (it is empty)").into());
+                        }
                         0 => return Err(FormatError::Truncated(field).into()),
                         usize::MAX => {}
                         n => buf.extend_from_slice(&chunk[..n]),
@@ -155,15 +184,25 @@ impl<R: Read> StreamDecryptor<R> {
         let mut cipher = keys.frame_cipher(&self.core);
         let mut body = io::Cursor::new(self.pending).chain(self.reader);
         match self.header.body_form {
-            BodyForm::Framed { frame_len } => decrypt_frames(&mut cipher, frame_len, &mut body, &mut writer),
+            BodyForm::Framed { frame_len } => {
+                decrypt_frames(&mut cipher, frame_len, &mut body, &mut writer)
+            }
             BodyForm::SingleShot => {
                 let mut sealed = Zeroizing::new(Vec::new());
                 let limit = MAX_STREAMED_SINGLE_SHOT as u64 + TAG_LEN as u64;
                 body.by_ref().take(limit + 1).read_to_end(&mut sealed)?;
                 if sealed.len() as u64 > limit {
-                    return Err(FormatError::TooLong { field: "single-shot body", len: sealed.len(), max: MAX_STREAMED_SINGLE_SHOT }.into());
+                    return Err(FormatError::TooLong {
+                        field: "single-shot body",
+                        len: sealed.len(),
+                        max: MAX_STREAMED_SINGLE_SHOT,
+                    }
+                    .into());
                 }
-                let plain_len = sealed.len().checked_sub(TAG_LEN).ok_or(FormatError::Truncated("body"))?;
+                let plain_len = sealed
+                    .len()
+                    .checked_sub(TAG_LEN)
+                    .ok_or(FormatError::Truncated("body"))?;
                 let (plaintext, tag) = sealed.split_at_mut(plain_len);
                 cipher.open(0, true, plaintext, &tag_array(tag))?;
                 writer.write_all(plaintext)?;
@@ -175,7 +214,12 @@ impl<R: Read> StreamDecryptor<R> {
 }
 
 /// Decrypts a framed body held in memory into `out` (used by `Envelope::open`).
-pub(crate) fn open_frames(cipher: &mut FrameCipher, frame_len: u32, body: &[u8], out: &mut Zeroizing<Vec<u8>>) -> Result<(), Error> {
+pub(crate) fn open_frames(
+    cipher: &mut FrameCipher,
+    frame_len: u32,
+    body: &[u8],
+    out: &mut Zeroizing<Vec<u8>>,
+) -> Result<(), Error> {
     // Reserve the plaintext's upper bound so the vector never reallocates and
     // leaves a plaintext copy behind in freed memory.
     out.reserve_exact(body.len());
@@ -183,7 +227,12 @@ pub(crate) fn open_frames(cipher: &mut FrameCipher, frame_len: u32, body: &[u8],
 }
 
 /// The frame loop shared by the in-memory and the streaming reader (MUST 6.2, 6.3).
-fn decrypt_frames(cipher: &mut FrameCipher, frame_len: u32, body: &mut impl Read, writer: &mut impl Write) -> Result<u64, Error> {
+fn decrypt_frames(
+    cipher: &mut FrameCipher,
+    frame_len: u32,
+    body: &mut impl Read,
+    writer: &mut impl Write,
+) -> Result<u64, Error> {
     let max = usize::try_from(frame_len).map_err(|_| FormatError::BadFrameLength(frame_len))?;
     // Grown to the first frame's size rather than the declared maximum, so a
     // tiny input cannot make the reader allocate 16 MiB.
@@ -224,7 +273,9 @@ fn decrypt_frames(cipher: &mut FrameCipher, frame_len: u32, body: &mut impl Read
 fn read_exact(reader: &mut impl Read, buf: &mut [u8], field: &'static str) -> Result<(), Error> {
     match reader.read_exact(buf) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(FormatError::Truncated(field).into()),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            Err(FormatError::Truncated(field).into())
+        }
         Err(e) => Err(e.into()),
     }
 }
