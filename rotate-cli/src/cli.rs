@@ -1,0 +1,343 @@
+//! The command line, declared once: parsing, `--help`, completions and the
+//! man page all come from these types.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::exit::EXIT_CODES_HELP;
+use crate::keys::KeySpec;
+
+/// Envelope encryption and key rotation with AWS KMS or local keys.
+#[derive(Debug, Parser)]
+#[command(name = "rekey", version, after_help = EXIT_CODES_HELP, max_term_width = 100)]
+pub(crate) struct Cli {
+    /// Local keystore directory [default: $XDG_DATA_HOME/rekey/keys or ~/.local/share/rekey/keys]
+    #[arg(long, global = true, env = "REKEY_KEYSTORE", value_name = "DIR")]
+    pub(crate) keystore: Option<PathBuf>,
+
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+
+    /// KMS client settings
+    #[command(flatten)]
+    pub(crate) kms: KmsArgs,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// How to reach AWS KMS. Credentials, region and endpoint come from the
+/// standard AWS chain (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, SSO, IMDS).
+#[derive(Debug, Args, Clone)]
+pub(crate) struct KmsArgs {
+    /// Most attempts per KMS call, retries on throttling and faults included
+    #[arg(long, global = true, default_value_t = 8, value_name = "N")]
+    pub(crate) kms_max_attempts: u32,
+
+    /// SDK retry mode
+    #[arg(long, global = true, value_enum, default_value_t = RetryMode::Standard)]
+    pub(crate) kms_retry_mode: RetryMode,
+}
+
+/// The AWS SDK's retry modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RetryMode {
+    /// Exponential backoff with jitter.
+    Standard,
+    /// Standard plus client-side rate limiting when throttled.
+    Adaptive,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Manage the local keystore
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Encrypt a file, stdin or records into envelopes
+    #[command(after_help = ENCRYPT_EXAMPLES)]
+    Encrypt(EncryptArgs),
+    /// Decrypt envelopes
+    #[command(after_help = DECRYPT_EXAMPLES)]
+    Decrypt(DecryptArgs),
+    /// Show what an envelope's header says, without any key
+    #[command(after_help = INSPECT_EXAMPLES)]
+    Inspect(InspectArgs),
+    /// Replace the wrapped data keys of stored envelopes; bodies stay untouched
+    #[command(after_help = REWRAP_EXAMPLES)]
+    Rewrap(RewrapArgs),
+    /// Decrypt and encrypt again under a fresh data key (also: off legacy CBC records)
+    #[command(after_help = REENCRYPT_EXAMPLES)]
+    Reencrypt(ReencryptArgs),
+    /// Put every item of a rotation back as it was, from its journal
+    Rollback(RollbackArgs),
+    /// Print shell completions
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Create a new local key
+    Create {
+        /// Key name: letters, digits, '_', '-', '.'
+        name: String,
+    },
+    /// List local keys and their versions
+    List {
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a new version to a key; old versions still decrypt
+    Rotate {
+        /// Key name
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EncryptArgs {
+    /// Key to encrypt under (local:NAME or kms:KEY); repeat to let any of them decrypt
+    #[arg(long = "key", short = 'k', required = true, value_name = "KEYREF")]
+    pub(crate) keys: Vec<KeySpec>,
+    /// Encryption context pair, authenticated and passed to KMS; repeatable
+    #[arg(long = "context", short = 'c', value_name = "KEY=VALUE")]
+    pub(crate) context: Vec<String>,
+    /// Input file [default: stdin]
+    pub(crate) input: Option<PathBuf>,
+    /// Output file [default: stdout]; written atomically
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// Write the base64 text form (single-shot; for database columns and JSON)
+    #[arg(long, conflicts_with = "lines")]
+    pub(crate) text: bool,
+    /// Encrypt each input line as its own record, one text envelope per output line
+    #[arg(long)]
+    pub(crate) lines: bool,
+    /// Plaintext bytes per frame of the binary (framed) form
+    #[arg(long, default_value_t = envelope_core::DEFAULT_FRAME_LEN, value_name = "BYTES")]
+    pub(crate) frame_size: u32,
+    /// Replace OUTPUT if it exists
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DecryptArgs {
+    /// Key allowed to decrypt (local:NAME or kms:KEY); repeatable. Default: every local key
+    #[arg(long = "key", short = 'k', value_name = "KEYREF")]
+    pub(crate) keys: Vec<KeySpec>,
+    /// Let any KMS key named in the envelope try (discovery mode)
+    #[arg(long)]
+    pub(crate) kms_discovery: bool,
+    /// Required encryption context pair; decryption is refused if it differs
+    #[arg(long = "context", short = 'c', value_name = "KEY=VALUE")]
+    pub(crate) context: Vec<String>,
+    /// Input file [default: stdin]; binary or text form, detected
+    pub(crate) input: Option<PathBuf>,
+    /// Output file [default: stdout]; written atomically, removed on failure
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// Decrypt one text envelope per input line
+    #[arg(long)]
+    pub(crate) lines: bool,
+    /// Write plaintext to a terminal, or replace an existing OUTPUT
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Most encrypted data keys accepted in one envelope
+    #[arg(long, default_value_t = envelope_core::DEFAULT_MAX_ENCRYPTED_DATA_KEYS, value_name = "N")]
+    pub(crate) max_encrypted_data_keys: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InspectArgs {
+    /// Input file [default: stdin]
+    pub(crate) input: Option<PathBuf>,
+    /// Machine-readable output
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// What the items of a rotation are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ItemKind {
+    /// rekey envelopes, binary or text form (detected)
+    Envelope,
+    /// Bare KMS ciphertext blobs (encrypted data keys), binary or base64
+    Edk,
+    /// Legacy AES-CBC records (reencrypt only)
+    Legacy,
+}
+
+/// Targets and engine settings shared by rewrap and reencrypt.
+#[derive(Debug, Args)]
+pub(crate) struct TargetArgs {
+    /// Files or directories (recursed) rewritten in place, or one record file with --field/--column ('-' is stdin)
+    #[arg(required = true, value_name = "TARGET")]
+    pub(crate) targets: Vec<PathBuf>,
+    /// Only files matching this glob (relative to the directory); repeatable
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) include: Vec<String>,
+    /// Skip files matching this glob; repeatable
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) exclude: Vec<String>,
+    /// JSON Lines record stream: the field holding the item, as a JSON Pointer; repeatable
+    #[arg(long, value_name = "POINTER", conflicts_with = "column")]
+    pub(crate) field: Vec<String>,
+    /// CSV record stream: the column holding the item; repeatable
+    #[arg(long, value_name = "NAME")]
+    pub(crate) column: Vec<String>,
+    /// Record stream output [default: stdout]
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// Items in parallel
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub(crate) concurrency: usize,
+    /// Most KMS requests per second, across all workers (0: no limit)
+    #[arg(long, default_value_t = 0.0, value_name = "RPS")]
+    pub(crate) max_rps: f64,
+    /// Attempts per item for transient faults, on top of the SDK's retries
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub(crate) item_attempts: u32,
+    /// Stop early after this many failed items
+    #[arg(long, value_name = "N")]
+    pub(crate) max_failures: Option<u64>,
+    /// Journal file [default: next to the target, TARGET.rekey-journal]
+    #[arg(long, value_name = "FILE")]
+    pub(crate) journal: Option<PathBuf>,
+    /// Continue a stopped run, skipping items the journal says are done
+    #[arg(long)]
+    pub(crate) resume: bool,
+    /// Inventory and preflight only; write nothing
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Only this percentage of items, chosen deterministically by name
+    #[arg(long, value_name = "PERCENT")]
+    pub(crate) sample: Option<f64>,
+    /// Only the first N items (after --sample)
+    #[arg(long, value_name = "N")]
+    pub(crate) limit: Option<u64>,
+    /// Read back every written item and check it
+    #[arg(long)]
+    pub(crate) verify: bool,
+    /// Failure report, JSON Lines [default: next to the journal, .failures.jsonl]
+    #[arg(long, value_name = "FILE")]
+    pub(crate) failures: Option<PathBuf>,
+    /// Print the summary as JSON
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Never show a progress bar
+    #[arg(long)]
+    pub(crate) no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RewrapArgs {
+    /// The key to wrap under
+    #[arg(long, value_name = "KEYREF")]
+    pub(crate) to: KeySpec,
+    /// Only replace wrapped keys of these keys; repeatable (default: all)
+    #[arg(long, value_name = "KEYREF")]
+    pub(crate) from: Vec<KeySpec>,
+    /// Keep the old wrapped keys beside the new one (a transition period)
+    #[arg(long, conflicts_with = "remove")]
+    pub(crate) add: bool,
+    /// Drop wrapped keys of this key (after a transition period); repeatable
+    #[arg(long, value_name = "KEYREF")]
+    pub(crate) remove: Vec<KeySpec>,
+    /// What the items are
+    #[arg(long, value_enum, default_value_t = ItemKind::Envelope)]
+    pub(crate) items: ItemKind,
+    /// For --items edk: the context the keys were encrypted with (KEY=VALUE, repeatable)
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub(crate) source_context: Vec<String>,
+    /// For --items edk: the context to encrypt them with [default: the source context]
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub(crate) dest_context: Vec<String>,
+    /// Let any KMS key named in the items be a source (otherwise --from or local keys)
+    #[arg(long)]
+    pub(crate) kms_discovery: bool,
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReencryptArgs {
+    /// The key to encrypt under
+    #[arg(long, value_name = "KEYREF")]
+    pub(crate) to: KeySpec,
+    /// Keys allowed to decrypt the items (envelopes); repeatable
+    #[arg(long, value_name = "KEYREF")]
+    pub(crate) from: Vec<KeySpec>,
+    /// Let any KMS key named in the items decrypt
+    #[arg(long)]
+    pub(crate) kms_discovery: bool,
+    /// Context of the new envelopes [default: each item's own context; for legacy records, none]
+    #[arg(long = "context", short = 'c', value_name = "KEY=VALUE")]
+    pub(crate) context: Vec<String>,
+    /// What the items are
+    #[arg(long, value_enum, default_value_t = ItemKind::Envelope)]
+    pub(crate) items: ItemKind,
+    /// Legacy records: the data key's KMS CiphertextBlob (a file, or base64)
+    #[arg(long, value_name = "FILE|BASE64")]
+    pub(crate) legacy_edk: Option<String>,
+    /// Legacy records: the KMS encryption context of --legacy-edk; repeatable
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub(crate) legacy_context: Vec<String>,
+    /// Legacy records: a file holding the raw 32-byte data key (tests, offline migrations)
+    #[arg(long, value_name = "FILE", conflicts_with = "legacy_edk")]
+    pub(crate) legacy_key_file: Option<PathBuf>,
+    /// Legacy records lack the inner base64 layer
+    #[arg(long)]
+    pub(crate) legacy_raw: bool,
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RollbackArgs {
+    /// The journal of the run to undo
+    #[arg(long, value_name = "FILE")]
+    pub(crate) journal: PathBuf,
+    /// Print the summary as JSON
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+const ENCRYPT_EXAMPLES: &str = "\
+Examples:
+  rekey keys create demo
+  rekey encrypt --key local:demo --context app=billing report.pdf -o report.pdf.rky
+  echo -n 'card 4111' | rekey encrypt --key local:demo --text
+  rekey encrypt --key local:demo --lines names.txt -o names.enc
+  rekey encrypt --key kms:alias/app --key local:backup data.bin -o data.rky";
+
+const DECRYPT_EXAMPLES: &str = "\
+Examples:
+  rekey decrypt report.pdf.rky -o report.pdf
+  rekey decrypt --key kms:alias/app --context app=billing data.rky -o data.bin
+  rekey decrypt --lines names.enc -o names.txt";
+
+const INSPECT_EXAMPLES: &str = "\
+Examples:
+  rekey inspect report.pdf.rky
+  rekey inspect --json < record.txt";
+
+const REWRAP_EXAMPLES: &str = "\
+Examples:
+  rekey rewrap --to kms:alias/new --dry-run ./vault
+  rekey rewrap --to kms:alias/new --from kms:alias/old --verify ./vault
+  rekey rewrap --to local:k2 --field /card export.jsonl -o export.new.jsonl
+  rekey rewrap --items edk --to kms:alias/new --source-context app=x keys/
+  rekey rollback --journal ./vault.rekey-journal";
+
+const REENCRYPT_EXAMPLES: &str = "\
+Examples:
+  rekey reencrypt --items legacy --legacy-edk datakey.bin --to kms:alias/new --field /ssn users.jsonl -o users.new.jsonl
+  rekey reencrypt --to local:k2 --context app=billing ./vault";
