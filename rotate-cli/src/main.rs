@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod engine;
 mod exit;
 mod keys;
 mod kms;
