@@ -90,7 +90,16 @@ impl FileTargets {
                 }
                 let path = entry.path();
                 let name = path.file_name()?.to_string_lossy();
-                if name.contains(".rekey-tmp.") || OWN_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+                if name.contains(".rekey-tmp.") {
+                    // The leftover of a write that was interrupted before its
+                    // rename: the original beside it is intact. The journal
+                    // lock rules out a live run owning it.
+                    if let Err(e) = std::fs::remove_file(path) {
+                        tracing::warn!("cannot remove the stale temporary {}: {e}", path.display());
+                    }
+                    return None;
+                }
+                if OWN_SUFFIXES.iter().any(|s| name.ends_with(s)) {
                     return None;
                 }
                 let relative = path.strip_prefix(root).unwrap_or(path);
@@ -151,6 +160,7 @@ impl FileTargets {
         let failures = Arc::new(FailureLog::new(
             (!settings.dry_run).then_some(failures_path),
         ));
+        // Open (and lock) the journal before walking: the walk removes stale temporaries.
         let journal = if settings.dry_run {
             None
         } else {
