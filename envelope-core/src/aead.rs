@@ -26,16 +26,9 @@ impl Gcm {
     /// # Errors
     /// [`Error::Authentication`] only if the input is beyond GCM's length
     /// limit, which the envelope's frame limits rule out.
-    pub fn seal_in_place(
-        &self,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        buf: &mut [u8],
-    ) -> Result<[u8; TAG_LEN], Error> {
-        let tag = self
-            .0
-            .encrypt_inout_detached(&Nonce::from(*nonce), aad, buf.into())
-            .map_err(|_| Error::Authentication)?;
+    pub fn seal_in_place(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG_LEN], Error> {
+        let tag =
+            self.0.encrypt_inout_detached(&Nonce::from(*nonce), aad, buf.into()).map_err(|_| Error::Authentication)?;
         Ok(tag.into())
     }
 
@@ -51,12 +44,7 @@ impl Gcm {
         buf: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<(), Error> {
-        let result = self.0.decrypt_inout_detached(
-            &Nonce::from(*nonce),
-            aad,
-            (&mut *buf).into(),
-            &Tag::from(*tag),
-        );
+        let result = self.0.decrypt_inout_detached(&Nonce::from(*nonce), aad, (&mut *buf).into(), &Tag::from(*tag));
         if result.is_err() {
             buf.fill(0);
             return Err(Error::Authentication);
@@ -75,24 +63,16 @@ impl Cbc {
     /// # Errors
     /// [`Error::Authentication`] for a length that is not a whole number of
     /// blocks or for bad padding.
-    pub fn decrypt(
-        key: &[u8; 32],
-        iv: &[u8; 16],
-        ciphertext: &[u8],
-    ) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
+    pub fn decrypt(key: &[u8; 32], iv: &[u8; 16], ciphertext: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
         let mut buf = zeroize::Zeroizing::new(ciphertext.to_vec());
         let decryptor = cbc::Decryptor::<aes::Aes256>::new(&(*key).into(), &(*iv).into());
-        let len = decryptor
-            .decrypt_padded::<Pkcs7>(&mut buf)
-            .map_err(|_| Error::Authentication)?
-            .len();
+        let len = decryptor.decrypt_padded::<Pkcs7>(&mut buf).map_err(|_| Error::Authentication)?.len();
         buf.truncate(len);
         Ok(buf)
     }
 
     /// Pads and encrypts: only for making legacy test fixtures (MUST 11.2).
     pub fn encrypt_for_fixtures(key: &[u8; 32], iv: &[u8; 16], plaintext: &[u8]) -> Vec<u8> {
-        cbc::Encryptor::<aes::Aes256>::new(&(*key).into(), &(*iv).into())
-            .encrypt_padded_vec::<Pkcs7>(plaintext)
+        cbc::Encryptor::<aes::Aes256>::new(&(*key).into(), &(*iv).into()).encrypt_padded_vec::<Pkcs7>(plaintext)
     }
 }

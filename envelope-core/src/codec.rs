@@ -23,22 +23,13 @@ impl<'a> Reader<'a> {
 
     /// Takes exactly `n` bytes, or fails naming `field`.
     pub(crate) fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], FormatError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .ok_or(FormatError::Truncated(field))?;
-        let bytes = self
-            .buf
-            .get(self.pos..end)
-            .ok_or(FormatError::Truncated(field))?;
+        let end = self.pos.checked_add(n).ok_or(FormatError::Truncated(field))?;
+        let bytes = self.buf.get(self.pos..end).ok_or(FormatError::Truncated(field))?;
         self.pos = end;
         Ok(bytes)
     }
 
-    pub(crate) fn array<const N: usize>(
-        &mut self,
-        field: &'static str,
-    ) -> Result<[u8; N], FormatError> {
+    pub(crate) fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], FormatError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N, field)?);
         Ok(out)
@@ -58,11 +49,7 @@ impl<'a> Reader<'a> {
 
     /// A `u16` length prefix and its bytes, the length checked against `max`
     /// before the bytes are touched.
-    pub(crate) fn vec16(
-        &mut self,
-        field: &'static str,
-        max: usize,
-    ) -> Result<&'a [u8], FormatError> {
+    pub(crate) fn vec16(&mut self, field: &'static str, max: usize) -> Result<&'a [u8], FormatError> {
         let len = usize::from(self.u16(field)?);
         if len > max {
             return Err(FormatError::TooLong { field, len, max });
@@ -89,14 +76,7 @@ mod tests {
         let mut r = Reader::new(&[0, 5, 1, 2]);
         assert_eq!(r.vec16("field", 10), Err(FormatError::Truncated("field")));
         let mut r = Reader::new(&[0, 11]);
-        assert_eq!(
-            r.vec16("field", 10),
-            Err(FormatError::TooLong {
-                field: "field",
-                len: 11,
-                max: 10
-            })
-        );
+        assert_eq!(r.vec16("field", 10), Err(FormatError::TooLong { field: "field", len: 11, max: 10 }));
         let mut r = Reader::new(&[1]);
         assert_eq!(r.u32("n"), Err(FormatError::Truncated("n")));
         assert_eq!(r.take(usize::MAX, "x"), Err(FormatError::Truncated("x")));

@@ -49,11 +49,7 @@ impl EncryptionContext {
     /// # Errors
     /// [`Error::Context`] when the key is empty or already present, a field
     /// is too long, or the context is full.
-    pub fn insert(
-        &mut self,
-        key: impl Into<String>,
-        value: impl Into<String>,
-    ) -> Result<(), Error> {
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) -> Result<(), Error> {
         let (key, value) = (key.into(), value.into());
         if key.is_empty() {
             return Err(Error::Context("a key is empty"));
@@ -120,11 +116,7 @@ impl EncryptionContext {
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, FormatError> {
         let count = usize::from(r.u16("encryption context count")?);
         if count > MAX_CONTEXT_PAIRS {
-            return Err(FormatError::TooLong {
-                field: "encryption context",
-                len: count,
-                max: MAX_CONTEXT_PAIRS,
-            });
+            return Err(FormatError::TooLong { field: "encryption context", len: count, max: MAX_CONTEXT_PAIRS });
         }
         let mut pairs = BTreeMap::new();
         let mut previous: Option<&[u8]> = None;
@@ -138,10 +130,8 @@ impl EncryptionContext {
                 return Err(FormatError::ContextNotCanonical);
             }
             previous = Some(k);
-            let k = std::str::from_utf8(k)
-                .map_err(|_| FormatError::NotUtf8("encryption context key"))?;
-            let v = std::str::from_utf8(v)
-                .map_err(|_| FormatError::NotUtf8("encryption context value"))?;
+            let k = std::str::from_utf8(k).map_err(|_| FormatError::NotUtf8("encryption context key"))?;
+            let v = std::str::from_utf8(v).map_err(|_| FormatError::NotUtf8("encryption context value"))?;
             pairs.insert(k.to_owned(), v.to_owned());
         }
         Ok(Self { pairs })

@@ -16,11 +16,7 @@ use crate::suite::{MESSAGE_ID_LEN, MessageKeys, Suite};
 /// # Errors
 /// [`Error::Format`] when the materials have no or too many encrypted data
 /// keys; [`Error::Io`] when the system random source fails.
-pub fn seal(
-    materials: &Materials,
-    context: &EncryptionContext,
-    plaintext: &[u8],
-) -> Result<Vec<u8>, Error> {
+pub fn seal(materials: &Materials, context: &EncryptionContext, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
     let mut message_id = [0u8; MESSAGE_ID_LEN];
     crate::random::fill(&mut message_id)?;
     seal_with_message_id(materials, context, plaintext, message_id)
@@ -77,11 +73,7 @@ impl<'a> Envelope<'a> {
         if header.body_form == BodyForm::SingleShot && body.len() < TAG_LEN {
             return Err(FormatError::Truncated("body")); // MUST 6.1
         }
-        Ok(Self {
-            header,
-            core: &input[..core_len],
-            body,
-        })
+        Ok(Self { header, core: &input[..core_len], body })
     }
 
     /// The header.
@@ -136,10 +128,7 @@ impl<'a> Envelope<'a> {
     ///
     /// # Errors
     /// [`FormatError`] when the list is empty or longer than 255.
-    pub fn with_encrypted_data_keys(
-        &self,
-        edks: &[EncryptedDataKey],
-    ) -> Result<Vec<u8>, FormatError> {
+    pub fn with_encrypted_data_keys(&self, edks: &[EncryptedDataKey]) -> Result<Vec<u8>, FormatError> {
         let mut out = Vec::with_capacity(self.core.len() + 256 + self.body.len());
         out.extend_from_slice(self.core);
         encode_edks(edks, &mut out)?;

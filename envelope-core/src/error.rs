@@ -59,22 +59,16 @@ pub enum FormatError {
 impl fmt::Display for FormatError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotAnEnvelope => {
-                f.write_str("the input is not a rekey envelope (no magic bytes)")
-            }
-            Self::UnsupportedVersion(v) => write!(
-                f,
-                "envelope format version {v} is not supported by this build"
-            ),
+            Self::NotAnEnvelope => f.write_str("the input is not a rekey envelope (no magic bytes)"),
+            Self::UnsupportedVersion(v) => write!(f, "envelope format version {v} is not supported by this build"),
             Self::UnknownSuite(s) => write!(f, "unknown algorithm suite 0x{s:04x}"),
             Self::UnknownBodyForm(b) => write!(f, "unknown body form {b}"),
             Self::Truncated(field) => {
                 write!(f, "the input is truncated: it ends inside the {field}")
             }
-            Self::TooLong { field, len, max } => write!(
-                f,
-                "the {field} is {len} bytes long; at most {max} are allowed"
-            ),
+            Self::TooLong { field, len, max } => {
+                write!(f, "the {field} is {len} bytes long; at most {max} are allowed")
+            }
             Self::NotUtf8(field) => write!(f, "the {field} is not valid UTF-8"),
             Self::ContextNotCanonical => {
                 f.write_str("the encryption context is not in canonical order (sorted, no repeats)")
@@ -134,11 +128,7 @@ pub struct KeyringError {
 impl KeyringError {
     /// A new error of `kind` with a message for a person.
     pub fn new(kind: KeyringErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-            source: None,
-        }
+        Self { kind, message: message.into(), source: None }
     }
 
     /// Attaches the underlying error.
@@ -167,9 +157,7 @@ impl fmt::Display for KeyringError {
 
 impl std::error::Error for KeyringError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -199,9 +187,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Format(e) => write!(f, "malformed input: {e}"),
-            Self::Authentication => f.write_str(
-                "authentication failed: wrong key, wrong encryption context, or the data was altered",
-            ),
+            Self::Authentication => {
+                f.write_str("authentication failed: wrong key, wrong encryption context, or the data was altered")
+            }
             Self::Keyring(e) => write!(f, "{e}"),
             Self::Context(why) => write!(f, "invalid encryption context: {why}"),
             Self::ContextMismatch { key } => write!(

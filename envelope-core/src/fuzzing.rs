@@ -17,19 +17,11 @@ fn fuzz_key() -> DataKey {
 
 /// Parses a header; if it parses, re-encodes it and checks the bytes match.
 pub fn header_round_trip(data: &[u8]) {
-    let options = ParseOptions {
-        max_encrypted_data_keys: 255,
-    };
+    let options = ParseOptions { max_encrypted_data_keys: 255 };
     if let Ok((header, _core_len, header_len)) = Header::parse_prefix(data, &options) {
         let mut again = Vec::new();
-        header
-            .encode(&mut again)
-            .expect("a parsed header re-encodes");
-        assert_eq!(
-            again,
-            &data[..header_len],
-            "re-encoding must reproduce the parsed bytes"
-        );
+        header.encode(&mut again).expect("a parsed header re-encodes");
+        assert_eq!(again, &data[..header_len], "re-encoding must reproduce the parsed bytes");
     }
 }
 
@@ -39,13 +31,8 @@ pub fn open_single_shot(data: &[u8]) {
         let _ = envelope.open(&fuzz_key());
         let _ = envelope.verify_data_key(&fuzz_key());
         let edks: Vec<EncryptedDataKey> = envelope.header().encrypted_data_keys.clone();
-        let rewrapped = envelope
-            .with_encrypted_data_keys(&edks)
-            .expect("parsed keys re-encode");
-        assert_eq!(
-            rewrapped, data,
-            "replacing the keys with themselves must reproduce the input"
-        );
+        let rewrapped = envelope.with_encrypted_data_keys(&edks).expect("parsed keys re-encode");
+        assert_eq!(rewrapped, data, "replacing the keys with themselves must reproduce the input");
     }
 }
 
@@ -61,10 +48,7 @@ pub fn decode_text(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         if let Ok(bytes) = crate::text::decode_text(text) {
             let _ = Envelope::parse(&bytes, &ParseOptions::default());
-            assert_eq!(
-                crate::text::decode_text(&crate::text::encode_text(&bytes)).ok(),
-                Some(bytes)
-            );
+            assert_eq!(crate::text::decode_text(&crate::text::encode_text(&bytes)).ok(), Some(bytes));
         }
     }
 }

@@ -54,9 +54,7 @@ pub struct ParseOptions {
 
 impl Default for ParseOptions {
     fn default() -> Self {
-        Self {
-            max_encrypted_data_keys: DEFAULT_MAX_ENCRYPTED_DATA_KEYS,
-        }
+        Self { max_encrypted_data_keys: DEFAULT_MAX_ENCRYPTED_DATA_KEYS }
     }
 }
 
@@ -111,14 +109,9 @@ impl Header {
     /// # Errors
     /// A [`FormatError`] saying what is wrong; [`FormatError::Truncated`]
     /// when `input` ends inside the header, so a streaming caller can read more.
-    pub fn parse_prefix(
-        input: &[u8],
-        options: &ParseOptions,
-    ) -> Result<(Self, usize, usize), FormatError> {
+    pub fn parse_prefix(input: &[u8], options: &ParseOptions) -> Result<(Self, usize, usize), FormatError> {
         let mut r = Reader::new(input);
-        let magic: [u8; 3] = r
-            .array("magic bytes")
-            .map_err(|_| not_envelope_or_truncated(input))?;
+        let magic: [u8; 3] = r.array("magic bytes").map_err(|_| not_envelope_or_truncated(input))?;
         if magic != MAGIC {
             return Err(FormatError::NotAnEnvelope);
         }
@@ -149,14 +142,7 @@ impl Header {
         for _ in 0..count {
             encrypted_data_keys.push(EncryptedDataKey::read(&mut r)?);
         }
-        let header = Self {
-            suite,
-            body_form,
-            message_id,
-            context,
-            commitment,
-            encrypted_data_keys,
-        };
+        let header = Self { suite, body_form, message_id, context, commitment, encrypted_data_keys };
         Ok((header, core_len, r.position()))
     }
 }
@@ -166,10 +152,8 @@ pub(crate) fn encode_edks(edks: &[EncryptedDataKey], out: &mut Vec<u8>) -> Resul
     if edks.is_empty() {
         return Err(FormatError::NoEncryptedDataKeys);
     }
-    let count = u8::try_from(edks.len()).map_err(|_| FormatError::TooManyEncryptedDataKeys {
-        count: edks.len(),
-        max: MAX_ENCRYPTED_DATA_KEYS,
-    })?;
+    let count = u8::try_from(edks.len())
+        .map_err(|_| FormatError::TooManyEncryptedDataKeys { count: edks.len(), max: MAX_ENCRYPTED_DATA_KEYS })?;
     out.push(count);
     for edk in edks {
         edk.encode(out);
@@ -179,9 +163,5 @@ pub(crate) fn encode_edks(edks: &[EncryptedDataKey], out: &mut Vec<u8>) -> Resul
 
 /// A prefix of the magic is a truncated envelope; anything else is not one.
 fn not_envelope_or_truncated(input: &[u8]) -> FormatError {
-    if MAGIC.starts_with(input) {
-        FormatError::Truncated("magic bytes")
-    } else {
-        FormatError::NotAnEnvelope
-    }
+    if MAGIC.starts_with(input) { FormatError::Truncated("magic bytes") } else { FormatError::NotAnEnvelope }
 }

@@ -100,11 +100,7 @@ impl EncryptedDataKey {
         key_id: impl Into<String>,
         wrapped: Vec<u8>,
     ) -> Result<Self, FormatError> {
-        let edk = Self {
-            provider_id: provider_id.into(),
-            key_id: key_id.into(),
-            wrapped,
-        };
+        let edk = Self { provider_id: provider_id.into(), key_id: key_id.into(), wrapped };
         edk.check()?;
         Ok(edk)
     }
@@ -151,8 +147,7 @@ impl EncryptedDataKey {
         let provider = r.vec16("provider id", MAX_PROVIDER_ID_LEN)?;
         let key_id = r.vec16("key id", MAX_KEY_ID_LEN)?;
         let wrapped = r.vec16("wrapped key", MAX_WRAPPED_KEY_LEN)?;
-        let provider_id =
-            std::str::from_utf8(provider).map_err(|_| FormatError::NotUtf8("provider id"))?;
+        let provider_id = std::str::from_utf8(provider).map_err(|_| FormatError::NotUtf8("provider id"))?;
         let key_id = std::str::from_utf8(key_id).map_err(|_| FormatError::NotUtf8("key id"))?;
         Self::new(provider_id, key_id, wrapped.to_vec())
     }
@@ -187,9 +182,6 @@ mod tests {
         assert!(EncryptedDataKey::new("p", "k".repeat(MAX_KEY_ID_LEN + 1), vec![1]).is_err());
         assert!(EncryptedDataKey::new("p", "k", vec![0; MAX_WRAPPED_KEY_LEN + 1]).is_err());
         let edk = EncryptedDataKey::new("p", "k", vec![0; 3]).expect("within limits");
-        assert_eq!(
-            format!("{edk:?}"),
-            r#"EncryptedDataKey { provider_id: "p", key_id: "k", wrapped_len: 3 }"#
-        );
+        assert_eq!(format!("{edk:?}"), r#"EncryptedDataKey { provider_id: "p", key_id: "k", wrapped_len: 3 }"#);
     }
 }

@@ -33,25 +33,15 @@ pub trait Keyring: Send + Sync {
     fn can_unwrap(&self, edk: &EncryptedDataKey) -> bool;
 
     /// Makes a fresh data key and its wrapped form under this keyring's key.
-    fn generate<'a>(
-        &'a self,
-        context: &'a EncryptionContext,
-    ) -> KeyringFuture<'a, (DataKey, EncryptedDataKey)>;
+    fn generate<'a>(&'a self, context: &'a EncryptionContext) -> KeyringFuture<'a, (DataKey, EncryptedDataKey)>;
 
     /// Wraps an existing data key under this keyring's key.
-    fn wrap<'a>(
-        &'a self,
-        key: &'a DataKey,
-        context: &'a EncryptionContext,
-    ) -> KeyringFuture<'a, EncryptedDataKey>;
+    fn wrap<'a>(&'a self, key: &'a DataKey, context: &'a EncryptionContext) -> KeyringFuture<'a, EncryptedDataKey>;
 
     /// Unwraps one of `edks`, trying those it [can unwrap](Keyring::can_unwrap)
     /// in order. Fails with [`KeyringErrorKind::NoMatchingKey`] when none is its.
-    fn unwrap<'a>(
-        &'a self,
-        edks: &'a [EncryptedDataKey],
-        context: &'a EncryptionContext,
-    ) -> KeyringFuture<'a, DataKey>;
+    fn unwrap<'a>(&'a self, edks: &'a [EncryptedDataKey], context: &'a EncryptionContext)
+    -> KeyringFuture<'a, DataKey>;
 
     /// Re-wraps the data key inside `edk` under this keyring's key, moving it
     /// from the `source` context to the `destination` context. Where the
@@ -81,21 +71,15 @@ pub async fn generate_materials(
     keyrings: &[&dyn Keyring],
     context: &EncryptionContext,
 ) -> Result<Materials, KeyringError> {
-    let (generator, others) = keyrings.split_first().ok_or_else(|| {
-        KeyringError::new(
-            KeyringErrorKind::Invalid,
-            "no key was given to encrypt with",
-        )
-    })?;
+    let (generator, others) = keyrings
+        .split_first()
+        .ok_or_else(|| KeyringError::new(KeyringErrorKind::Invalid, "no key was given to encrypt with"))?;
     let (data_key, first) = generator.generate(context).await?;
     let mut encrypted_data_keys = vec![first];
     for keyring in others {
         encrypted_data_keys.push(keyring.wrap(&data_key, context).await?);
     }
-    Ok(Materials {
-        data_key,
-        encrypted_data_keys,
-    })
+    Ok(Materials { data_key, encrypted_data_keys })
 }
 
 /// Unwraps the data key with the first keyring that holds one of `edks`.
@@ -119,12 +103,7 @@ pub async fn unwrap_data_key(
         }
         match keyring.unwrap(edks, context).await {
             Ok(key) => return Ok(key),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    KeyringErrorKind::NoMatchingKey | KeyringErrorKind::InvalidCiphertext
-                ) =>
-            {
+            Err(e) if matches!(e.kind(), KeyringErrorKind::NoMatchingKey | KeyringErrorKind::InvalidCiphertext) => {
                 last_invalid = Some(e);
             }
             Err(e) => return Err(e),
@@ -135,19 +114,12 @@ pub async fn unwrap_data_key(
 
 /// The error for "none of my keys fits", naming the keys the envelope was made for.
 pub fn no_matching_key(edks: &[EncryptedDataKey]) -> KeyringError {
-    let ids: Vec<String> = edks
-        .iter()
-        .map(|e| format!("{}:{}", e.provider_id(), e.key_id()))
-        .collect();
+    let ids: Vec<String> = edks.iter().map(|e| format!("{}:{}", e.provider_id(), e.key_id())).collect();
     KeyringError::new(
         KeyringErrorKind::NoMatchingKey,
         format!(
             "none of the allowed keys can decrypt this data; it was encrypted for {}",
-            if ids.is_empty() {
-                "no key at all".to_owned()
-            } else {
-                ids.join(", ")
-            }
+            if ids.is_empty() { "no key at all".to_owned() } else { ids.join(", ") }
         ),
     )
 }

@@ -43,32 +43,20 @@ pub fn decrypt_legacy_record(
 ) -> Result<Zeroizing<String>, Error> {
     let record = record.trim_ascii();
     if record.len() > MAX_LEGACY_RECORD_LEN {
-        return Err(FormatError::TooLong {
-            field: "legacy record",
-            len: record.len(),
-            max: MAX_LEGACY_RECORD_LEN,
-        }
-        .into());
+        return Err(
+            FormatError::TooLong { field: "legacy record", len: record.len(), max: MAX_LEGACY_RECORD_LEN }.into()
+        );
     }
-    let raw = STANDARD
-        .decode(record)
-        .map_err(|_| FormatError::BadBase64)?;
+    let raw = STANDARD.decode(record).map_err(|_| FormatError::BadBase64)?;
     if raw.len() < 32 || raw.len() % 16 != 0 {
-        return Err(FormatError::Invalid(
-            "legacy record length (must be an IV and whole AES blocks)",
-        )
-        .into());
+        return Err(FormatError::Invalid("legacy record length (must be an IV and whole AES blocks)").into());
     }
     let (iv, ciphertext) = raw.split_at(16);
     let mut iv_bytes = [0u8; 16];
     iv_bytes.copy_from_slice(iv);
     let padded_plain = Cbc::decrypt(data_key.expose_secret(), &iv_bytes, ciphertext)?;
     let text_bytes = match inner {
-        InnerEncoding::Base64 => Zeroizing::new(
-            STANDARD
-                .decode(&padded_plain[..])
-                .map_err(|_| Error::Authentication)?,
-        ),
+        InnerEncoding::Base64 => Zeroizing::new(STANDARD.decode(&padded_plain[..]).map_err(|_| Error::Authentication)?),
         InnerEncoding::Raw => padded_plain,
     };
     let text = std::str::from_utf8(&text_bytes).map_err(|_| Error::Authentication)?;
@@ -89,11 +77,7 @@ pub fn encrypt_legacy_record_for_fixtures(
         InnerEncoding::Raw => text.as_bytes().to_vec(),
     };
     let mut raw = iv.to_vec();
-    raw.extend_from_slice(&Cbc::encrypt_for_fixtures(
-        data_key.expose_secret(),
-        iv,
-        &inner_bytes,
-    ));
+    raw.extend_from_slice(&Cbc::encrypt_for_fixtures(data_key.expose_secret(), iv, &inner_bytes));
     STANDARD.encode(raw)
 }
 
@@ -103,7 +87,5 @@ pub fn looks_like_legacy_record(text: &str) -> bool {
     let text = text.trim_ascii();
     text.len() >= 44
         && text.len() % 4 == 0
-        && STANDARD
-            .decode(text)
-            .is_ok_and(|raw| raw.len() >= 32 && raw.len() % 16 == 0)
+        && STANDARD.decode(text).is_ok_and(|raw| raw.len() >= 32 && raw.len() % 16 == 0)
 }

@@ -24,19 +24,12 @@ pub use context::{EncryptionContext, MAX_CONTEXT_FIELD_LEN, MAX_CONTEXT_PAIRS};
 pub use envelope::{Envelope, seal, seal_with_message_id};
 pub use error::{Error, FormatError, KeyringError, KeyringErrorKind};
 pub use header::{
-    BodyForm, DEFAULT_FRAME_LEN, DEFAULT_MAX_ENCRYPTED_DATA_KEYS, Header, MAGIC,
-    MAX_ENCRYPTED_DATA_KEYS, MAX_FRAME_LEN, ParseOptions, VERSION,
+    BodyForm, DEFAULT_FRAME_LEN, DEFAULT_MAX_ENCRYPTED_DATA_KEYS, Header, MAGIC, MAX_ENCRYPTED_DATA_KEYS,
+    MAX_FRAME_LEN, ParseOptions, VERSION,
 };
-pub use key::{
-    DATA_KEY_LEN, DataKey, EncryptedDataKey, MAX_KEY_ID_LEN, MAX_PROVIDER_ID_LEN,
-    MAX_WRAPPED_KEY_LEN,
-};
-pub use keyring::{
-    Keyring, KeyringFuture, Materials, generate_materials, no_matching_key, unwrap_data_key,
-};
+pub use key::{DATA_KEY_LEN, DataKey, EncryptedDataKey, MAX_KEY_ID_LEN, MAX_PROVIDER_ID_LEN, MAX_WRAPPED_KEY_LEN};
+pub use keyring::{Keyring, KeyringFuture, Materials, generate_materials, no_matching_key, unwrap_data_key};
 pub use local::{KeyInfo, Keystore, LOCAL_PROVIDER_ID, LocalKey, LocalKeyring};
-pub use stream::{
-    MAX_STREAMED_SINGLE_SHOT, StreamDecryptor, encrypt_stream, encrypt_stream_with_message_id,
-};
+pub use stream::{MAX_STREAMED_SINGLE_SHOT, StreamDecryptor, encrypt_stream, encrypt_stream_with_message_id};
 pub use suite::{COMMITMENT_LEN, MESSAGE_ID_LEN, Suite};
 pub use text::{decode_text, encode_text};

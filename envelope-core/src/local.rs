@@ -38,10 +38,7 @@ pub struct LocalKey {
 
 impl std::fmt::Debug for LocalKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalKey")
-            .field("name", &self.name)
-            .field("versions", &self.versions.len())
-            .finish()
+        f.debug_struct("LocalKey").field("name", &self.name).field("versions", &self.versions.len()).finish()
     }
 }
 
@@ -64,10 +61,7 @@ impl LocalKey {
     /// when the random source fails.
     pub fn generate(name: &str) -> Result<Self, KeyringError> {
         check_name(name)?;
-        let mut key = Self {
-            name: name.to_owned(),
-            versions: Vec::new(),
-        };
+        let mut key = Self { name: name.to_owned(), versions: Vec::new() };
         key.add_version()?;
         Ok(key)
     }
@@ -98,17 +92,9 @@ impl LocalKey {
 
     fn add_version(&mut self) -> Result<(), KeyringError> {
         let mut secret = Zeroizing::new([0u8; 32]);
-        crate::random::fill(secret.as_mut())
-            .map_err(|e| KeyringError::new(KeyringErrorKind::Io, e.to_string()))?;
-        let number = self
-            .latest_version()
-            .checked_add(1)
-            .ok_or_else(|| invalid("too many key versions"))?;
-        self.versions.push(KeyVersion {
-            number,
-            created: now(),
-            secret,
-        });
+        crate::random::fill(secret.as_mut()).map_err(|e| KeyringError::new(KeyringErrorKind::Io, e.to_string()))?;
+        let number = self.latest_version().checked_add(1).ok_or_else(|| invalid("too many key versions"))?;
+        self.versions.push(KeyVersion { number, created: now(), secret });
         Ok(())
     }
 
@@ -120,12 +106,7 @@ impl LocalKey {
         let mut text = Zeroizing::new(format!("{FILE_TAG}\nname {}\n", self.name));
         for v in &self.versions {
             let secret = Zeroizing::new(STANDARD.encode(v.secret.as_ref()));
-            text.push_str(&format!(
-                "version {} created {} {}\n",
-                v.number,
-                v.created,
-                secret.as_str()
-            ));
+            text.push_str(&format!("version {} created {} {}\n", v.number, v.created, secret.as_str()));
         }
         text
     }
@@ -139,39 +120,24 @@ impl LocalKey {
         if lines.next() != Some(format!("name {name}").as_str()) {
             return Err(bad("the name line does not match the file name"));
         }
-        let mut key = Self {
-            name: name.to_owned(),
-            versions: Vec::new(),
-        };
+        let mut key = Self { name: name.to_owned(), versions: Vec::new() };
         for line in lines {
             let fields: Vec<&str> = line.split(' ').collect();
             let ["version", number, "created", created, secret] = fields[..] else {
                 return Err(bad("a version line is not `version N created T KEY`"));
             };
-            let number: u32 = number
-                .parse()
-                .map_err(|_| bad("a version number is not a number"))?;
+            let number: u32 = number.parse().map_err(|_| bad("a version number is not a number"))?;
             if number != key.latest_version() + 1 {
                 return Err(bad("versions are not numbered 1, 2, 3, …")); // MUST 8.2
             }
-            let created = created
-                .parse()
-                .map_err(|_| bad("a creation time is not a number"))?;
-            let decoded = Zeroizing::new(
-                STANDARD
-                    .decode(secret)
-                    .map_err(|_| bad("a key is not base64"))?,
-            );
+            let created = created.parse().map_err(|_| bad("a creation time is not a number"))?;
+            let decoded = Zeroizing::new(STANDARD.decode(secret).map_err(|_| bad("a key is not base64"))?);
             let mut secret = Zeroizing::new([0u8; 32]);
             if decoded.len() != 32 {
                 return Err(bad("a key is not 32 bytes"));
             }
             secret.copy_from_slice(&decoded);
-            key.versions.push(KeyVersion {
-                number,
-                created,
-                secret,
-            });
+            key.versions.push(KeyVersion { number, created, secret });
         }
         if key.versions.is_empty() {
             return Err(bad("it has no key version"));
@@ -231,7 +197,10 @@ impl Keystore {
         let file = File::open(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => KeyringError::new(
                 KeyringErrorKind::KeyNotFound,
-                format!("local key {name:?} does not exist in keystore {}; create it with `rekey keys create {name}`", self.dir.display()),
+                format!(
+                    "local key {name:?} does not exist in keystore {}; create it with `rekey keys create {name}`",
+                    self.dir.display()
+                ),
             ),
             _ => io_error(&path, e),
         })?;
@@ -286,9 +255,7 @@ impl Keystore {
         builder.recursive(true);
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder
-            .create(&self.dir)
-            .map_err(|e| io_error(&self.dir, e))
+        builder.create(&self.dir).map_err(|e| io_error(&self.dir, e))
     }
 
     /// Writes a key file atomically: a private temporary file, fsync, then a
@@ -296,13 +263,8 @@ impl Keystore {
     fn write(&self, key: &LocalKey, replace: bool) -> Result<(), KeyringError> {
         let path = self.path(&key.name);
         let mut suffix = [0u8; 8];
-        crate::random::fill(&mut suffix)
-            .map_err(|e| KeyringError::new(KeyringErrorKind::Io, e.to_string()))?;
-        let tmp = self.dir.join(format!(
-            ".{}.key.tmp-{}",
-            key.name,
-            u64::from_be_bytes(suffix)
-        ));
+        crate::random::fill(&mut suffix).map_err(|e| KeyringError::new(KeyringErrorKind::Io, e.to_string()))?;
+        let tmp = self.dir.join(format!(".{}.key.tmp-{}", key.name, u64::from_be_bytes(suffix)));
         let result = (|| {
             let mut options = OpenOptions::new();
             options.write(true).create_new(true);
@@ -311,11 +273,7 @@ impl Keystore {
             let mut file = options.open(&tmp)?;
             file.write_all(key.to_file().as_bytes())?;
             file.sync_all()?;
-            if replace {
-                fs::rename(&tmp, &path)
-            } else {
-                fs::hard_link(&tmp, &path)
-            }
+            if replace { fs::rename(&tmp, &path) } else { fs::hard_link(&tmp, &path) }
         })();
         let _ = fs::remove_file(&tmp);
         match result {
@@ -353,23 +311,15 @@ impl LocalKeyring {
     /// or decrypting with every key of a keystore).
     pub fn with_allowed(wrapping: Option<LocalKey>, allowed: Vec<LocalKey>) -> Self {
         let key_id = wrapping.as_ref().map(LocalKey::key_id).unwrap_or_default();
-        Self {
-            wrapping,
-            allowed,
-            key_id,
-        }
+        Self { wrapping, allowed, key_id }
     }
 
     /// Makes a data key and wraps it.
     ///
     /// # Errors
     /// [`KeyringErrorKind::Unsupported`] without a wrapping key.
-    pub fn generate_sync(
-        &self,
-        context: &EncryptionContext,
-    ) -> Result<(DataKey, EncryptedDataKey), KeyringError> {
-        let key = DataKey::generate()
-            .map_err(|e| KeyringError::new(KeyringErrorKind::Io, e.to_string()))?;
+    pub fn generate_sync(&self, context: &EncryptionContext) -> Result<(DataKey, EncryptedDataKey), KeyringError> {
+        let key = DataKey::generate().map_err(|e| KeyringError::new(KeyringErrorKind::Io, e.to_string()))?;
         let edk = self.wrap_sync(&key, context)?;
         Ok((key, edk))
     }
@@ -378,24 +328,16 @@ impl LocalKeyring {
     ///
     /// # Errors
     /// [`KeyringErrorKind::Unsupported`] without a wrapping key.
-    pub fn wrap_sync(
-        &self,
-        data_key: &DataKey,
-        context: &EncryptionContext,
-    ) -> Result<EncryptedDataKey, KeyringError> {
+    pub fn wrap_sync(&self, data_key: &DataKey, context: &EncryptionContext) -> Result<EncryptedDataKey, KeyringError> {
         let key = self.wrapping.as_ref().ok_or_else(|| {
             KeyringError::new(
                 KeyringErrorKind::Unsupported,
                 "this local keyring only decrypts; name a key to encrypt with",
             )
         })?;
-        let version = key
-            .versions
-            .last()
-            .ok_or_else(|| invalid("local key has no version"))?;
+        let version = key.versions.last().ok_or_else(|| invalid("local key has no version"))?;
         let mut wrapped = vec![0u8; NONCE_LEN];
-        crate::random::fill(&mut wrapped)
-            .map_err(|e| KeyringError::new(KeyringErrorKind::Io, e.to_string()))?;
+        crate::random::fill(&mut wrapped).map_err(|e| KeyringError::new(KeyringErrorKind::Io, e.to_string()))?;
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&wrapped);
         wrapped.extend_from_slice(data_key.expose_secret());
@@ -404,8 +346,7 @@ impl LocalKeyring {
             .seal_in_place(&nonce, &aad, &mut wrapped[NONCE_LEN..])
             .map_err(|_| invalid("local wrap failed"))?;
         wrapped.extend_from_slice(&tag);
-        EncryptedDataKey::new(LOCAL_PROVIDER_ID, self.key_id.clone(), wrapped)
-            .map_err(|e| invalid(e.to_string()))
+        EncryptedDataKey::new(LOCAL_PROVIDER_ID, self.key_id.clone(), wrapped).map_err(|e| invalid(e.to_string()))
     }
 
     /// Unwraps the first of `edks` that an allowed key opens.
@@ -414,11 +355,7 @@ impl LocalKeyring {
     /// [`KeyringErrorKind::NoMatchingKey`] naming the envelope's key ids when
     /// none is ours; [`KeyringErrorKind::InvalidCiphertext`] when ours fail
     /// to open (wrong context or tampering).
-    pub fn unwrap_sync(
-        &self,
-        edks: &[EncryptedDataKey],
-        context: &EncryptionContext,
-    ) -> Result<DataKey, KeyringError> {
+    pub fn unwrap_sync(&self, edks: &[EncryptedDataKey], context: &EncryptionContext) -> Result<DataKey, KeyringError> {
         let mut tried = false;
         for edk in edks {
             let Some(version) = self.version_for(edk) else {
@@ -445,19 +382,11 @@ impl LocalKeyring {
         }
         let (name, version) = edk.key_id().rsplit_once("/v")?;
         let number: u32 = version.parse().ok()?;
-        self.wrapping
-            .iter()
-            .chain(&self.allowed)
-            .find(|k| k.name == name)?
-            .version(number)
+        self.wrapping.iter().chain(&self.allowed).find(|k| k.name == name)?.version(number)
     }
 }
 
-fn open_wrapped(
-    version: &KeyVersion,
-    edk: &EncryptedDataKey,
-    context: &EncryptionContext,
-) -> Option<DataKey> {
+fn open_wrapped(version: &KeyVersion, edk: &EncryptedDataKey, context: &EncryptionContext) -> Option<DataKey> {
     let wrapped = edk.wrapped();
     if wrapped.len() != WRAPPED_LEN {
         return None;
@@ -469,9 +398,7 @@ fn open_wrapped(
     let mut key = Zeroizing::new([0u8; DATA_KEY_LEN]);
     key.copy_from_slice(&wrapped[NONCE_LEN..NONCE_LEN + DATA_KEY_LEN]);
     let aad = wrap_aad(edk.key_id(), context);
-    Gcm::new(&version.secret)
-        .open_in_place(&nonce, &aad, key.as_mut(), &tag)
-        .ok()?;
+    Gcm::new(&version.secret).open_in_place(&nonce, &aad, key.as_mut(), &tag).ok()?;
     Some(DataKey::from_bytes(*key))
 }
 
@@ -496,18 +423,11 @@ impl Keyring for LocalKeyring {
         self.version_for(edk).is_some()
     }
 
-    fn generate<'a>(
-        &'a self,
-        context: &'a EncryptionContext,
-    ) -> KeyringFuture<'a, (DataKey, EncryptedDataKey)> {
+    fn generate<'a>(&'a self, context: &'a EncryptionContext) -> KeyringFuture<'a, (DataKey, EncryptedDataKey)> {
         Box::pin(std::future::ready(self.generate_sync(context)))
     }
 
-    fn wrap<'a>(
-        &'a self,
-        key: &'a DataKey,
-        context: &'a EncryptionContext,
-    ) -> KeyringFuture<'a, EncryptedDataKey> {
+    fn wrap<'a>(&'a self, key: &'a DataKey, context: &'a EncryptionContext) -> KeyringFuture<'a, EncryptedDataKey> {
         Box::pin(std::future::ready(self.wrap_sync(key, context)))
     }
 
@@ -527,9 +447,8 @@ impl Keyring for LocalKeyring {
     ) -> KeyringFuture<'a, EncryptedDataKey> {
         // Local to local: the data key passes through this process's memory
         // only, in a zeroizing value.
-        let result = self
-            .unwrap_sync(std::slice::from_ref(edk), source)
-            .and_then(|key| self.wrap_sync(&key, destination));
+        let result =
+            self.unwrap_sync(std::slice::from_ref(edk), source).and_then(|key| self.wrap_sync(&key, destination));
         Box::pin(std::future::ready(result))
     }
 }
@@ -538,9 +457,7 @@ fn check_name(name: &str) -> Result<(), KeyringError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -553,11 +470,7 @@ fn check_name(name: &str) -> Result<(), KeyringError> {
 #[cfg(unix)]
 fn check_permissions(file: &File, path: &Path) -> Result<(), KeyringError> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = file
-        .metadata()
-        .map_err(|e| io_error(path, e))?
-        .permissions()
-        .mode();
+    let mode = file.metadata().map_err(|e| io_error(path, e))?.permissions().mode();
     if mode & 0o077 != 0 {
         return Err(KeyringError::new(
             KeyringErrorKind::AccessDenied,
@@ -578,9 +491,7 @@ fn check_permissions(_file: &File, _path: &Path) -> Result<(), KeyringError> {
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn invalid(message: impl Into<String>) -> KeyringError {

@@ -66,8 +66,7 @@ pub fn encrypt_stream_with_message_id(
     crate::header::encode_edks(&header.encrypted_data_keys, &mut head)?;
     writer.write_all(&head)?;
 
-    let frame_len =
-        usize::try_from(frame_len).map_err(|_| FormatError::BadFrameLength(frame_len))?;
+    let frame_len = usize::try_from(frame_len).map_err(|_| FormatError::BadFrameLength(frame_len))?;
     let mut frame = Zeroizing::new(vec![0u8; frame_len + 1]);
     // The frame buffer holds one byte more than a frame: the look-ahead that
     // tells whether a full frame is the last one.
@@ -78,8 +77,7 @@ pub fn encrypt_stream_with_message_id(
         let is_final = filled <= frame_len;
         let len = filled.min(frame_len);
         let lookahead = frame[frame_len];
-        let word = u32::try_from(len).map_err(|_| FormatError::BadFrame)?
-            | if is_final { FINAL_FLAG } else { 0 };
+        let word = u32::try_from(len).map_err(|_| FormatError::BadFrame)? | if is_final { FINAL_FLAG } else { 0 };
         let tag = cipher.seal(sequence, is_final, &mut frame[..len])?;
         writer.write_all(&word.to_be_bytes())?;
         writer.write_all(&frame[..len])?;
@@ -89,9 +87,7 @@ pub fn encrypt_stream_with_message_id(
             writer.flush()?;
             return Ok(total);
         }
-        sequence = sequence.checked_add(1).ok_or(FormatError::Invalid(
-            "message length (more than 2^32 frames)",
-        ))?; // MUST 6.4
+        sequence = sequence.checked_add(1).ok_or(FormatError::Invalid("message length (more than 2^32 frames)"))?; // MUST 6.4
         frame[0] = lookahead;
         filled = 1 + read_full(&mut reader, &mut frame[1..])?;
     }
@@ -135,21 +131,12 @@ impl<R: Read> StreamDecryptor<R> {
                 Ok((header, core_len, header_len)) => {
                     let pending = buf.split_off(header_len);
                     buf.truncate(core_len);
-                    return Ok(Self {
-                        header,
-                        core: buf,
-                        pending,
-                        reader,
-                    });
+                    return Ok(Self { header, core: buf, pending, reader });
                 }
                 Err(FormatError::Truncated(field)) => {
-                    let n = reader.read(&mut chunk).or_else(|e| {
-                        if e.kind() == io::ErrorKind::Interrupted {
-                            Ok(usize::MAX)
-                        } else {
-                            Err(e)
-                        }
-                    })?;
+                    let n = reader
+                        .read(&mut chunk)
+                        .or_else(|e| if e.kind() == io::ErrorKind::Interrupted { Ok(usize::MAX) } else { Err(e) })?;
                     match n {
                         0 if buf.is_empty() => {
                             return Err(FormatError::Invalid("input (it is empty)").into());
@@ -184,9 +171,7 @@ impl<R: Read> StreamDecryptor<R> {
         let mut cipher = keys.frame_cipher(&self.core);
         let mut body = io::Cursor::new(self.pending).chain(self.reader);
         match self.header.body_form {
-            BodyForm::Framed { frame_len } => {
-                decrypt_frames(&mut cipher, frame_len, &mut body, &mut writer)
-            }
+            BodyForm::Framed { frame_len } => decrypt_frames(&mut cipher, frame_len, &mut body, &mut writer),
             BodyForm::SingleShot => {
                 let mut sealed = Zeroizing::new(Vec::new());
                 let limit = MAX_STREAMED_SINGLE_SHOT as u64 + TAG_LEN as u64;
@@ -199,10 +184,7 @@ impl<R: Read> StreamDecryptor<R> {
                     }
                     .into());
                 }
-                let plain_len = sealed
-                    .len()
-                    .checked_sub(TAG_LEN)
-                    .ok_or(FormatError::Truncated("body"))?;
+                let plain_len = sealed.len().checked_sub(TAG_LEN).ok_or(FormatError::Truncated("body"))?;
                 let (plaintext, tag) = sealed.split_at_mut(plain_len);
                 cipher.open(0, true, plaintext, &tag_array(tag))?;
                 writer.write_all(plaintext)?;
@@ -273,9 +255,7 @@ fn decrypt_frames(
 fn read_exact(reader: &mut impl Read, buf: &mut [u8], field: &'static str) -> Result<(), Error> {
     match reader.read_exact(buf) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-            Err(FormatError::Truncated(field).into())
-        }
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(FormatError::Truncated(field).into()),
         Err(e) => Err(e.into()),
     }
 }

@@ -58,11 +58,7 @@ pub(crate) struct MessageKeys {
 
 impl MessageKeys {
     /// Derives the body key and the commitment (MUST 5.1).
-    pub(crate) fn derive(
-        suite: Suite,
-        data_key: &DataKey,
-        message_id: &[u8; MESSAGE_ID_LEN],
-    ) -> Self {
+    pub(crate) fn derive(suite: Suite, data_key: &DataKey, message_id: &[u8; MESSAGE_ID_LEN]) -> Self {
         let hk = Hkdf::<Sha256>::new(Some(message_id), data_key.expose_secret());
         let mut body_key = Zeroizing::new([0u8; 32]);
         let mut commitment = Zeroizing::new([0u8; COMMITMENT_LEN]);
@@ -72,10 +68,7 @@ impl MessageKeys {
             .expect("32-byte HKDF output is always valid");
         hk.expand_multi_info(&[b"rekey v1 commitment", &suite_id], commitment.as_mut())
             .expect("32-byte HKDF output is always valid");
-        Self {
-            cipher: Gcm::new(&body_key),
-            commitment,
-        }
+        Self { cipher: Gcm::new(&body_key), commitment }
     }
 
     /// The commitment to store in a new header.
@@ -85,11 +78,7 @@ impl MessageKeys {
 
     /// Constant-time comparison with a header's commitment (MUST 5.2).
     pub(crate) fn check_commitment(&self, stored: &[u8; COMMITMENT_LEN]) -> Result<(), Error> {
-        if bool::from(self.commitment.ct_eq(stored)) {
-            Ok(())
-        } else {
-            Err(Error::Authentication)
-        }
+        if bool::from(self.commitment.ct_eq(stored)) { Ok(()) } else { Err(Error::Authentication) }
     }
 
     /// Binds the keys to a header core, ready to seal or open frames.
@@ -97,10 +86,7 @@ impl MessageKeys {
         let mut aad = Vec::with_capacity(header_core.len() + 5);
         aad.extend_from_slice(header_core);
         aad.extend_from_slice(&[0; 5]);
-        FrameCipher {
-            cipher: self.cipher,
-            aad,
-        }
+        FrameCipher { cipher: self.cipher, aad }
     }
 }
 
@@ -113,12 +99,7 @@ pub(crate) struct FrameCipher {
 
 impl FrameCipher {
     /// Encrypts frame `sequence` in place and returns its tag.
-    pub(crate) fn seal(
-        &mut self,
-        sequence: u32,
-        is_final: bool,
-        buf: &mut [u8],
-    ) -> Result<[u8; TAG_LEN], Error> {
+    pub(crate) fn seal(&mut self, sequence: u32, is_final: bool, buf: &mut [u8]) -> Result<[u8; TAG_LEN], Error> {
         let nonce = self.position(sequence, is_final);
         self.cipher.seal_in_place(&nonce, &self.aad, buf)
     }

@@ -16,9 +16,7 @@ pub fn encode_text(bytes: &[u8]) -> String {
 /// # Errors
 /// [`FormatError::BadBase64`], without echoing the input.
 pub fn decode_text(text: &str) -> Result<Vec<u8>, FormatError> {
-    STANDARD
-        .decode(text.trim_ascii())
-        .map_err(|_| FormatError::BadBase64)
+    STANDARD.decode(text.trim_ascii()).map_err(|_| FormatError::BadBase64)
 }
 
 #[cfg(test)]
@@ -27,10 +25,7 @@ mod tests {
 
     #[test]
     fn text_round_trip_and_strictness() {
-        assert_eq!(
-            decode_text(&encode_text(b"RKY\x01abc")).as_deref(),
-            Ok(&b"RKY\x01abc"[..])
-        );
+        assert_eq!(decode_text(&encode_text(b"RKY\x01abc")).as_deref(), Ok(&b"RKY\x01abc"[..]));
         assert_eq!(decode_text("UktZAQ==\n").as_deref(), Ok(&b"RKY\x01"[..]));
         for bad in ["UktZAQ", "Ukt ZAQ==", "UktZAR==", "UktZAQ==?", "_-8="] {
             assert_eq!(decode_text(bad), Err(FormatError::BadBase64), "{bad}");

@@ -6,15 +6,12 @@
 //! `REKEY_WRITE_VECTORS=1 cargo test -p envelope-core --test kat`.
 
 use envelope_core::{
-    DataKey, EncryptedDataKey, EncryptionContext, Envelope, Materials, ParseOptions,
-    StreamDecryptor, encrypt_stream_with_message_id, seal_with_message_id,
+    DataKey, EncryptedDataKey, EncryptionContext, Envelope, Materials, ParseOptions, StreamDecryptor,
+    encrypt_stream_with_message_id, seal_with_message_id,
 };
 use serde::{Deserialize, Serialize};
 
-const PATH: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/data/envelope_vectors.json"
-);
+const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/envelope_vectors.json");
 
 #[derive(Serialize, Deserialize, PartialEq, Debug)]
 struct Vector {
@@ -33,41 +30,11 @@ struct Vector {
 fn inputs() -> Vec<Vector> {
     let kms_arn = "arn:aws:kms:us-east-1:111122223333:key/11111111-2222-3333-4444-555555555555";
     let cases: [(&str, &[(&str, &str)], usize, Option<u32>, Vec<u8>); 6] = [
-        (
-            "single-shot, empty plaintext, empty context",
-            &[],
-            1,
-            None,
-            vec![],
-        ),
-        (
-            "single-shot, 64-byte record, one context pair",
-            &[("tenant", "acme")],
-            1,
-            None,
-            (0..64).collect(),
-        ),
-        (
-            "single-shot, UTF-8 context, two EDKs",
-            &[("purpose", "백업"), ("a", "")],
-            2,
-            None,
-            b"hello, world".to_vec(),
-        ),
-        (
-            "framed, empty plaintext",
-            &[("k", "v")],
-            1,
-            Some(16),
-            vec![],
-        ),
-        (
-            "framed, exact multiple of the frame length",
-            &[],
-            1,
-            Some(16),
-            (0..48).collect(),
-        ),
+        ("single-shot, empty plaintext, empty context", &[], 1, None, vec![]),
+        ("single-shot, 64-byte record, one context pair", &[("tenant", "acme")], 1, None, (0..64).collect()),
+        ("single-shot, UTF-8 context, two EDKs", &[("purpose", "백업"), ("a", "")], 2, None, b"hello, world".to_vec()),
+        ("framed, empty plaintext", &[("k", "v")], 1, Some(16), vec![]),
+        ("framed, exact multiple of the frame length", &[], 1, Some(16), (0..48).collect()),
         (
             "framed, partial final frame, three EDKs",
             &[("b", "2"), ("a", "1")],
@@ -79,80 +46,49 @@ fn inputs() -> Vec<Vector> {
     cases
         .into_iter()
         .enumerate()
-        .map(
-            |(i, (description, context, edk_count, frame_len, plaintext))| {
-                let seed = u8::try_from(i).expect("few cases");
-                let edks = (0..edk_count)
-                    .map(|j| {
-                        let wrapped: Vec<u8> = (0..60u8)
-                            .map(|b| b ^ seed ^ u8::try_from(j).expect("few"))
-                            .collect();
-                        if j == 1 {
-                            (
-                                "aws-kms".to_owned(),
-                                kms_arn.to_owned(),
-                                hex::encode(&wrapped),
-                            )
-                        } else {
-                            (
-                                "rekey-local".to_owned(),
-                                format!("key-{j}/v1"),
-                                hex::encode(&wrapped),
-                            )
-                        }
-                    })
-                    .collect();
-                Vector {
-                    description: description.to_owned(),
-                    data_key_hex: hex::encode([0x11 + seed; 32]),
-                    message_id_hex: hex::encode([0xa0 + seed; 32]),
-                    context: context
-                        .iter()
-                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                        .collect(),
-                    encrypted_data_keys: edks,
-                    frame_len,
-                    plaintext_hex: hex::encode(plaintext),
-                    envelope_hex: String::new(),
-                }
-            },
-        )
+        .map(|(i, (description, context, edk_count, frame_len, plaintext))| {
+            let seed = u8::try_from(i).expect("few cases");
+            let edks = (0..edk_count)
+                .map(|j| {
+                    let wrapped: Vec<u8> = (0..60u8).map(|b| b ^ seed ^ u8::try_from(j).expect("few")).collect();
+                    if j == 1 {
+                        ("aws-kms".to_owned(), kms_arn.to_owned(), hex::encode(&wrapped))
+                    } else {
+                        ("rekey-local".to_owned(), format!("key-{j}/v1"), hex::encode(&wrapped))
+                    }
+                })
+                .collect();
+            Vector {
+                description: description.to_owned(),
+                data_key_hex: hex::encode([0x11 + seed; 32]),
+                message_id_hex: hex::encode([0xa0 + seed; 32]),
+                context: context.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+                encrypted_data_keys: edks,
+                frame_len,
+                plaintext_hex: hex::encode(plaintext),
+                envelope_hex: String::new(),
+            }
+        })
         .collect()
 }
 
 fn produce(v: &Vector) -> Vec<u8> {
-    let data_key =
-        DataKey::try_from_slice(&hex::decode(&v.data_key_hex).expect("hex")).expect("32 bytes");
-    let message_id: [u8; 32] = hex::decode(&v.message_id_hex)
-        .expect("hex")
-        .try_into()
-        .expect("32 bytes");
+    let data_key = DataKey::try_from_slice(&hex::decode(&v.data_key_hex).expect("hex")).expect("32 bytes");
+    let message_id: [u8; 32] = hex::decode(&v.message_id_hex).expect("hex").try_into().expect("32 bytes");
     let context = EncryptionContext::from_pairs(v.context.iter().cloned()).expect("context");
     let encrypted_data_keys = v
         .encrypted_data_keys
         .iter()
-        .map(|(p, k, w)| {
-            EncryptedDataKey::new(p.clone(), k.clone(), hex::decode(w).expect("hex")).expect("edk")
-        })
+        .map(|(p, k, w)| EncryptedDataKey::new(p.clone(), k.clone(), hex::decode(w).expect("hex")).expect("edk"))
         .collect();
-    let materials = Materials {
-        data_key,
-        encrypted_data_keys,
-    };
+    let materials = Materials { data_key, encrypted_data_keys };
     let plaintext = hex::decode(&v.plaintext_hex).expect("hex");
     match v.frame_len {
         None => seal_with_message_id(&materials, &context, &plaintext, message_id).expect("seal"),
         Some(frame_len) => {
             let mut out = Vec::new();
-            encrypt_stream_with_message_id(
-                &materials,
-                &context,
-                frame_len,
-                &plaintext[..],
-                &mut out,
-                message_id,
-            )
-            .expect("encrypt");
+            encrypt_stream_with_message_id(&materials, &context, frame_len, &plaintext[..], &mut out, message_id)
+                .expect("encrypt");
             out
         }
     }
@@ -168,36 +104,20 @@ fn envelope_vectors_are_stable() {
                 v
             })
             .collect();
-        std::fs::write(
-            PATH,
-            serde_json::to_string_pretty(&vectors).expect("json") + "\n",
-        )
-        .expect("write vectors");
+        std::fs::write(PATH, serde_json::to_string_pretty(&vectors).expect("json") + "\n").expect("write vectors");
     }
     let stored: Vec<Vector> =
-        serde_json::from_str(&std::fs::read_to_string(PATH).expect("committed vectors"))
-            .expect("vectors parse");
+        serde_json::from_str(&std::fs::read_to_string(PATH).expect("committed vectors")).expect("vectors parse");
     assert_eq!(stored.len(), inputs().len());
     for v in &stored {
         let expected = hex::decode(&v.envelope_hex).expect("hex");
-        assert_eq!(
-            hex::encode(produce(v)),
-            v.envelope_hex,
-            "{}: the format changed",
-            v.description
-        );
+        assert_eq!(hex::encode(produce(v)), v.envelope_hex, "{}: the format changed", v.description);
 
         // And the stored bytes decrypt to the stored plaintext.
-        let data_key =
-            DataKey::try_from_slice(&hex::decode(&v.data_key_hex).expect("hex")).expect("32 bytes");
+        let data_key = DataKey::try_from_slice(&hex::decode(&v.data_key_hex).expect("hex")).expect("32 bytes");
         let plaintext = hex::decode(&v.plaintext_hex).expect("hex");
         let envelope = Envelope::parse(&expected, &ParseOptions::default()).expect("parse");
-        assert_eq!(
-            envelope.open(&data_key).expect("open").as_slice(),
-            plaintext,
-            "{}",
-            v.description
-        );
+        assert_eq!(envelope.open(&data_key).expect("open").as_slice(), plaintext, "{}", v.description);
         let mut streamed = Vec::new();
         StreamDecryptor::new(&expected[..], &ParseOptions::default())
             .expect("header")

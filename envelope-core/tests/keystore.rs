@@ -22,46 +22,21 @@ fn create_list_rotate_and_old_versions_still_decrypt() {
     let v1 = LocalKeyring::new(store.load("orders").expect("load"));
     let (data_key, edk) = v1.generate_sync(&ctx).expect("generate");
     assert_eq!(edk.key_id(), "orders/v1");
-    let old = seal(
-        &Materials {
-            data_key,
-            encrypted_data_keys: vec![edk],
-        },
-        &ctx,
-        b"row 1",
-    )
-    .expect("seal");
+    let old = seal(&Materials { data_key, encrypted_data_keys: vec![edk] }, &ctx, b"row 1").expect("seal");
 
-    assert_eq!(
-        store.rotate_key("orders").expect("rotate").latest_version,
-        2
-    );
+    assert_eq!(store.rotate_key("orders").expect("rotate").latest_version, 2);
     let v2 = LocalKeyring::new(store.load("orders").expect("load"));
     let (_, edk2) = v2.generate_sync(&ctx).expect("generate");
     assert_eq!(edk2.key_id(), "orders/v2");
-    assert_eq!(
-        common::memory_open(&v2, &old).expect("v1 data opens after rotation"),
-        b"row 1"
-    );
+    assert_eq!(common::memory_open(&v2, &old).expect("v1 data opens after rotation"), b"row 1");
 
     store.create_key("billing").expect("second key");
-    let names: Vec<String> = store
-        .list()
-        .expect("list")
-        .into_iter()
-        .map(|k| k.name)
-        .collect();
+    let names: Vec<String> = store.list().expect("list").into_iter().map(|k| k.name).collect();
     assert_eq!(names, ["billing", "orders"]);
 
-    let mode = std::fs::metadata(store.dir().join("orders.key"))
-        .expect("stat")
-        .permissions()
-        .mode();
+    let mode = std::fs::metadata(store.dir().join("orders.key")).expect("stat").permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
-    let dir_mode = std::fs::metadata(store.dir())
-        .expect("stat")
-        .permissions()
-        .mode();
+    let dir_mode = std::fs::metadata(store.dir()).expect("stat").permissions().mode();
     assert_eq!(dir_mode & 0o777, 0o700);
 }
 
@@ -72,10 +47,7 @@ fn creating_an_existing_key_fails_and_keeps_it() {
     let before = std::fs::read(store.dir().join("k.key")).expect("read");
     let err = store.create_key("k").expect_err("exists");
     assert!(err.to_string().contains("already exists"), "{err}");
-    assert_eq!(
-        std::fs::read(store.dir().join("k.key")).expect("read"),
-        before
-    );
+    assert_eq!(std::fs::read(store.dir().join("k.key")).expect("read"), before);
     let leftovers: Vec<_> = std::fs::read_dir(store.dir()).expect("ls").collect();
     assert_eq!(leftovers.len(), 1, "no temporary files are left behind");
 }
@@ -89,10 +61,7 @@ fn key_files_others_can_read_are_refused() {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
         let err = store.load("k").expect_err("open permissions");
         assert_eq!(err.kind(), KeyringErrorKind::AccessDenied);
-        assert!(
-            err.to_string().contains("chmod 600"),
-            "says how to fix it: {err}"
-        );
+        assert!(err.to_string().contains("chmod 600"), "says how to fix it: {err}");
     }
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     store.load("k").expect("private again");
@@ -105,10 +74,7 @@ fn missing_bad_and_malformed_keys_are_clear_errors() {
     assert_eq!(err.kind(), KeyringErrorKind::KeyNotFound);
     assert!(err.to_string().contains("rekey keys create nope"), "{err}");
     for bad_name in ["", ".hidden", "a/b", "../x", "white space", &"x".repeat(65)] {
-        assert_eq!(
-            store.create_key(bad_name).expect_err(bad_name).kind(),
-            KeyringErrorKind::Invalid
-        );
+        assert_eq!(store.create_key(bad_name).expect_err(bad_name).kind(), KeyringErrorKind::Invalid);
     }
     store.create_key("k").expect("create");
     let path = store.dir().join("k.key");
@@ -127,10 +93,7 @@ fn missing_bad_and_malformed_keys_are_clear_errors() {
         let err = store.load("k").expect_err("malformed");
         assert_eq!(err.kind(), KeyringErrorKind::Invalid, "{err}");
         let secret = secret_line.rsplit(' ').next().expect("key field");
-        assert!(
-            !err.to_string().contains(secret),
-            "errors never echo key bytes"
-        );
+        assert!(!err.to_string().contains(secret), "errors never echo key bytes");
     }
 }
 

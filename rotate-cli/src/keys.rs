@@ -27,9 +27,7 @@ impl FromStr for KeySpec {
         match s.split_once(':') {
             Some(("local", name)) if !name.is_empty() => Ok(Self::Local(name.to_owned())),
             Some(("kms", key)) if !key.is_empty() => Ok(Self::Kms(key.to_owned())),
-            _ => Err(format!(
-                "{s:?} is not a key reference; use local:NAME or kms:KEY (key id, ARN or alias/NAME)"
-            )),
+            _ => Err(format!("{s:?} is not a key reference; use local:NAME or kms:KEY (key id, ARN or alias/NAME)")),
         }
     }
 }
@@ -51,10 +49,7 @@ pub(crate) struct Keys {
 
 impl Keys {
     pub(crate) fn new(keystore: Option<PathBuf>, kms: Kms) -> Self {
-        Self {
-            keystore: Keystore::new(keystore.unwrap_or_else(default_keystore)),
-            kms,
-        }
+        Self { keystore: Keystore::new(keystore.unwrap_or_else(default_keystore)), kms }
     }
 
     pub(crate) fn keystore(&self) -> &Keystore {
@@ -66,11 +61,7 @@ impl Keys {
     }
 
     /// A keyring that wraps under `spec` and may unwrap with `also_unwrap`.
-    pub(crate) async fn wrapping(
-        &self,
-        spec: &KeySpec,
-        also_unwrap: &[KeySpec],
-    ) -> Result<Box<dyn Keyring>, CliError> {
+    pub(crate) async fn wrapping(&self, spec: &KeySpec, also_unwrap: &[KeySpec]) -> Result<Box<dyn Keyring>, CliError> {
         match spec {
             KeySpec::Local(name) => {
                 let key = self.keystore.load(name).map_err(keystore_error)?;
@@ -87,10 +78,7 @@ impl Keys {
     }
 
     /// The keyrings to encrypt with: the first generates, the rest wrap too.
-    pub(crate) async fn encrypting(
-        &self,
-        specs: &[KeySpec],
-    ) -> Result<Vec<Box<dyn Keyring>>, CliError> {
+    pub(crate) async fn encrypting(&self, specs: &[KeySpec]) -> Result<Vec<Box<dyn Keyring>>, CliError> {
         let mut keyrings = Vec::with_capacity(specs.len());
         for spec in specs {
             keyrings.push(self.wrapping(spec, &[]).await?);
@@ -107,38 +95,18 @@ impl Keys {
         kms_discovery: bool,
     ) -> Result<Vec<Box<dyn Keyring>>, CliError> {
         let mut keyrings: Vec<Box<dyn Keyring>> = Vec::new();
-        let local: Vec<_> = allow
-            .iter()
-            .filter_map(|s| {
-                if let KeySpec::Local(n) = s {
-                    Some(n)
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let local: Vec<_> =
+            allow.iter().filter_map(|s| if let KeySpec::Local(n) = s { Some(n) } else { None }).collect();
         let local_keys = if allow.is_empty() {
             self.keystore.load_all().map_err(keystore_error)?
         } else {
-            local
-                .iter()
-                .map(|n| self.keystore.load(n))
-                .collect::<Result<_, _>>()
-                .map_err(keystore_error)?
+            local.iter().map(|n| self.keystore.load(n)).collect::<Result<_, _>>().map_err(keystore_error)?
         };
         if !local_keys.is_empty() {
             keyrings.push(Box::new(LocalKeyring::with_allowed(None, local_keys)));
         }
-        let kms: Vec<String> = allow
-            .iter()
-            .filter_map(|s| {
-                if let KeySpec::Kms(k) = s {
-                    Some(k.clone())
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let kms: Vec<String> =
+            allow.iter().filter_map(|s| if let KeySpec::Kms(k) = s { Some(k.clone()) } else { None }).collect();
         if !kms.is_empty() || kms_discovery {
             keyrings.push(self.kms.decrypting_keyring(&kms, kms_discovery).await?);
         }
@@ -156,16 +124,12 @@ fn default_keystore() -> PathBuf {
 }
 
 /// Parses `k=v` pairs from `--context` into an encryption context.
-pub(crate) fn parse_context(
-    pairs: &[String],
-) -> Result<envelope_core::EncryptionContext, CliError> {
+pub(crate) fn parse_context(pairs: &[String]) -> Result<envelope_core::EncryptionContext, CliError> {
     let mut ctx = envelope_core::EncryptionContext::new();
     for pair in pairs {
-        let (k, v) = pair
-            .split_once('=')
-            .ok_or_else(|| CliError::usage(format!("--context {pair:?} is not KEY=VALUE")))?;
-        ctx.insert(k, v)
-            .map_err(|e| CliError::usage(format!("--context {pair:?}: {e}")))?;
+        let (k, v) =
+            pair.split_once('=').ok_or_else(|| CliError::usage(format!("--context {pair:?} is not KEY=VALUE")))?;
+        ctx.insert(k, v).map_err(|e| CliError::usage(format!("--context {pair:?}: {e}")))?;
     }
     Ok(ctx)
 }
@@ -177,15 +141,10 @@ mod tests {
     #[test]
     fn key_specs_parse() {
         assert_eq!("local:orders".parse(), Ok(KeySpec::Local("orders".into())));
-        assert_eq!(
-            "kms:alias/app".parse(),
-            Ok(KeySpec::Kms("alias/app".into()))
-        );
+        assert_eq!("kms:alias/app".parse(), Ok(KeySpec::Kms("alias/app".into())));
         assert_eq!(
             "kms:arn:aws:kms:us-east-1:111122223333:key/abc".parse(),
-            Ok(KeySpec::Kms(
-                "arn:aws:kms:us-east-1:111122223333:key/abc".into()
-            ))
+            Ok(KeySpec::Kms("arn:aws:kms:us-east-1:111122223333:key/abc".into()))
         );
         for bad in ["orders", "local:", "kms:", "vault:x"] {
             assert!(bad.parse::<KeySpec>().is_err(), "{bad}");

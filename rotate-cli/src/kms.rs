@@ -20,11 +20,7 @@ impl Kms {
     }
 
     /// A keyring wrapping under `key` that may also unwrap with the KMS keys of `also_unwrap`.
-    pub(crate) async fn keyring(
-        &self,
-        key: &str,
-        also_unwrap: &[KeySpec],
-    ) -> Result<Box<dyn Keyring>, CliError> {
+    pub(crate) async fn keyring(&self, key: &str, also_unwrap: &[KeySpec]) -> Result<Box<dyn Keyring>, CliError> {
         let _ = (&self.args, key, also_unwrap);
         Err(CliError::usage("KMS keys are not wired in yet"))
     }

@@ -23,19 +23,13 @@ impl AtomicFile {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let name = target
-            .file_name()
-            .ok_or_else(|| io::Error::other("the output path has no file name"))?;
+        let name = target.file_name().ok_or_else(|| io::Error::other("the output path has no file name"))?;
         let mut options = OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         for attempt in 0u32.. {
-            let temp = dir.join(format!(
-                ".{}.rekey-tmp.{}.{attempt}",
-                name.to_string_lossy(),
-                std::process::id()
-            ));
+            let temp = dir.join(format!(".{}.rekey-tmp.{}.{attempt}", name.to_string_lossy(), std::process::id()));
             match options.open(&temp) {
                 Ok(file) => {
                     if let Some(like) = like {
@@ -58,10 +52,7 @@ impl AtomicFile {
 
     /// Flushes, fsyncs, renames over the target and fsyncs the directory.
     pub(crate) fn commit(mut self) -> io::Result<()> {
-        let writer = self
-            .writer
-            .take()
-            .ok_or_else(|| io::Error::other("already committed"))?;
+        let writer = self.writer.take().ok_or_else(|| io::Error::other("already committed"))?;
         let file = writer.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         drop(file);
@@ -72,10 +63,7 @@ impl AtomicFile {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.writer
-            .as_mut()
-            .ok_or_else(|| io::Error::other("already committed"))?
-            .write(buf)
+        self.writer.as_mut().ok_or_else(|| io::Error::other("already committed"))?.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {

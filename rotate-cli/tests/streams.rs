@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use envelope_core::legacy::{InnerEncoding, encrypt_legacy_record_for_fixtures};
 use envelope_core::{
-    DataKey, EncryptionContext, Envelope, Keystore, LocalKeyring, Materials, ParseOptions,
-    decode_text, encode_text, seal,
+    DataKey, EncryptionContext, Envelope, Keystore, LocalKeyring, Materials, ParseOptions, decode_text, encode_text,
+    seal,
 };
 use serde_json::{Value, json};
 
@@ -19,9 +19,7 @@ struct Env {
 
 impl Env {
     fn new() -> Self {
-        let env = Self {
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
+        let env = Self { dir: tempfile::tempdir().expect("tempdir") };
         for key in ["old", "new"] {
             env.ok(&["keys", "create", key]);
         }
@@ -34,20 +32,13 @@ impl Env {
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rekey"));
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env("REKEY_KEYSTORE", self.path("keys"))
-            .stdin(Stdio::null());
+        cmd.args(args).current_dir(self.dir.path()).env("REKEY_KEYSTORE", self.path("keys")).stdin(Stdio::null());
         cmd
     }
 
     fn ok(&self, args: &[&str]) -> Output {
         let out = self.cmd(args).output().expect("run rekey");
-        assert!(
-            out.status.success(),
-            "rekey {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "rekey {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         out
     }
 
@@ -57,31 +48,18 @@ impl Env {
 
     /// Decrypts a text envelope with every local key.
     fn open_text(&self, text: &str) -> (Vec<u8>, Vec<String>) {
-        let keyring = LocalKeyring::with_allowed(
-            None,
-            Keystore::new(self.path("keys")).load_all().expect("keys"),
-        );
+        let keyring = LocalKeyring::with_allowed(None, Keystore::new(self.path("keys")).load_all().expect("keys"));
         let bytes = decode_text(text).expect("base64");
         let envelope = Envelope::parse(&bytes, &ParseOptions::default()).expect("envelope");
         let header = envelope.header();
-        let key = keyring
-            .unwrap_sync(&header.encrypted_data_keys, &header.context)
-            .expect("unwrap");
-        let ids = header
-            .encrypted_data_keys
-            .iter()
-            .map(|e| e.key_id().to_owned())
-            .collect();
+        let key = keyring.unwrap_sync(&header.encrypted_data_keys, &header.context).expect("unwrap");
+        let ids = header.encrypted_data_keys.iter().map(|e| e.key_id().to_owned()).collect();
         (envelope.open(&key).expect("open").to_vec(), ids)
     }
 }
 
 fn read_jsonl(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .expect("read")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect()
+    std::fs::read_to_string(path).expect("read").lines().map(|l| serde_json::from_str(l).expect("json line")).collect()
 }
 
 #[test]
@@ -95,11 +73,7 @@ fn legacy_records_in_json_lines_are_reencrypted_field_by_field() {
     let mut expected = Vec::new();
     for i in 0..500 {
         let ssn = format!("{i:03}-45-{:04}", i * 7);
-        let note = if i % 10 == 0 {
-            String::new()
-        } else {
-            format!("메모 {i} \"quoted\"")
-        };
+        let note = if i % 10 == 0 { String::new() } else { format!("메모 {i} \"quoted\"") };
         let record = json!({
             "id": i,
             "amount": 12.50,
@@ -144,30 +118,19 @@ fn legacy_records_in_json_lines_are_reencrypted_field_by_field() {
         assert_eq!(new["id"], old["id"], "order kept");
         assert_eq!(new["user"]["name"], old["user"]["name"]);
         assert_eq!(new["amount"].to_string(), "12.5");
-        assert_eq!(
-            new["big"].to_string(),
-            "12345678901234567890",
-            "numbers untouched"
-        );
+        assert_eq!(new["big"].to_string(), "12345678901234567890", "numbers untouched");
         let (plain, ids) = env.open_text(new["user"]["ssn"].as_str().expect("string"));
         assert_eq!(plain, ssn.as_bytes());
         assert_eq!(ids, ["new/v1"]);
         if note.is_empty() {
             assert_eq!(new["note"], "", "empty values stay empty");
         } else {
-            assert_eq!(
-                env.open_text(new["note"].as_str().expect("string")).0,
-                note.as_bytes()
-            );
+            assert_eq!(env.open_text(new["note"].as_str().expect("string")).0, note.as_bytes());
         }
     }
     // Field order within a record is kept too.
     let first_line = std::fs::read_to_string(env.path("export.new.jsonl")).expect("read");
-    assert!(
-        first_line.starts_with("{\"id\":0,\"amount\":12.5"),
-        "{}",
-        &first_line[..60]
-    );
+    assert!(first_line.starts_with("{\"id\":0,\"amount\":12.5"), "{}", &first_line[..60]);
 }
 
 #[test]
@@ -176,28 +139,14 @@ fn csv_columns_are_rewrapped_and_everything_else_kept() {
     let keyring = env.keyring("old");
     let context = EncryptionContext::new();
     let (data_key, edk) = keyring.generate_sync(&context).expect("generate");
-    let materials = Materials {
-        data_key,
-        encrypted_data_keys: vec![edk],
-    };
+    let materials = Materials { data_key, encrypted_data_keys: vec![edk] };
     let mut csv = String::from("id,name,card,comment\n");
     for i in 0..200 {
-        let card = encode_text(
-            &seal(&materials, &context, format!("4111-{i:04}").as_bytes()).expect("seal"),
-        );
+        let card = encode_text(&seal(&materials, &context, format!("4111-{i:04}").as_bytes()).expect("seal"));
         csv.push_str(&format!("{i},\"Name, {i}\",{card},\"says \"\"hi\"\"\"\n"));
     }
     std::fs::write(env.path("cards.csv"), &csv).expect("write");
-    env.ok(&[
-        "rewrap",
-        "--to",
-        "local:new",
-        "--column",
-        "card",
-        "cards.csv",
-        "-o",
-        "cards.new.csv",
-    ]);
+    env.ok(&["rewrap", "--to", "local:new", "--column", "card", "cards.csv", "-o", "cards.new.csv"]);
     let mut reader = csv::Reader::from_path(env.path("cards.new.csv")).expect("csv");
     let mut n = 0;
     for (i, row) in reader.records().enumerate() {
@@ -226,14 +175,10 @@ fn a_record_stream_killed_at_random_moments_resumes_without_loss_or_duplicates()
     for i in 0..n {
         if i % 100 == 0 {
             let (data_key, edk) = keyring.generate_sync(&context).expect("generate");
-            materials = Some(Materials {
-                data_key,
-                encrypted_data_keys: vec![edk],
-            });
+            materials = Some(Materials { data_key, encrypted_data_keys: vec![edk] });
         }
         let m = materials.as_ref().expect("set");
-        let secret =
-            encode_text(&seal(m, &context, format!("secret {i}").as_bytes()).expect("seal"));
+        let secret = encode_text(&seal(m, &context, format!("secret {i}").as_bytes()).expect("seal"));
         lines.push_str(&json!({"n": i, "s": secret}).to_string());
         lines.push('\n');
     }
@@ -258,12 +203,7 @@ fn a_record_stream_killed_at_random_moments_resumes_without_loss_or_duplicates()
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let mut child = env
-            .cmd(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
+        let mut child = env.cmd(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
         std::thread::sleep(Duration::from_millis(100 + seed % 600));
         if child.try_wait().expect("poll").is_none() {
             interrupted += 1;
@@ -274,21 +214,14 @@ fn a_record_stream_killed_at_random_moments_resumes_without_loss_or_duplicates()
             break;
         }
         assert!(
-            std::fs::read_to_string(env.path("in.jsonl"))
-                .expect("input")
-                .lines()
-                .count()
-                == n,
+            std::fs::read_to_string(env.path("in.jsonl")).expect("input").lines().count() == n,
             "the input is never touched"
         );
     }
     if !env.path("out.jsonl").exists() {
         env.ok(&args);
     }
-    assert!(
-        interrupted > 0,
-        "no run was interrupted; the test proves nothing"
-    );
+    assert!(interrupted > 0, "no run was interrupted; the test proves nothing");
     let out = read_jsonl(&env.path("out.jsonl"));
     assert_eq!(out.len(), n, "every record once");
     for (i, record) in out.iter().enumerate() {

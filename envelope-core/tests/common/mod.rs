@@ -1,9 +1,7 @@
 //! Shared helpers for envelope-core's integration tests.
 #![allow(dead_code, unreachable_pub)]
 
-use envelope_core::{
-    EncryptionContext, LocalKey, LocalKeyring, Materials, ParseOptions, StreamDecryptor,
-};
+use envelope_core::{EncryptionContext, LocalKey, LocalKeyring, Materials, ParseOptions, StreamDecryptor};
 
 pub fn keyring(name: &str) -> LocalKeyring {
     LocalKeyring::new(LocalKey::generate(name).expect("valid name"))
@@ -15,22 +13,13 @@ pub fn context(pairs: &[(&str, &str)]) -> EncryptionContext {
 
 pub fn materials(keyring: &LocalKeyring, context: &EncryptionContext) -> Materials {
     let (data_key, edk) = keyring.generate_sync(context).expect("generate");
-    Materials {
-        data_key,
-        encrypted_data_keys: vec![edk],
-    }
+    Materials { data_key, encrypted_data_keys: vec![edk] }
 }
 
 /// Encrypts `plaintext` framed into a vector.
-pub fn framed(
-    materials: &Materials,
-    context: &EncryptionContext,
-    frame_len: u32,
-    plaintext: &[u8],
-) -> Vec<u8> {
+pub fn framed(materials: &Materials, context: &EncryptionContext, frame_len: u32, plaintext: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    envelope_core::encrypt_stream(materials, context, frame_len, plaintext, &mut out)
-        .expect("encrypt");
+    envelope_core::encrypt_stream(materials, context, frame_len, plaintext, &mut out).expect("encrypt");
     out
 }
 

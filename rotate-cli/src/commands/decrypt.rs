@@ -4,8 +4,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::ExitCode;
 
 use envelope_core::{
-    DataKey, EncryptedDataKey, EncryptionContext, Envelope, Keyring, ParseOptions, StreamDecryptor,
-    decode_text, unwrap_data_key,
+    DataKey, EncryptedDataKey, EncryptionContext, Envelope, Keyring, ParseOptions, StreamDecryptor, decode_text,
+    unwrap_data_key,
 };
 
 use super::{Output, byte_progress, input_len, open_input};
@@ -18,32 +18,21 @@ const MAX_TEXT_INPUT: u64 = 128 << 20;
 
 pub(crate) async fn run(keys: &Keys, args: DecryptArgs) -> Result<ExitCode, CliError> {
     let expected = parse_context(&args.context)?;
-    let options = ParseOptions {
-        max_encrypted_data_keys: args.max_encrypted_data_keys,
-    };
+    let options = ParseOptions { max_encrypted_data_keys: args.max_encrypted_data_keys };
     let keyrings = keys.decrypting(&args.keys, args.kms_discovery).await?;
     if keyrings.is_empty() {
-        return Err(CliError::usage(
-            "no key may decrypt: the local keystore is empty and no --key was given",
-        )
-        .hint("pass --key local:NAME or --key kms:KEY, or --kms-discovery"));
+        return Err(CliError::usage("no key may decrypt: the local keystore is empty and no --key was given")
+            .hint("pass --key local:NAME or --key kms:KEY, or --kms-discovery"));
     }
     let keyrings: Vec<&dyn Keyring> = keyrings.iter().map(AsRef::as_ref).collect();
-    let mut unwrapper = Unwrapper {
-        keyrings,
-        expected,
-        last: None,
-    };
+    let mut unwrapper = Unwrapper { keyrings, expected, last: None };
     let mut input = BufReader::with_capacity(1 << 16, open_input(args.input.as_deref())?);
     let mut output = Output::open(args.output.as_ref(), args.force, true)?;
 
     if args.lines {
         for (number, line) in input.lines().enumerate() {
             let line = line.map_err(|e| CliError::io("cannot read the input", e))?;
-            let plaintext = unwrapper
-                .open_text(&line, &options)
-                .await
-                .map_err(|e| at_line(e, number + 1))?;
+            let plaintext = unwrapper.open_text(&line, &options).await.map_err(|e| at_line(e, number + 1))?;
             output
                 .write_all(&plaintext)
                 .and_then(|()| output.write_all(b"\n"))
@@ -54,20 +43,14 @@ pub(crate) async fn run(keys: &Keys, args: DecryptArgs) -> Result<ExitCode, CliE
         input
             .take(MAX_TEXT_INPUT)
             .read_to_string(&mut text)
-            .map_err(|_| {
-                CliError::new(Code::BadInput, "the text form is not valid UTF-8 base64")
-            })?;
+            .map_err(|_| CliError::new(Code::BadInput, "the text form is not valid UTF-8 base64"))?;
         let plaintext = unwrapper.open_text(&text, &options).await?;
-        output
-            .write_all(&plaintext)
-            .map_err(|e| CliError::io("cannot write the output", e))?;
+        output.write_all(&plaintext).map_err(|e| CliError::io("cannot write the output", e))?;
     } else {
         let bar = byte_progress(input_len(args.input.as_deref()));
         let decryptor = StreamDecryptor::new(bar.wrap_read(input), &options)?;
         let header = decryptor.header().clone();
-        let key = unwrapper
-            .data_key(&header.encrypted_data_keys, &header.context)
-            .await?;
+        let key = unwrapper.data_key(&header.encrypted_data_keys, &header.context).await?;
         decryptor.decrypt_to(&key, &mut output)?;
         bar.finish_and_clear();
     }
@@ -84,11 +67,7 @@ struct Unwrapper<'a> {
 }
 
 impl Unwrapper<'_> {
-    async fn data_key(
-        &mut self,
-        edks: &[EncryptedDataKey],
-        context: &EncryptionContext,
-    ) -> Result<DataKey, CliError> {
+    async fn data_key(&mut self, edks: &[EncryptedDataKey], context: &EncryptionContext) -> Result<DataKey, CliError> {
         context.require(&self.expected)?;
         if let Some((e, c, key)) = &self.last {
             if e == edks && c == context {
@@ -100,28 +79,17 @@ impl Unwrapper<'_> {
         Ok(key)
     }
 
-    async fn open_text(
-        &mut self,
-        text: &str,
-        options: &ParseOptions,
-    ) -> Result<zeroize::Zeroizing<Vec<u8>>, CliError> {
+    async fn open_text(&mut self, text: &str, options: &ParseOptions) -> Result<zeroize::Zeroizing<Vec<u8>>, CliError> {
         let bytes = decode_text(text)?;
         let envelope = Envelope::parse(&bytes, options)?;
-        let key = self
-            .data_key(
-                &envelope.header().encrypted_data_keys,
-                &envelope.header().context,
-            )
-            .await?;
+        let key = self.data_key(&envelope.header().encrypted_data_keys, &envelope.header().context).await?;
         Ok(envelope.open(&key)?)
     }
 }
 
 /// Whether the input starts like the text form (`UktZ`, base64 of `RKY`).
 fn is_text_form(input: &mut impl BufRead) -> Result<bool, CliError> {
-    let head = input
-        .fill_buf()
-        .map_err(|e| CliError::io("cannot read the input", e))?;
+    let head = input.fill_buf().map_err(|e| CliError::io("cannot read the input", e))?;
     if head.is_empty() {
         return Err(CliError::new(Code::BadInput, "the input is empty"));
     }
@@ -129,8 +97,5 @@ fn is_text_form(input: &mut impl BufRead) -> Result<bool, CliError> {
 }
 
 fn at_line(e: CliError, line: usize) -> CliError {
-    CliError {
-        message: format!("line {line}: {}", e.message),
-        ..e
-    }
+    CliError { message: format!("line {line}: {}", e.message), ..e }
 }

@@ -3,9 +3,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::process::ExitCode;
 
-use envelope_core::{
-    BodyForm, Header, ParseOptions, StreamDecryptor, decode_text, legacy::looks_like_legacy_record,
-};
+use envelope_core::{BodyForm, Header, ParseOptions, StreamDecryptor, decode_text, legacy::looks_like_legacy_record};
 use serde_json::{Value, json};
 
 use super::{input_len, open_input};
@@ -16,39 +14,25 @@ const MAX_TEXT_INPUT: u64 = 128 << 20;
 
 pub(crate) fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
     let mut input = BufReader::with_capacity(1 << 16, open_input(args.input.as_deref())?);
-    let head = input
-        .fill_buf()
-        .map_err(|e| CliError::io("cannot read the input", e))?
-        .to_vec();
+    let head = input.fill_buf().map_err(|e| CliError::io("cannot read the input", e))?.to_vec();
     let report = if head.starts_with(&envelope_core::MAGIC) {
         let total = input_len(args.input.as_deref());
-        let options = ParseOptions {
-            max_encrypted_data_keys: envelope_core::MAX_ENCRYPTED_DATA_KEYS,
-        };
+        let options = ParseOptions { max_encrypted_data_keys: envelope_core::MAX_ENCRYPTED_DATA_KEYS };
         let decryptor = StreamDecryptor::new(input, &options)?;
         describe(decryptor.header(), "binary", total)
-    } else if head.starts_with(b"\x01\x80")
-        || head.starts_with(b"\x02\x04")
-        || head.starts_with(b"\x02\x05")
-    {
+    } else if head.starts_with(b"\x01\x80") || head.starts_with(b"\x02\x04") || head.starts_with(b"\x02\x05") {
         json!({"format": "aws-encryption-sdk", "note": "an AWS Encryption SDK message; rekey does not read this format"})
     } else {
         let mut text = String::new();
-        input
-            .take(MAX_TEXT_INPUT)
-            .read_to_string(&mut text)
-            .map_err(|_| not_recognised())?;
+        input.take(MAX_TEXT_INPUT).read_to_string(&mut text).map_err(|_| not_recognised())?;
         let trimmed = text.trim_ascii();
         if trimmed.starts_with("UktZ") {
             let bytes = decode_text(trimmed)?;
-            let options = ParseOptions {
-                max_encrypted_data_keys: envelope_core::MAX_ENCRYPTED_DATA_KEYS,
-            };
+            let options = ParseOptions { max_encrypted_data_keys: envelope_core::MAX_ENCRYPTED_DATA_KEYS };
             let (header, _, _) = Header::parse_prefix(&bytes, &options)?;
             describe(&header, "text", Some(bytes.len() as u64))
         } else if looks_like_legacy_record(trimmed) {
-            let raw_len =
-                trimmed.len() / 4 * 3 - trimmed.bytes().rev().take_while(|&b| b == b'=').count();
+            let raw_len = trimmed.len() / 4 * 3 - trimmed.bytes().rev().take_while(|&b| b == b'=').count();
             json!({
                 "format": "legacy-cbc",
                 "note": "looks like a legacy AES-256-CBC record (base64 of a 16-byte IV and CBC blocks); it is unauthenticated: move it with `rekey reencrypt --items legacy`",
@@ -77,19 +61,13 @@ fn not_recognised() -> CliError {
 
 fn describe(header: &Header, form: &str, total: Option<u64>) -> Value {
     let mut encoded = Vec::new();
-    let header_len = header
-        .encode(&mut encoded)
-        .map(|()| encoded.len())
-        .unwrap_or(0);
+    let header_len = header.encode(&mut encoded).map(|()| encoded.len()).unwrap_or(0);
     let body = match header.body_form {
         BodyForm::SingleShot => json!({"form": "single-shot"}),
         BodyForm::Framed { frame_len } => json!({"form": "framed", "frame_len": frame_len}),
     };
-    let context: serde_json::Map<String, Value> = header
-        .context
-        .iter()
-        .map(|(k, v)| (k.to_owned(), Value::from(v)))
-        .collect();
+    let context: serde_json::Map<String, Value> =
+        header.context.iter().map(|(k, v)| (k.to_owned(), Value::from(v))).collect();
     let edks: Vec<Value> = header
         .encrypted_data_keys
         .iter()
@@ -120,45 +98,24 @@ fn print_text(report: &Value) {
     };
     match report["format"].as_str() {
         Some("rekey-envelope") => {
-            println!(
-                "rekey envelope, format version {} ({} form)",
-                report["version"],
-                s(&report["encoding"])
-            );
-            println!(
-                "  suite:       {} ({})",
-                s(&report["suite"]["id"]),
-                s(&report["suite"]["name"])
-            );
+            println!("rekey envelope, format version {} ({} form)", report["version"], s(&report["encoding"]));
+            println!("  suite:       {} ({})", s(&report["suite"]["id"]), s(&report["suite"]["name"]));
             println!("  message id:  {}", s(&report["message_id"]));
             match report["body"]["form"].as_str() {
-                Some("framed") => println!(
-                    "  body:        framed, {} bytes per frame",
-                    report["body"]["frame_len"]
-                ),
+                Some("framed") => println!("  body:        framed, {} bytes per frame", report["body"]["frame_len"]),
                 _ => println!("  body:        single-shot"),
             }
-            let ctx = report["context"].as_object().map(|m| {
-                m.iter()
-                    .map(|(k, v)| format!("{k}={}", s(v)))
-                    .collect::<Vec<_>>()
-            });
+            let ctx = report["context"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| format!("{k}={}", s(v))).collect::<Vec<_>>());
             match ctx {
                 Some(pairs) if !pairs.is_empty() => println!("  context:     {}", pairs.join(", ")),
                 _ => println!("  context:     (empty)"),
             }
-            let edks = report["encrypted_data_keys"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
+            let edks = report["encrypted_data_keys"].as_array().cloned().unwrap_or_default();
             println!("  wrapped data keys: {}", edks.len());
             for e in edks {
-                println!(
-                    "    - {}: {} ({} bytes)",
-                    s(&e["provider_id"]),
-                    s(&e["key_id"]),
-                    e["wrapped_len"]
-                );
+                println!("    - {}: {} ({} bytes)", s(&e["provider_id"]), s(&e["key_id"]), e["wrapped_len"]);
             }
             println!(
                 "  sizes:       header {} bytes, body {} bytes, total {} bytes",

@@ -11,12 +11,7 @@ pub(crate) fn run(keys: &Keys, command: KeysCommand) -> Result<ExitCode, CliErro
     match command {
         KeysCommand::Create { name } => {
             let info = store.create_key(&name).map_err(keystore_error)?;
-            println!(
-                "created local key {} (version {}) in {}",
-                info.name,
-                info.latest_version,
-                store.dir().display()
-            );
+            println!("created local key {} (version {}) in {}", info.name, info.latest_version, store.dir().display());
             println!("use it as --key local:{}", info.name);
         }
         KeysCommand::Rotate { name } => {
@@ -35,10 +30,7 @@ pub(crate) fn run(keys: &Keys, command: KeysCommand) -> Result<ExitCode, CliErro
                     .collect();
                 println!("{}", serde_json::Value::Array(items));
             } else if list.is_empty() {
-                println!(
-                    "no local keys in {}; create one with `rekey keys create NAME`",
-                    store.dir().display()
-                );
+                println!("no local keys in {}; create one with `rekey keys create NAME`", store.dir().display());
             } else {
                 println!("{:<24} {:>8}  KEYREF", "NAME", "VERSIONS");
                 for k in list {

@@ -19,8 +19,7 @@ pub(crate) fn open_input(path: Option<&Path>) -> Result<Box<dyn Read>, CliError>
         None => Ok(Box::new(io::stdin().lock())),
         Some(p) if p == Path::new("-") => Ok(Box::new(io::stdin().lock())),
         Some(p) => {
-            let file = File::open(p)
-                .map_err(|e| CliError::io(format!("cannot open {}", p.display()), e))?;
+            let file = File::open(p).map_err(|e| CliError::io(format!("cannot open {}", p.display()), e))?;
             Ok(Box::new(io::BufReader::with_capacity(1 << 16, file)))
         }
     }
@@ -35,18 +34,12 @@ pub(crate) enum Output {
 impl Output {
     /// Opens the output. An existing file is replaced only with `force`;
     /// `plaintext` refuses a terminal on stdout unless `force`.
-    pub(crate) fn open(
-        path: Option<&PathBuf>,
-        force: bool,
-        plaintext: bool,
-    ) -> Result<Self, CliError> {
+    pub(crate) fn open(path: Option<&PathBuf>, force: bool, plaintext: bool) -> Result<Self, CliError> {
         match path {
             Some(p) if p != Path::new("-") => {
                 if p.exists() && !force {
-                    return Err(
-                        CliError::new(Code::Io, format!("{} already exists", p.display()))
-                            .hint("pass --force to replace it"),
-                    );
+                    return Err(CliError::new(Code::Io, format!("{} already exists", p.display()))
+                        .hint("pass --force to replace it"));
                 }
                 let file = AtomicFile::create(p, None)
                     .map_err(|e| CliError::io(format!("cannot write {}", p.display()), e))?;
@@ -54,10 +47,8 @@ impl Output {
             }
             _ => {
                 if plaintext && !force && io::stdout().is_terminal() {
-                    return Err(
-                        CliError::usage("refusing to write decrypted data to a terminal")
-                            .hint("use -o FILE, a pipe, or --force"),
-                    );
+                    return Err(CliError::usage("refusing to write decrypted data to a terminal")
+                        .hint("use -o FILE, a pipe, or --force"));
                 }
                 Ok(Self::Stdout(io::stdout().lock()))
             }
@@ -67,12 +58,8 @@ impl Output {
     /// Makes the output final: renames the file into place, or flushes stdout.
     pub(crate) fn finish(self) -> Result<(), CliError> {
         match self {
-            Self::File(file) => file
-                .commit()
-                .map_err(|e| CliError::io("cannot finish the output file", e)),
-            Self::Stdout(mut out) => out
-                .flush()
-                .map_err(|e| CliError::io("cannot write to stdout", e)),
+            Self::File(file) => file.commit().map_err(|e| CliError::io("cannot finish the output file", e)),
+            Self::Stdout(mut out) => out.flush().map_err(|e| CliError::io("cannot write to stdout", e)),
         }
     }
 }
@@ -100,10 +87,8 @@ pub(crate) fn byte_progress(total: Option<u64>) -> indicatif::ProgressBar {
         Some(len) if len >= 8 << 20 && io::stderr().is_terminal() => {
             let bar = indicatif::ProgressBar::new(len);
             bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             bar
         }
@@ -113,7 +98,5 @@ pub(crate) fn byte_progress(total: Option<u64>) -> indicatif::ProgressBar {
 
 /// The size of the input file, if it is one.
 pub(crate) fn input_len(path: Option<&Path>) -> Option<u64> {
-    path.filter(|p| *p != Path::new("-"))
-        .and_then(|p| std::fs::metadata(p).ok())
-        .map(|m| m.len())
+    path.filter(|p| *p != Path::new("-")).and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len())
 }

@@ -34,37 +34,20 @@ pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs) -> Result<ExitCode, Cl
                 ));
             }
             let source_context = parse_context(&args.source_context)?;
-            let dest_context = if args.dest_context.is_empty() {
-                source_context.clone()
-            } else {
-                parse_context(&args.dest_context)?
-            };
-            Mode::RewrapBare {
-                source_context,
-                dest_context,
-            }
+            let dest_context =
+                if args.dest_context.is_empty() { source_context.clone() } else { parse_context(&args.dest_context)? };
+            Mode::RewrapBare { source_context, dest_context }
         }
         ItemKind::Legacy => {
-            return Err(
-                CliError::usage("legacy records hold no wrapped key to replace")
-                    .hint("move them with `rekey reencrypt --items legacy`"),
-            );
+            return Err(CliError::usage("legacy records hold no wrapped key to replace")
+                .hint("move them with `rekey reencrypt --items legacy`"));
         }
     };
-    let sources = limited(
-        keys.decrypting(&args.from, args.kms_discovery).await?,
-        bucket.as_ref(),
-    );
+    let sources = limited(keys.decrypting(&args.from, args.kms_discovery).await?, bucket.as_ref());
     let iam = iam_actions("rewrap", &args.to, &args.from, args.target.verify);
     run(
         keys,
-        Transform::new(
-            mode,
-            destination,
-            sources,
-            ParseOptions::default(),
-            args.target.verify,
-        ),
+        Transform::new(mode, destination, sources, ParseOptions::default(), args.target.verify),
         args.target,
         "rewrap",
         iam,
@@ -75,43 +58,24 @@ pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs) -> Result<ExitCode, Cl
 pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs) -> Result<ExitCode, CliError> {
     let bucket = rate_limit(&args.target)?;
     let destination = RateLimited::wrap(keys.wrapping(&args.to, &[]).await?, bucket.as_ref());
-    let context = if args.context.is_empty() {
-        None
-    } else {
-        Some(parse_context(&args.context)?)
-    };
+    let context = if args.context.is_empty() { None } else { Some(parse_context(&args.context)?) };
     let legacy = match args.items {
         ItemKind::Legacy => Some((
             legacy_key(keys, &args).await?,
-            if args.legacy_raw {
-                InnerEncoding::Raw
-            } else {
-                InnerEncoding::Base64
-            },
+            if args.legacy_raw { InnerEncoding::Raw } else { InnerEncoding::Base64 },
         )),
         ItemKind::Envelope => None,
         ItemKind::Edk => {
-            return Err(CliError::usage(
-                "bare encrypted data keys are re-wrapped, not re-encrypted",
-            )
-            .hint("use `rekey rewrap --items edk`"));
+            return Err(CliError::usage("bare encrypted data keys are re-wrapped, not re-encrypted")
+                .hint("use `rekey rewrap --items edk`"));
         }
     };
-    let sources = limited(
-        keys.decrypting(&args.from, args.kms_discovery).await?,
-        bucket.as_ref(),
-    );
+    let sources = limited(keys.decrypting(&args.from, args.kms_discovery).await?, bucket.as_ref());
     let mode = Mode::Reencrypt { context, legacy };
     let iam = iam_actions("reencrypt", &args.to, &args.from, args.target.verify);
     run(
         keys,
-        Transform::new(
-            mode,
-            destination,
-            sources,
-            ParseOptions::default(),
-            args.target.verify,
-        ),
+        Transform::new(mode, destination, sources, ParseOptions::default(), args.target.verify),
         args.target,
         "reencrypt",
         iam,
@@ -122,11 +86,7 @@ pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs) -> Result<ExitCo
 pub(crate) fn rollback(args: RollbackArgs) -> Result<ExitCode, CliError> {
     let summary = rollback_files(&args.journal)?;
     print_summary(&summary, args.json, false);
-    Ok(if summary.failed > 0 {
-        ExitCode::from(Code::Partial as u8)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if summary.failed > 0 { ExitCode::from(Code::Partial as u8) } else { ExitCode::SUCCESS })
 }
 
 async fn run(
@@ -185,18 +145,12 @@ async fn run(
             }
             RecordFormat::JsonLines(target.field.clone())
         };
-        RecordStream {
-            input: input.clone(),
-            output: target.output.clone(),
-            format,
-        }
-        .run(Arc::clone(&transform), &settings, operation)
-        .await?
+        RecordStream { input: input.clone(), output: target.output.clone(), format }
+            .run(Arc::clone(&transform), &settings, operation)
+            .await?
     } else {
         if target.output.is_some() {
-            return Err(CliError::usage(
-                "-o is for record streams; files and directories are rewritten in place",
-            ));
+            return Err(CliError::usage("-o is for record streams; files and directories are rewritten in place"));
         }
         FileTargets::new(target.targets.clone(), &target.include, &target.exclude)?
             .run(Arc::clone(&transform), &settings, operation)
@@ -207,10 +161,7 @@ async fn run(
             Some(item) => match transform.apply_now(&item).await {
                 Ok(Outcome::Changed { .. }) => "one item re-processed in memory: ok".to_owned(),
                 Ok(Outcome::Skipped) => "sample already done".to_owned(),
-                Err(e) => format!(
-                    "one item re-processed in memory FAILED: {} ({})",
-                    e.message, e.code
-                ),
+                Err(e) => format!("one item re-processed in memory FAILED: {} ({})", e.message, e.code),
             },
             None => "no item would change".to_owned(),
         };
@@ -219,25 +170,13 @@ async fn run(
         summary.extra.push(("iam_actions".into(), json!(iam)));
     }
     summary.kms = keys.kms().usage();
-    let stdout_busy = records
-        && target
-            .output
-            .as_ref()
-            .is_none_or(|o| o == &PathBuf::from("-"));
+    let stdout_busy = records && target.output.as_ref().is_none_or(|o| o == &PathBuf::from("-"));
     print_summary(&summary, target.json, stdout_busy);
-    Ok(if summary.failed > 0 {
-        ExitCode::from(Code::Partial as u8)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if summary.failed > 0 { ExitCode::from(Code::Partial as u8) } else { ExitCode::SUCCESS })
 }
 
 fn print_summary(summary: &Summary, json: bool, stdout_busy: bool) {
-    let text = if json {
-        summary.to_json().to_string() + "\n"
-    } else {
-        summary.to_text()
-    };
+    let text = if json { summary.to_json().to_string() + "\n" } else { summary.to_text() };
     if stdout_busy {
         eprint!("{text}");
     } else {
@@ -247,29 +186,19 @@ fn print_summary(summary: &Summary, json: bool, stdout_busy: bool) {
 
 fn rate_limit(target: &TargetArgs) -> Result<Option<Arc<TokenBucket>>, CliError> {
     if target.max_rps < 0.0 || !target.max_rps.is_finite() {
-        return Err(CliError::usage(
-            "--max-rps must be a positive number (0 for no limit)",
-        ));
+        return Err(CliError::usage("--max-rps must be a positive number (0 for no limit)"));
     }
     Ok((target.max_rps > 0.0).then(|| TokenBucket::new(target.max_rps)))
 }
 
-fn limited(
-    keyrings: Vec<Box<dyn Keyring>>,
-    bucket: Option<&Arc<TokenBucket>>,
-) -> Vec<Box<dyn Keyring>> {
-    keyrings
-        .into_iter()
-        .map(|k| RateLimited::wrap(k, bucket))
-        .collect()
+fn limited(keyrings: Vec<Box<dyn Keyring>>, bucket: Option<&Arc<TokenBucket>>) -> Vec<Box<dyn Keyring>> {
+    keyrings.into_iter().map(|k| RateLimited::wrap(k, bucket)).collect()
 }
 
 async fn matchers(keys: &Keys, specs: &[KeySpec]) -> Result<Vec<KeyMatcher>, CliError> {
     let mut out = Vec::new();
     for spec in specs {
-        out.push(KeyMatcher::for_keyring(
-            keys.wrapping(spec, &[]).await?.as_ref(),
-        ));
+        out.push(KeyMatcher::for_keyring(keys.wrapping(spec, &[]).await?.as_ref()));
     }
     Ok(out)
 }
@@ -279,8 +208,7 @@ async fn matchers(keys: &Keys, specs: &[KeySpec]) -> Result<Vec<KeyMatcher>, Cli
 async fn legacy_key(keys: &Keys, args: &ReencryptArgs) -> Result<DataKey, CliError> {
     if let Some(path) = &args.legacy_key_file {
         let bytes = zeroize::Zeroizing::new(
-            std::fs::read(path)
-                .map_err(|e| CliError::io(format!("cannot read {}", path.display()), e))?,
+            std::fs::read(path).map_err(|e| CliError::io(format!("cannot read {}", path.display()), e))?,
         );
         return DataKey::try_from_slice(&bytes)
             .map_err(|_| CliError::usage("--legacy-key-file must hold exactly 32 bytes"));
@@ -291,10 +219,7 @@ async fn legacy_key(keys: &Keys, args: &ReencryptArgs) -> Result<DataKey, CliErr
         ));
     };
     let blob = match std::fs::read(edk) {
-        Ok(bytes) => match std::str::from_utf8(&bytes)
-            .ok()
-            .and_then(|t| STANDARD.decode(t.trim_ascii()).ok())
-        {
+        Ok(bytes) => match std::str::from_utf8(&bytes).ok().and_then(|t| STANDARD.decode(t.trim_ascii()).ok()) {
             Some(decoded) => decoded,
             None => bytes,
         },
@@ -314,10 +239,7 @@ fn iam_actions(operation: &str, to: &KeySpec, from: &[KeySpec], verify: bool) ->
     let sources = if from.is_empty() {
         "the source keys".to_owned()
     } else {
-        from.iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
+        from.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
     };
     match (operation, to) {
         ("rewrap", KeySpec::Kms(key)) => {
@@ -329,9 +251,7 @@ fn iam_actions(operation: &str, to: &KeySpec, from: &[KeySpec], verify: bool) ->
             }
             actions.push(format!("kms:DescribeKey on {key}"));
         }
-        ("rewrap", KeySpec::Local(_)) => {
-            actions.push(format!("kms:Decrypt on {sources} (KMS sources only)"))
-        }
+        ("rewrap", KeySpec::Local(_)) => actions.push(format!("kms:Decrypt on {sources} (KMS sources only)")),
         (_, KeySpec::Kms(key)) => {
             actions.push(format!("kms:Decrypt on {sources}"));
             actions.push(format!("kms:GenerateDataKey on {key}"));
@@ -340,9 +260,7 @@ fn iam_actions(operation: &str, to: &KeySpec, from: &[KeySpec], verify: bool) ->
             }
             actions.push(format!("kms:DescribeKey on {key}"));
         }
-        (_, KeySpec::Local(_)) => {
-            actions.push(format!("kms:Decrypt on {sources} (KMS sources only)"))
-        }
+        (_, KeySpec::Local(_)) => actions.push(format!("kms:Decrypt on {sources} (KMS sources only)")),
     }
     actions
 }

@@ -27,32 +27,19 @@ pub(crate) struct FileTargets {
 }
 
 impl FileTargets {
-    pub(crate) fn new(
-        roots: Vec<PathBuf>,
-        include: &[String],
-        exclude: &[String],
-    ) -> Result<Self, CliError> {
+    pub(crate) fn new(roots: Vec<PathBuf>, include: &[String], exclude: &[String]) -> Result<Self, CliError> {
         for root in &roots {
             if !root.exists() {
-                return Err(CliError::new(
-                    Code::Io,
-                    format!("target {} does not exist", root.display()),
-                ));
+                return Err(CliError::new(Code::Io, format!("target {} does not exist", root.display())));
             }
         }
-        Ok(Self {
-            roots,
-            include: globs(include)?,
-            exclude: globs(exclude)?,
-        })
+        Ok(Self { roots, include: globs(include)?, exclude: globs(exclude)? })
     }
 
     /// The default journal: beside the first target, named after it.
     pub(crate) fn default_journal(&self) -> PathBuf {
         let root = &self.roots[0];
-        let name = root
-            .file_name()
-            .map_or_else(|| "rekey".into(), |n| n.to_string_lossy().into_owned());
+        let name = root.file_name().map_or_else(|| "rekey".into(), |n| n.to_string_lossy().into_owned());
         let parent = root
             .canonicalize()
             .ok()
@@ -70,19 +57,13 @@ impl FileTargets {
         self.roots
             .iter()
             .flat_map(move |root| {
-                walkdir::WalkDir::new(root)
-                    .sort_by_file_name()
-                    .into_iter()
-                    .map(move |entry| (root, entry))
+                walkdir::WalkDir::new(root).sort_by_file_name().into_iter().map(move |entry| (root, entry))
             })
             .filter_map(move |(root, entry)| {
                 let entry = match entry {
                     Ok(e) => e,
                     Err(e) => {
-                        return Some(Err(CliError::new(
-                            Code::Io,
-                            format!("cannot list {}: {e}", root.display()),
-                        )));
+                        return Some(Err(CliError::new(Code::Io, format!("cannot list {}: {e}", root.display()))));
                     }
                 };
                 if !entry.file_type().is_file() {
@@ -103,25 +84,15 @@ impl FileTargets {
                     return None;
                 }
                 let relative = path.strip_prefix(root).unwrap_or(path);
-                let relative = if relative.as_os_str().is_empty() {
-                    Path::new(path.file_name()?)
-                } else {
-                    relative
-                };
+                let relative = if relative.as_os_str().is_empty() { Path::new(path.file_name()?) } else { relative };
                 if self.include.as_ref().is_some_and(|g| !g.is_match(relative))
                     || self.exclude.as_ref().is_some_and(|g| g.is_match(relative))
                 {
                     return None;
                 }
                 // Absolute, so a rollback from another directory finds the file.
-                let id = path
-                    .canonicalize()
-                    .unwrap_or_else(|_| path.to_path_buf())
-                    .display()
-                    .to_string();
-                settings
-                    .sampled(&id)
-                    .then_some(Ok((id, path.to_path_buf())))
+                let id = path.canonicalize().unwrap_or_else(|_| path.to_path_buf()).display().to_string();
+                settings.sampled(&id).then_some(Ok((id, path.to_path_buf())))
             })
             .take_while(move |_| {
                 taken += 1;
@@ -148,18 +119,10 @@ impl FileTargets {
     ) -> Result<Summary, CliError> {
         let start = Instant::now();
         let stats = Arc::new(Stats::default());
-        let journal_path = settings
-            .journal
-            .clone()
-            .unwrap_or_else(|| self.default_journal());
+        let journal_path = settings.journal.clone().unwrap_or_else(|| self.default_journal());
         // A dry run writes nothing, not even a failure report (failures are logged).
-        let failures_path = settings
-            .failures
-            .clone()
-            .unwrap_or_else(|| with_suffix(&journal_path, ".failures.jsonl"));
-        let failures = Arc::new(FailureLog::new(
-            (!settings.dry_run).then_some(failures_path),
-        ));
+        let failures_path = settings.failures.clone().unwrap_or_else(|| with_suffix(&journal_path, ".failures.jsonl"));
+        let failures = Arc::new(FailureLog::new((!settings.dry_run).then_some(failures_path)));
         // Open (and lock) the journal before walking: the walk removes stale temporaries.
         let journal = if settings.dry_run {
             None
@@ -169,17 +132,9 @@ impl FileTargets {
                 targets: self.roots.iter().map(|r| r.display().to_string()).collect(),
                 version: 1,
             };
-            Some(Arc::new(Journal::open(
-                &journal_path,
-                settings.resume,
-                &run,
-            )?))
+            Some(Arc::new(Journal::open(&journal_path, settings.resume, &run)?))
         };
-        let total = if settings.progress {
-            self.count(settings).ok()
-        } else {
-            None
-        };
+        let total = if settings.progress { self.count(settings).ok() } else { None };
         let bar = progress_bar(settings.progress, total);
         let attempts = settings.item_attempts.max(1);
         let dry_run = settings.dry_run;
@@ -193,11 +148,7 @@ impl FileTargets {
                     Err(e) => {
                         return (
                             id,
-                            Err(super::transform::ItemError {
-                                code: "io",
-                                message: e.to_string(),
-                                transient: false,
-                            }),
+                            Err(super::transform::ItemError { code: "io", message: e.to_string(), transient: false }),
                             1,
                         );
                     }
@@ -206,15 +157,10 @@ impl FileTargets {
                 let result = match (result, journal) {
                     (Ok(Outcome::Changed { new, kind }), Some(journal)) if !dry_run => {
                         let id2 = id.clone();
-                        let written = tokio::task::spawn_blocking(move || {
-                            replace(&journal, &id2, &path, &original, &new)
-                        })
-                        .await;
+                        let written =
+                            tokio::task::spawn_blocking(move || replace(&journal, &id2, &path, &original, &new)).await;
                         match written {
-                            Ok(Ok(())) => Ok(Outcome::Changed {
-                                new: Vec::new(),
-                                kind,
-                            }),
+                            Ok(Ok(())) => Ok(Outcome::Changed { new: Vec::new(), kind }),
                             Ok(Err(e)) => Err(super::transform::ItemError {
                                 code: "io",
                                 message: e.to_string(),
@@ -237,45 +183,18 @@ impl FileTargets {
         let sink_stats = Arc::clone(&stats);
         let sink_failures = Arc::clone(&failures);
         let mut aborted = false;
-        ordered_pipeline(
-            self.inventory(settings),
-            settings.concurrency,
-            work,
-            |(id, result, attempts)| {
-                bar.inc(1);
-                if attempts > 1 {
-                    sink_stats
-                        .retried_items
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ordered_pipeline(self.inventory(settings), settings.concurrency, work, |(id, result, attempts)| {
+            bar.inc(1);
+            if sink_stats.count(&sink_failures, &id, operation, result, attempts)? {
+                let failed = Stats::get(&sink_stats.failed);
+                bar.set_message(format!("{failed} failed"));
+                if max_failures.is_some_and(|max| failed >= max) {
+                    aborted = true;
+                    return Ok(false);
                 }
-                match result {
-                    Ok(Outcome::Skipped) => {
-                        sink_stats
-                            .skipped
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    Ok(Outcome::Changed { kind, new }) => {
-                        if dry_run {
-                            sink_stats.offer_sample(new);
-                        }
-                        sink_stats.changed(kind);
-                    }
-                    Err(e) => {
-                        let failed = sink_stats
-                            .failed
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                            + 1;
-                        sink_failures.record(&id, operation, &e, attempts)?;
-                        bar.set_message(format!("{failed} failed"));
-                        if max_failures.is_some_and(|max| failed >= max) {
-                            aborted = true;
-                            return Ok(false);
-                        }
-                    }
-                }
-                Ok(true)
-            },
-        )
+            }
+            Ok(true)
+        })
         .await?;
         bar.finish_and_clear();
         failures.finish()?;
@@ -284,31 +203,17 @@ impl FileTargets {
         summary.journal = journal.as_ref().map(|j| j.path().to_path_buf());
         summary.failures = failures.path().map(Path::to_path_buf);
         if aborted {
-            summary
-                .extra
-                .push(("stopped".into(), "early: --max-failures was reached".into()));
+            summary.extra.push(("stopped".into(), "early: --max-failures was reached".into()));
         }
         Ok(summary)
     }
 }
 
 /// Journal, then replace: the order that makes a crash recoverable.
-fn replace(
-    journal: &Journal,
-    id: &str,
-    path: &Path,
-    original: &[u8],
-    new: &[u8],
-) -> Result<(), CliError> {
+fn replace(journal: &Journal, id: &str, path: &Path, original: &[u8], new: &[u8]) -> Result<(), CliError> {
     journal.begin(id, original, new)?;
-    write_atomic(path, new, Some(path))
-        .map_err(|e| CliError::io(format!("cannot replace {}", path.display()), e))?;
-    journal.append(
-        &Entry::Done {
-            item: id.to_owned(),
-        },
-        false,
-    )
+    write_atomic(path, new, Some(path)).map_err(|e| CliError::io(format!("cannot replace {}", path.display()), e))?;
+    journal.append(&Entry::Done { item: id.to_owned() }, false)
 }
 
 /// Puts every file a journal changed back as it was. A file that is neither
@@ -324,18 +229,10 @@ pub(crate) fn rollback_files(journal_path: &Path) -> Result<Summary, CliError> {
     // Latest first, so an item changed twice (resumed runs) returns to its first original.
     for entry in entries.iter().rev() {
         if let Entry::Checkpoint { .. } | Entry::Complete { .. } = entry {
-            return Err(CliError::usage(
-                "this journal is of a record stream, whose input was never modified",
-            )
-            .hint("the original records are still in the input file; remove the output to undo"));
+            return Err(CliError::usage("this journal is of a record stream, whose input was never modified")
+                .hint("the original records are still in the input file; remove the output to undo"));
         }
-        let Entry::Begin {
-            item,
-            old_sha256,
-            new_sha256,
-            original_b64,
-        } = entry
-        else {
+        let Entry::Begin { item, old_sha256, new_sha256, original_b64 } = entry else {
             continue;
         };
         let path = Path::new(item);
@@ -350,23 +247,15 @@ pub(crate) fn rollback_files(journal_path: &Path) -> Result<Summary, CliError> {
         if current_hash == *new_sha256 {
             let original = journal::decode_original(original_b64)?;
             if journal::sha256(&original) != *old_sha256 {
-                return Err(CliError::new(
-                    Code::BadInput,
-                    format!("the journal's copy of {item} is damaged"),
-                ));
+                return Err(CliError::new(Code::BadInput, format!("the journal's copy of {item} is damaged")));
             }
-            write_atomic(path, &original, Some(path))
-                .map_err(|e| CliError::io(format!("cannot restore {item}"), e))?;
+            write_atomic(path, &original, Some(path)).map_err(|e| CliError::io(format!("cannot restore {item}"), e))?;
             restored += 1;
             seen.insert(item.clone());
         } else if current_hash == *old_sha256 || seen.contains(item) {
-            stats
-                .skipped
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            stats.skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         } else {
-            stats
-                .failed
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            stats.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             conflicts.push(format!("{item}: changed since the run; left as it is"));
         }
     }
@@ -386,10 +275,7 @@ fn globs(patterns: &[String]) -> Result<Option<GlobSet>, CliError> {
     for p in patterns {
         builder.add(Glob::new(p).map_err(|e| CliError::usage(format!("bad glob {p:?}: {e}")))?);
     }
-    builder
-        .build()
-        .map(Some)
-        .map_err(|e| CliError::usage(format!("bad globs: {e}")))
+    builder.build().map(Some).map_err(|e| CliError::usage(format!("bad globs: {e}")))
 }
 
 pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {

@@ -22,18 +22,9 @@ use crate::exit::{CliError, Code};
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum Entry {
     /// The first line: what run this is.
-    Run {
-        operation: String,
-        targets: Vec<String>,
-        version: u32,
-    },
+    Run { operation: String, targets: Vec<String>, version: u32 },
     /// Written and synced before an item is replaced.
-    Begin {
-        item: String,
-        old_sha256: String,
-        new_sha256: String,
-        original_b64: String,
-    },
+    Begin { item: String, old_sha256: String, new_sha256: String, original_b64: String },
     /// The replacement is in place.
     Done { item: String },
     /// A record stream's progress: records consumed and output bytes written, both durable.
@@ -62,17 +53,12 @@ impl Journal {
         options.create(true).append(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options
-            .open(path)
-            .map_err(|e| CliError::io(format!("cannot open journal {}", path.display()), e))?;
-        let journal = Self {
-            path: path.to_path_buf(),
-            file: Mutex::new(file),
-        };
+        let file =
+            options.open(path).map_err(|e| CliError::io(format!("cannot open journal {}", path.display()), e))?;
+        let journal = Self { path: path.to_path_buf(), file: Mutex::new(file) };
         if !exists {
             journal.append(run, true)?;
-            crate::output::sync_dir(path)
-                .map_err(|e| CliError::io("cannot sync the journal's directory", e))?;
+            crate::output::sync_dir(path).map_err(|e| CliError::io("cannot sync the journal's directory", e))?;
         }
         Ok(journal)
     }
@@ -83,18 +69,12 @@ impl Journal {
 
     /// Appends one entry; `sync` makes it durable before returning.
     pub(crate) fn append(&self, entry: &Entry, sync: bool) -> Result<(), CliError> {
-        let mut line = serde_json::to_vec(entry)
-            .map_err(|e| CliError::new(Code::Io, format!("journal: {e}")))?;
+        let mut line = serde_json::to_vec(entry).map_err(|e| CliError::new(Code::Io, format!("journal: {e}")))?;
         line.push(b'\n');
-        let mut file = self
-            .file
-            .lock()
-            .map_err(|_| CliError::new(Code::Io, "journal lock poisoned"))?;
-        file.write_all(&line)
-            .map_err(|e| CliError::io("cannot write the journal", e))?;
+        let mut file = self.file.lock().map_err(|_| CliError::new(Code::Io, "journal lock poisoned"))?;
+        file.write_all(&line).map_err(|e| CliError::io("cannot write the journal", e))?;
         if sync {
-            file.sync_data()
-                .map_err(|e| CliError::io("cannot sync the journal", e))?;
+            file.sync_data().map_err(|e| CliError::io("cannot sync the journal", e))?;
         }
         Ok(())
     }
@@ -113,8 +93,7 @@ impl Journal {
 
 /// Reads every entry of a journal.
 pub(crate) fn read(path: &Path) -> Result<Vec<Entry>, CliError> {
-    let file = File::open(path)
-        .map_err(|e| CliError::io(format!("cannot open journal {}", path.display()), e))?;
+    let file = File::open(path).map_err(|e| CliError::io(format!("cannot open journal {}", path.display()), e))?;
     let mut entries = Vec::new();
     for (n, line) in BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|e| CliError::io("cannot read the journal", e))?;
@@ -126,10 +105,7 @@ pub(crate) fn read(path: &Path) -> Result<Vec<Entry>, CliError> {
             // A crash can cut the last line short; everything before it stands.
             Err(_) if n > 0 => break,
             Err(e) => {
-                return Err(CliError::new(
-                    Code::BadInput,
-                    format!("{} is not a rekey journal: {e}", path.display()),
-                ));
+                return Err(CliError::new(Code::BadInput, format!("{} is not a rekey journal: {e}", path.display())));
             }
         }
     }
@@ -137,14 +113,9 @@ pub(crate) fn read(path: &Path) -> Result<Vec<Entry>, CliError> {
 }
 
 pub(crate) fn sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub(crate) fn decode_original(b64: &str) -> Result<Vec<u8>, CliError> {
-    STANDARD
-        .decode(b64)
-        .map_err(|_| CliError::new(Code::BadInput, "the journal holds a damaged original"))
+    STANDARD.decode(b64).map_err(|_| CliError::new(Code::BadInput, "the journal holds a damaged original"))
 }

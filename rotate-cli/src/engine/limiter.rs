@@ -16,10 +16,7 @@ pub(crate) struct TokenBucket {
 
 impl TokenBucket {
     pub(crate) fn new(rate: f64) -> Arc<Self> {
-        Arc::new(Self {
-            rate,
-            state: Mutex::new((rate.max(1.0), Instant::now())),
-        })
+        Arc::new(Self { rate, state: Mutex::new((rate.max(1.0), Instant::now())) })
     }
 
     /// Waits until a token is available and takes it.
@@ -29,8 +26,7 @@ impl TokenBucket {
                 let mut state = self.state.lock().await;
                 let (tokens, last) = &mut *state;
                 let now = Instant::now();
-                *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate)
-                    .min(self.rate.max(1.0));
+                *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.rate.max(1.0));
                 *last = now;
                 if *tokens >= 1.0 {
                     *tokens -= 1.0;
@@ -51,16 +47,10 @@ pub(crate) struct RateLimited {
 
 impl RateLimited {
     /// Wraps `inner` when a limit is set; KMS keyrings only (local ones make no requests).
-    pub(crate) fn wrap(
-        inner: Box<dyn Keyring>,
-        bucket: Option<&Arc<TokenBucket>>,
-    ) -> Box<dyn Keyring> {
+    pub(crate) fn wrap(inner: Box<dyn Keyring>, bucket: Option<&Arc<TokenBucket>>) -> Box<dyn Keyring> {
         match bucket {
             Some(bucket) if inner.provider_id() != envelope_core::LOCAL_PROVIDER_ID => {
-                Box::new(Self {
-                    inner,
-                    bucket: Arc::clone(bucket),
-                })
+                Box::new(Self { inner, bucket: Arc::clone(bucket) })
             }
             _ => inner,
         }
@@ -80,21 +70,14 @@ impl Keyring for RateLimited {
         self.inner.can_unwrap(edk)
     }
 
-    fn generate<'a>(
-        &'a self,
-        context: &'a EncryptionContext,
-    ) -> KeyringFuture<'a, (DataKey, EncryptedDataKey)> {
+    fn generate<'a>(&'a self, context: &'a EncryptionContext) -> KeyringFuture<'a, (DataKey, EncryptedDataKey)> {
         Box::pin(async move {
             self.bucket.acquire().await;
             self.inner.generate(context).await
         })
     }
 
-    fn wrap<'a>(
-        &'a self,
-        key: &'a DataKey,
-        context: &'a EncryptionContext,
-    ) -> KeyringFuture<'a, EncryptedDataKey> {
+    fn wrap<'a>(&'a self, key: &'a DataKey, context: &'a EncryptionContext) -> KeyringFuture<'a, EncryptedDataKey> {
         Box::pin(async move {
             self.bucket.acquire().await;
             self.inner.wrap(key, context).await

@@ -61,11 +61,7 @@ pub(crate) async fn apply_with_retries(
         match transform.apply(item).await {
             Err(e) if e.transient && attempt < attempts => {
                 let backoff = Duration::from_millis(100u64 << attempt.min(6));
-                tracing::info!(
-                    code = e.code,
-                    attempt,
-                    "transient failure; retrying the item"
-                );
+                tracing::info!(code = e.code, attempt, "transient failure; retrying the item");
                 tokio::time::sleep(backoff).await;
                 attempt += 1;
             }
@@ -91,9 +87,7 @@ where
     let mut in_flight = VecDeque::with_capacity(concurrency);
     for input in inputs {
         if in_flight.len() >= concurrency.max(1) {
-            let done: tokio::task::JoinHandle<R> = in_flight
-                .pop_front()
-                .expect("the queue is full, so not empty");
+            let done: tokio::task::JoinHandle<R> = in_flight.pop_front().expect("the queue is full, so not empty");
             if !sink(join(done).await?)? {
                 return Ok(());
             }
@@ -109,12 +103,7 @@ where
 }
 
 async fn join<R>(handle: tokio::task::JoinHandle<R>) -> Result<R, CliError> {
-    handle.await.map_err(|e| {
-        CliError::new(
-            crate::exit::Code::Io,
-            format!("internal error: a worker failed: {e}"),
-        )
-    })
+    handle.await.map_err(|e| CliError::new(crate::exit::Code::Io, format!("internal error: a worker failed: {e}")))
 }
 
 /// A progress bar on stderr when it is a terminal: items/s, ETA, failures, throttles.
@@ -124,18 +113,11 @@ pub(crate) fn progress_bar(enabled: bool, total: Option<u64>) -> indicatif::Prog
         return indicatif::ProgressBar::hidden();
     }
     let (bar, template) = match total {
-        Some(n) => (
-            indicatif::ProgressBar::new(n),
-            "{bar:30} {pos}/{len} items {per_sec} eta {eta} {msg}",
-        ),
-        None => (
-            indicatif::ProgressBar::new_spinner(),
-            "{spinner} {pos} items {per_sec} {msg}",
-        ),
+        Some(n) => (indicatif::ProgressBar::new(n), "{bar:30} {pos}/{len} items {per_sec} eta {eta} {msg}"),
+        None => (indicatif::ProgressBar::new_spinner(), "{spinner} {pos} items {per_sec} {msg}"),
     };
     bar.set_style(
-        indicatif::ProgressStyle::with_template(template)
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(template).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     bar

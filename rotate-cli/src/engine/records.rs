@@ -22,6 +22,8 @@ use crate::exit::{CliError, Code};
 
 /// Records between durable checkpoints.
 const CHECKPOINT_EVERY: u64 = 4096;
+/// Records per worker task.
+const BATCH: usize = 64;
 
 /// How records are laid out.
 pub(crate) enum RecordFormat {
@@ -45,6 +47,8 @@ struct Record {
 }
 
 enum RecordFields {
+    /// A JSON line as read; workers parse it, keeping parsing off the reader.
+    JsonLine(String),
     Json(serde_json::Value),
     Csv(csv::StringRecord),
 }
@@ -59,38 +63,27 @@ impl RecordStream {
         let start = Instant::now();
         let stats = Arc::new(Stats::default());
         let stdin = self.input == Path::new("-");
-        let input: Box<dyn Read + Send> =
-            if stdin {
-                Box::new(io::stdin())
-            } else {
-                Box::new(File::open(&self.input).map_err(|e| {
-                    CliError::io(format!("cannot open {}", self.input.display()), e)
-                })?)
-            };
+        let input: Box<dyn Read + Send> = if stdin {
+            Box::new(io::stdin())
+        } else {
+            Box::new(
+                File::open(&self.input)
+                    .map_err(|e| CliError::io(format!("cannot open {}", self.input.display()), e))?,
+            )
+        };
         let output_file = self.output.as_ref().filter(|p| *p != Path::new("-"));
-        let journal_path = settings
-            .journal
-            .clone()
-            .or_else(|| output_file.map(|o| with_suffix(o, ".rekey-journal")));
-        let failures_path = settings.failures.clone().or_else(|| {
-            journal_path
-                .as_ref()
-                .map(|j| with_suffix(j, ".failures.jsonl"))
-        });
+        let journal_path = settings.journal.clone().or_else(|| output_file.map(|o| with_suffix(o, ".rekey-journal")));
+        let failures_path =
+            settings.failures.clone().or_else(|| journal_path.as_ref().map(|j| with_suffix(j, ".failures.jsonl")));
         let failures_path = failures_path.filter(|_| !settings.dry_run);
         let failures = Arc::new(FailureLog::new(failures_path));
 
         // Where to write, and from which record to start.
         let (mut sink, skip_records, journal) = match (output_file, settings.dry_run) {
             (Some(out), false) => {
-                let journal_path = journal_path
-                    .clone()
-                    .unwrap_or_else(|| with_suffix(out, ".rekey-journal"));
-                let resume_from = if settings.resume && journal_path.exists() {
-                    last_checkpoint(&journal_path)?
-                } else {
-                    None
-                };
+                let journal_path = journal_path.clone().unwrap_or_else(|| with_suffix(out, ".rekey-journal"));
+                let resume_from =
+                    if settings.resume && journal_path.exists() { last_checkpoint(&journal_path)? } else { None };
                 let run = Entry::Run {
                     operation: operation.to_owned(),
                     targets: vec![self.input.display().to_string()],
@@ -124,78 +117,63 @@ impl RecordStream {
         }
         let pointers = Arc::new(match &self.format {
             RecordFormat::JsonLines(p) => p.clone(),
-            RecordFormat::Csv(columns) => reader
-                .column_indexes(columns)?
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
+            RecordFormat::Csv(columns) => reader.column_indexes(columns)?.iter().map(ToString::to_string).collect(),
         });
 
         let mut taken = 0u64;
         let limit = settings.limit;
-        let records = std::iter::from_fn(|| reader.next_record().transpose())
+        let mut records = std::iter::from_fn(|| reader.next_record().transpose())
             .filter(|r| r.as_ref().map_or(true, |rec| rec.number > skip_records))
             .take_while(move |_| {
                 taken += 1;
                 limit.is_none_or(|l| taken <= l)
             });
-
-        let work = |record: Record| {
+        // Records travel in small batches: one task per batch rather than per
+        // record keeps scheduling costs off the profile; order is kept either way.
+        let batches = std::iter::from_fn(move || {
+            let batch: Result<Vec<Record>, CliError> = records.by_ref().take(BATCH).collect();
+            match batch {
+                Ok(b) if b.is_empty() => None,
+                other => Some(other),
+            }
+        });
+        let work = |batch: Vec<Record>| {
             let transform = Arc::clone(&transform);
             let pointers = Arc::clone(&pointers);
-            async move { process_record(&transform, record, &pointers, attempts).await }
+            async move {
+                let mut done = Vec::with_capacity(batch.len());
+                for record in batch {
+                    done.push(process_record(&transform, record, &pointers, attempts).await);
+                }
+                done
+            }
         };
         let max_failures = settings.max_failures;
         let mut consumed = skip_records;
         let mut aborted = false;
-        let sink_stats = Arc::clone(&stats);
-        ordered_pipeline(records, settings.concurrency, work, |(record, results)| {
-            bar.inc(1);
-            consumed = record.number;
-            for (item, result, attempts) in results {
-                if attempts > 1 {
-                    sink_stats
-                        .retried_items
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ordered_pipeline(batches, settings.concurrency, work, |batch| {
+            for (number, encoded, results) in batch {
+                bar.inc(1);
+                consumed = number;
+                for (item, result, attempts) in results {
+                    if stats.count(&failures, &item, operation, result, attempts)?
+                        && max_failures.is_some_and(|m| Stats::get(&stats.failed) >= m)
+                    {
+                        aborted = true;
+                    }
                 }
-                match result {
-                    Ok(Outcome::Skipped) => {
-                        sink_stats
-                            .skipped
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                sink.write_bytes(&encoded)?;
+                if consumed % CHECKPOINT_EVERY == 0 {
+                    if let Some(journal) = &journal {
+                        let output_bytes = sink.sync()?;
+                        journal.append(&Entry::Checkpoint { records: consumed, output_bytes }, true)?;
                     }
-                    Ok(Outcome::Changed { kind, new }) => {
-                        if !new.is_empty() {
-                            sink_stats.offer_sample(new);
-                        }
-                        sink_stats.changed(kind);
-                    }
-                    Err(e) => {
-                        let failed = sink_stats
-                            .failed
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                            + 1;
-                        failures.record(&item, operation, &e, attempts)?;
-                        if max_failures.is_some_and(|m| failed >= m) {
-                            aborted = true;
-                        }
-                    }
+                }
+                if aborted {
+                    return Ok(false);
                 }
             }
-            sink.write_record(&record)?;
-            if consumed % CHECKPOINT_EVERY == 0 {
-                if let Some(journal) = &journal {
-                    let bytes = sink.sync()?;
-                    journal.append(
-                        &Entry::Checkpoint {
-                            records: consumed,
-                            output_bytes: bytes,
-                        },
-                        true,
-                    )?;
-                }
-            }
-            Ok(!aborted)
+            Ok(true)
         })
         .await?;
         bar.finish_and_clear();
@@ -208,27 +186,15 @@ impl RecordStream {
             // Leave the partial output and checkpoint for --resume; nothing is renamed.
             if let Some(journal) = &journal {
                 let bytes = sink.sync()?;
-                journal.append(
-                    &Entry::Checkpoint {
-                        records: consumed,
-                        output_bytes: bytes,
-                    },
-                    true,
-                )?;
+                journal.append(&Entry::Checkpoint { records: consumed, output_bytes: bytes }, true)?;
             }
-            summary.extra.push((
-                "stopped".into(),
-                "early: --max-failures was reached; the output is incomplete".into(),
-            ));
+            summary
+                .extra
+                .push(("stopped".into(), "early: --max-failures was reached; the output is incomplete".into()));
         } else {
             let output = sink.finish()?;
             if let (Some(journal), Some(output)) = (&journal, output) {
-                journal.append(
-                    &Entry::Complete {
-                        output: output.display().to_string(),
-                    },
-                    true,
-                )?;
+                journal.append(&Entry::Complete { output: output.display().to_string() }, true)?;
             }
         }
         summary.journal = journal.as_ref().map(|j| j.path().to_path_buf());
@@ -240,32 +206,36 @@ type ItemResult = (String, Result<Outcome, ItemError>, u32);
 
 /// Transforms every item of one record, replacing those that changed. A
 /// failed item keeps its original value, so the output stays complete.
+/// Returns the record's number, its encoded output line and the item results.
 async fn process_record(
     transform: &Transform,
     mut record: Record,
     pointers: &[String],
     attempts: u32,
-) -> (Record, Vec<ItemResult>) {
+) -> (u64, Vec<u8>, Vec<ItemResult>) {
     let mut results = Vec::with_capacity(pointers.len());
+    if let RecordFields::JsonLine(line) = &mut record.fields {
+        match serde_json::from_str(line) {
+            Ok(value) => record.fields = RecordFields::Json(value),
+            Err(e) => {
+                // Not JSON: reported, and passed through as it was.
+                let error = ItemError::input(format!("the record is not JSON: {e}"));
+                results.push((format!("record {}", record.number), Err(error), 1));
+                let mut out = std::mem::take(line).into_bytes();
+                out.push(b'\n');
+                return (record.number, out, results);
+            }
+        }
+    }
     for pointer in pointers {
         let item_id = format!("record {} {pointer}", record.number);
         let value = match &record.fields {
-            RecordFields::Json(v) => v
-                .pointer(pointer)
-                .and_then(|v| v.as_str())
-                .map(str::to_owned),
-            RecordFields::Csv(r) => pointer
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| r.get(i))
-                .map(str::to_owned),
+            RecordFields::Json(v) => v.pointer(pointer).and_then(|v| v.as_str()).map(str::to_owned),
+            RecordFields::Csv(r) => pointer.parse::<usize>().ok().and_then(|i| r.get(i)).map(str::to_owned),
+            RecordFields::JsonLine(_) => None,
         };
         let Some(value) = value else {
-            results.push((
-                item_id,
-                Err(ItemError::input("the field is missing or not a string")),
-                1,
-            ));
+            results.push((item_id, Err(ItemError::input("the field is missing or not a string")), 1));
             continue;
         };
         if value.is_empty() {
@@ -275,27 +245,44 @@ async fn process_record(
         let (result, tries) = apply_with_retries(transform, value.as_bytes(), attempts).await;
         let result = match result {
             // A dry run's plan: nothing to store; pass the item on as the sample.
-            Ok(Outcome::Changed { kind, .. }) if transform.dry_run => Ok(Outcome::Changed {
-                new: value.into_bytes(),
-                kind,
-            }),
+            Ok(Outcome::Changed { kind, .. }) if transform.dry_run => {
+                Ok(Outcome::Changed { new: value.into_bytes(), kind })
+            }
             Ok(Outcome::Changed { new, kind }) => match String::from_utf8(new) {
                 Ok(text) => {
                     set_field(&mut record.fields, pointer, text);
-                    Ok(Outcome::Changed {
-                        new: Vec::new(),
-                        kind,
-                    })
+                    Ok(Outcome::Changed { new: Vec::new(), kind })
                 }
-                Err(_) => Err(ItemError::input(
-                    "a binary item cannot be stored in a text field",
-                )),
+                Err(_) => Err(ItemError::input("a binary item cannot be stored in a text field")),
             },
             other => other,
         };
         results.push((item_id, result, tries));
     }
-    (record, results)
+    match encode_record(&record.fields) {
+        Ok(out) => (record.number, out, results),
+        Err(e) => {
+            results.push((format!("record {}", record.number), Err(ItemError::input(e)), 1));
+            (record.number, Vec::new(), results)
+        }
+    }
+}
+
+/// The output line of a record.
+fn encode_record(fields: &RecordFields) -> Result<Vec<u8>, String> {
+    match fields {
+        RecordFields::Json(v) => {
+            let mut line = serde_json::to_vec(v).map_err(|e| format!("cannot encode the record: {e}"))?;
+            line.push(b'\n');
+            Ok(line)
+        }
+        RecordFields::JsonLine(line) => Ok(format!("{line}\n").into_bytes()),
+        RecordFields::Csv(r) => {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            w.write_record(r).map_err(|e| format!("cannot encode the CSV record: {e}"))?;
+            w.into_inner().map_err(|e| format!("cannot encode the CSV record: {e}"))
+        }
+    }
 }
 
 fn set_field(fields: &mut RecordFields, pointer: &str, text: String) {
@@ -305,6 +292,7 @@ fn set_field(fields: &mut RecordFields, pointer: &str, text: String) {
                 *slot = serde_json::Value::String(text);
             }
         }
+        RecordFields::JsonLine(_) => {}
         RecordFields::Csv(r) => {
             if let Ok(index) = pointer.parse::<usize>() {
                 let mut fields: Vec<String> = r.iter().map(str::to_owned).collect();
@@ -318,40 +306,23 @@ fn set_field(fields: &mut RecordFields, pointer: &str, text: String) {
 }
 
 enum Reader {
-    Json {
-        lines: io::Lines<BufReader<Box<dyn Read + Send>>>,
-        number: u64,
-    },
-    Csv {
-        reader: csv::Reader<Box<dyn Read + Send>>,
-        header: csv::StringRecord,
-        number: u64,
-    },
+    Json { lines: io::Lines<BufReader<Box<dyn Read + Send>>>, number: u64 },
+    Csv { reader: csv::Reader<Box<dyn Read + Send>>, header: csv::StringRecord, number: u64 },
 }
 
 impl Reader {
     fn new(input: Box<dyn Read + Send>, format: &RecordFormat) -> Result<Self, CliError> {
         match format {
-            RecordFormat::JsonLines(_) => Ok(Self::Json {
-                lines: BufReader::with_capacity(1 << 16, input).lines(),
-                number: 0,
-            }),
+            RecordFormat::JsonLines(_) => {
+                Ok(Self::Json { lines: BufReader::with_capacity(1 << 16, input).lines(), number: 0 })
+            }
             RecordFormat::Csv(_) => {
-                let mut reader = csv::ReaderBuilder::new()
-                    .has_headers(true)
-                    .flexible(false)
-                    .from_reader(input);
+                let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(input);
                 let header = reader
                     .headers()
-                    .map_err(|e| {
-                        CliError::new(Code::BadInput, format!("cannot read the CSV header: {e}"))
-                    })?
+                    .map_err(|e| CliError::new(Code::BadInput, format!("cannot read the CSV header: {e}")))?
                     .clone();
-                Ok(Self::Csv {
-                    reader,
-                    header,
-                    number: 0,
-                })
+                Ok(Self::Csv { reader, header, number: 0 })
             }
         }
     }
@@ -364,9 +335,7 @@ impl Reader {
     }
 
     fn column_indexes(&self, columns: &[String]) -> Result<Vec<usize>, CliError> {
-        let header = self
-            .csv_header()
-            .ok_or_else(|| CliError::usage("--column needs a CSV input"))?;
+        let header = self.csv_header().ok_or_else(|| CliError::usage("--column needs a CSV input"))?;
         columns
             .iter()
             .map(|c| {
@@ -386,13 +355,7 @@ impl Reader {
                 };
                 *number += 1;
                 let line = line.map_err(|e| CliError::io("cannot read the input", e))?;
-                let value = serde_json::from_str(&line).map_err(|e| {
-                    CliError::new(Code::BadInput, format!("record {number} is not JSON: {e}"))
-                })?;
-                Ok(Some(Record {
-                    number: *number,
-                    fields: RecordFields::Json(value),
-                }))
+                Ok(Some(Record { number: *number, fields: RecordFields::JsonLine(line) }))
             }
             Self::Csv { reader, number, .. } => {
                 let mut record = csv::StringRecord::new();
@@ -400,15 +363,9 @@ impl Reader {
                     Ok(false) => Ok(None),
                     Ok(true) => {
                         *number += 1;
-                        Ok(Some(Record {
-                            number: *number,
-                            fields: RecordFields::Csv(record),
-                        }))
+                        Ok(Some(Record { number: *number, fields: RecordFields::Csv(record) }))
                     }
-                    Err(e) => Err(CliError::new(
-                        Code::BadInput,
-                        format!("bad CSV record: {e}"),
-                    )),
+                    Err(e) => Err(CliError::new(Code::BadInput, format!("bad CSV record: {e}"))),
                 }
             }
         }
@@ -416,12 +373,7 @@ impl Reader {
 }
 
 enum Sink {
-    File {
-        writer: BufWriter<File>,
-        partial: PathBuf,
-        target: PathBuf,
-        written: u64,
-    },
+    File { writer: BufWriter<File>, partial: PathBuf, target: PathBuf, written: u64 },
     Stdout(BufWriter<io::Stdout>),
     Discard,
 }
@@ -440,52 +392,26 @@ impl Sink {
             *written += bytes.len() as u64;
         }
         if let Some(w) = self.writer() {
-            w.write_all(bytes)
-                .map_err(|e| CliError::io("cannot write the output", e))?;
+            w.write_all(bytes).map_err(|e| CliError::io("cannot write the output", e))?;
         }
         Ok(())
     }
 
     fn write_csv(&mut self, record: &csv::StringRecord) -> Result<(), CliError> {
-        let mut buf = csv::Writer::from_writer(Vec::new());
-        buf.write_record(record)
-            .map_err(|e| CliError::new(Code::Io, format!("cannot encode a CSV record: {e}")))?;
-        let bytes = buf
-            .into_inner()
-            .map_err(|e| CliError::new(Code::Io, format!("cannot encode a CSV record: {e}")))?;
+        let bytes = encode_record(&RecordFields::Csv(record.clone())).map_err(|e| CliError::new(Code::Io, e))?;
         self.write_bytes(&bytes)
-    }
-
-    fn write_record(&mut self, record: &Record) -> Result<(), CliError> {
-        match &record.fields {
-            RecordFields::Json(v) => {
-                let mut line = serde_json::to_vec(v)
-                    .map_err(|e| CliError::new(Code::Io, format!("cannot encode a record: {e}")))?;
-                line.push(b'\n');
-                self.write_bytes(&line)
-            }
-            RecordFields::Csv(r) => self.write_csv(r),
-        }
     }
 
     /// Makes everything written so far durable; returns the byte count.
     fn sync(&mut self) -> Result<u64, CliError> {
         match self {
-            Self::File {
-                writer, written, ..
-            } => {
-                writer
-                    .flush()
-                    .map_err(|e| CliError::io("cannot write the output", e))?;
-                writer
-                    .get_ref()
-                    .sync_data()
-                    .map_err(|e| CliError::io("cannot sync the output", e))?;
+            Self::File { writer, written, .. } => {
+                writer.flush().map_err(|e| CliError::io("cannot write the output", e))?;
+                writer.get_ref().sync_data().map_err(|e| CliError::io("cannot sync the output", e))?;
                 Ok(*written)
             }
             Self::Stdout(w) => {
-                w.flush()
-                    .map_err(|e| CliError::io("cannot write to stdout", e))?;
+                w.flush().map_err(|e| CliError::io("cannot write to stdout", e))?;
                 Ok(0)
             }
             Self::Discard => Ok(0),
@@ -496,14 +422,10 @@ impl Sink {
     fn finish(mut self) -> Result<Option<PathBuf>, CliError> {
         self.sync()?;
         match self {
-            Self::File {
-                partial, target, ..
-            } => {
-                std::fs::rename(&partial, &target).map_err(|e| {
-                    CliError::io(format!("cannot rename to {}", target.display()), e)
-                })?;
-                crate::output::sync_dir(&target)
-                    .map_err(|e| CliError::io("cannot sync the output directory", e))?;
+            Self::File { partial, target, .. } => {
+                std::fs::rename(&partial, &target)
+                    .map_err(|e| CliError::io(format!("cannot rename to {}", target.display()), e))?;
+                crate::output::sync_dir(&target).map_err(|e| CliError::io("cannot sync the output directory", e))?;
                 Ok(Some(target))
             }
             _ => Ok(None),
@@ -516,15 +438,10 @@ fn last_checkpoint(journal_path: &Path) -> Result<Option<(u64, u64)>, CliError> 
     let mut last = None;
     for entry in journal::read(journal_path)? {
         match entry {
-            Entry::Checkpoint {
-                records,
-                output_bytes,
-            } => last = Some((records, output_bytes)),
+            Entry::Checkpoint { records, output_bytes } => last = Some((records, output_bytes)),
             Entry::Complete { output } => {
-                return Err(CliError::usage(format!(
-                    "this run already finished and wrote {output}"
-                ))
-                .hint("remove the journal to run again"));
+                return Err(CliError::usage(format!("this run already finished and wrote {output}"))
+                    .hint("remove the journal to run again"));
             }
             _ => {}
         }
@@ -534,18 +451,11 @@ fn last_checkpoint(journal_path: &Path) -> Result<Option<(u64, u64)>, CliError> 
 
 /// Opens the partial output: truncated to the checkpoint when resuming,
 /// new otherwise. Returns the file, how many records it already holds and its length.
-fn open_partial(
-    partial: &Path,
-    resume_from: Option<(u64, u64)>,
-) -> Result<(File, u64, u64), CliError> {
+fn open_partial(partial: &Path, resume_from: Option<(u64, u64)>) -> Result<(File, u64, u64), CliError> {
     let io_err = |e| CliError::io(format!("cannot open {}", partial.display()), e);
     match resume_from {
         Some((records, bytes)) if partial.exists() => {
-            let mut file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(partial)
-                .map_err(io_err)?;
+            let mut file = OpenOptions::new().read(true).write(true).open(partial).map_err(io_err)?;
             file.set_len(bytes).map_err(io_err)?;
             file.seek(io::SeekFrom::End(0)).map_err(io_err)?;
             Ok((file, records, bytes))

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::transform::{ChangeKind, ItemError};
+use super::transform::{ChangeKind, ItemError, Outcome};
 use crate::exit::CliError;
 
 /// Counters of a run.
@@ -31,6 +31,39 @@ impl Stats {
         if let Ok(mut sample) = self.sample.lock() {
             if sample.is_none() {
                 *sample = Some(item);
+            }
+        }
+    }
+
+    /// Counts one item's result and reports a failure; returns whether it failed.
+    pub(crate) fn count(
+        &self,
+        failures: &FailureLog,
+        item: &str,
+        operation: &str,
+        result: Result<Outcome, ItemError>,
+        attempts: u32,
+    ) -> Result<bool, CliError> {
+        if attempts > 1 {
+            self.retried_items.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        match result {
+            Ok(Outcome::Skipped) => {
+                self.skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(false)
+            }
+            Ok(Outcome::Changed { kind, new }) => {
+                // In a dry run `new` is the item itself: the preflight sample.
+                if !new.is_empty() {
+                    self.offer_sample(new);
+                }
+                self.changed(kind);
+                Ok(false)
+            }
+            Err(e) => {
+                self.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                failures.record(item, operation, &e, attempts)?;
+                Ok(true)
             }
         }
     }
@@ -57,53 +90,36 @@ pub(crate) struct FailureLog {
 impl FailureLog {
     /// A report at `path`, created on the first failure.
     pub(crate) fn new(path: Option<PathBuf>) -> Self {
-        Self {
-            path,
-            writer: Mutex::new(None),
-        }
+        Self { path, writer: Mutex::new(None) }
     }
 
     pub(crate) fn path(&self) -> Option<&Path> {
         self.path.as_deref()
     }
 
-    pub(crate) fn record(
-        &self,
-        item: &str,
-        operation: &str,
-        error: &ItemError,
-        attempts: u32,
-    ) -> Result<(), CliError> {
+    pub(crate) fn record(&self, item: &str, operation: &str, error: &ItemError, attempts: u32) -> Result<(), CliError> {
         tracing::warn!(item, code = error.code, "{}", error.message);
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let mut guard = self
-            .writer
-            .lock()
-            .map_err(|_| CliError::new(crate::exit::Code::Io, "failure log lock poisoned"))?;
+        let mut guard =
+            self.writer.lock().map_err(|_| CliError::new(crate::exit::Code::Io, "failure log lock poisoned"))?;
         if guard.is_none() {
-            let file = File::create(path)
-                .map_err(|e| CliError::io(format!("cannot create {}", path.display()), e))?;
+            let file = File::create(path).map_err(|e| CliError::io(format!("cannot create {}", path.display()), e))?;
             *guard = Some(BufWriter::new(file));
         }
         if let Some(writer) = guard.as_mut() {
             let line = json!({"item": item, "operation": operation, "error_code": error.code, "message": error.message, "attempts": attempts});
-            writeln!(writer, "{line}")
-                .map_err(|e| CliError::io("cannot write the failure report", e))?;
+            writeln!(writer, "{line}").map_err(|e| CliError::io("cannot write the failure report", e))?;
         }
         Ok(())
     }
 
     pub(crate) fn finish(&self) -> Result<(), CliError> {
-        let mut guard = self
-            .writer
-            .lock()
-            .map_err(|_| CliError::new(crate::exit::Code::Io, "failure log lock poisoned"))?;
+        let mut guard =
+            self.writer.lock().map_err(|_| CliError::new(crate::exit::Code::Io, "failure log lock poisoned"))?;
         if let Some(writer) = guard.as_mut() {
-            writer
-                .flush()
-                .map_err(|e| CliError::io("cannot write the failure report", e))?;
+            writer.flush().map_err(|e| CliError::io("cannot write the failure report", e))?;
         }
         Ok(())
     }
@@ -183,40 +199,23 @@ impl Summary {
             ("restored", self.restored),
             ("skipped (already done)", self.skipped),
         ];
-        let mut parts: Vec<String> = counts
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(name, n)| format!("{n} {name}"))
-            .collect();
+        let mut parts: Vec<String> =
+            counts.iter().filter(|(_, n)| *n > 0).map(|(name, n)| format!("{n} {name}")).collect();
         parts.push(format!("{} failed", self.failed));
         let mut out = format!(
             "{}{}: {} items in {:.2}s ({:.0}/s): {}\n",
             self.operation,
-            if self.dry_run {
-                " (dry run: would be)"
-            } else {
-                ""
-            },
+            if self.dry_run { " (dry run: would be)" } else { "" },
             self.items(),
             secs,
-            if secs > 0.0 {
-                self.items() as f64 / secs
-            } else {
-                0.0
-            },
+            if secs > 0.0 { self.items() as f64 / secs } else { 0.0 },
             parts.join(", ")
         );
         for (k, v) in &self.extra {
-            out.push_str(&format!(
-                "  {k}: {}\n",
-                v.as_str().map_or_else(|| v.to_string(), str::to_owned)
-            ));
+            out.push_str(&format!("  {k}: {}\n", v.as_str().map_or_else(|| v.to_string(), str::to_owned)));
         }
         if let Some(kms) = &self.kms {
-            out.push_str(&format!(
-                "  KMS: {}\n",
-                kms.as_str().map_or_else(|| kms.to_string(), str::to_owned)
-            ));
+            out.push_str(&format!("  KMS: {}\n", kms.as_str().map_or_else(|| kms.to_string(), str::to_owned)));
         }
         if let Some(j) = &self.journal {
             out.push_str(&format!(

@@ -9,8 +9,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use envelope_core::legacy::{InnerEncoding, decrypt_legacy_record};
 use envelope_core::{
-    DataKey, EncryptedDataKey, EncryptionContext, Envelope, Keyring, KeyringError,
-    KeyringErrorKind, Materials, ParseOptions, decode_text, encode_text, seal, unwrap_data_key,
+    DataKey, EncryptedDataKey, EncryptionContext, Envelope, Keyring, KeyringError, KeyringErrorKind, Materials,
+    ParseOptions, decode_text, encode_text, seal, unwrap_data_key,
 };
 use tokio::sync::OnceCell;
 
@@ -29,9 +29,7 @@ impl Encoding {
         if bytes.starts_with(&envelope_core::MAGIC) {
             Self::Binary
         } else {
-            Self::Text {
-                newline: bytes.ends_with(b"\n"),
-            }
+            Self::Text { newline: bytes.ends_with(b"\n") }
         }
     }
 
@@ -85,11 +83,7 @@ pub(crate) struct ItemError {
 
 impl ItemError {
     pub(crate) fn input(message: impl Into<String>) -> Self {
-        Self {
-            code: "bad_input",
-            message: message.into(),
-            transient: false,
-        }
+        Self { code: "bad_input", message: message.into(), transient: false }
     }
 }
 
@@ -106,11 +100,7 @@ impl From<KeyringError> for ItemError {
             KeyringErrorKind::Io => ("io", true),
             _ => ("keyring", false),
         };
-        Self {
-            code,
-            message: e.to_string(),
-            transient,
-        }
+        Self { code, message: e.to_string(), transient }
     }
 }
 
@@ -118,11 +108,9 @@ impl From<envelope_core::Error> for ItemError {
     fn from(e: envelope_core::Error) -> Self {
         match e {
             envelope_core::Error::Keyring(k) => k.into(),
-            envelope_core::Error::Authentication => Self {
-                code: "authentication",
-                message: e.to_string(),
-                transient: false,
-            },
+            envelope_core::Error::Authentication => {
+                Self { code: "authentication", message: e.to_string(), transient: false }
+            }
             other => Self::input(other.to_string()),
         }
     }
@@ -147,29 +135,16 @@ impl KeyMatcher {
     pub(crate) fn for_keyring(keyring: &dyn Keyring) -> Self {
         let local = keyring.provider_id() == envelope_core::LOCAL_PROVIDER_ID;
         let key_id = if local {
-            keyring
-                .key_id()
-                .rsplit_once("/v")
-                .map_or(keyring.key_id(), |(name, _)| name)
-                .to_owned()
-                + "/v"
+            keyring.key_id().rsplit_once("/v").map_or(keyring.key_id(), |(name, _)| name).to_owned() + "/v"
         } else {
             keyring.key_id().to_owned()
         };
-        Self {
-            provider_id: keyring.provider_id().to_owned(),
-            key_id,
-            prefix: local,
-        }
+        Self { provider_id: keyring.provider_id().to_owned(), key_id, prefix: local }
     }
 
     pub(crate) fn matches(&self, edk: &EncryptedDataKey) -> bool {
         edk.provider_id() == self.provider_id
-            && if self.prefix {
-                edk.key_id().starts_with(&self.key_id)
-            } else {
-                edk.key_id() == self.key_id
-            }
+            && if self.prefix { edk.key_id().starts_with(&self.key_id) } else { edk.key_id() == self.key_id }
     }
 }
 
@@ -201,10 +176,7 @@ pub(crate) enum Mode {
         add: bool,
     },
     /// Bare encrypted data keys (KMS ciphertext blobs).
-    RewrapBare {
-        source_context: EncryptionContext,
-        dest_context: EncryptionContext,
-    },
+    RewrapBare { source_context: EncryptionContext, dest_context: EncryptionContext },
     Reencrypt {
         /// New context; `None` keeps each envelope's own (legacy records get an empty one).
         context: Option<EncryptionContext>,
@@ -248,23 +220,16 @@ impl Transform {
     /// Transforms one item in memory, even in a dry run (the preflight sample).
     pub(crate) async fn apply_now(&self, item: &[u8]) -> Result<Outcome, ItemError> {
         match &self.mode {
-            Mode::Rewrap { from, remove, add } => {
-                self.rewrap_envelope(item, from, remove, *add).await
+            Mode::Rewrap { from, remove, add } => self.rewrap_envelope(item, from, remove, *add).await,
+            Mode::RewrapBare { source_context, dest_context } => {
+                self.rewrap_bare(item, source_context, dest_context).await
             }
-            Mode::RewrapBare {
-                source_context,
-                dest_context,
-            } => self.rewrap_bare(item, source_context, dest_context).await,
-            Mode::Reencrypt { context, legacy } => {
-                self.reencrypt(item, context.as_ref(), legacy.as_ref())
-                    .await
-            }
+            Mode::Reencrypt { context, legacy } => self.reencrypt(item, context.as_ref(), legacy.as_ref()).await,
         }
     }
 
     fn is_destination(&self, edk: &EncryptedDataKey) -> bool {
-        edk.provider_id() == self.destination.provider_id()
-            && edk.key_id() == self.destination.key_id()
+        edk.provider_id() == self.destination.provider_id() && edk.key_id() == self.destination.key_id()
     }
 
     /// Decides, without any key, whether an item would change: the dry
@@ -278,25 +243,17 @@ impl Transform {
             }
             Mode::RewrapBare { .. } => true,
             Mode::Reencrypt { context, legacy } => {
-                match Encoding::detect(item)
-                    .decode(item)
-                    .ok()
-                    .filter(|b| b.starts_with(&envelope_core::MAGIC))
-                {
+                match Encoding::detect(item).decode(item).ok().filter(|b| b.starts_with(&envelope_core::MAGIC)) {
                     Some(bytes) => {
                         let envelope = Envelope::parse(&bytes, &self.parse)?;
                         let header = envelope.header();
-                        !(header
-                            .encrypted_data_keys
-                            .iter()
-                            .any(|e| self.is_destination(e))
+                        !(header.encrypted_data_keys.iter().any(|e| self.is_destination(e))
                             && context.as_ref().is_none_or(|c| *c == header.context))
                     }
                     None => match legacy {
                         Some((key, inner)) => {
-                            let text = std::str::from_utf8(item).map_err(|_| {
-                                ItemError::input("a legacy record must be base64 text")
-                            })?;
+                            let text = std::str::from_utf8(item)
+                                .map_err(|_| ItemError::input("a legacy record must be base64 text"))?;
                             decrypt_legacy_record(key, text, *inner)?;
                             true
                         }
@@ -309,19 +266,9 @@ impl Transform {
                 }
             }
         };
-        let kind = if matches!(self.mode, Mode::Reencrypt { .. }) {
-            ChangeKind::Reencrypted
-        } else {
-            ChangeKind::Rewrapped
-        };
-        Ok(if would_change {
-            Outcome::Changed {
-                new: item.to_vec(),
-                kind,
-            }
-        } else {
-            Outcome::Skipped
-        })
+        let kind =
+            if matches!(self.mode, Mode::Reencrypt { .. }) { ChangeKind::Reencrypted } else { ChangeKind::Rewrapped };
+        Ok(if would_change { Outcome::Changed { new: item.to_vec(), kind } } else { Outcome::Skipped })
     }
 
     /// Whether a rewrap has work to do on these keys (idempotence: done when
@@ -333,14 +280,11 @@ impl Transform {
         remove: &[KeyMatcher],
         add: bool,
     ) -> Result<bool, ItemError> {
-        let selected = |e: &EncryptedDataKey| {
-            !self.is_destination(e) && (from.is_empty() || from.iter().any(|m| m.matches(e)))
-        };
+        let selected =
+            |e: &EncryptedDataKey| !self.is_destination(e) && (from.is_empty() || from.iter().any(|m| m.matches(e)));
         let has_destination = edks.iter().any(|e| self.is_destination(e));
         let pending_replace = !add && edks.iter().any(selected);
-        let pending_remove = edks
-            .iter()
-            .any(|e| remove.iter().any(|m| m.matches(e)) && !self.is_destination(e));
+        let pending_remove = edks.iter().any(|e| remove.iter().any(|m| m.matches(e)) && !self.is_destination(e));
         if has_destination && !pending_replace && !pending_remove {
             return Ok(false);
         }
@@ -369,11 +313,9 @@ impl Transform {
         if !self.rewrap_needed(edks, from, remove, add)? {
             return Ok(Outcome::Skipped);
         }
-        let selected = |e: &EncryptedDataKey| {
-            !self.is_destination(e) && (from.is_empty() || from.iter().any(|m| m.matches(e)))
-        };
-        let removed =
-            |e: &EncryptedDataKey| remove.iter().any(|m| m.matches(e)) && !self.is_destination(e);
+        let selected =
+            |e: &EncryptedDataKey| !self.is_destination(e) && (from.is_empty() || from.iter().any(|m| m.matches(e)));
+        let removed = |e: &EncryptedDataKey| remove.iter().any(|m| m.matches(e)) && !self.is_destination(e);
         let has_destination = edks.iter().any(|e| self.is_destination(e));
 
         let mut new_edks: Vec<EncryptedDataKey> = Vec::with_capacity(edks.len() + 1);
@@ -383,18 +325,12 @@ impl Transform {
                 continue;
             }
             if selected(edk) && !has_destination && !wrapped_new {
-                let new = self
-                    .rewrap_one(edk, &header.context, &header.context)
-                    .await?;
+                let new = self.rewrap_one(edk, &header.context, &header.context).await?;
                 if self.verify {
-                    let key = self
-                        .destination
-                        .unwrap(std::slice::from_ref(&new), &header.context)
-                        .await?;
+                    let key = self.destination.unwrap(std::slice::from_ref(&new), &header.context).await?;
                     envelope.verify_data_key(&key).map_err(|_| ItemError {
                         code: "verify_failed",
-                        message: "the new wrapped key does not hold this envelope's data key"
-                            .into(),
+                        message: "the new wrapped key does not hold this envelope's data key".into(),
                         transient: false,
                     })?;
                 }
@@ -411,15 +347,10 @@ impl Transform {
             }
         }
         if new_edks.is_empty() {
-            return Err(ItemError::input(
-                "removing those keys would leave the item with no wrapped key",
-            ));
+            return Err(ItemError::input("removing those keys would leave the item with no wrapped key"));
         }
         let out = envelope.with_encrypted_data_keys(&new_edks)?;
-        Ok(Outcome::Changed {
-            new: encoding.encode(&out),
-            kind: ChangeKind::Rewrapped,
-        })
+        Ok(Outcome::Changed { new: encoding.encode(&out), kind: ChangeKind::Rewrapped })
     }
 
     /// Re-wraps one data key under the destination: KMS to KMS with
@@ -430,23 +361,24 @@ impl Transform {
         source: &EncryptionContext,
         dest: &EncryptionContext,
     ) -> Result<EncryptedDataKey, ItemError> {
-        let cache_key = cache_key(std::slice::from_ref(edk), source, Some(dest));
-        let result = self
-            .rewrapped
-            .get_or_try(cache_key, || async {
-                if edk.provider_id() == crate::kms::PROVIDER_ID
-                    && self.destination.provider_id() == crate::kms::PROVIDER_ID
-                {
-                    self.destination.rewrap(edk, source, dest).await
-                } else {
-                    let sources: Vec<&dyn Keyring> =
-                        self.sources.iter().map(AsRef::as_ref).collect();
-                    let key = unwrap_data_key(&sources, std::slice::from_ref(edk), source).await?;
-                    self.destination.wrap(&key, dest).await
-                }
-            })
-            .await?;
-        Ok(result)
+        let kms_source = edk.provider_id() == crate::kms::PROVIDER_ID;
+        let kms_destination = self.destination.provider_id() == crate::kms::PROVIDER_ID;
+        let work = || async {
+            if kms_source && kms_destination {
+                self.destination.rewrap(edk, source, dest).await
+            } else {
+                let sources: Vec<&dyn Keyring> = self.sources.iter().map(AsRef::as_ref).collect();
+                let key = unwrap_data_key(&sources, std::slice::from_ref(edk), source).await?;
+                self.destination.wrap(&key, dest).await
+            }
+        };
+        // The cache exists to save KMS requests; local key work is cheaper than a lookup.
+        if kms_source || kms_destination {
+            let key = cache_key(std::slice::from_ref(edk), source, Some(dest));
+            Ok(self.rewrapped.get_or_try(key, work).await?)
+        } else {
+            Ok(work().await?)
+        }
     }
 
     async fn rewrap_bare(
@@ -455,29 +387,18 @@ impl Transform {
         source: &EncryptionContext,
         dest: &EncryptionContext,
     ) -> Result<Outcome, ItemError> {
-        let (blob, encoding) = match std::str::from_utf8(item)
-            .ok()
-            .and_then(|t| STANDARD.decode(t.trim_ascii()).ok())
-        {
-            Some(blob) => (
-                blob,
-                Encoding::Text {
-                    newline: item.ends_with(b"\n"),
-                },
-            ),
+        let (blob, encoding) = match std::str::from_utf8(item).ok().and_then(|t| STANDARD.decode(t.trim_ascii()).ok()) {
+            Some(blob) => (blob, Encoding::Text { newline: item.ends_with(b"\n") }),
             None => (item.to_vec(), Encoding::Binary),
         };
-        let edk = EncryptedDataKey::new(crate::kms::PROVIDER_ID, "", blob)
-            .map_err(|e| ItemError::input(e.to_string()))?;
+        let edk =
+            EncryptedDataKey::new(crate::kms::PROVIDER_ID, "", blob).map_err(|e| ItemError::input(e.to_string()))?;
         let new = self.rewrap_one(&edk, source, dest).await?;
         if self.verify {
             // Both blobs must hold the same data key: the one check a bare key allows.
             let sources: Vec<&dyn Keyring> = self.sources.iter().map(AsRef::as_ref).collect();
             let old_key = unwrap_data_key(&sources, std::slice::from_ref(&edk), source).await?;
-            let new_key = self
-                .destination
-                .unwrap(std::slice::from_ref(&new), dest)
-                .await?;
+            let new_key = self.destination.unwrap(std::slice::from_ref(&new), dest).await?;
             if old_key != new_key {
                 return Err(ItemError {
                     code: "verify_failed",
@@ -496,10 +417,7 @@ impl Transform {
                 text
             }
         };
-        Ok(Outcome::Changed {
-            new: out,
-            kind: ChangeKind::Rewrapped,
-        })
+        Ok(Outcome::Changed { new: out, kind: ChangeKind::Rewrapped })
     }
 
     async fn reencrypt(
@@ -509,40 +427,27 @@ impl Transform {
         legacy: Option<&(DataKey, InnerEncoding)>,
     ) -> Result<Outcome, ItemError> {
         let encoding = Encoding::detect(item);
-        let envelope_bytes = encoding
-            .decode(item)
-            .ok()
-            .filter(|b| b.starts_with(&envelope_core::MAGIC));
+        let envelope_bytes = encoding.decode(item).ok().filter(|b| b.starts_with(&envelope_core::MAGIC));
         let (plaintext, old_context) = match (envelope_bytes, legacy) {
             (Some(bytes), _) => {
                 let envelope = Envelope::parse(&bytes, &self.parse)?;
                 let header = envelope.header();
-                let done = header
-                    .encrypted_data_keys
-                    .iter()
-                    .any(|e| self.is_destination(e))
+                let done = header.encrypted_data_keys.iter().any(|e| self.is_destination(e))
                     && context.is_none_or(|c| *c == header.context);
                 if done {
                     return Ok(Outcome::Skipped);
                 }
-                let key = self
-                    .unwrap_cached(&header.encrypted_data_keys, &header.context)
-                    .await?;
+                let key = self.unwrap_cached(&header.encrypted_data_keys, &header.context).await?;
                 (envelope.open(&key)?, header.context.clone())
             }
             (None, Some((key, inner))) => {
-                let text = std::str::from_utf8(item)
-                    .map_err(|_| ItemError::input("a legacy record must be base64 text"))?;
+                let text =
+                    std::str::from_utf8(item).map_err(|_| ItemError::input("a legacy record must be base64 text"))?;
                 let plain = decrypt_legacy_record(key, text, *inner)?;
-                (
-                    zeroize::Zeroizing::new(plain.as_bytes().to_vec()),
-                    EncryptionContext::new(),
-                )
+                (zeroize::Zeroizing::new(plain.as_bytes().to_vec()), EncryptionContext::new())
             }
             (None, None) => {
-                return Err(ItemError::input(
-                    "the item is not an envelope (for legacy records pass --items legacy)",
-                ));
+                return Err(ItemError::input("the item is not an envelope (for legacy records pass --items legacy)"));
             }
         };
         let new_context = context.cloned().unwrap_or(old_context);
@@ -550,10 +455,7 @@ impl Transform {
         let sealed = seal(&materials, &new_context, &plaintext)?;
         if self.verify {
             let check = Envelope::parse(&sealed, &self.parse)?;
-            let key = self
-                .destination
-                .unwrap(&check.header().encrypted_data_keys, &new_context)
-                .await?;
+            let key = self.destination.unwrap(&check.header().encrypted_data_keys, &new_context).await?;
             if check.open(&key)?.as_slice() != plaintext.as_slice() {
                 return Err(ItemError {
                     code: "verify_failed",
@@ -562,15 +464,9 @@ impl Transform {
                 });
             }
         }
-        let encoding = if legacy.is_some() && encoding == Encoding::Binary {
-            Encoding::Text { newline: false }
-        } else {
-            encoding
-        };
-        Ok(Outcome::Changed {
-            new: encoding.encode(&sealed),
-            kind: ChangeKind::Reencrypted,
-        })
+        let encoding =
+            if legacy.is_some() && encoding == Encoding::Binary { Encoding::Text { newline: false } } else { encoding };
+        Ok(Outcome::Changed { new: encoding.encode(&sealed), kind: ChangeKind::Reencrypted })
     }
 
     async fn unwrap_cached(
@@ -590,10 +486,7 @@ impl Transform {
     /// Encryption materials for `context`: one data key serves up to
     /// `MESSAGES_PER_DATA_KEY` items (each still gets its own message id and
     /// derived key), so a run makes few GenerateDataKey calls.
-    async fn materials_for(
-        &self,
-        context: &EncryptionContext,
-    ) -> Result<Arc<Materials>, ItemError> {
+    async fn materials_for(&self, context: &EncryptionContext) -> Result<Arc<Materials>, ItemError> {
         let mut ctx_key = Vec::new();
         for (k, v) in context.iter() {
             ctx_key.extend_from_slice(&(k.len() as u64).to_be_bytes());
@@ -602,13 +495,8 @@ impl Transform {
             ctx_key.extend_from_slice(v.as_bytes());
         }
         let cell = {
-            let mut map = self
-                .materials
-                .lock()
-                .map_err(|_| ItemError::input("internal: materials cache poisoned"))?;
-            let entry = map
-                .entry(ctx_key)
-                .or_insert_with(|| (Arc::new(OnceCell::new()), 0));
+            let mut map = self.materials.lock().map_err(|_| ItemError::input("internal: materials cache poisoned"))?;
+            let entry = map.entry(ctx_key).or_insert_with(|| (Arc::new(OnceCell::new()), 0));
             entry.1 += 1;
             if entry.1 > MESSAGES_PER_DATA_KEY {
                 *entry = (Arc::new(OnceCell::new()), 1);
@@ -618,10 +506,7 @@ impl Transform {
         let materials = cell
             .get_or_try_init(|| async {
                 let (data_key, edk) = self.destination.generate(context).await?;
-                Ok::<_, KeyringError>(Arc::new(Materials {
-                    data_key,
-                    encrypted_data_keys: vec![edk],
-                }))
+                Ok::<_, KeyringError>(Arc::new(Materials { data_key, encrypted_data_keys: vec![edk] }))
             })
             .await?;
         Ok(Arc::clone(materials))
@@ -629,18 +514,10 @@ impl Transform {
 }
 
 /// Bytes identifying wrapped keys under a context: the cache key.
-fn cache_key(
-    edks: &[EncryptedDataKey],
-    source: &EncryptionContext,
-    dest: Option<&EncryptionContext>,
-) -> Vec<u8> {
+fn cache_key(edks: &[EncryptedDataKey], source: &EncryptionContext, dest: Option<&EncryptionContext>) -> Vec<u8> {
     let mut key = Vec::new();
     for edk in edks {
-        for field in [
-            edk.provider_id().as_bytes(),
-            edk.key_id().as_bytes(),
-            edk.wrapped(),
-        ] {
+        for field in [edk.provider_id().as_bytes(), edk.key_id().as_bytes(), edk.wrapped()] {
             key.extend_from_slice(&(field.len() as u64).to_be_bytes());
             key.extend_from_slice(field);
         }
@@ -665,9 +542,7 @@ struct KeyedOnce<T> {
 
 impl<T> Default for KeyedOnce<T> {
     fn default() -> Self {
-        Self {
-            cells: Mutex::new(HashMap::new()),
-        }
+        Self { cells: Mutex::new(HashMap::new()) }
     }
 }
 
@@ -682,9 +557,10 @@ impl<T: Clone> KeyedOnce<T> {
         Fut: std::future::Future<Output = Result<T, KeyringError>>,
     {
         let cell = {
-            let mut cells = self.cells.lock().map_err(|_| {
-                KeyringError::new(KeyringErrorKind::Invalid, "internal: cache poisoned")
-            })?;
+            let mut cells = self
+                .cells
+                .lock()
+                .map_err(|_| KeyringError::new(KeyringErrorKind::Invalid, "internal: cache poisoned"))?;
             if cells.len() >= CACHE_ENTRIES && !cells.contains_key(&key) {
                 cells.retain(|_, c| !c.initialized());
             }
