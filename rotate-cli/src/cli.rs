@@ -39,6 +39,14 @@ pub(crate) struct KmsArgs {
     /// SDK retry mode
     #[arg(long, global = true, value_enum, default_value_t = RetryMode::Standard)]
     pub(crate) kms_retry_mode: RetryMode,
+
+    /// Seconds before one KMS request attempt is abandoned and retried
+    #[arg(long, global = true, default_value_t = 10.0, value_name = "SECONDS")]
+    pub(crate) kms_attempt_timeout: f64,
+
+    /// Seconds before a KMS call, retries included, fails
+    #[arg(long, global = true, default_value_t = 60.0, value_name = "SECONDS")]
+    pub(crate) kms_operation_timeout: f64,
 }
 
 /// The AWS SDK's retry modes.

@@ -1,0 +1,300 @@
+//! The rotation engine against a real KMS API: the local moto server that
+//! `bash scripts/test.sh` installs and starts. Fixtures are made by boto3 and
+//! by the blog's own Python code, the way the applications rekey migrates
+//! made them. Faults moto cannot make (throttling, slow answers) come from a
+//! loopback proxy in front of it (scripts/interop/fault_proxy.py).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn endpoint() -> String {
+    std::env::var("REKEY_TEST_ENDPOINT").unwrap_or_else(|_| {
+        panic!("REKEY_TEST_ENDPOINT is not set: these tests need the local KMS server; run them with `bash scripts/test.sh`")
+    })
+}
+
+fn python() -> String {
+    std::env::var("REKEY_TEST_PYTHON")
+        .unwrap_or_else(|_| panic!("REKEY_TEST_PYTHON is not set: run the tests with `bash scripts/test.sh`"))
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/interop").join(name)
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    endpoint: String,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self { dir: tempfile::tempdir().expect("tempdir"), endpoint: endpoint() }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn py(&self, args: &[&str]) -> String {
+        let out = Command::new(python())
+            .arg(script("kms_fixtures.py"))
+            .args(args)
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .output()
+            .expect("python");
+        assert!(out.status.success(), "kms_fixtures.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
+    }
+
+    fn create_key(&self) -> String {
+        self.py(&["create-key"])
+    }
+
+    fn rekey(&self, args: &[&str]) -> Output {
+        self.rekey_via(&self.endpoint, args)
+    }
+
+    fn rekey_via(&self, endpoint: &str, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_rekey"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("REKEY_KEYSTORE", self.path("keys"))
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run rekey")
+    }
+
+    fn ok(&self, args: &[&str]) -> Output {
+        let out = self.rekey(args);
+        assert!(out.status.success(), "rekey {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    }
+}
+
+fn summary(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("summary JSON: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn ten_thousand_legacy_records_move_to_kms_and_decrypt_back() {
+    let env = Env::new();
+    let (old_key, new_key) = (env.create_key(), env.create_key());
+    let export = env.path("users.jsonl");
+    let edk = env.path("datakey.bin");
+    env.py(&["legacy-export", &old_key, "10000", export.to_str().expect("utf-8"), edk.to_str().expect("utf-8")]);
+
+    let out = env.ok(&[
+        "reencrypt", "--items", "legacy", "--legacy-edk", "datakey.bin", "--to", &format!("kms:{new_key}"),
+        "--context", "table=users", "--field", "/ssn", "--json", "users.jsonl", "-o", "users.new.jsonl",
+    ]);
+    let s = summary(&out);
+    assert_eq!(s["reencrypted"], 10000);
+    assert_eq!(s["failed"], 0);
+    // One Decrypt for the shared legacy data key, one GenerateDataKey for the new ones.
+    assert_eq!(s["kms"]["calls"]["Decrypt"], 1, "{s}");
+    assert_eq!(s["kms"]["calls"]["GenerateDataKey"], 1, "{s}");
+
+    // Decrypt the new field values back with only the new key allowed.
+    let fields: Vec<String> = std::fs::read_to_string(env.path("users.new.jsonl"))
+        .expect("output")
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("json")["ssn"].as_str().expect("string").to_owned())
+        .collect();
+    std::fs::write(env.path("ssn.enc"), fields.join("\n") + "\n").expect("write");
+    env.ok(&["decrypt", "--lines", "--key", &format!("kms:{new_key}"), "--context", "table=users", "ssn.enc", "-o", "ssn.txt"]);
+    let decrypted: Vec<String> = std::fs::read_to_string(env.path("ssn.txt")).expect("read").lines().map(str::to_owned).collect();
+    let expected: Vec<String> = std::fs::read_to_string(env.path("users.jsonl.expected"))
+        .expect("expected")
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("json")["ssn"].as_str().expect("string").to_owned())
+        .collect();
+    assert_eq!(decrypted.len(), 10000);
+    assert_eq!(decrypted, expected);
+}
+
+#[test]
+fn two_thousand_envelope_files_rewrapped_from_one_kms_key_to_another() {
+    let env = Env::new();
+    let (old_key, new_key) = (env.create_key(), env.create_key());
+    std::fs::create_dir_all(env.path("vault")).expect("mkdir");
+    // Encrypt 2,000 records in one process (--lines) and split them into files.
+    let plaintexts: Vec<String> = (0..2000).map(|i| format!("document {i}")).collect();
+    std::fs::write(env.path("plain.txt"), plaintexts.join("\n") + "\n").expect("write");
+    env.ok(&["encrypt", "--lines", "--key", &format!("kms:{old_key}"), "--context", "app=vault", "plain.txt", "-o", "all.enc"]);
+    for (i, line) in std::fs::read_to_string(env.path("all.enc")).expect("read").lines().enumerate() {
+        std::fs::write(env.path(&format!("vault/doc{i:04}.rky")), line).expect("write");
+    }
+
+    let dry = env.ok(&["rewrap", "--to", &format!("kms:{new_key}"), "--dry-run", "--json", "vault"]);
+    let d = summary(&dry);
+    assert_eq!(d["rewrapped"], 2000);
+    assert!(d["iam_actions"].to_string().contains("kms:ReEncryptTo"), "{d}");
+    assert!(d["sample"].as_str().is_some_and(|s| s.contains("ok")), "{d}");
+
+    let out = env.ok(&["rewrap", "--to", &format!("kms:{new_key}"), "--from", &format!("kms:{old_key}"), "--verify", "--json", "vault"]);
+    let s = summary(&out);
+    assert_eq!(s["rewrapped"], 2000);
+    // The files share one wrapped data key: one ReEncrypt for all of them.
+    assert_eq!(s["kms"]["calls"]["ReEncrypt"], 1, "{s}");
+
+    for i in [0usize, 1, 999, 1999] {
+        let file = format!("vault/doc{i:04}.rky");
+        let only_new = env.ok(&["decrypt", "--key", &format!("kms:{new_key}"), "--force", &file]);
+        assert_eq!(String::from_utf8_lossy(&only_new.stdout), plaintexts[i]);
+        let only_old = env.rekey(&["decrypt", "--key", &format!("kms:{old_key}"), "--force", &file]);
+        assert_eq!(only_old.status.code(), Some(3), "the old key is gone from {file}");
+    }
+    env.ok(&["rollback", "--journal", "vault.rekey-journal"]);
+    let back = env.ok(&["decrypt", "--key", &format!("kms:{old_key}"), "--force", "vault/doc0005.rky"]);
+    assert_eq!(String::from_utf8_lossy(&back.stdout), plaintexts[5]);
+}
+
+#[test]
+fn bare_data_keys_made_by_boto3_are_rewrapped_with_a_new_context() {
+    let env = Env::new();
+    let (old_key, new_key) = (env.create_key(), env.create_key());
+    env.py(&["bare-edks", &old_key, "25", env.path("keys-dir").to_str().expect("utf-8"), r#"{"purpose":"file-backup"}"#]);
+    let out = env.ok(&[
+        "rewrap", "--items", "edk", "--to", &format!("kms:{new_key}"), "--source-context", "purpose=file-backup",
+        "--dest-context", "purpose=file-backup", "--dest-context", "rotated=2026-11-23", "--verify", "--json", "keys-dir",
+    ]);
+    assert_eq!(summary(&out)["rewrapped"], 25);
+    let decrypted: BTreeMap<String, String> = serde_json::from_str(&env.py(&[
+        "decrypt-edks",
+        env.path("keys-dir").to_str().expect("utf-8"),
+        r#"{"purpose":"file-backup","rotated":"2026-11-23"}"#,
+    ]))
+    .expect("json");
+    let expected: BTreeMap<String, String> =
+        serde_json::from_str(&std::fs::read_to_string(env.path("keys-dir.expected.json")).expect("expected")).expect("json");
+    assert_eq!(decrypted, expected, "boto3 decrypts the re-wrapped keys to the same data keys");
+}
+
+#[test]
+fn bad_items_are_reported_one_by_one_while_the_rest_complete() {
+    let env = Env::new();
+    let (a, b, c) = (env.create_key(), env.create_key(), env.create_key());
+    std::fs::create_dir_all(env.path("vault")).expect("mkdir");
+    std::fs::write(env.path("plain.txt"), "one\ntwo\nthree\n").expect("write");
+    env.ok(&["encrypt", "--lines", "--key", &format!("kms:{a}"), "-c", "app=x", "plain.txt", "-o", "good.enc"]);
+    for (i, line) in std::fs::read_to_string(env.path("good.enc")).expect("read").lines().enumerate() {
+        std::fs::write(env.path(&format!("vault/good{i}.rky")), line).expect("write");
+    }
+    std::fs::write(env.path("vault/garbage.rky"), "definitely not an envelope").expect("write");
+    let good = std::fs::read_to_string(env.path("vault/good0.rky")).expect("read");
+    std::fs::write(env.path("vault/truncated.rky"), &good[..good.len() / 2]).expect("write");
+    // Wrapped under key c, which --from does not name.
+    env.ok(&["encrypt", "--text", "--key", &format!("kms:{c}"), "-c", "app=x", "plain.txt", "-o", "vault/unknown.rky"]);
+    // A genuine wrapped key whose header claims another context: KMS refuses it.
+    let tampered = env.ok(&["encrypt", "--text", "--key", &format!("kms:{a}"), "-c", "app=y", "plain.txt"]);
+    let spliced = splice_context(&String::from_utf8_lossy(&tampered.stdout), &good);
+    std::fs::write(env.path("vault/wrong-context.rky"), spliced).expect("write");
+
+    let out = env.rekey(&["rewrap", "--to", &format!("kms:{b}"), "--from", &format!("kms:{a}"), "--json", "vault"]);
+    assert_eq!(out.status.code(), Some(6), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = summary(&out);
+    assert_eq!(s["rewrapped"], 3);
+    assert_eq!(s["failed"], 4);
+    let report = std::fs::read_to_string(env.path("vault.rekey-journal.failures.jsonl")).expect("report");
+    let codes: BTreeMap<String, String> = report
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("json"))
+        .map(|v| {
+            let item = v["item"].as_str().expect("item");
+            (Path::new(item).file_name().expect("name").to_string_lossy().into_owned(), v["error_code"].as_str().expect("code").to_owned())
+        })
+        .collect();
+    assert_eq!(codes["garbage.rky"], "bad_input");
+    assert_eq!(codes["truncated.rky"], "bad_input");
+    assert_eq!(codes["unknown.rky"], "no_source_key");
+    assert_eq!(codes["wrong-context.rky"], "invalid_ciphertext");
+}
+
+/// `victim`'s wrapped keys under `donor`'s header core and body: the key is
+/// genuine, but KMS will refuse it under the victim's context.
+fn splice_context(donor: &str, victim: &str) -> String {
+    use envelope_core::{Envelope, ParseOptions, decode_text, encode_text};
+    let donor = decode_text(donor).expect("donor");
+    let victim = decode_text(victim).expect("victim");
+    let d = Envelope::parse(&donor, &ParseOptions::default()).expect("parse");
+    let v = Envelope::parse(&victim, &ParseOptions::default()).expect("parse");
+    encode_text(&d.with_encrypted_data_keys(&v.header().encrypted_data_keys).expect("encode"))
+}
+
+/// The fault proxy, killed when dropped.
+struct Proxy {
+    child: Child,
+    url: String,
+}
+
+impl Proxy {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(python())
+            .arg(script("fault_proxy.py"))
+            .arg(endpoint())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the fault proxy");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("port");
+        Self { child, url: format!("http://127.0.0.1:{}", line.trim()) }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn throttling_and_slow_answers_are_retried_and_counted() {
+    let env = Env::new();
+    let (old_key, new_key) = (env.create_key(), env.create_key());
+    std::fs::create_dir_all(env.path("vault")).expect("mkdir");
+    // Forty files, each with its own data key: forty ReEncrypt calls.
+    for i in 0..40 {
+        std::fs::write(env.path("p.txt"), format!("secret {i}")).expect("write");
+        env.ok(&["encrypt", "--text", "--key", &format!("kms:{old_key}"), "p.txt", "-o", &format!("vault/f{i:02}.rky")]);
+    }
+    let proxy = Proxy::start(&["--throttle-every", "3", "--delay-every", "17", "--delay", "3", "--only", "ReEncrypt"]);
+    let out = env.rekey_via(
+        &proxy.url,
+        &["rewrap", "--to", &format!("kms:{new_key}"), "--kms-attempt-timeout", "1", "--concurrency", "4", "--json", "vault"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = summary(&out);
+    assert_eq!(s["rewrapped"], 40);
+    assert!(s["kms"]["throttles"].as_u64().is_some_and(|n| n > 0), "throttles counted: {s}");
+    assert!(s["kms"]["retries"].as_u64().is_some_and(|n| n > 0), "retries counted: {s}");
+    for i in [0, 17, 39] {
+        let out = env.ok(&["decrypt", "--key", &format!("kms:{new_key}"), "--force", &format!("vault/f{i:02}.rky")]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("secret {i}"));
+    }
+
+    // Throttled on every request: the run ends, each item reported as throttled.
+    let always = Proxy::start(&["--throttle-every", "1", "--only", "ReEncrypt"]);
+    let out = env.rekey_via(
+        &always.url,
+        &["rewrap", "--to", &format!("kms:{old_key}"), "--kms-max-attempts", "2", "--item-attempts", "1", "--journal", "j2", "--json", "vault"],
+    );
+    assert_eq!(out.status.code(), Some(6));
+    let s = summary(&out);
+    assert_eq!(s["failed"], 40);
+    let report = std::fs::read_to_string(env.path("j2.failures.jsonl")).expect("report");
+    assert!(report.lines().all(|l| l.contains("\"error_code\":\"throttled\"")), "{report}");
+}
