@@ -45,11 +45,11 @@ pub fn open_framed(data: &[u8]) {
 
 /// Decodes the text form and parses the result.
 pub fn decode_text(data: &[u8]) {
-    if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(bytes) = crate::text::decode_text(text) {
-            let _ = Envelope::parse(&bytes, &ParseOptions::default());
-            assert_eq!(crate::text::decode_text(&crate::text::encode_text(&bytes)).ok(), Some(bytes));
-        }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(bytes) = crate::text::decode_text(text)
+    {
+        let _ = Envelope::parse(&bytes, &ParseOptions::default());
+        assert_eq!(crate::text::decode_text(&crate::text::encode_text(&bytes)).ok(), Some(bytes));
     }
 }
 

@@ -86,6 +86,6 @@ pub fn encrypt_legacy_record_for_fixtures(
 pub fn looks_like_legacy_record(text: &str) -> bool {
     let text = text.trim_ascii();
     text.len() >= 44
-        && text.len() % 4 == 0
+        && text.len().is_multiple_of(4)
         && STANDARD.decode(text).is_ok_and(|raw| raw.len() >= 32 && raw.len() % 16 == 0)
 }

@@ -29,7 +29,9 @@ struct Vector {
 
 fn inputs() -> Vec<Vector> {
     let kms_arn = "arn:aws:kms:us-east-1:111122223333:key/11111111-2222-3333-4444-555555555555";
-    let cases: [(&str, &[(&str, &str)], usize, Option<u32>, Vec<u8>); 6] = [
+    // (description, context, EDK count, frame length, plaintext)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], usize, Option<u32>, Vec<u8>);
+    let cases: [Case; 6] = [
         ("single-shot, empty plaintext, empty context", &[], 1, None, vec![]),
         ("single-shot, 64-byte record, one context pair", &[("tenant", "acme")], 1, None, (0..64).collect()),
         ("single-shot, UTF-8 context, two EDKs", &[("purpose", "백업"), ("a", "")], 2, None, b"hello, world".to_vec()),

@@ -32,10 +32,10 @@ impl AtomicFile {
             let temp = dir.join(format!(".{}.rekey-tmp.{}.{attempt}", name.to_string_lossy(), std::process::id()));
             match options.open(&temp) {
                 Ok(file) => {
-                    if let Some(like) = like {
-                        if let Ok(meta) = fs::metadata(like) {
-                            fs::set_permissions(&temp, meta.permissions())?;
-                        }
+                    if let Some(like) = like
+                        && let Ok(meta) = fs::metadata(like)
+                    {
+                        fs::set_permissions(&temp, meta.permissions())?;
                     }
                     return Ok(Self {
                         target: target.to_path_buf(),

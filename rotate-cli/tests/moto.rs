@@ -83,7 +83,8 @@ impl Env {
 }
 
 fn summary(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("summary JSON: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("summary JSON: {e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 #[test]
@@ -95,8 +96,21 @@ fn ten_thousand_legacy_records_move_to_kms_and_decrypt_back() {
     env.py(&["legacy-export", &old_key, "10000", export.to_str().expect("utf-8"), edk.to_str().expect("utf-8")]);
 
     let out = env.ok(&[
-        "reencrypt", "--items", "legacy", "--legacy-edk", "datakey.bin", "--to", &format!("kms:{new_key}"),
-        "--context", "table=users", "--field", "/ssn", "--json", "users.jsonl", "-o", "users.new.jsonl",
+        "reencrypt",
+        "--items",
+        "legacy",
+        "--legacy-edk",
+        "datakey.bin",
+        "--to",
+        &format!("kms:{new_key}"),
+        "--context",
+        "table=users",
+        "--field",
+        "/ssn",
+        "--json",
+        "users.jsonl",
+        "-o",
+        "users.new.jsonl",
     ]);
     let s = summary(&out);
     assert_eq!(s["reencrypted"], 10000);
@@ -112,8 +126,19 @@ fn ten_thousand_legacy_records_move_to_kms_and_decrypt_back() {
         .map(|l| serde_json::from_str::<Value>(l).expect("json")["ssn"].as_str().expect("string").to_owned())
         .collect();
     std::fs::write(env.path("ssn.enc"), fields.join("\n") + "\n").expect("write");
-    env.ok(&["decrypt", "--lines", "--key", &format!("kms:{new_key}"), "--context", "table=users", "ssn.enc", "-o", "ssn.txt"]);
-    let decrypted: Vec<String> = std::fs::read_to_string(env.path("ssn.txt")).expect("read").lines().map(str::to_owned).collect();
+    env.ok(&[
+        "decrypt",
+        "--lines",
+        "--key",
+        &format!("kms:{new_key}"),
+        "--context",
+        "table=users",
+        "ssn.enc",
+        "-o",
+        "ssn.txt",
+    ]);
+    let decrypted: Vec<String> =
+        std::fs::read_to_string(env.path("ssn.txt")).expect("read").lines().map(str::to_owned).collect();
     let expected: Vec<String> = std::fs::read_to_string(env.path("users.jsonl.expected"))
         .expect("expected")
         .lines()
@@ -131,7 +156,17 @@ fn two_thousand_envelope_files_rewrapped_from_one_kms_key_to_another() {
     // Encrypt 2,000 records in one process (--lines) and split them into files.
     let plaintexts: Vec<String> = (0..2000).map(|i| format!("document {i}")).collect();
     std::fs::write(env.path("plain.txt"), plaintexts.join("\n") + "\n").expect("write");
-    env.ok(&["encrypt", "--lines", "--key", &format!("kms:{old_key}"), "--context", "app=vault", "plain.txt", "-o", "all.enc"]);
+    env.ok(&[
+        "encrypt",
+        "--lines",
+        "--key",
+        &format!("kms:{old_key}"),
+        "--context",
+        "app=vault",
+        "plain.txt",
+        "-o",
+        "all.enc",
+    ]);
     for (i, line) in std::fs::read_to_string(env.path("all.enc")).expect("read").lines().enumerate() {
         std::fs::write(env.path(&format!("vault/doc{i:04}.rky")), line).expect("write");
     }
@@ -142,7 +177,16 @@ fn two_thousand_envelope_files_rewrapped_from_one_kms_key_to_another() {
     assert!(d["iam_actions"].to_string().contains("kms:ReEncryptTo"), "{d}");
     assert!(d["sample"].as_str().is_some_and(|s| s.contains("ok")), "{d}");
 
-    let out = env.ok(&["rewrap", "--to", &format!("kms:{new_key}"), "--from", &format!("kms:{old_key}"), "--verify", "--json", "vault"]);
+    let out = env.ok(&[
+        "rewrap",
+        "--to",
+        &format!("kms:{new_key}"),
+        "--from",
+        &format!("kms:{old_key}"),
+        "--verify",
+        "--json",
+        "vault",
+    ]);
     let s = summary(&out);
     assert_eq!(s["rewrapped"], 2000);
     // The files share one wrapped data key: one ReEncrypt for all of them.
@@ -164,10 +208,28 @@ fn two_thousand_envelope_files_rewrapped_from_one_kms_key_to_another() {
 fn bare_data_keys_made_by_boto3_are_rewrapped_with_a_new_context() {
     let env = Env::new();
     let (old_key, new_key) = (env.create_key(), env.create_key());
-    env.py(&["bare-edks", &old_key, "25", env.path("keys-dir").to_str().expect("utf-8"), r#"{"purpose":"file-backup"}"#]);
+    env.py(&[
+        "bare-edks",
+        &old_key,
+        "25",
+        env.path("keys-dir").to_str().expect("utf-8"),
+        r#"{"purpose":"file-backup"}"#,
+    ]);
     let out = env.ok(&[
-        "rewrap", "--items", "edk", "--to", &format!("kms:{new_key}"), "--source-context", "purpose=file-backup",
-        "--dest-context", "purpose=file-backup", "--dest-context", "rotated=2026-11-23", "--verify", "--json", "keys-dir",
+        "rewrap",
+        "--items",
+        "edk",
+        "--to",
+        &format!("kms:{new_key}"),
+        "--source-context",
+        "purpose=file-backup",
+        "--dest-context",
+        "purpose=file-backup",
+        "--dest-context",
+        "rotated=2026-11-23",
+        "--verify",
+        "--json",
+        "keys-dir",
     ]);
     assert_eq!(summary(&out)["rewrapped"], 25);
     let decrypted: BTreeMap<String, String> = serde_json::from_str(&env.py(&[
@@ -177,7 +239,8 @@ fn bare_data_keys_made_by_boto3_are_rewrapped_with_a_new_context() {
     ]))
     .expect("json");
     let expected: BTreeMap<String, String> =
-        serde_json::from_str(&std::fs::read_to_string(env.path("keys-dir.expected.json")).expect("expected")).expect("json");
+        serde_json::from_str(&std::fs::read_to_string(env.path("keys-dir.expected.json")).expect("expected"))
+            .expect("json");
     assert_eq!(decrypted, expected, "boto3 decrypts the re-wrapped keys to the same data keys");
 }
 
@@ -212,7 +275,10 @@ fn bad_items_are_reported_one_by_one_while_the_rest_complete() {
         .map(|l| serde_json::from_str::<Value>(l).expect("json"))
         .map(|v| {
             let item = v["item"].as_str().expect("item");
-            (Path::new(item).file_name().expect("name").to_string_lossy().into_owned(), v["error_code"].as_str().expect("code").to_owned())
+            (
+                Path::new(item).file_name().expect("name").to_string_lossy().into_owned(),
+                v["error_code"].as_str().expect("code").to_owned(),
+            )
         })
         .collect();
     assert_eq!(codes["garbage.rky"], "bad_input");
@@ -269,12 +335,30 @@ fn throttling_and_slow_answers_are_retried_and_counted() {
     // Forty files, each with its own data key: forty ReEncrypt calls.
     for i in 0..40 {
         std::fs::write(env.path("p.txt"), format!("secret {i}")).expect("write");
-        env.ok(&["encrypt", "--text", "--key", &format!("kms:{old_key}"), "p.txt", "-o", &format!("vault/f{i:02}.rky")]);
+        env.ok(&[
+            "encrypt",
+            "--text",
+            "--key",
+            &format!("kms:{old_key}"),
+            "p.txt",
+            "-o",
+            &format!("vault/f{i:02}.rky"),
+        ]);
     }
     let proxy = Proxy::start(&["--throttle-every", "3", "--delay-every", "17", "--delay", "3", "--only", "ReEncrypt"]);
     let out = env.rekey_via(
         &proxy.url,
-        &["rewrap", "--to", &format!("kms:{new_key}"), "--kms-attempt-timeout", "1", "--concurrency", "4", "--json", "vault"],
+        &[
+            "rewrap",
+            "--to",
+            &format!("kms:{new_key}"),
+            "--kms-attempt-timeout",
+            "1",
+            "--concurrency",
+            "4",
+            "--json",
+            "vault",
+        ],
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let s = summary(&out);
@@ -290,7 +374,19 @@ fn throttling_and_slow_answers_are_retried_and_counted() {
     let always = Proxy::start(&["--throttle-every", "1", "--only", "ReEncrypt"]);
     let out = env.rekey_via(
         &always.url,
-        &["rewrap", "--to", &format!("kms:{old_key}"), "--kms-max-attempts", "2", "--item-attempts", "1", "--journal", "j2", "--json", "vault"],
+        &[
+            "rewrap",
+            "--to",
+            &format!("kms:{old_key}"),
+            "--kms-max-attempts",
+            "2",
+            "--item-attempts",
+            "1",
+            "--journal",
+            "j2",
+            "--json",
+            "vault",
+        ],
     );
     assert_eq!(out.status.code(), Some(6));
     let s = summary(&out);

@@ -69,10 +69,11 @@ struct Unwrapper<'a> {
 impl Unwrapper<'_> {
     async fn data_key(&mut self, edks: &[EncryptedDataKey], context: &EncryptionContext) -> Result<DataKey, CliError> {
         context.require(&self.expected)?;
-        if let Some((e, c, key)) = &self.last {
-            if e == edks && c == context {
-                return Ok(key.duplicate());
-            }
+        if let Some((e, c, key)) = &self.last
+            && e == edks
+            && c == context
+        {
+            return Ok(key.duplicate());
         }
         let key = unwrap_data_key(&self.keyrings, edks, context).await?;
         self.last = Some((edks.to_vec(), context.clone(), key.duplicate()));

@@ -99,10 +99,10 @@ async fn run(
     if target.concurrency == 0 {
         return Err(CliError::usage("--concurrency must be at least 1"));
     }
-    if let Some(p) = target.sample {
-        if !(0.0..=100.0).contains(&p) {
-            return Err(CliError::usage("--sample is a percentage from 0 to 100"));
-        }
+    if let Some(p) = target.sample
+        && !(0.0..=100.0).contains(&p)
+    {
+        return Err(CliError::usage("--sample is a percentage from 0 to 100"));
     }
     transform.dry_run = target.dry_run;
     let mut preflight = Vec::new();

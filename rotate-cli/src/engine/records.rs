@@ -110,10 +110,10 @@ impl RecordStream {
         let bar = progress_bar(settings.progress && output_file.is_some(), None);
         let attempts = settings.item_attempts.max(1);
         let mut reader = Reader::new(input, &self.format)?;
-        if let Some(header) = reader.csv_header() {
-            if skip_records == 0 {
-                sink.write_csv(header)?;
-            }
+        if let Some(header) = reader.csv_header()
+            && skip_records == 0
+        {
+            sink.write_csv(header)?;
         }
         let pointers = Arc::new(match &self.format {
             RecordFormat::JsonLines(p) => p.clone(),
@@ -163,11 +163,11 @@ impl RecordStream {
                     }
                 }
                 sink.write_bytes(&encoded)?;
-                if consumed % CHECKPOINT_EVERY == 0 {
-                    if let Some(journal) = &journal {
-                        let output_bytes = sink.sync()?;
-                        journal.append(&Entry::Checkpoint { records: consumed, output_bytes }, true)?;
-                    }
+                if consumed % CHECKPOINT_EVERY == 0
+                    && let Some(journal) = &journal
+                {
+                    let output_bytes = sink.sync()?;
+                    journal.append(&Entry::Checkpoint { records: consumed, output_bytes }, true)?;
                 }
                 if aborted {
                     return Ok(false);

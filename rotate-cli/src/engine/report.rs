@@ -28,10 +28,10 @@ pub(crate) struct Stats {
 impl Stats {
     /// Keeps `item` as the preflight sample if there is none yet.
     pub(crate) fn offer_sample(&self, item: Vec<u8>) {
-        if let Ok(mut sample) = self.sample.lock() {
-            if sample.is_none() {
-                *sample = Some(item);
-            }
+        if let Ok(mut sample) = self.sample.lock()
+            && sample.is_none()
+        {
+            *sample = Some(item);
         }
     }
 
@@ -224,10 +224,10 @@ impl Summary {
                 j.display()
             ));
         }
-        if self.failed > 0 {
-            if let Some(f) = &self.failures {
-                out.push_str(&format!("  failures: {}\n", f.display()));
-            }
+        if self.failed > 0
+            && let Some(f) = &self.failures
+        {
+            out.push_str(&format!("  failures: {}\n", f.display()));
         }
         out
     }

@@ -162,8 +162,11 @@ pub(crate) struct Transform {
     /// One KMS call per distinct wrapped key, even with many workers.
     rewrapped: KeyedOnce<EncryptedDataKey>,
     unwrapped: KeyedOnce<Arc<DataKey>>,
-    materials: Mutex<HashMap<Vec<u8>, (Arc<OnceCell<Arc<Materials>>>, u64)>>,
+    /// Per context: the current materials and how many items used them.
+    materials: Mutex<HashMap<Vec<u8>, (MaterialsCell, u64)>>,
 }
+
+type MaterialsCell = Arc<OnceCell<Arc<Materials>>>;
 
 /// What kind of rotation.
 pub(crate) enum Mode {
