@@ -1,1 +1,15 @@
-//! tmp
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod client;
+mod error;
+mod keyref;
+mod keyring;
+mod metrics;
+
+pub use client::{KeyDescription, Kms, KmsConfig, RetryMode};
+pub use error::{KmsError, KmsErrorKind};
+pub use keyref::KeyRef;
+pub use keyring::{KmsKeyring, PROVIDER_ID};
+pub use metrics::{MetricsSnapshot, OPERATIONS};

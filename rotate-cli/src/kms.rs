@@ -1,28 +1,57 @@
-//! The CLI's one door to AWS KMS, through `kms-adapter`.
+//! The CLI's one door to AWS KMS, through `kms-adapter`: the client is made
+//! on first use, so commands that need no KMS never touch AWS configuration.
+
+use std::time::Duration;
 
 use envelope_core::{DataKey, EncryptedDataKey, EncryptionContext, Keyring};
+use kms_adapter::{Kms as KmsClient, KmsConfig, KmsKeyring, RetryMode};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
 
-/// The provider id of KMS-wrapped data keys.
-pub(crate) const PROVIDER_ID: &str = "aws-kms";
-
-use crate::cli::KmsArgs;
-use crate::exit::CliError;
+use crate::cli::{self, KmsArgs};
+use crate::exit::{CliError, Code, keyring_code};
 use crate::keys::KeySpec;
+
+pub(crate) use kms_adapter::PROVIDER_ID;
 
 /// KMS settings, and the client built from them on first use.
 pub(crate) struct Kms {
     args: KmsArgs,
+    client: OnceCell<KmsClient>,
 }
 
 impl Kms {
     pub(crate) fn new(args: KmsArgs) -> Self {
-        Self { args }
+        Self { args, client: OnceCell::new() }
+    }
+
+    async fn client(&self) -> Result<&KmsClient, CliError> {
+        let seconds = |s: f64, name: &str| {
+            if s.is_finite() && s > 0.0 {
+                Ok(Duration::from_secs_f64(s))
+            } else {
+                Err(CliError::usage(format!("{name} must be a positive number of seconds")))
+            }
+        };
+        let config = KmsConfig {
+            max_attempts: self.args.kms_max_attempts.max(1),
+            retry_mode: match self.args.kms_retry_mode {
+                cli::RetryMode::Standard => RetryMode::Standard,
+                cli::RetryMode::Adaptive => RetryMode::Adaptive,
+            },
+            attempt_timeout: seconds(self.args.kms_attempt_timeout, "--kms-attempt-timeout")?,
+            operation_timeout: seconds(self.args.kms_operation_timeout, "--kms-operation-timeout")?,
+            ..KmsConfig::default()
+        };
+        Ok(self.client.get_or_init(|| KmsClient::from_env(&config)).await)
     }
 
     /// A keyring wrapping under `key` that may also unwrap with the KMS keys of `also_unwrap`.
     pub(crate) async fn keyring(&self, key: &str, also_unwrap: &[KeySpec]) -> Result<Box<dyn Keyring>, CliError> {
-        let _ = (&self.args, key, also_unwrap);
-        Err(CliError::usage("KMS keys are not wired in yet"))
+        let others: Vec<String> =
+            also_unwrap.iter().filter_map(|s| if let KeySpec::Kms(k) = s { Some(k.clone()) } else { None }).collect();
+        let keyring = KmsKeyring::new(self.client().await?.clone(), key, &others).await.map_err(kms_error)?;
+        Ok(Box::new(keyring))
     }
 
     /// A keyring that unwraps with `keys`, or with any key in discovery mode.
@@ -31,28 +60,51 @@ impl Kms {
         keys: &[String],
         discovery: bool,
     ) -> Result<Box<dyn Keyring>, CliError> {
-        let _ = (keys, discovery);
-        Err(CliError::usage("KMS keys are not wired in yet"))
+        let client = self.client().await?.clone();
+        if discovery {
+            return Ok(Box::new(KmsKeyring::discovery(client)));
+        }
+        Ok(Box::new(KmsKeyring::decrypt_only(client, keys).await.map_err(kms_error)?))
     }
 
     /// DescribeKey preflight: a line saying the key is usable, or an error.
     pub(crate) async fn preflight(&self, key: &str) -> Result<String, CliError> {
-        let _ = key;
-        Err(CliError::usage("KMS keys are not wired in yet"))
+        let d = self.client().await?.describe(key).await.map_err(kms_error)?;
+        d.check_usable().map_err(kms_error)?;
+        Ok(format!("{}: {}, {}, {}", d.arn, d.state, d.spec, d.usage))
     }
 
-    /// Decrypts a bare KMS ciphertext blob (the legacy data key).
+    /// Decrypts a bare KMS ciphertext blob (the legacy data key), once.
     pub(crate) async fn decrypt_bare(
         &self,
         edk: &EncryptedDataKey,
         context: &EncryptionContext,
     ) -> Result<DataKey, CliError> {
-        let _ = (edk, context);
-        Err(CliError::usage("KMS keys are not wired in yet"))
+        let (key, arn) = self.client().await?.decrypt(edk.wrapped(), None, context).await.map_err(kms_error)?;
+        tracing::info!("legacy data key unwrapped with {arn}");
+        Ok(key)
     }
 
     /// KMS calls, throttles and retries so far, for the summary; `None` if KMS was not used.
-    pub(crate) fn usage(&self) -> Option<serde_json::Value> {
-        None
+    pub(crate) fn usage(&self) -> Option<Value> {
+        let metrics = self.client.get()?.metrics();
+        if metrics.is_empty() {
+            return None;
+        }
+        let calls: serde_json::Map<String, Value> =
+            metrics.calls.iter().filter(|(_, n)| *n > 0).map(|(op, n)| ((*op).to_owned(), Value::from(*n))).collect();
+        Some(
+            json!({"calls": calls, "retries": metrics.retries, "throttles": metrics.throttles, "text": metrics.to_string()}),
+        )
     }
+}
+
+fn kms_error(e: kms_adapter::KmsError) -> CliError {
+    let keyring: envelope_core::KeyringError = e.into();
+    let code = match keyring_code(keyring.kind()) {
+        Code::Authentication => Code::Authentication,
+        Code::Usage => Code::Usage,
+        _ => Code::Kms,
+    };
+    CliError::new(code, keyring.to_string())
 }

@@ -215,7 +215,7 @@ impl Summary {
             out.push_str(&format!("  {k}: {}\n", v.as_str().map_or_else(|| v.to_string(), str::to_owned)));
         }
         if let Some(kms) = &self.kms {
-            out.push_str(&format!("  KMS: {}\n", kms.as_str().map_or_else(|| kms.to_string(), str::to_owned)));
+            out.push_str(&format!("  KMS: {}\n", kms["text"].as_str().unwrap_or_default()));
         }
         if let Some(j) = &self.journal {
             out.push_str(&format!(

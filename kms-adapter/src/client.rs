@@ -1,0 +1,280 @@
+//! The one place that talks to AWS KMS: every request of the workspace goes
+//! through [`Kms`], which counts it and maps its errors.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_kms::Client;
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{DataKeySpec, KeySpec, KeyState, KeyUsageType};
+use envelope_core::{DataKey, EncryptionContext};
+
+use crate::error::{KmsError, KmsErrorKind};
+use crate::metrics::{CountingInterceptor, Metrics, MetricsSnapshot};
+
+/// The SDK's retry modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RetryMode {
+    /// Exponential backoff with jitter.
+    #[default]
+    Standard,
+    /// Standard, plus client-side rate limiting once throttled.
+    Adaptive,
+}
+
+/// Client settings on top of the standard AWS configuration chain
+/// (environment, profile, SSO, IMDS; `AWS_ENDPOINT_URL`, `AWS_REGION` and
+/// `AWS_PROFILE` are honoured).
+#[derive(Debug, Clone)]
+pub struct KmsConfig {
+    /// Attempts per call, retries on throttling and transient faults included.
+    pub max_attempts: u32,
+    /// Standard or adaptive retries.
+    pub retry_mode: RetryMode,
+    /// First retry delay; later ones grow exponentially (with jitter).
+    pub initial_backoff: Duration,
+    /// Time allowed for one attempt.
+    pub attempt_timeout: Duration,
+    /// Time allowed for a call, retries included.
+    pub operation_timeout: Duration,
+}
+
+impl Default for KmsConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            retry_mode: RetryMode::Standard,
+            initial_backoff: Duration::from_millis(100),
+            attempt_timeout: Duration::from_secs(10),
+            operation_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A property DescribeKey did not report.
+const UNKNOWN: &str = "unknown";
+
+/// A KMS client with counters. Cloning is cheap and shares the counters.
+#[derive(Debug, Clone)]
+pub struct Kms {
+    client: Client,
+    metrics: Arc<Metrics>,
+}
+
+/// What DescribeKey says about a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyDescription {
+    /// The key's ARN.
+    pub arn: String,
+    /// Enabled (and not pending deletion).
+    pub enabled: bool,
+    /// The key state, as KMS names it.
+    pub state: String,
+    /// The key spec, such as `SYMMETRIC_DEFAULT`.
+    pub spec: String,
+    /// The key usage, such as `ENCRYPT_DECRYPT`.
+    pub usage: String,
+}
+
+impl KeyDescription {
+    /// Fails unless the key can wrap data keys: enabled, symmetric, for
+    /// encryption. A property the server leaves out (local servers do) is not held against the key.
+    ///
+    /// # Errors
+    /// [`KmsErrorKind::KeyUnusable`] saying which property is wrong.
+    pub fn check_usable(&self) -> Result<(), KmsError> {
+        let problem = if !self.enabled || self.state != KeyState::Enabled.as_str() {
+            format!("its state is {}", self.state)
+        } else if self.spec != KeySpec::SymmetricDefault.as_str() && self.spec != UNKNOWN {
+            format!("its spec is {}, not SYMMETRIC_DEFAULT", self.spec)
+        } else if self.usage != KeyUsageType::EncryptDecrypt.as_str() && self.usage != UNKNOWN {
+            format!("its usage is {}, not ENCRYPT_DECRYPT", self.usage)
+        } else {
+            return Ok(());
+        };
+        Err(KmsError::new(KmsErrorKind::KeyUnusable, "DescribeKey", &self.arn, problem))
+    }
+}
+
+fn context_map(context: &EncryptionContext) -> Option<HashMap<String, String>> {
+    (!context.is_empty()).then(|| context.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+}
+
+/// Moves a plaintext key out of a KMS response into a zeroizing `DataKey`.
+fn data_key(operation: &'static str, key: &str, blob: Option<&Blob>) -> Result<DataKey, KmsError> {
+    let bytes = blob
+        .map(Blob::as_ref)
+        .ok_or_else(|| KmsError::new(KmsErrorKind::Service, operation, key, "no plaintext in the response"))?;
+    DataKey::try_from_slice(bytes)
+        .map_err(|_| KmsError::new(KmsErrorKind::Service, operation, key, "the plaintext key is not 32 bytes"))
+}
+
+fn required<'a>(operation: &'static str, key: &str, field: &str, value: Option<&'a str>) -> Result<&'a str, KmsError> {
+    value.ok_or_else(|| KmsError::new(KmsErrorKind::Service, operation, key, format!("no {field} in the response")))
+}
+
+impl Kms {
+    /// A client from the standard AWS configuration chain.
+    pub async fn from_env(config: &KmsConfig) -> Self {
+        let retry = match config.retry_mode {
+            RetryMode::Standard => RetryConfig::standard(),
+            RetryMode::Adaptive => RetryConfig::adaptive(),
+        }
+        .with_max_attempts(config.max_attempts.max(1))
+        .with_initial_backoff(config.initial_backoff);
+        let timeouts = TimeoutConfig::builder()
+            .operation_attempt_timeout(config.attempt_timeout)
+            .operation_timeout(config.operation_timeout)
+            .build();
+        let shared =
+            aws_config::defaults(BehaviorVersion::latest()).retry_config(retry).timeout_config(timeouts).load().await;
+        Self::from_sdk_config(aws_sdk_kms::config::Builder::from(&shared))
+    }
+
+    /// A client from an SDK configuration builder (tests use this with a
+    /// scripted HTTP client); the counting interceptor is added here.
+    pub fn from_sdk_config(builder: aws_sdk_kms::config::Builder) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let conf = builder.interceptor(CountingInterceptor(Arc::clone(&metrics))).build();
+        Self { client: Client::from_conf(conf), metrics }
+    }
+
+    /// The counters so far.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.metrics.snapshot()
+    }
+
+    /// DescribeKey.
+    ///
+    /// # Errors
+    /// A [`KmsError`] naming the key.
+    pub async fn describe(&self, key: &str) -> Result<KeyDescription, KmsError> {
+        const OP: &str = "DescribeKey";
+        self.metrics.call(OP);
+        let out = self.client.describe_key().key_id(key).send().await.map_err(|e| KmsError::from_sdk(OP, key, e))?;
+        let meta =
+            out.key_metadata().ok_or_else(|| KmsError::new(KmsErrorKind::Service, OP, key, "no key metadata"))?;
+        Ok(KeyDescription {
+            arn: required(OP, key, "key ARN", meta.arn())?.to_owned(),
+            enabled: meta.enabled(),
+            state: meta.key_state().map_or(UNKNOWN, KeyState::as_str).to_owned(),
+            spec: meta.key_spec().map_or(UNKNOWN, KeySpec::as_str).to_owned(),
+            usage: meta.key_usage().map_or(UNKNOWN, KeyUsageType::as_str).to_owned(),
+        })
+    }
+
+    /// GenerateDataKey (AES_256): the data key, its ciphertext blob, and the key ARN.
+    ///
+    /// # Errors
+    /// A [`KmsError`] naming the key.
+    pub async fn generate_data_key(
+        &self,
+        key: &str,
+        context: &EncryptionContext,
+    ) -> Result<(DataKey, Vec<u8>, String), KmsError> {
+        const OP: &str = "GenerateDataKey";
+        self.metrics.call(OP);
+        let out = self
+            .client
+            .generate_data_key()
+            .key_id(key)
+            .key_spec(DataKeySpec::Aes256)
+            .set_encryption_context(context_map(context))
+            .send()
+            .await
+            .map_err(|e| KmsError::from_sdk(OP, key, e))?;
+        let data_key = data_key(OP, key, out.plaintext())?;
+        let blob =
+            out.ciphertext_blob().ok_or_else(|| KmsError::new(KmsErrorKind::Service, OP, key, "no ciphertext"))?;
+        Ok((data_key, blob.as_ref().to_vec(), required(OP, key, "key id", out.key_id())?.to_owned()))
+    }
+
+    /// Decrypt, pinned to `key` when given (always, in strict mode).
+    /// Returns the data key and the ARN of the key that decrypted it.
+    ///
+    /// # Errors
+    /// A [`KmsError`] naming the key.
+    pub async fn decrypt(
+        &self,
+        blob: &[u8],
+        key: Option<&str>,
+        context: &EncryptionContext,
+    ) -> Result<(DataKey, String), KmsError> {
+        const OP: &str = "Decrypt";
+        let named = key.unwrap_or("");
+        self.metrics.call(OP);
+        let out = self
+            .client
+            .decrypt()
+            .ciphertext_blob(Blob::new(blob))
+            .set_key_id(key.map(str::to_owned))
+            .set_encryption_context(context_map(context))
+            .send()
+            .await
+            .map_err(|e| KmsError::from_sdk(OP, named, e))?;
+        let data_key = data_key(OP, named, out.plaintext())?;
+        Ok((data_key, required(OP, named, "key id", out.key_id())?.to_owned()))
+    }
+
+    /// Encrypt an existing data key under `key`: the blob and the key ARN.
+    ///
+    /// # Errors
+    /// A [`KmsError`] naming the key.
+    pub async fn encrypt(
+        &self,
+        key: &str,
+        data_key: &DataKey,
+        context: &EncryptionContext,
+    ) -> Result<(Vec<u8>, String), KmsError> {
+        const OP: &str = "Encrypt";
+        self.metrics.call(OP);
+        let out = self
+            .client
+            .encrypt()
+            .key_id(key)
+            .plaintext(Blob::new(data_key.expose_secret().as_slice()))
+            .set_encryption_context(context_map(context))
+            .send()
+            .await
+            .map_err(|e| KmsError::from_sdk(OP, key, e))?;
+        let blob =
+            out.ciphertext_blob().ok_or_else(|| KmsError::new(KmsErrorKind::Service, OP, key, "no ciphertext"))?;
+        Ok((blob.as_ref().to_vec(), required(OP, key, "key id", out.key_id())?.to_owned()))
+    }
+
+    /// ReEncrypt a ciphertext blob to `destination` inside KMS: the
+    /// plaintext never leaves it. Returns the new blob and the destination ARN.
+    ///
+    /// # Errors
+    /// A [`KmsError`] naming the destination key.
+    pub async fn reencrypt(
+        &self,
+        blob: &[u8],
+        source_key: Option<&str>,
+        source_context: &EncryptionContext,
+        destination: &str,
+        destination_context: &EncryptionContext,
+    ) -> Result<(Vec<u8>, String), KmsError> {
+        const OP: &str = "ReEncrypt";
+        self.metrics.call(OP);
+        let out = self
+            .client
+            .re_encrypt()
+            .ciphertext_blob(Blob::new(blob))
+            .set_source_key_id(source_key.filter(|k| !k.is_empty()).map(str::to_owned))
+            .set_source_encryption_context(context_map(source_context))
+            .destination_key_id(destination)
+            .set_destination_encryption_context(context_map(destination_context))
+            .send()
+            .await
+            .map_err(|e| KmsError::from_sdk(OP, destination, e))?;
+        let blob = out
+            .ciphertext_blob()
+            .ok_or_else(|| KmsError::new(KmsErrorKind::Service, OP, destination, "no ciphertext"))?;
+        Ok((blob.as_ref().to_vec(), required(OP, destination, "key id", out.key_id())?.to_owned()))
+    }
+}
