@@ -2,8 +2,8 @@
 //! `bash scripts/test.sh` starts. Each test makes its own keys.
 
 use envelope_core::{
-    EncryptedDataKey, EncryptionContext, Envelope, Keyring, KeyringErrorKind, Materials, ParseOptions, generate_materials,
-    seal, unwrap_data_key,
+    EncryptedDataKey, EncryptionContext, Envelope, Keyring, KeyringErrorKind, Materials, ParseOptions,
+    generate_materials, seal, unwrap_data_key,
 };
 use kms_adapter::{Kms, KmsConfig, KmsErrorKind, KmsKeyring};
 
@@ -29,7 +29,13 @@ async fn create_key() -> String {
 
 async fn create_alias(name: &str, key: &str) {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-    aws_sdk_kms::Client::new(&config).create_alias().alias_name(name).target_key_id(key).send().await.expect("CreateAlias");
+    aws_sdk_kms::Client::new(&config)
+        .create_alias()
+        .alias_name(name)
+        .target_key_id(key)
+        .send()
+        .await
+        .expect("CreateAlias");
 }
 
 fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
