@@ -112,10 +112,10 @@ impl Intercept for CountingInterceptor {
         _runtime_components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        if let Some(Err(err)) = context.output_or_error() {
-            if err.as_operation_error().is_some_and(|e| error_code(e) == Some("ThrottlingException")) {
-                self.0.throttles.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(Err(err)) = context.output_or_error()
+            && err.as_operation_error().is_some_and(|e| error_code(e) == Some("ThrottlingException"))
+        {
+            self.0.throttles.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }

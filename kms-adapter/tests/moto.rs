@@ -69,7 +69,7 @@ async fn rewrap_moves_a_key_to_another_kms_key_without_the_plaintext() {
     let moved = new_ring.rewrap(&edk, &source_ctx, &dest_ctx).await.expect("ReEncrypt");
     assert_eq!(moved.key_id(), new);
     // Only the new key is allowed, and only the new context opens it.
-    let only_new = KmsKeyring::decrypt_only(kms.clone(), &[new.clone()]).await.expect("keyring");
+    let only_new = KmsKeyring::decrypt_only(kms.clone(), std::slice::from_ref(&new)).await.expect("keyring");
     assert!(only_new.unwrap(std::slice::from_ref(&moved), &dest_ctx).await.expect("decrypt") == data_key);
     let err = only_new.unwrap(std::slice::from_ref(&moved), &source_ctx).await.expect_err("old context");
     assert_eq!(err.kind(), KeyringErrorKind::InvalidCiphertext);
@@ -133,7 +133,7 @@ async fn aliases_resolve_to_key_arns() {
     let by_alias = KmsKeyring::new(kms.clone(), &alias, &[]).await.expect("alias resolves");
     assert_eq!(by_alias.key_id(), key, "the EDKs carry the key ARN, not the alias");
     let (data_key, edk) = by_alias.generate(&ctx(&[])).await.expect("generate");
-    let allowed_by_alias = KmsKeyring::decrypt_only(kms.clone(), &[alias.clone()]).await.expect("keyring");
+    let allowed_by_alias = KmsKeyring::decrypt_only(kms.clone(), std::slice::from_ref(&alias)).await.expect("keyring");
     assert!(allowed_by_alias.unwrap(std::slice::from_ref(&edk), &ctx(&[])).await.expect("decrypt") == data_key);
     let description = kms.describe(&alias).await.expect("describe");
     assert_eq!(description.arn, key);
