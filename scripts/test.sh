@@ -32,12 +32,18 @@ if (( fuzz )) && [[ -f fuzz/Cargo.toml ]]; then
   if rustup toolchain list | grep -q nightly; then
     command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
     seconds=${REKEY_FUZZ_SECONDS:-5}
+    scratch=$(mktemp -d)
     for target in $(cd fuzz && cargo +nightly fuzz list); do
       echo "== fuzz $target (${seconds}s)"
-      mkdir -p "fuzz/corpus/$target"
-      (cd fuzz && cargo +nightly fuzz run "$target" "corpus/$target" -- -max_total_time="$seconds" -print_final_stats=0 >/dev/null 2>&1) \
-        || { echo "fuzz target $target failed; reproduce with: cd fuzz && cargo +nightly fuzz run $target" >&2; exit 1; }
+      # New inputs go to a scratch directory; the committed seeds are only read.
+      mkdir -p "$scratch/$target"
+      if ! (cd fuzz && cargo +nightly fuzz run "$target" "$scratch/$target" "corpus/$target" -- -max_total_time="$seconds" >"$scratch/$target.log" 2>&1); then
+        tail -n 40 "$scratch/$target.log" >&2
+        echo "fuzz target $target failed; the input is in fuzz/artifacts/$target/" >&2
+        exit 1
+      fi
     done
+    rm -rf "$scratch"
   else
     echo "== fuzz: skipped, no nightly toolchain (rustup toolchain install nightly)"
   fi
