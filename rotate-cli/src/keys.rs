@@ -41,6 +41,11 @@ impl std::fmt::Display for KeySpec {
     }
 }
 
+/// The KMS key references among `specs`.
+pub(crate) fn kms_keys(specs: &[KeySpec]) -> Vec<String> {
+    specs.iter().filter_map(|s| if let KeySpec::Kms(k) = s { Some(k.clone()) } else { None }).collect()
+}
+
 /// Where the keys live and how to reach KMS; builds keyrings on demand.
 pub(crate) struct Keys {
     keystore: Keystore,
@@ -105,8 +110,7 @@ impl Keys {
         if !local_keys.is_empty() {
             keyrings.push(Box::new(LocalKeyring::with_allowed(None, local_keys)));
         }
-        let kms: Vec<String> =
-            allow.iter().filter_map(|s| if let KeySpec::Kms(k) = s { Some(k.clone()) } else { None }).collect();
+        let kms: Vec<String> = kms_keys(allow);
         if !kms.is_empty() || kms_discovery {
             keyrings.push(self.kms.decrypting_keyring(&kms, kms_discovery).await?);
         }

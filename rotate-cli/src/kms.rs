@@ -48,8 +48,7 @@ impl Kms {
 
     /// A keyring wrapping under `key` that may also unwrap with the KMS keys of `also_unwrap`.
     pub(crate) async fn keyring(&self, key: &str, also_unwrap: &[KeySpec]) -> Result<Box<dyn Keyring>, CliError> {
-        let others: Vec<String> =
-            also_unwrap.iter().filter_map(|s| if let KeySpec::Kms(k) = s { Some(k.clone()) } else { None }).collect();
+        let others: Vec<String> = crate::keys::kms_keys(also_unwrap);
         let keyring = KmsKeyring::new(self.client().await?.clone(), key, &others).await.map_err(kms_error)?;
         Ok(Box::new(keyring))
     }

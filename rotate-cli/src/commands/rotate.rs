@@ -16,7 +16,7 @@ use crate::engine::limiter::{RateLimited, TokenBucket};
 use crate::engine::transform::{KeyMatcher, Mode, Outcome, Transform};
 use crate::engine::{FileTargets, RecordFormat, RecordStream, Settings, Summary, rollback_files};
 use crate::exit::{CliError, Code};
-use crate::keys::{KeySpec, Keys, parse_context};
+use crate::keys::{KeySpec, Keys, kms_keys, parse_context};
 
 pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs) -> Result<ExitCode, CliError> {
     let bucket = rate_limit(&args.target)?;
@@ -51,6 +51,7 @@ pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs) -> Result<ExitCode, Cl
         args.target,
         "rewrap",
         iam,
+        kms_keys(&args.from),
     )
     .await
 }
@@ -79,6 +80,7 @@ pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs) -> Result<ExitCo
         args.target,
         "reencrypt",
         iam,
+        kms_keys(&args.from),
     )
     .await
 }
@@ -95,6 +97,7 @@ async fn run(
     target: TargetArgs,
     operation: &'static str,
     iam: Vec<String>,
+    source_keys: Vec<String>,
 ) -> Result<ExitCode, CliError> {
     if target.concurrency == 0 {
         return Err(CliError::usage("--concurrency must be at least 1"));
@@ -107,10 +110,11 @@ async fn run(
     transform.dry_run = target.dry_run;
     let mut preflight = Vec::new();
     if target.dry_run {
-        for key in [transform.destination.key_id().to_owned()] {
-            if transform.destination.provider_id() == crate::kms::PROVIDER_ID {
-                preflight.push(keys.kms().preflight(&key).await?);
-            }
+        // DescribeKey on the destination and on the KMS source keys named.
+        let destination = (transform.destination.provider_id() == crate::kms::PROVIDER_ID)
+            .then(|| transform.destination.key_id().to_owned());
+        for key in destination.into_iter().chain(source_keys) {
+            preflight.push(keys.kms().preflight(&key).await?);
         }
     }
     let settings = Settings {
