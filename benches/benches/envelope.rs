@@ -85,7 +85,7 @@ struct Keep {
 
 impl Write for Keep {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let room = (1 << 20usize).saturating_sub(self.kept.len()).min(buf.len());
+        let room = (1usize << 20).saturating_sub(self.kept.len()).min(buf.len());
         self.kept.extend_from_slice(&buf[..room]);
         self.total += buf.len() as u64;
         Ok(buf.len())
