@@ -25,7 +25,7 @@ moto_start
 
 echo "== cargo test"
 # Benches are compiled by clippy above and run by `cargo bench`; in test mode their 1 GiB cases would dominate.
-cargo test --workspace --lib --bins --tests --examples --no-fail-fast
+cargo test --workspace --lib --bins --tests --examples --no-fail-fast -- --include-ignored
 echo "== doc tests"
 cargo test --workspace --doc
 

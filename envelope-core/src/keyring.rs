@@ -44,14 +44,38 @@ pub trait Keyring: Send + Sync {
     -> KeyringFuture<'a, DataKey>;
 
     /// Re-wraps the data key inside `edk` under this keyring's key, moving it
-    /// from the `source` context to the `destination` context. Where the
-    /// provider allows (KMS ReEncrypt) the data key never enters this process.
+    /// from the `source` context to the `destination` context. Only the keyrings
+    /// in `sources` may unwrap `edk`: they are the operator's allow-list.
+    ///
+    /// The default unwraps with `sources` and wraps under this keyring's key,
+    /// returning the data key with the result so the caller can check it
+    /// against an envelope's commitment. A provider that re-wraps inside itself
+    /// (KMS ReEncrypt) overrides this, keeps the data key out of the process,
+    /// and MUST check that the key it actually unwrapped with is one of
+    /// `sources`' keys.
     fn rewrap<'a>(
         &'a self,
         edk: &'a EncryptedDataKey,
         source: &'a EncryptionContext,
         destination: &'a EncryptionContext,
-    ) -> KeyringFuture<'a, EncryptedDataKey>;
+        sources: &'a [&'a dyn Keyring],
+    ) -> KeyringFuture<'a, Rewrapped> {
+        Box::pin(async move {
+            let data_key = unwrap_data_key(sources, std::slice::from_ref(edk), source).await?;
+            let edk = self.wrap(&data_key, destination).await?;
+            Ok(Rewrapped { edk, data_key: Some(data_key) })
+        })
+    }
+}
+
+/// The result of [`Keyring::rewrap`]. Its `Debug` never shows the data key.
+#[derive(Debug)]
+pub struct Rewrapped {
+    /// The data key wrapped under the destination key.
+    pub edk: EncryptedDataKey,
+    /// The data key, when it passed through this process (unwrap and wrap);
+    /// `None` when the provider re-wrapped it without releasing it (KMS ReEncrypt).
+    pub data_key: Option<DataKey>,
 }
 
 /// A data key and the wrapped copies that go into an envelope's header.

@@ -438,19 +438,6 @@ impl Keyring for LocalKeyring {
     ) -> KeyringFuture<'a, DataKey> {
         Box::pin(std::future::ready(self.unwrap_sync(edks, context)))
     }
-
-    fn rewrap<'a>(
-        &'a self,
-        edk: &'a EncryptedDataKey,
-        source: &'a EncryptionContext,
-        destination: &'a EncryptionContext,
-    ) -> KeyringFuture<'a, EncryptedDataKey> {
-        // Local to local: the data key passes through this process's memory
-        // only, in a zeroizing value.
-        let result =
-            self.unwrap_sync(std::slice::from_ref(edk), source).and_then(|key| self.wrap_sync(&key, destination));
-        Box::pin(std::future::ready(result))
-    }
 }
 
 fn check_name(name: &str) -> Result<(), KeyringError> {

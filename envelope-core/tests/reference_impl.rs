@@ -5,6 +5,7 @@
 use std::process::Command;
 
 #[test]
+#[ignore = "needs Python with cryptography: bash scripts/test.sh"]
 fn an_implementation_written_from_the_spec_reads_the_vectors() {
     let python = std::env::var("REKEY_TEST_PYTHON").unwrap_or_else(|_| {
         panic!("REKEY_TEST_PYTHON is not set: run the tests with `bash scripts/test.sh`, which installs the Python test tools")

@@ -14,6 +14,7 @@ use aws_sdk_kms::types::{DataKeySpec, KeySpec, KeyState, KeyUsageType};
 use envelope_core::{DataKey, EncryptionContext};
 
 use crate::error::{KmsError, KmsErrorKind};
+use crate::limiter::TokenBucket;
 use crate::metrics::{CountingInterceptor, Metrics, MetricsSnapshot};
 
 /// The SDK's retry modes.
@@ -41,6 +42,8 @@ pub struct KmsConfig {
     pub attempt_timeout: Duration,
     /// Time allowed for a call, retries included.
     pub operation_timeout: Duration,
+    /// Most requests per second across every clone of the client; `None` for no limit.
+    pub max_requests_per_second: Option<f64>,
 }
 
 impl Default for KmsConfig {
@@ -51,6 +54,7 @@ impl Default for KmsConfig {
             initial_backoff: Duration::from_millis(100),
             attempt_timeout: Duration::from_secs(10),
             operation_timeout: Duration::from_secs(60),
+            max_requests_per_second: None,
         }
     }
 }
@@ -63,6 +67,7 @@ const UNKNOWN: &str = "unknown";
 pub struct Kms {
     client: Client,
     metrics: Arc<Metrics>,
+    limit: Option<Arc<TokenBucket>>,
 }
 
 /// What DescribeKey says about a key.
@@ -133,6 +138,15 @@ impl Kms {
         let shared =
             aws_config::defaults(BehaviorVersion::latest()).retry_config(retry).timeout_config(timeouts).load().await;
         Self::from_sdk_config(aws_sdk_kms::config::Builder::from(&shared))
+            .with_rate_limit(config.max_requests_per_second)
+    }
+
+    /// Limits this client and its clones to `rate` requests per second
+    /// (`None` or a non-positive rate: no limit).
+    #[must_use]
+    pub fn with_rate_limit(mut self, rate: Option<f64>) -> Self {
+        self.limit = rate.filter(|r| r.is_finite() && *r > 0.0).map(|r| Arc::new(TokenBucket::new(r)));
+        self
     }
 
     /// A client from an SDK configuration builder (tests use this with a
@@ -140,12 +154,20 @@ impl Kms {
     pub fn from_sdk_config(builder: aws_sdk_kms::config::Builder) -> Self {
         let metrics = Arc::new(Metrics::default());
         let conf = builder.interceptor(CountingInterceptor(Arc::clone(&metrics))).build();
-        Self { client: Client::from_conf(conf), metrics }
+        Self { client: Client::from_conf(conf), metrics, limit: None }
     }
 
     /// The counters so far.
     pub fn metrics(&self) -> MetricsSnapshot {
         self.metrics.snapshot()
+    }
+
+    /// Counts a call of `operation`, after waiting for the rate limit.
+    async fn start(&self, operation: &'static str) {
+        if let Some(limit) = &self.limit {
+            limit.acquire().await;
+        }
+        self.metrics.call(operation);
     }
 
     /// DescribeKey.
@@ -154,7 +176,7 @@ impl Kms {
     /// A [`KmsError`] naming the key.
     pub async fn describe(&self, key: &str) -> Result<KeyDescription, KmsError> {
         const OP: &str = "DescribeKey";
-        self.metrics.call(OP);
+        self.start(OP).await;
         let out = self.client.describe_key().key_id(key).send().await.map_err(|e| KmsError::from_sdk(OP, key, e))?;
         let meta =
             out.key_metadata().ok_or_else(|| KmsError::new(KmsErrorKind::Service, OP, key, "no key metadata"))?;
@@ -177,7 +199,7 @@ impl Kms {
         context: &EncryptionContext,
     ) -> Result<(DataKey, Vec<u8>, String), KmsError> {
         const OP: &str = "GenerateDataKey";
-        self.metrics.call(OP);
+        self.start(OP).await;
         let out = self
             .client
             .generate_data_key()
@@ -206,7 +228,7 @@ impl Kms {
     ) -> Result<(DataKey, String), KmsError> {
         const OP: &str = "Decrypt";
         let named = key.unwrap_or("");
-        self.metrics.call(OP);
+        self.start(OP).await;
         let out = self
             .client
             .decrypt()
@@ -231,7 +253,7 @@ impl Kms {
         context: &EncryptionContext,
     ) -> Result<(Vec<u8>, String), KmsError> {
         const OP: &str = "Encrypt";
-        self.metrics.call(OP);
+        self.start(OP).await;
         let out = self
             .client
             .encrypt()
@@ -247,7 +269,10 @@ impl Kms {
     }
 
     /// ReEncrypt a ciphertext blob to `destination` inside KMS: the
-    /// plaintext never leaves it. Returns the new blob and the destination ARN.
+    /// plaintext never leaves it. Returns the new blob, the destination ARN
+    /// and the ARN of the key KMS decrypted with (its `SourceKeyId`), which
+    /// the caller checks: a server that ignores the pinned source key (local
+    /// test servers do) is caught there.
     ///
     /// # Errors
     /// A [`KmsError`] naming the destination key.
@@ -258,9 +283,9 @@ impl Kms {
         source_context: &EncryptionContext,
         destination: &str,
         destination_context: &EncryptionContext,
-    ) -> Result<(Vec<u8>, String), KmsError> {
+    ) -> Result<ReEncrypted, KmsError> {
         const OP: &str = "ReEncrypt";
-        self.metrics.call(OP);
+        self.start(OP).await;
         let out = self
             .client
             .re_encrypt()
@@ -275,6 +300,21 @@ impl Kms {
         let blob = out
             .ciphertext_blob()
             .ok_or_else(|| KmsError::new(KmsErrorKind::Service, OP, destination, "no ciphertext"))?;
-        Ok((blob.as_ref().to_vec(), required(OP, destination, "key id", out.key_id())?.to_owned()))
+        Ok(ReEncrypted {
+            blob: blob.as_ref().to_vec(),
+            destination_key: required(OP, destination, "key id", out.key_id())?.to_owned(),
+            source_key: required(OP, destination, "source key id", out.source_key_id())?.to_owned(),
+        })
     }
+}
+
+/// What ReEncrypt answered.
+#[derive(Debug, Clone)]
+pub struct ReEncrypted {
+    /// The new ciphertext blob.
+    pub blob: Vec<u8>,
+    /// The ARN of the key it is now encrypted under.
+    pub destination_key: String,
+    /// The ARN of the key KMS decrypted the old blob with.
+    pub source_key: String,
 }

@@ -1,8 +1,8 @@
 //! `KmsKeyring`: the envelope-core `Keyring` on AWS KMS.
 
 use envelope_core::{
-    DataKey, EncryptedDataKey, EncryptionContext, Keyring, KeyringError, KeyringErrorKind, KeyringFuture,
-    no_matching_key,
+    DataKey, EncryptedDataKey, EncryptionContext, Keyring, KeyringError, KeyringErrorKind, KeyringFuture, Rewrapped,
+    no_matching_key, unwrap_data_key,
 };
 
 use crate::client::Kms;
@@ -176,25 +176,50 @@ impl Keyring for KmsKeyring {
         Box::pin(self.unwrap_edks(edks, context))
     }
 
+    /// KMS to KMS with ReEncrypt: the data key never enters this process.
+    /// The source key is pinned to the key the wrapped key is labelled with,
+    /// which must be allowed by `sources`, and the key KMS reports having
+    /// decrypted with is checked against `sources` again before the result
+    /// is used: a label is not proof. Other sources unwrap here and wrap.
     fn rewrap<'a>(
         &'a self,
-        source: &'a EncryptedDataKey,
+        edk: &'a EncryptedDataKey,
         source_context: &'a EncryptionContext,
         destination_context: &'a EncryptionContext,
-    ) -> KeyringFuture<'a, EncryptedDataKey> {
+        sources: &'a [&'a dyn Keyring],
+    ) -> KeyringFuture<'a, Rewrapped> {
         Box::pin(async move {
-            if source.provider_id() != PROVIDER_ID {
-                return Err(KeyringError::new(
-                    KeyringErrorKind::Unsupported,
-                    "KMS ReEncrypt only re-wraps KMS-wrapped keys; unwrap locally and wrap instead",
-                ));
+            if edk.provider_id() != PROVIDER_ID {
+                let data_key = unwrap_data_key(sources, std::slice::from_ref(edk), source_context).await?;
+                let edk = self.wrap(&data_key, destination_context).await?;
+                return Ok(Rewrapped { edk, data_key: Some(data_key) });
+            }
+            if !sources.iter().any(|s| s.can_unwrap(edk)) {
+                return Err(no_matching_key(std::slice::from_ref(edk)));
             }
             let destination = self.wrapping_key()?;
-            let (blob, arn) = self
+            let answer = self
                 .kms
-                .reencrypt(source.wrapped(), Some(source.key_id()), source_context, destination, destination_context)
+                .reencrypt(edk.wrapped(), Some(edk.key_id()), source_context, destination, destination_context)
                 .await?;
-            edk(arn, blob)
+            let used = EncryptedDataKey::new(PROVIDER_ID, answer.source_key.clone(), Vec::new()).map_err(|e| {
+                KeyringError::new(KeyringErrorKind::Invalid, format!("KMS named an odd source key: {e}"))
+            })?;
+            if !sources.iter().any(|s| s.can_unwrap(&used)) {
+                return Err(KmsError::new(
+                    KmsErrorKind::KeyNotAllowed,
+                    "ReEncrypt",
+                    &answer.source_key,
+                    format!(
+                        "KMS re-encrypted from key {}, which is not an allowed source (the item named {}); \
+                         the result was discarded",
+                        answer.source_key,
+                        edk.key_id()
+                    ),
+                )
+                .into());
+            }
+            Ok(Rewrapped { edk: self::edk(answer.destination_key, answer.blob)?, data_key: None })
         })
     }
 }

@@ -6,9 +6,10 @@ mod client;
 mod error;
 mod keyref;
 mod keyring;
+mod limiter;
 mod metrics;
 
-pub use client::{KeyDescription, Kms, KmsConfig, RetryMode};
+pub use client::{KeyDescription, Kms, KmsConfig, ReEncrypted, RetryMode};
 pub use error::{KmsError, KmsErrorKind};
 pub use keyref::KeyRef;
 pub use keyring::{KmsKeyring, PROVIDER_ID};

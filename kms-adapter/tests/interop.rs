@@ -33,17 +33,20 @@ print(base64.b64encode(out["Plaintext"]).decode())
 "#;
 
 #[tokio::test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
 async fn a_boto3_data_key_rewrapped_here_decrypts_in_boto3() {
     use base64::Engine;
     let made: serde_json::Value = serde_json::from_str(&python(MAKE, &[])).expect("json");
     let (old, new) = (made["old"].as_str().expect("old"), made["new"].as_str().expect("new"));
     let blob = base64::engine::general_purpose::STANDARD.decode(made["blob"].as_str().expect("blob")).expect("b64");
 
-    let keyring = KmsKeyring::new(Kms::from_env(&KmsConfig::default()).await, new, &[]).await.expect("keyring");
+    let kms = Kms::from_env(&KmsConfig::default()).await;
+    let keyring = KmsKeyring::new(kms.clone(), new, &[]).await.expect("keyring");
+    let source_ring = KmsKeyring::decrypt_only(kms, &[old.to_owned()]).await.expect("source keyring");
     let edk = EncryptedDataKey::new("aws-kms", old, blob).expect("edk");
     let source = EncryptionContext::from_pairs([("purpose", "file-backup")]).expect("ctx");
     let dest = EncryptionContext::from_pairs([("purpose", "file-backup"), ("rotated", "2026-11-23")]).expect("ctx");
-    let moved = keyring.rewrap(&edk, &source, &dest).await.expect("ReEncrypt");
+    let moved = keyring.rewrap(&edk, &source, &dest, &[&source_ring]).await.expect("ReEncrypt").edk;
 
     let new_blob = base64::engine::general_purpose::STANDARD.encode(moved.wrapped());
     let decrypted = python(DECRYPT, &[&new_blob, new, r#"{"purpose": "file-backup", "rotated": "2026-11-23"}"#]);

@@ -43,6 +43,7 @@ fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
 }
 
 #[tokio::test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
 async fn generate_then_unwrap() {
     let key = create_key().await;
     let keyring = KmsKeyring::new(kms().await, &key, &[]).await.expect("keyring");
@@ -59,6 +60,7 @@ async fn generate_then_unwrap() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
 async fn rewrap_moves_a_key_to_another_kms_key_without_the_plaintext() {
     let (old, new) = (create_key().await, create_key().await);
     let kms = kms().await;
@@ -66,7 +68,9 @@ async fn rewrap_moves_a_key_to_another_kms_key_without_the_plaintext() {
     let new_ring = KmsKeyring::new(kms.clone(), &new, &[]).await.expect("new");
     let (source_ctx, dest_ctx) = (ctx(&[("purpose", "backup")]), ctx(&[("purpose", "backup"), ("rotated", "2026")]));
     let (data_key, edk) = old_ring.generate(&source_ctx).await.expect("generate");
-    let moved = new_ring.rewrap(&edk, &source_ctx, &dest_ctx).await.expect("ReEncrypt");
+    let rewrapped = new_ring.rewrap(&edk, &source_ctx, &dest_ctx, &[&old_ring]).await.expect("ReEncrypt");
+    assert!(rewrapped.data_key.is_none(), "ReEncrypt keeps the data key inside KMS");
+    let moved = rewrapped.edk;
     assert_eq!(moved.key_id(), new);
     // Only the new key is allowed, and only the new context opens it.
     let only_new = KmsKeyring::decrypt_only(kms.clone(), std::slice::from_ref(&new)).await.expect("keyring");
@@ -77,6 +81,30 @@ async fn rewrap_moves_a_key_to_another_kms_key_without_the_plaintext() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+async fn rewrap_refuses_a_key_relabelled_as_an_allowed_source() {
+    // The attack: a data key wrapped under a third key, its key id field
+    // rewritten to name the allowed source. The local server ignores the
+    // pinned SourceKeyId, so only the check of its answer stands in the way.
+    let (old, new, third) = (create_key().await, create_key().await, create_key().await);
+    let kms = kms().await;
+    let old_ring = KmsKeyring::new(kms.clone(), &old, &[]).await.expect("old");
+    let new_ring = KmsKeyring::new(kms.clone(), &new, &[]).await.expect("new");
+    let third_ring = KmsKeyring::new(kms.clone(), &third, &[]).await.expect("third");
+    let context = ctx(&[]);
+    let (_, planted) = third_ring.generate(&context).await.expect("generate");
+    let relabelled = EncryptedDataKey::new("aws-kms", old.clone(), planted.wrapped().to_vec()).expect("edk");
+    let err = new_ring.rewrap(&relabelled, &context, &context, &[&old_ring]).await.expect_err("must be refused");
+    assert!(err.to_string().contains(&third), "the error names the key KMS really used: {err}");
+    // And a key no source allows never reaches KMS.
+    let before = kms.metrics().calls_of("ReEncrypt");
+    let err = new_ring.rewrap(&planted, &context, &context, &[&old_ring]).await.expect_err("not allowed");
+    assert_eq!(err.kind(), KeyringErrorKind::NoMatchingKey);
+    assert_eq!(kms.metrics().calls_of("ReEncrypt"), before);
+}
+
+#[tokio::test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
 async fn wrong_context_tampering_and_unknown_keys_fail_clearly() {
     let key = create_key().await;
     let kms = kms().await;
@@ -106,6 +134,7 @@ async fn wrong_context_tampering_and_unknown_keys_fail_clearly() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
 async fn strict_mode_refuses_keys_off_the_allow_list_without_calling_kms() {
     let (a, b) = (create_key().await, create_key().await);
     let kms_a = kms().await;
@@ -125,6 +154,7 @@ async fn strict_mode_refuses_keys_off_the_allow_list_without_calling_kms() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
 async fn aliases_resolve_to_key_arns() {
     let key = create_key().await;
     let alias = format!("alias/rekey-test-{}", key.rsplit('/').next().expect("id"));
@@ -141,6 +171,7 @@ async fn aliases_resolve_to_key_arns() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
 async fn an_existing_data_key_is_wrapped_with_encrypt() {
     let key = create_key().await;
     let keyring = KmsKeyring::new(kms().await, &key, &[]).await.expect("keyring");
@@ -152,6 +183,7 @@ async fn an_existing_data_key_is_wrapped_with_encrypt() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
 async fn envelope_round_trip_end_to_end() {
     let (a, b) = (create_key().await, create_key().await);
     let kms = kms().await;

@@ -47,6 +47,10 @@ pub(crate) struct KmsArgs {
     /// Seconds before a KMS call, retries included, fails
     #[arg(long, global = true, default_value_t = 60.0, value_name = "SECONDS")]
     pub(crate) kms_operation_timeout: f64,
+
+    /// Most KMS requests per second, across all workers (0: no limit)
+    #[arg(long, global = true, default_value_t = 0.0, value_name = "RPS")]
+    pub(crate) max_rps: f64,
 }
 
 /// The AWS SDK's retry modes.
@@ -207,9 +211,6 @@ pub(crate) struct TargetArgs {
     /// Items in parallel
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub(crate) concurrency: usize,
-    /// Most KMS requests per second, across all workers (0: no limit)
-    #[arg(long, default_value_t = 0.0, value_name = "RPS")]
-    pub(crate) max_rps: f64,
     /// Attempts per item for transient faults, on top of the SDK's retries
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub(crate) item_attempts: u32,

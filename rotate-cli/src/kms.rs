@@ -41,6 +41,11 @@ impl Kms {
             },
             attempt_timeout: seconds(self.args.kms_attempt_timeout, "--kms-attempt-timeout")?,
             operation_timeout: seconds(self.args.kms_operation_timeout, "--kms-operation-timeout")?,
+            max_requests_per_second: match self.args.max_rps {
+                rps if rps == 0.0 => None,
+                rps if rps.is_finite() && rps > 0.0 => Some(rps),
+                _ => return Err(CliError::usage("--max-rps must be a positive number (0 for no limit)")),
+            },
             ..KmsConfig::default()
         };
         Ok(self.client.get_or_init(|| KmsClient::from_env(&config)).await)

@@ -88,6 +88,7 @@ fn summary(out: &Output) -> Value {
 }
 
 #[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
 fn ten_thousand_legacy_records_move_to_kms_and_decrypt_back() {
     let env = Env::new();
     let (old_key, new_key) = (env.create_key(), env.create_key());
@@ -149,6 +150,7 @@ fn ten_thousand_legacy_records_move_to_kms_and_decrypt_back() {
 }
 
 #[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
 fn two_thousand_envelope_files_rewrapped_from_one_kms_key_to_another() {
     let env = Env::new();
     let (old_key, new_key) = (env.create_key(), env.create_key());
@@ -205,6 +207,7 @@ fn two_thousand_envelope_files_rewrapped_from_one_kms_key_to_another() {
 }
 
 #[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
 fn bare_data_keys_made_by_boto3_are_rewrapped_with_a_new_context() {
     let env = Env::new();
     let (old_key, new_key) = (env.create_key(), env.create_key());
@@ -245,6 +248,7 @@ fn bare_data_keys_made_by_boto3_are_rewrapped_with_a_new_context() {
 }
 
 #[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
 fn bad_items_are_reported_one_by_one_while_the_rest_complete() {
     let env = Env::new();
     let (a, b, c) = (env.create_key(), env.create_key(), env.create_key());
@@ -328,6 +332,7 @@ impl Drop for Proxy {
 }
 
 #[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
 fn throttling_and_slow_answers_are_retried_and_counted() {
     let env = Env::new();
     let (old_key, new_key) = (env.create_key(), env.create_key());

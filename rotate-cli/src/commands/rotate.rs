@@ -8,19 +8,17 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use envelope_core::legacy::InnerEncoding;
-use envelope_core::{DataKey, EncryptedDataKey, Keyring, ParseOptions};
+use envelope_core::{DataKey, EncryptedDataKey, ParseOptions};
 use serde_json::json;
 
 use crate::cli::{ItemKind, ReencryptArgs, RewrapArgs, RollbackArgs, TargetArgs};
-use crate::engine::limiter::{RateLimited, TokenBucket};
 use crate::engine::transform::{KeyMatcher, Mode, Outcome, Transform};
 use crate::engine::{FileTargets, RecordFormat, RecordStream, Settings, Summary, rollback_files};
 use crate::exit::{CliError, Code};
 use crate::keys::{KeySpec, Keys, kms_keys, parse_context};
 
 pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs) -> Result<ExitCode, CliError> {
-    let bucket = rate_limit(&args.target)?;
-    let destination = RateLimited::wrap(keys.wrapping(&args.to, &[]).await?, bucket.as_ref());
+    let destination = keys.wrapping(&args.to, &[]).await?;
     let mode = match args.items {
         ItemKind::Envelope => Mode::Rewrap {
             from: matchers(keys, &args.from).await?,
@@ -43,7 +41,7 @@ pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs) -> Result<ExitCode, Cl
                 .hint("move them with `rekey reencrypt --items legacy`"));
         }
     };
-    let sources = limited(keys.decrypting(&args.from, args.kms_discovery).await?, bucket.as_ref());
+    let sources = keys.decrypting(&args.from, args.kms_discovery).await?;
     let iam = iam_actions("rewrap", &args.to, &args.from, args.target.verify);
     run(
         keys,
@@ -57,8 +55,7 @@ pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs) -> Result<ExitCode, Cl
 }
 
 pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs) -> Result<ExitCode, CliError> {
-    let bucket = rate_limit(&args.target)?;
-    let destination = RateLimited::wrap(keys.wrapping(&args.to, &[]).await?, bucket.as_ref());
+    let destination = keys.wrapping(&args.to, &[]).await?;
     let context = if args.context.is_empty() { None } else { Some(parse_context(&args.context)?) };
     let legacy = match args.items {
         ItemKind::Legacy => Some((
@@ -71,7 +68,7 @@ pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs) -> Result<ExitCo
                 .hint("use `rekey rewrap --items edk`"));
         }
     };
-    let sources = limited(keys.decrypting(&args.from, args.kms_discovery).await?, bucket.as_ref());
+    let sources = keys.decrypting(&args.from, args.kms_discovery).await?;
     let mode = Mode::Reencrypt { context, legacy };
     let iam = iam_actions("reencrypt", &args.to, &args.from, args.target.verify);
     run(
@@ -186,17 +183,6 @@ fn print_summary(summary: &Summary, json: bool, stdout_busy: bool) {
     } else {
         print!("{text}");
     }
-}
-
-fn rate_limit(target: &TargetArgs) -> Result<Option<Arc<TokenBucket>>, CliError> {
-    if target.max_rps < 0.0 || !target.max_rps.is_finite() {
-        return Err(CliError::usage("--max-rps must be a positive number (0 for no limit)"));
-    }
-    Ok((target.max_rps > 0.0).then(|| TokenBucket::new(target.max_rps)))
-}
-
-fn limited(keyrings: Vec<Box<dyn Keyring>>, bucket: Option<&Arc<TokenBucket>>) -> Vec<Box<dyn Keyring>> {
-    keyrings.into_iter().map(|k| RateLimited::wrap(k, bucket)).collect()
 }
 
 async fn matchers(keys: &Keys, specs: &[KeySpec]) -> Result<Vec<KeyMatcher>, CliError> {

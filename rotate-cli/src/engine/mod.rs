@@ -5,7 +5,6 @@
 
 mod files;
 pub(crate) mod journal;
-pub(crate) mod limiter;
 mod records;
 mod report;
 pub(crate) mod transform;

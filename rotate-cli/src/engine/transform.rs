@@ -367,13 +367,8 @@ impl Transform {
         let kms_source = edk.provider_id() == crate::kms::PROVIDER_ID;
         let kms_destination = self.destination.provider_id() == crate::kms::PROVIDER_ID;
         let work = || async {
-            if kms_source && kms_destination {
-                self.destination.rewrap(edk, source, dest).await
-            } else {
-                let sources: Vec<&dyn Keyring> = self.sources.iter().map(AsRef::as_ref).collect();
-                let key = unwrap_data_key(&sources, std::slice::from_ref(edk), source).await?;
-                self.destination.wrap(&key, dest).await
-            }
+            let sources: Vec<&dyn Keyring> = self.sources.iter().map(AsRef::as_ref).collect();
+            Ok(self.destination.rewrap(edk, source, dest, &sources).await?.edk)
         };
         // The cache exists to save KMS requests; local key work is cheaper than a lookup.
         if kms_source || kms_destination {
