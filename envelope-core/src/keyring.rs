@@ -9,7 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::context::EncryptionContext;
-use crate::error::{KeyringError, KeyringErrorKind};
+use crate::error::{Error, KeyringError, KeyringErrorKind};
 use crate::key::{DataKey, EncryptedDataKey};
 
 /// The future a keyring method returns.
@@ -146,4 +146,86 @@ pub fn no_matching_key(edks: &[EncryptedDataKey]) -> KeyringError {
             if ids.is_empty() { "no key at all".to_owned() } else { ids.join(", ") }
         ),
     )
+}
+
+/// Whether a keyring failure concerns only the one encrypted data key it
+/// was given (so the next one may still work), rather than the provider as a
+/// whole (an outage, throttling, a local I/O fault).
+fn is_per_key_failure(kind: KeyringErrorKind) -> bool {
+    matches!(
+        kind,
+        KeyringErrorKind::NoMatchingKey
+            | KeyringErrorKind::InvalidCiphertext
+            | KeyringErrorKind::KeyNotFound
+            | KeyringErrorKind::AccessDenied
+            | KeyringErrorKind::KeyUnusable
+            | KeyringErrorKind::Invalid
+    )
+}
+
+/// Unwraps the data key of an envelope, one encrypted data key at a time,
+/// and returns the first data key that passes `check`.
+///
+/// Anyone who can wrap a key for one of the envelope's keyrings (a holder of
+/// the same local key, or of a KMS key the reader allows) can plant an
+/// encrypted data key holding some *other* data key in front of the real one.
+/// Unwrapping it succeeds; only the envelope's key commitment shows it is the
+/// wrong key. Taking the first key that unwraps would let one planted entry
+/// block decryption, so this function moves on to the next encrypted data key
+/// whenever `check` rejects a key. Callers pass the commitment check, e.g.
+/// `&|k| envelope.verify_data_key(k).is_ok()`.
+///
+/// Encrypted data keys are tried in the envelope's order; each goes to the
+/// keyrings that [can unwrap](Keyring::can_unwrap) it, in `keyrings` order,
+/// until one unwraps it. A failure that concerns that one key (no matching
+/// key, invalid ciphertext, unknown or unusable key, access denied, a
+/// malformed key id) moves on; any other failure (an outage, throttling, I/O)
+/// stops the search, so an outage is not reported as a wrong key.
+///
+/// # Errors
+/// [`Error::Authentication`] when some data key unwrapped but none passed
+/// `check` (one opaque error: which entries were planted is not said);
+/// otherwise [`Error::Keyring`] with the last per-key failure, or
+/// [`KeyringErrorKind::NoMatchingKey`] naming the envelope's keys when no
+/// keyring could try any of them; or the first failure that stopped the search.
+pub async fn unwrap_data_key_checked(
+    keyrings: &[&dyn Keyring],
+    edks: &[EncryptedDataKey],
+    context: &EncryptionContext,
+    check: &(dyn Fn(&DataKey) -> bool + Sync),
+) -> Result<DataKey, Error> {
+    let mut rejected = false;
+    let mut last_failure = None;
+    for edk in edks {
+        for keyring in keyrings.iter().filter(|k| k.can_unwrap(edk)) {
+            match keyring.unwrap(std::slice::from_ref(edk), context).await {
+                Ok(key) => {
+                    if check(&key) {
+                        return Ok(key);
+                    }
+                    // `key` is dropped (and zeroized) here; one keyring's
+                    // answer for this entry is enough, try the next entry.
+                    rejected = true;
+                    break;
+                }
+                Err(e) if is_per_key_failure(e.kind()) => last_failure = Some(e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    if rejected {
+        return Err(Error::Authentication);
+    }
+    Err(last_failure.unwrap_or_else(|| no_matching_key(edks)).into())
+}
+
+/// Checks `data_key` against a header's key commitment (MUST 5.2), for a
+/// caller that holds only the header, such as a
+/// [`StreamDecryptor`](crate::StreamDecryptor) before the body is read: the
+/// check to give [`unwrap_data_key_checked`] there.
+///
+/// # Errors
+/// [`Error::Authentication`] when `data_key` is not the envelope's data key.
+pub fn verify_commitment(header: &crate::Header, data_key: &DataKey) -> Result<(), Error> {
+    crate::suite::MessageKeys::derive(header.suite, data_key, &header.message_id).check_commitment(&header.commitment)
 }

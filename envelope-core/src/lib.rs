@@ -28,7 +28,10 @@ pub use header::{
     MAX_FRAME_LEN, ParseOptions, VERSION,
 };
 pub use key::{DATA_KEY_LEN, DataKey, EncryptedDataKey, MAX_KEY_ID_LEN, MAX_PROVIDER_ID_LEN, MAX_WRAPPED_KEY_LEN};
-pub use keyring::{Keyring, KeyringFuture, Materials, Rewrapped, generate_materials, no_matching_key, unwrap_data_key};
+pub use keyring::{
+    Keyring, KeyringFuture, Materials, Rewrapped, generate_materials, no_matching_key, unwrap_data_key,
+    unwrap_data_key_checked, verify_commitment,
+};
 pub use local::{KeyInfo, Keystore, LOCAL_PROVIDER_ID, LocalKey, LocalKeyring};
 pub use stream::{MAX_STREAMED_SINGLE_SHOT, StreamDecryptor, encrypt_stream, encrypt_stream_with_message_id};
 pub use suite::{COMMITMENT_LEN, MESSAGE_ID_LEN, Suite};
