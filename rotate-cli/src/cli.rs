@@ -84,6 +84,9 @@ pub(crate) enum Command {
     Reencrypt(ReencryptArgs),
     /// Put every item of a rotation back as it was, from its journal
     Rollback(RollbackArgs),
+    /// Count items per wrapping key (and legacy, bare, unreadable) without any key
+    #[command(after_help = SCAN_EXAMPLES)]
+    Scan(ScanArgs),
     /// Print shell completions
     Completions {
         /// The shell
@@ -187,9 +190,9 @@ pub(crate) enum ItemKind {
     Legacy,
 }
 
-/// Targets and engine settings shared by rewrap and reencrypt.
+/// What to work on: files and directories, or one record stream.
 #[derive(Debug, Args)]
-pub(crate) struct TargetArgs {
+pub(crate) struct InventoryArgs {
     /// Files or directories (recursed) rewritten in place, or one record file with --field/--column ('-' is stdin)
     #[arg(required = true, value_name = "TARGET")]
     pub(crate) targets: Vec<PathBuf>,
@@ -205,6 +208,16 @@ pub(crate) struct TargetArgs {
     /// CSV record stream: the column holding the item; repeatable
     #[arg(long, value_name = "NAME")]
     pub(crate) column: Vec<String>,
+    /// Only shard I of N (0 <= I < N), by a hash of each item's id: N copies on N machines cover every item once
+    #[arg(long, value_name = "I/N")]
+    pub(crate) shard: Option<rotate_cli::engine::Shard>,
+}
+
+/// Targets and engine settings shared by rewrap and reencrypt.
+#[derive(Debug, Args)]
+pub(crate) struct TargetArgs {
+    #[command(flatten)]
+    pub(crate) inventory: InventoryArgs,
     /// Record stream output [default: stdout]
     #[arg(short, long, value_name = "FILE")]
     pub(crate) output: Option<PathBuf>,
@@ -220,25 +233,44 @@ pub(crate) struct TargetArgs {
     /// Journal file [default: next to the target, TARGET.rekey-journal]
     #[arg(long, value_name = "FILE")]
     pub(crate) journal: Option<PathBuf>,
-    /// Continue a stopped run, skipping items the journal says are done
+    /// Continue a stopped run (same command), skipping what the journal says is done
     #[arg(long)]
     pub(crate) resume: bool,
     /// Inventory and preflight only; write nothing
     #[arg(long)]
     pub(crate) dry_run: bool,
-    /// Only this percentage of items, chosen deterministically by name
+    /// Only this percentage of items, chosen deterministically by id (a later --resume does the rest)
     #[arg(long, value_name = "PERCENT")]
     pub(crate) sample: Option<f64>,
-    /// Only the first N items (after --sample)
+    /// Only the first N items (after --sample and --shard)
     #[arg(long, value_name = "N")]
     pub(crate) limit: Option<u64>,
-    /// Read back every written item and check it
+    /// Check every new wrapped key or envelope against the original before writing it
     #[arg(long)]
     pub(crate) verify: bool,
     /// Failure report, JSON Lines [default: next to the journal, .failures.jsonl]
     #[arg(long, value_name = "FILE")]
     pub(crate) failures: Option<PathBuf>,
     /// Print the summary as JSON
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Never show a progress bar
+    #[arg(long)]
+    pub(crate) no_progress: bool,
+    /// Skip the check of the first item before anything is written
+    #[arg(long)]
+    pub(crate) no_preflight: bool,
+}
+
+/// `rekey scan`.
+#[derive(Debug, Args)]
+pub(crate) struct ScanArgs {
+    #[command(flatten)]
+    pub(crate) inventory: InventoryArgs,
+    /// What the items are, when they cannot tell (bare KMS blobs look like legacy records)
+    #[arg(long, value_enum, default_value_t = ItemKind::Envelope)]
+    pub(crate) items: ItemKind,
+    /// Print the report as JSON
     #[arg(long)]
     pub(crate) json: bool,
     /// Never show a progress bar
@@ -345,6 +377,12 @@ Examples:
   rekey rewrap --to local:k2 --field /card export.jsonl -o export.new.jsonl
   rekey rewrap --items edk --to kms:alias/new --source-context app=x keys/
   rekey rollback --journal ./vault.rekey-journal";
+
+const SCAN_EXAMPLES: &str = "\
+Examples:
+  rekey scan ./vault
+  rekey scan --json --field /ssn users.jsonl
+  rekey scan --shard 0/4 ./vault";
 
 const REENCRYPT_EXAMPLES: &str = "\
 Examples:

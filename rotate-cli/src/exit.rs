@@ -130,3 +130,17 @@ impl From<envelope_core::FormatError> for CliError {
         CoreError::from(e).into()
     }
 }
+
+impl From<rotate_cli::engine::Error> for CliError {
+    fn from(e: rotate_cli::engine::Error) -> Self {
+        use rotate_cli::engine::ErrorKind;
+        let code = match e.kind {
+            ErrorKind::Usage => Code::Usage,
+            ErrorKind::BadInput => Code::BadInput,
+            ErrorKind::Io => Code::Io,
+            ErrorKind::Keyring(kind) => keyring_code(kind),
+            _ => Code::Io,
+        };
+        Self { code, message: e.message, hint: e.hint }
+    }
+}

@@ -3,11 +3,11 @@
 
 mod cli;
 mod commands;
-mod engine;
 mod exit;
 mod keys;
 mod kms;
-mod output;
+
+use rotate_cli::fsio as output;
 
 use std::process::ExitCode;
 
@@ -51,6 +51,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Rewrap(args) => commands::rotate::rewrap(&keys, args).await,
         Command::Reencrypt(args) => commands::rotate::reencrypt(&keys, args).await,
         Command::Rollback(args) => commands::rotate::rollback(args),
+        Command::Scan(args) => commands::rotate::scan(args).await,
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "rekey", &mut std::io::stdout());

@@ -1,39 +1,59 @@
-//! `rekey rewrap`, `rekey reencrypt` and `rekey rollback`: they turn the
-//! command line into a `Transform` and a target, and hand both to the engine.
+//! `rekey rewrap`, `rekey reencrypt`, `rekey scan` and `rekey rollback`:
+//! they turn the command line into keyrings, a transform, a source and a
+//! sink, and hand them to the engine; then print what it did.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use base64::Engine;
+use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use envelope_core::legacy::InnerEncoding;
-use envelope_core::{DataKey, EncryptedDataKey, ParseOptions};
+use envelope_core::{DataKey, EncryptedDataKey, Keyring, ParseOptions};
+use rotate_cli::engine::files::{FileSource, InPlaceSink};
+use rotate_cli::engine::journal::RunParams;
+use rotate_cli::engine::records::{RecordFormat, RecordSource, StreamSink};
+use rotate_cli::engine::report::{FailureLog, Stop, Summary};
+use rotate_cli::engine::scan::{DryRun, Expect, ScanSink};
+use rotate_cli::engine::transform::{Mode, Outcome, Transform};
+use rotate_cli::engine::{Engine, Progress, Settings};
 use serde_json::json;
 
-use crate::cli::{ItemKind, ReencryptArgs, RewrapArgs, RollbackArgs, TargetArgs};
-use crate::engine::transform::{KeyMatcher, Mode, Outcome, Transform};
-use crate::engine::{FileTargets, RecordFormat, RecordStream, Settings, Summary, rollback_files};
+use crate::cli::{InventoryArgs, ItemKind, ReencryptArgs, RewrapArgs, RollbackArgs, ScanArgs, TargetArgs};
 use crate::exit::{CliError, Code};
 use crate::keys::{KeySpec, Keys, kms_keys, parse_context};
 
+/// Exit code of a run stopped by SIGINT or SIGTERM, as shells report them.
+const INTERRUPTED: u8 = 130;
+
 pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs) -> Result<ExitCode, CliError> {
     let destination = keys.wrapping(&args.to, &[]).await?;
+    let mut params = RunParams::new();
+    let sources = match args.items {
+        ItemKind::Edk if args.from.is_empty() => {
+            return Err(CliError::usage(
+                "bare data keys name no key: say which keys they are under with --from kms:KEY",
+            ));
+        }
+        _ => source_keyrings(keys, &args.from, args.kms_discovery).await?,
+    };
     let mode = match args.items {
-        ItemKind::Envelope => Mode::Rewrap {
-            from: matchers(keys, &args.from).await?,
-            remove: matchers(keys, &args.remove).await?,
-            add: args.add,
-        },
-        ItemKind::Edk => {
-            if destination.provider_id() != crate::kms::PROVIDER_ID {
-                return Err(CliError::usage(
-                    "bare encrypted data keys are KMS ciphertext blobs: --to must be a kms: key",
-                ));
+        ItemKind::Envelope => {
+            let mut remove = Vec::new();
+            for spec in &args.remove {
+                remove.push(keys.wrapping(spec, &[]).await?);
             }
+            params.insert("add".into(), args.add.to_string());
+            params.insert("remove".into(), key_ids(&remove));
+            Mode::Rewrap { remove, add: args.add }
+        }
+        ItemKind::Edk => {
             let source_context = parse_context(&args.source_context)?;
             let dest_context =
                 if args.dest_context.is_empty() { source_context.clone() } else { parse_context(&args.dest_context)? };
+            params.insert("source_context".into(), format!("{source_context:?}"));
+            params.insert("dest_context".into(), format!("{dest_context:?}"));
             Mode::RewrapBare { source_context, dest_context }
         }
         ItemKind::Legacy => {
@@ -41,22 +61,19 @@ pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs) -> Result<ExitCode, Cl
                 .hint("move them with `rekey reencrypt --items legacy`"));
         }
     };
-    let sources = keys.decrypting(&args.from, args.kms_discovery).await?;
+    params.insert("items".into(), format!("{:?}", args.items).to_lowercase());
     let iam = iam_actions("rewrap", &args.to, &args.from, args.target.verify);
-    run(
-        keys,
-        Transform::new(mode, destination, sources, ParseOptions::default(), args.target.verify),
-        args.target,
-        "rewrap",
-        iam,
-        kms_keys(&args.from),
-    )
-    .await
+    let transform =
+        Transform::new(mode, destination, sources, ParseOptions::default(), args.target.verify, args.target.dry_run);
+    run(keys, transform, args.target, "rewrap", params, iam, kms_keys(&args.from)).await
 }
 
 pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs) -> Result<ExitCode, CliError> {
     let destination = keys.wrapping(&args.to, &[]).await?;
     let context = if args.context.is_empty() { None } else { Some(parse_context(&args.context)?) };
+    let mut params = RunParams::new();
+    params.insert("context".into(), format!("{context:?}"));
+    params.insert("items".into(), format!("{:?}", args.items).to_lowercase());
     let legacy = match args.items {
         ItemKind::Legacy => Some((
             legacy_key(keys, &args).await?,
@@ -71,109 +88,229 @@ pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs) -> Result<ExitCo
     let sources = keys.decrypting(&args.from, args.kms_discovery).await?;
     let mode = Mode::Reencrypt { context, legacy };
     let iam = iam_actions("reencrypt", &args.to, &args.from, args.target.verify);
-    run(
-        keys,
-        Transform::new(mode, destination, sources, ParseOptions::default(), args.target.verify),
-        args.target,
-        "reencrypt",
-        iam,
-        kms_keys(&args.from),
-    )
-    .await
+    let transform =
+        Transform::new(mode, destination, sources, ParseOptions::default(), args.target.verify, args.target.dry_run);
+    run(keys, transform, args.target, "reencrypt", params, iam, kms_keys(&args.from)).await
+}
+
+/// The source keyrings of a rewrap: one per `--from` key (the allow-list),
+/// every local key when none is named, or KMS discovery when asked for.
+async fn source_keyrings(keys: &Keys, from: &[KeySpec], discovery: bool) -> Result<Vec<Box<dyn Keyring>>, CliError> {
+    if from.is_empty() {
+        return keys.decrypting(&[], discovery).await;
+    }
+    let mut sources = Vec::new();
+    for spec in from {
+        sources.push(keys.wrapping(spec, &[]).await?);
+    }
+    if discovery {
+        sources.extend(keys.decrypting(&[], true).await?.into_iter().filter(|k| k.key_id().is_empty()));
+    }
+    Ok(sources)
+}
+
+fn key_ids(keyrings: &[Box<dyn Keyring>]) -> String {
+    keyrings.iter().map(|k| format!("{}:{}", k.provider_id(), k.key_id())).collect::<Vec<_>>().join(",")
 }
 
 pub(crate) fn rollback(args: RollbackArgs) -> Result<ExitCode, CliError> {
-    let summary = rollback_files(&args.journal)?;
+    let (summary, conflicts) = rotate_cli::engine::files::rollback(&args.journal)?;
+    for c in conflicts {
+        eprintln!("rekey: rollback: {c}");
+    }
     print_summary(&summary, args.json, false);
-    Ok(if summary.failed > 0 { ExitCode::from(Code::Partial as u8) } else { ExitCode::SUCCESS })
+    Ok(if summary.counts.failed > 0 { ExitCode::from(Code::Partial as u8) } else { ExitCode::SUCCESS })
+}
+
+pub(crate) async fn scan(args: ScanArgs) -> Result<ExitCode, CliError> {
+    let settings = Settings { shard: args.inventory.shard, preflight: false, ..Settings::default() };
+    let expect = if args.items == ItemKind::Edk { Expect::BareKeys } else { Expect::Auto };
+    let sink = ScanSink::new(expect);
+    let engine = Engine {
+        operation: "scan",
+        settings,
+        transform: None,
+        failures: Arc::new(FailureLog::new(None)),
+        progress: progress(!args.no_progress),
+        cancel: cancel_on_signals(),
+    };
+    let summary = match inventory(&args.inventory)? {
+        Inventory::Files(source) => engine.run(source, Arc::clone(&sink)).await?,
+        Inventory::Records(source) => engine.run(source, Arc::clone(&sink)).await?,
+    };
+    let report = sink.report();
+    if args.json {
+        let mut v = report.to_json();
+        v["units"] = json!(summary.counts.items() + summary.counts.not_selected);
+        println!("{v}");
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(if summary.stopped == Some(Stop::Interrupted) { ExitCode::from(INTERRUPTED) } else { ExitCode::SUCCESS })
+}
+
+enum Inventory {
+    Files(FileSource),
+    Records(RecordSource),
+}
+
+/// The source a command line names: one record stream, or files.
+fn inventory(args: &InventoryArgs) -> Result<Inventory, CliError> {
+    if args.field.is_empty() && args.column.is_empty() {
+        return Ok(Inventory::Files(FileSource::new(args.targets.clone(), &args.include, &args.exclude)?));
+    }
+    let [input] = &args.targets[..] else {
+        return Err(CliError::usage(
+            "a record stream (--field or --column) takes exactly one input file, or '-' for stdin",
+        ));
+    };
+    let format = if args.field.is_empty() {
+        RecordFormat::Csv(args.column.clone())
+    } else {
+        RecordFormat::JsonLines(args.field.clone())
+    };
+    Ok(Inventory::Records(RecordSource::open(input, &format)?))
 }
 
 async fn run(
     keys: &Keys,
-    mut transform: Transform,
+    transform: Transform,
     target: TargetArgs,
     operation: &'static str,
+    mut params: RunParams,
     iam: Vec<String>,
     source_keys: Vec<String>,
 ) -> Result<ExitCode, CliError> {
-    if target.concurrency == 0 {
-        return Err(CliError::usage("--concurrency must be at least 1"));
-    }
-    if let Some(p) = target.sample
-        && !(0.0..=100.0).contains(&p)
-    {
-        return Err(CliError::usage("--sample is a percentage from 0 to 100"));
-    }
-    transform.dry_run = target.dry_run;
-    let mut preflight = Vec::new();
-    if target.dry_run {
-        // DescribeKey on the destination and on the KMS source keys named.
-        let destination = (transform.destination.provider_id() == crate::kms::PROVIDER_ID)
-            .then(|| transform.destination.key_id().to_owned());
-        for key in destination.into_iter().chain(source_keys) {
-            preflight.push(keys.kms().preflight(&key).await?);
+    let inventory = inventory(&target.inventory)?;
+    params.insert("operation".into(), operation.into());
+    params
+        .insert("to".into(), format!("{}:{}", transform.destination().provider_id(), transform.destination().key_id()));
+    params.insert("from".into(), source_keys.join(","));
+    params.insert("fields".into(), target.inventory.field.join(","));
+    params.insert("columns".into(), target.inventory.column.join(","));
+    params.insert("shard".into(), target.inventory.shard.map(|s| s.to_string()).unwrap_or_default());
+    let targets: Vec<String> = target
+        .inventory
+        .targets
+        .iter()
+        .map(|t| t.canonicalize().unwrap_or_else(|_| t.clone()).display().to_string())
+        .collect();
+    params.insert("targets".into(), targets.join(","));
+
+    let (journal_path, stdout_busy) = match &inventory {
+        Inventory::Files(files) => {
+            if target.output.is_some() {
+                return Err(CliError::usage("-o is for record streams; files and directories are rewritten in place"));
+            }
+            (Some(target.journal.clone().unwrap_or_else(|| files.default_journal())), false)
         }
+        Inventory::Records(_) => {
+            let output = target.output.as_ref().filter(|o| *o != Path::new("-"));
+            let journal = target.journal.clone().or_else(|| output.map(|o| with_suffix(o, ".rekey-journal")));
+            (journal, output.is_none())
+        }
+    };
+    let failures_path = target
+        .failures
+        .clone()
+        .or_else(|| journal_path.as_ref().map(|j| with_suffix(j, ".failures.jsonl")))
+        .filter(|_| !target.dry_run);
+    if !target.dry_run
+        && let Some(journal) = &journal_path
+    {
+        check_writable(journal)?;
     }
     let settings = Settings {
         concurrency: target.concurrency,
         item_attempts: target.item_attempts,
         max_failures: target.max_failures,
         sample_percent: target.sample,
+        shard: target.inventory.shard,
         limit: target.limit,
         dry_run: target.dry_run,
         resume: target.resume,
-        journal: target.journal.clone(),
-        failures: target.failures.clone(),
-        progress: !target.no_progress,
+        preflight: !target.no_preflight,
+        journal: journal_path.clone().map(|p| (p, params)),
     };
-    let transform = Arc::new(transform);
-    let records = !target.field.is_empty() || !target.column.is_empty();
-    let mut summary = if records {
-        let [input] = &target.targets[..] else {
-            return Err(CliError::usage(
-                "a record stream (--field or --column) takes exactly one input file, or '-' for stdin",
-            ));
-        };
-        let format = if target.field.is_empty() {
-            RecordFormat::Csv(target.column.clone())
-        } else {
-            for pointer in &target.field {
-                if !pointer.starts_with('/') {
-                    return Err(CliError::usage(format!(
-                        "--field {pointer:?} is not a JSON Pointer; write it as /name or /outer/inner"
-                    )));
-                }
-            }
-            RecordFormat::JsonLines(target.field.clone())
-        };
-        RecordStream { input: input.clone(), output: target.output.clone(), format }
-            .run(Arc::clone(&transform), &settings, operation)
-            .await?
-    } else {
-        if target.output.is_some() {
-            return Err(CliError::usage("-o is for record streams; files and directories are rewritten in place"));
+    let mut preflight = Vec::new();
+    if target.dry_run {
+        // DescribeKey on the destination and on the KMS source keys named.
+        let destination = (transform.destination().provider_id() == crate::kms::PROVIDER_ID)
+            .then(|| transform.destination().key_id().to_owned());
+        for key in destination.into_iter().chain(source_keys) {
+            preflight.push(keys.kms().preflight(&key).await?);
         }
-        FileTargets::new(target.targets.clone(), &target.include, &target.exclude)?
-            .run(Arc::clone(&transform), &settings, operation)
-            .await?
+    }
+    let transform = Arc::new(transform);
+    let engine = Engine {
+        operation,
+        settings,
+        transform: Some(Arc::clone(&transform)),
+        failures: Arc::new(FailureLog::new(failures_path)),
+        progress: progress(!target.no_progress),
+        cancel: cancel_on_signals(),
+    };
+    let dry = DryRun::new();
+    let mut summary = match inventory {
+        Inventory::Files(source) if target.dry_run => engine.run(source, Arc::clone(&dry)).await?,
+        Inventory::Records(source) if target.dry_run => engine.run(source, Arc::clone(&dry)).await?,
+        Inventory::Files(source) => {
+            let source = if target.no_progress { source } else { source.with_total()? };
+            engine.run(source, Arc::new(InPlaceSink::default())).await?
+        }
+        Inventory::Records(source) => {
+            let input = &target.inventory.targets[0];
+            let sink = StreamSink::new(target.output.clone(), input, source.header());
+            sink.check(target.resume)?;
+            engine.run(source, Arc::new(sink)).await?
+        }
     };
     if target.dry_run {
-        let sample = match summary.sample.take() {
+        let sample = match dry.sample() {
             Some(item) => match transform.apply_now(&item).await {
-                Ok(Outcome::Changed { .. }) => "one item re-processed in memory: ok".to_owned(),
-                Ok(Outcome::Skipped) => "sample already done".to_owned(),
-                Err(e) => format!("one item re-processed in memory FAILED: {} ({})", e.message, e.code),
+                Ok(Outcome::Changed { .. }) => "one item processed in memory: ok".to_owned(),
+                Ok(_) => "one item processed in memory: already done".to_owned(),
+                Err(e) => format!("one item processed in memory FAILED: {e}"),
             },
             None => "no item would change".to_owned(),
         };
-        summary.extra.push(("preflight".into(), json!(preflight)));
         summary.extra.push(("sample".into(), json!(sample)));
+        summary.extra.push(("preflight".into(), json!(preflight)));
         summary.extra.push(("iam_actions".into(), json!(iam)));
+        summary
+            .extra
+            .push(("journal_estimate".into(), json!(format!("about {} KiB", dry.journal_bytes().div_ceil(1024)))));
     }
     summary.kms = keys.kms().usage();
-    let stdout_busy = records && target.output.as_ref().is_none_or(|o| o == &PathBuf::from("-"));
     print_summary(&summary, target.json, stdout_busy);
-    Ok(if summary.failed > 0 { ExitCode::from(Code::Partial as u8) } else { ExitCode::SUCCESS })
+    if summary.stopped == Some(Stop::Interrupted) {
+        let total = summary.total.map_or_else(String::new, |t| format!(" of {t}"));
+        eprintln!(
+            "rekey: interrupted after {}{total} units; rerun the same command with --resume",
+            summary.counts.items() + summary.counts.not_selected
+        );
+        return Ok(ExitCode::from(INTERRUPTED));
+    }
+    Ok(if summary.counts.failed > 0 { ExitCode::from(Code::Partial as u8) } else { ExitCode::SUCCESS })
+}
+
+/// Refuses a journal location that cannot be written, before any side effect.
+fn check_writable(journal: &Path) -> Result<(), CliError> {
+    let dir = match journal.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| CliError::io(format!("the journal's directory {} cannot be used", dir.display()), e))?;
+    if meta.permissions().readonly() {
+        return Err(CliError::new(Code::Io, format!("the journal's directory {} is read-only", dir.display()))
+            .hint("choose another place with --journal FILE"));
+    }
+    Ok(())
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    rotate_cli::engine::files::with_suffix(path, suffix)
 }
 
 fn print_summary(summary: &Summary, json: bool, stdout_busy: bool) {
@@ -185,12 +322,65 @@ fn print_summary(summary: &Summary, json: bool, stdout_busy: bool) {
     }
 }
 
-async fn matchers(keys: &Keys, specs: &[KeySpec]) -> Result<Vec<KeyMatcher>, CliError> {
-    let mut out = Vec::new();
-    for spec in specs {
-        out.push(KeyMatcher::for_keyring(keys.wrapping(spec, &[]).await?.as_ref()));
+/// A flag set by SIGINT or SIGTERM: the engine stops taking new units,
+/// finishes those in flight, syncs the journal and returns.
+fn cancel_on_signals() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = Arc::clone(&flag);
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+                return;
+            };
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("rekey: stopping: finishing the items in flight (press Ctrl-C again to abandon them)");
+        set.store(true, Ordering::Relaxed);
+    });
+    flag
+}
+
+/// A progress bar on stderr when it is a terminal.
+struct Bar(indicatif::ProgressBar);
+
+impl Progress for Bar {
+    fn total(&self, units: u64) {
+        self.0.set_length(units);
+        self.0.set_style(style("{bar:30} {pos}/{len} {per_sec} eta {eta} {msg}"));
     }
-    Ok(out)
+
+    fn advance(&self, units: u64, failed: u64) {
+        self.0.inc(units);
+        if failed > 0 {
+            self.0.set_message(format!("{failed} failed"));
+        }
+    }
+
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+fn style(template: &str) -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(template).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+}
+
+fn progress(enabled: bool) -> Arc<dyn Progress> {
+    use std::io::IsTerminal;
+    if !enabled || !std::io::stderr().is_terminal() {
+        return Arc::new(rotate_cli::engine::Silent);
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(style("{spinner} {pos} {per_sec} {msg}"));
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    Arc::new(Bar(bar))
 }
 
 /// The legacy data key: unwrapped once from its KMS ciphertext blob, or
@@ -223,34 +413,41 @@ async fn legacy_key(keys: &Keys, args: &ReencryptArgs) -> Result<DataKey, CliErr
     keys.kms().decrypt_bare(&edk, &context).await
 }
 
-/// The IAM actions a run needs, for the dry run's report.
+/// The IAM actions a run needs, for the dry run's report: only what applies.
 fn iam_actions(operation: &str, to: &KeySpec, from: &[KeySpec], verify: bool) -> Vec<String> {
+    let kms_from: Vec<String> = kms_keys(from);
+    let has_local_source = from.is_empty() || from.iter().any(|s| matches!(s, KeySpec::Local(_)));
     let mut actions = Vec::new();
-    let sources = if from.is_empty() {
-        "the source keys".to_owned()
-    } else {
-        from.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-    };
     match (operation, to) {
         ("rewrap", KeySpec::Kms(key)) => {
-            actions.push(format!("kms:ReEncryptFrom on {sources} (KMS sources)"));
-            actions.push(format!("kms:ReEncryptTo on {key}"));
-            actions.push(format!("kms:Encrypt on {key} (local sources only)"));
+            if !kms_from.is_empty() {
+                actions.push(format!("kms:ReEncryptFrom on {}", kms_from.join(", ")));
+                actions.push(format!("kms:ReEncryptTo on {key}"));
+            }
+            if has_local_source {
+                actions.push(format!("kms:Encrypt on {key} (items under local keys)"));
+            }
             if verify {
                 actions.push(format!("kms:Decrypt on {key} (--verify)"));
             }
             actions.push(format!("kms:DescribeKey on {key}"));
         }
-        ("rewrap", KeySpec::Local(_)) => actions.push(format!("kms:Decrypt on {sources} (KMS sources only)")),
         (_, KeySpec::Kms(key)) => {
-            actions.push(format!("kms:Decrypt on {sources}"));
-            actions.push(format!("kms:GenerateDataKey on {key}"));
-            if verify {
-                actions.push(format!("kms:Decrypt on {key} (--verify)"));
+            if !kms_from.is_empty() {
+                actions.push(format!("kms:Decrypt on {}", kms_from.join(", ")));
             }
+            actions.push(format!("kms:GenerateDataKey on {key}"));
+            actions.push(format!("kms:Decrypt on {key} (items already under it, and --verify)"));
             actions.push(format!("kms:DescribeKey on {key}"));
         }
-        (_, KeySpec::Local(_)) => actions.push(format!("kms:Decrypt on {sources} (KMS sources only)")),
+        (_, KeySpec::Local(_)) => {
+            if !kms_from.is_empty() {
+                actions.push(format!("kms:Decrypt on {}", kms_from.join(", ")));
+            }
+        }
+    }
+    if actions.is_empty() {
+        actions.push("none: local keys only".into());
     }
     actions
 }

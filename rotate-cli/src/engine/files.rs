@@ -1,43 +1,123 @@
-//! Files and directories of items, rewritten in place: the journal entry is
-//! made durable first, then the replacement is written to a temporary file
-//! beside the original, fsynced, renamed over it, and the directory fsynced.
-//! A crash at any moment leaves each file either as it was or as it will be.
+//! Files and directories of items, rewritten in place.
+//!
+//! Order of a replacement: the journal entry holding what rollback needs is
+//! made durable; the new content is written to a temporary file beside the
+//! original and fsynced; the original is checked to be the very file that
+//! was read (device, inode, size, times), so a concurrent writer is never
+//! overwritten; then the rename, and the directory fsync. A crash at any
+//! moment leaves each file either as it was or as it will be.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, OnceLock};
 
+use envelope_core::{EncryptedDataKey, Envelope, ParseOptions};
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde_json::json;
 
-use super::journal::{self, Entry, Journal};
-use super::report::{FailureLog, Stats, Summary};
-use super::transform::{Outcome, Transform};
-use super::{Settings, apply_with_retries, ordered_pipeline, progress_bar};
-use crate::exit::{CliError, Code};
-use crate::output::write_atomic;
+use super::error::{Error, ErrorKind, ItemError, ItemErrorCode};
+use super::journal::{self, Entry, Journal, Undo};
+use super::report::{Counts, Summary};
+use super::transform::{ChangeKind, Encoding, Outcome};
+use super::{Item, Sink, Source, Unit};
+use crate::fsio::AtomicFile;
 
 /// Suffixes of files the engine writes itself and never treats as items.
 const OWN_SUFFIXES: [&str; 3] = [".rekey-journal", ".failures.jsonl", ".rekey-partial"];
 
-/// The file targets of a run.
-pub(crate) struct FileTargets {
+/// Identifies the exact file that was read: a rename over it or a write to
+/// it changes at least one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Stamp {
+    fn of(path: &Path) -> std::io::Result<Self> {
+        let meta = std::fs::symlink_metadata(path)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            Ok(Self {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                len: meta.len(),
+                mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+                ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let mtime = meta.modified()?.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128);
+            Ok(Self { dev: 0, ino: 0, len: meta.len(), mtime_ns: mtime, ctime_ns: 0 })
+        }
+    }
+}
+
+/// What a file unit carries.
+#[derive(Debug)]
+pub struct FileUnit {
+    path: PathBuf,
+    stamp: Option<Stamp>,
+}
+
+/// The files of a run: the targets walked lazily in a stable order.
+pub struct FileSource {
     roots: Vec<PathBuf>,
     include: Option<GlobSet>,
     exclude: Option<GlobSet>,
+    walk: Box<dyn Iterator<Item = (PathBuf, walkdir::Result<walkdir::DirEntry>)> + Send>,
+    total: Option<u64>,
+    _locks: Vec<File>,
 }
 
-impl FileTargets {
-    pub(crate) fn new(roots: Vec<PathBuf>, include: &[String], exclude: &[String]) -> Result<Self, CliError> {
+impl FileSource {
+    /// The files under `roots`, filtered by globs relative to each root.
+    /// Each root is locked for the life of the source, so two runs can
+    /// never work on one target at once.
+    ///
+    /// # Errors
+    /// A missing target, a bad glob, or a target another run holds.
+    pub fn new(roots: Vec<PathBuf>, include: &[String], exclude: &[String]) -> Result<Self, Error> {
+        let mut locks = Vec::new();
         for root in &roots {
-            if !root.exists() {
-                return Err(CliError::new(Code::Io, format!("target {} does not exist", root.display())));
+            if std::fs::symlink_metadata(root).is_err() {
+                return Err(Error::new(ErrorKind::Io, format!("target {} does not exist", root.display())));
+            }
+            locks.push(lock_target(root)?);
+        }
+        let walk_roots = roots.clone();
+        let walk = Box::new(walk_roots.into_iter().flat_map(|root| {
+            walkdir::WalkDir::new(&root).sort_by_file_name().into_iter().map(move |e| (root.clone(), e))
+        }));
+        Ok(Self { roots, include: globs(include)?, exclude: globs(exclude)?, walk, total: None, _locks: locks })
+    }
+
+    /// Counts the files first, for a progress bar with a total.
+    ///
+    /// # Errors
+    /// A directory that cannot be listed.
+    pub fn with_total(mut self) -> Result<Self, Error> {
+        let mut n = 0;
+        for root in &self.roots {
+            for entry in walkdir::WalkDir::new(root) {
+                let entry =
+                    entry.map_err(|e| Error::new(ErrorKind::Io, format!("cannot list {}: {e}", root.display())))?;
+                if self.wanted(root, entry.path(), entry.file_type().is_file()) {
+                    n += 1;
+                }
             }
         }
-        Ok(Self { roots, include: globs(include)?, exclude: globs(exclude)? })
+        self.total = Some(n);
+        Ok(self)
     }
 
     /// The default journal: beside the first target, named after it.
-    pub(crate) fn default_journal(&self) -> PathBuf {
+    pub fn default_journal(&self) -> PathBuf {
         let root = &self.roots[0];
         let name = root.file_name().map_or_else(|| "rekey".into(), |n| n.to_string_lossy().into_owned());
         let parent = root
@@ -48,237 +128,283 @@ impl FileTargets {
         parent.join(format!("{name}.rekey-journal"))
     }
 
-    /// Walks the targets lazily, in a stable order: `(item id, path)`.
-    fn inventory<'a>(
-        &'a self,
-        settings: &'a Settings,
-    ) -> impl Iterator<Item = Result<(String, PathBuf), CliError>> + 'a {
-        let mut taken = 0u64;
-        self.roots
-            .iter()
-            .flat_map(move |root| {
-                walkdir::WalkDir::new(root).sort_by_file_name().into_iter().map(move |entry| (root, entry))
-            })
-            .filter_map(move |(root, entry)| {
-                let entry = match entry {
-                    Ok(e) => e,
-                    Err(e) => {
-                        return Some(Err(CliError::new(Code::Io, format!("cannot list {}: {e}", root.display()))));
-                    }
-                };
-                if !entry.file_type().is_file() {
-                    return None;
-                }
-                let path = entry.path();
-                let name = path.file_name()?.to_string_lossy();
-                if name.contains(".rekey-tmp.") {
-                    // The leftover of a write that was interrupted before its
-                    // rename: the original beside it is intact. The journal
-                    // lock rules out a live run owning it.
-                    if let Err(e) = std::fs::remove_file(path) {
-                        tracing::warn!("cannot remove the stale temporary {}: {e}", path.display());
-                    }
-                    return None;
-                }
-                if OWN_SUFFIXES.iter().any(|s| name.ends_with(s)) {
-                    return None;
-                }
-                let relative = path.strip_prefix(root).unwrap_or(path);
-                let relative = if relative.as_os_str().is_empty() { Path::new(path.file_name()?) } else { relative };
-                if self.include.as_ref().is_some_and(|g| !g.is_match(relative))
-                    || self.exclude.as_ref().is_some_and(|g| g.is_match(relative))
-                {
-                    return None;
-                }
-                // Absolute, so a rollback from another directory finds the file.
-                let id = path.canonicalize().unwrap_or_else(|_| path.to_path_buf()).display().to_string();
-                settings.sampled(&id).then_some(Ok((id, path.to_path_buf())))
-            })
-            .take_while(move |_| {
-                taken += 1;
-                settings.limit.is_none_or(|limit| taken <= limit)
-            })
+    /// The targets, as given.
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
     }
 
-    /// Counts the inventory, for the progress bar and dry runs.
-    pub(crate) fn count(&self, settings: &Settings) -> Result<u64, CliError> {
-        let mut n = 0;
-        for item in self.inventory(settings) {
-            item?;
-            n += 1;
+    fn wanted(&self, root: &Path, path: &Path, is_file: bool) -> bool {
+        let Some(name) = path.file_name().map(|n| n.to_string_lossy()) else {
+            return false;
+        };
+        if !is_file || name.contains(".rekey-tmp.") || OWN_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+            return false;
         }
-        Ok(n)
+        let relative = path.strip_prefix(root).unwrap_or(path);
+        let relative = if relative.as_os_str().is_empty() { Path::new(name.as_ref()) } else { relative };
+        !(self.include.as_ref().is_some_and(|g| !g.is_match(relative))
+            || self.exclude.as_ref().is_some_and(|g| g.is_match(relative)))
     }
+}
 
-    /// Runs the transform over every file.
-    pub(crate) async fn run(
-        &self,
-        transform: Arc<Transform>,
-        settings: &Settings,
-        operation: &'static str,
-    ) -> Result<Summary, CliError> {
-        let start = Instant::now();
-        let stats = Arc::new(Stats::default());
-        let journal_path = settings.journal.clone().unwrap_or_else(|| self.default_journal());
-        // A dry run writes nothing, not even a failure report (failures are logged).
-        let failures_path = settings.failures.clone().unwrap_or_else(|| with_suffix(&journal_path, ".failures.jsonl"));
-        let failures = Arc::new(FailureLog::new((!settings.dry_run).then_some(failures_path)));
-        // Open (and lock) the journal before walking: the walk removes stale temporaries.
-        let journal = if settings.dry_run {
-            None
-        } else {
-            let run = Entry::Run {
-                operation: operation.to_owned(),
-                targets: self.roots.iter().map(|r| r.display().to_string()).collect(),
-                version: 1,
+impl Source for FileSource {
+    type Payload = FileUnit;
+
+    fn next_unit(&mut self) -> Result<Option<Unit<FileUnit>>, Error> {
+        loop {
+            let Some((root, entry)) = self.walk.next() else {
+                return Ok(None);
             };
-            Some(Arc::new(Journal::open(&journal_path, settings.resume, &run)?))
-        };
-        let total = if settings.progress { self.count(settings).ok() } else { None };
-        let bar = progress_bar(settings.progress, total);
-        let attempts = settings.item_attempts.max(1);
-        let dry_run = settings.dry_run;
-
-        let work = |(id, path): (String, PathBuf)| {
-            let transform = Arc::clone(&transform);
-            let journal = journal.clone();
-            async move {
-                let original = match tokio::fs::read(&path).await {
-                    Ok(bytes) => bytes,
-                    Err(e) => {
-                        return (
-                            id,
-                            Err(super::transform::ItemError { code: "io", message: e.to_string(), transient: false }),
-                            1,
-                        );
-                    }
-                };
-                let (result, attempts) = apply_with_retries(&transform, &original, attempts).await;
-                let result = match (result, journal) {
-                    (Ok(Outcome::Changed { new, kind }), Some(journal)) if !dry_run => {
-                        let id2 = id.clone();
-                        let written =
-                            tokio::task::spawn_blocking(move || replace(&journal, &id2, &path, &original, &new)).await;
-                        match written {
-                            Ok(Ok(())) => Ok(Outcome::Changed { new: Vec::new(), kind }),
-                            Ok(Err(e)) => Err(super::transform::ItemError {
-                                code: "io",
-                                message: e.to_string(),
-                                transient: false,
-                            }),
-                            Err(e) => Err(super::transform::ItemError {
-                                code: "io",
-                                message: e.to_string(),
-                                transient: false,
-                            }),
-                        }
-                    }
-                    (result, _) => result,
-                };
-                (id, result, attempts)
-            }
-        };
-
-        let max_failures = settings.max_failures;
-        let sink_stats = Arc::clone(&stats);
-        let sink_failures = Arc::clone(&failures);
-        let mut aborted = false;
-        ordered_pipeline(self.inventory(settings), settings.concurrency, work, |(id, result, attempts)| {
-            bar.inc(1);
-            if sink_stats.count(&sink_failures, &id, operation, result, attempts)? {
-                let failed = Stats::get(&sink_stats.failed);
-                bar.set_message(format!("{failed} failed"));
-                if max_failures.is_some_and(|max| failed >= max) {
-                    aborted = true;
-                    return Ok(false);
+            let entry = entry.map_err(|e| Error::new(ErrorKind::Io, format!("cannot list {}: {e}", root.display())))?;
+            let path = entry.path();
+            if entry.file_type().is_file()
+                && path.file_name().is_some_and(|n| n.to_string_lossy().contains(".rekey-tmp."))
+            {
+                // The leftover of a write interrupted before its rename: the
+                // original beside it is intact, and the target lock rules out
+                // a live run owning it.
+                if let Err(e) = std::fs::remove_file(path) {
+                    tracing::warn!("cannot remove the stale temporary {}: {e}", path.display());
                 }
+                continue;
             }
-            Ok(true)
-        })
-        .await?;
-        bar.finish_and_clear();
-        failures.finish()?;
-        let mut summary = Summary::from_stats(operation, &stats, start.elapsed());
-        summary.dry_run = dry_run;
-        summary.journal = journal.as_ref().map(|j| j.path().to_path_buf());
-        summary.failures = failures.path().map(Path::to_path_buf);
-        if aborted {
-            summary.extra.push(("stopped".into(), "early: --max-failures was reached".into()));
+            if !self.wanted(&root, path, entry.file_type().is_file()) {
+                continue;
+            }
+            // Absolute, so a rollback from another directory finds the file.
+            let id = path.canonicalize().unwrap_or_else(|_| path.to_path_buf()).display().to_string();
+            return Ok(Some(Unit::new(id, FileUnit { path: path.to_path_buf(), stamp: None })));
         }
-        Ok(summary)
+    }
+
+    fn total(&self) -> Option<u64> {
+        self.total
+    }
+
+    async fn load(unit: &mut Unit<FileUnit>) -> Result<(), ItemError> {
+        let path = unit.payload.path.clone();
+        let read = tokio::task::spawn_blocking(move || -> std::io::Result<(Stamp, Vec<u8>)> {
+            let stamp = Stamp::of(&path)?;
+            Ok((stamp, std::fs::read(&path)?))
+        })
+        .await
+        .map_err(|e| ItemError::new(ItemErrorCode::Io, e.to_string()))?;
+        let (stamp, bytes) = read.map_err(|e| ItemError::new(ItemErrorCode::Io, format!("cannot read: {e}")))?;
+        unit.payload.stamp = Some(stamp);
+        unit.items = vec![Item::new(unit.id.clone(), bytes)];
+        Ok(())
     }
 }
 
-/// Journal, then replace: the order that makes a crash recoverable.
-fn replace(journal: &Journal, id: &str, path: &Path, original: &[u8], new: &[u8]) -> Result<(), CliError> {
-    journal.begin(id, original, new)?;
-    write_atomic(path, new, Some(path)).map_err(|e| CliError::io(format!("cannot replace {}", path.display()), e))?;
-    journal.append(&Entry::Done { item: id.to_owned() }, false)
+/// Replaces changed files in place, journal first.
+#[derive(Debug, Default)]
+pub struct InPlaceSink {
+    journal: OnceLock<Arc<Journal>>,
 }
 
-/// Puts every file a journal changed back as it was. A file that is neither
-/// the recorded new version nor the original (changed since) is reported
-/// and left alone.
-pub(crate) fn rollback_files(journal_path: &Path) -> Result<Summary, CliError> {
-    let start = Instant::now();
-    let entries = journal::read(journal_path)?;
-    let stats = Stats::default();
+impl Sink<FileUnit> for InPlaceSink {
+    fn start(&self, journal: Option<Arc<Journal>>, _checkpoint: Option<(u64, u64)>) -> Result<(), Error> {
+        let journal = journal.ok_or_else(|| Error::usage("rewriting files in place needs a journal"))?;
+        let _ = self.journal.set(journal);
+        Ok(())
+    }
+
+    async fn write(&self, unit: &mut Unit<FileUnit>) -> Result<(), ItemError> {
+        let Some(Item { bytes: original, result: Some(Ok(Outcome::Changed { new, kind, old_edks })), .. }) =
+            unit.items.first_mut()
+        else {
+            return Ok(());
+        };
+        let journal = Arc::clone(self.journal.get().ok_or_else(|| ItemError::new(ItemErrorCode::Io, "no journal"))?);
+        let begin = Entry::Begin {
+            item: unit.id.clone(),
+            old_sha256: journal::sha256(original),
+            new_sha256: journal::sha256(new),
+            undo: undo_record(original, new, old_edks.as_deref()),
+            legacy: *kind == ChangeKind::FromLegacy,
+        };
+        let new = std::mem::take(new);
+        let (id, path, stamp) = (unit.id.clone(), unit.payload.path.clone(), unit.payload.stamp);
+        let result = tokio::task::spawn_blocking(move || replace(&journal, &id, &path, stamp, &new, &begin))
+            .await
+            .map_err(|e| ItemError::new(ItemErrorCode::Io, e.to_string()))?;
+        // The new bytes are on disk; keep only the outcome in memory.
+        *original = Vec::new();
+        result
+    }
+
+    fn commit(&self, _unit: Unit<FileUnit>, _counts: &Counts) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn finish(&self, _complete: bool, _counts: &Counts) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// Journal, write beside, check the original is still the one read, rename.
+fn replace(
+    journal: &Journal,
+    id: &str,
+    path: &Path,
+    stamp: Option<Stamp>,
+    new: &[u8],
+    begin: &Entry,
+) -> Result<(), ItemError> {
+    let io = |what: &str, e: &dyn std::fmt::Display| ItemError::new(ItemErrorCode::Io, format!("{what}: {e}"));
+    journal.append(begin, true).map_err(|e| io("cannot write the journal", &e))?;
+    let mut file = AtomicFile::create(path, Some(path)).map_err(|e| io("cannot write beside the file", &e))?;
+    std::io::Write::write_all(&mut file, new).map_err(|e| io("cannot write beside the file", &e))?;
+    let unchanged = || Stamp::of(path).ok() == stamp;
+    match file.commit_if(unchanged) {
+        Ok(true) => {}
+        Ok(false) => {
+            let _ = journal.append(&Entry::Abandoned { item: id.to_owned() }, false);
+            return Err(ItemError::new(
+                ItemErrorCode::ChangedDuringRotation,
+                "the file changed after it was read; the other writer's version was kept",
+            ));
+        }
+        Err(e) => return Err(io("cannot replace the file", &e)),
+    }
+    journal.append(&Entry::Done { item: id.to_owned() }, false).map_err(|e| io("cannot write the journal", &e))
+}
+
+/// What rollback needs: the old key list when it rebuilds the original byte
+/// for byte from the new item, the whole original otherwise.
+fn undo_record(original: &[u8], new: &[u8], old_edks: Option<&[EncryptedDataKey]>) -> Undo {
+    if let Some(edks) = old_edks
+        && rebuild(new, edks).as_deref() == Some(original)
+    {
+        let list: Vec<_> =
+            edks.iter().map(|e| json!([e.provider_id(), e.key_id(), journal::b64(e.wrapped())])).collect();
+        return Undo::KeyList { edks_b64: journal::b64(serde_json::Value::Array(list).to_string().as_bytes()) };
+    }
+    Undo::Original { b64: journal::b64(original) }
+}
+
+/// The item `new` with its key list replaced by `edks`, in the same encoding.
+fn rebuild(new: &[u8], edks: &[EncryptedDataKey]) -> Option<Vec<u8>> {
+    let encoding = Encoding::detect(new);
+    let bytes = encoding.decode(new).ok()?;
+    let envelope = Envelope::parse(&bytes, &ParseOptions { max_encrypted_data_keys: 255 }).ok()?;
+    Some(encoding.encode(&envelope.with_encrypted_data_keys(edks).ok()?))
+}
+
+fn undo_original(undo: &Undo, current: &[u8]) -> Result<Vec<u8>, Error> {
+    let damaged = || Error::new(ErrorKind::BadInput, "the journal holds a damaged undo record");
+    match undo {
+        Undo::Original { b64 } => journal::unb64(b64),
+        Undo::KeyList { edks_b64 } => {
+            let list: Vec<(String, String, String)> =
+                serde_json::from_slice(&journal::unb64(edks_b64)?).map_err(|_| damaged())?;
+            let edks = list
+                .into_iter()
+                .map(|(p, k, w)| EncryptedDataKey::new(p, k, journal::unb64(&w)?).map_err(|_| damaged()))
+                .collect::<Result<Vec<_>, _>>()?;
+            rebuild(current, &edks).ok_or_else(damaged)
+        }
+    }
+}
+
+/// Puts every file a journal changed back as it was. A file that is
+/// neither what rekey wrote nor the original (changed since) is reported
+/// and left alone; the check and the replacement are as careful as the run's.
+///
+/// # Errors
+/// A journal that cannot be read, is in use, or is of a record stream.
+pub fn rollback(journal_path: &Path) -> Result<(Summary, Vec<String>), Error> {
+    let start = std::time::Instant::now();
+    let (_lock, entries) = journal::read_locked(journal_path)?;
+    let mut summary = Summary::new("rollback");
     let mut conflicts = Vec::new();
-    let mut restored = 0;
     let mut seen = std::collections::HashSet::new();
     // Latest first, so an item changed twice (resumed runs) returns to its first original.
     for entry in entries.iter().rev() {
         if let Entry::Checkpoint { .. } | Entry::Complete { .. } = entry {
-            return Err(CliError::usage("this journal is of a record stream, whose input was never modified")
+            return Err(Error::usage("this journal is of a record stream, whose input was never modified")
                 .hint("the original records are still in the input file; remove the output to undo"));
         }
-        let Entry::Begin { item, old_sha256, new_sha256, original_b64 } = entry else {
+        let Entry::Begin { item, old_sha256, new_sha256, undo, .. } = entry else {
             continue;
         };
         let path = Path::new(item);
-        let current = match std::fs::read(path) {
-            Ok(bytes) => bytes,
+        let read = Stamp::of(path).and_then(|stamp| Ok((stamp, std::fs::read(path)?)));
+        let (stamp, current) = match read {
+            Ok(read) => read,
             Err(e) => {
+                summary.counts.failed += 1;
                 conflicts.push(format!("{item}: {e}"));
                 continue;
             }
         };
         let current_hash = journal::sha256(&current);
-        if current_hash == *new_sha256 {
-            let original = journal::decode_original(original_b64)?;
+        if current_hash == *new_sha256 && !seen.contains(item) {
+            let original = undo_original(undo, &current)?;
             if journal::sha256(&original) != *old_sha256 {
-                return Err(CliError::new(Code::BadInput, format!("the journal's copy of {item} is damaged")));
+                return Err(Error::new(ErrorKind::BadInput, format!("the journal's undo record of {item} is damaged")));
             }
-            write_atomic(path, &original, Some(path)).map_err(|e| CliError::io(format!("cannot restore {item}"), e))?;
-            restored += 1;
-            seen.insert(item.clone());
+            let mut file =
+                AtomicFile::create(path, Some(path)).map_err(|e| Error::io(format!("cannot restore {item}"), &e))?;
+            std::io::Write::write_all(&mut file, &original)
+                .map_err(|e| Error::io(format!("cannot restore {item}"), &e))?;
+            if file
+                .commit_if(|| Stamp::of(path).ok() == Some(stamp))
+                .map_err(|e| Error::io(format!("cannot restore {item}"), &e))?
+            {
+                summary.restored += 1;
+                seen.insert(item.clone());
+            } else {
+                summary.counts.failed += 1;
+                conflicts.push(format!("{item}: changed during the rollback; left as it is"));
+            }
         } else if current_hash == *old_sha256 || seen.contains(item) {
-            stats.skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        } else {
-            stats.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if seen.insert(item.clone()) {
+                summary.counts.skipped += 1;
+            }
+        } else if seen.insert(item.clone()) {
+            summary.counts.failed += 1;
             conflicts.push(format!("{item}: changed since the run; left as it is"));
         }
     }
-    let mut summary = Summary::from_stats("rollback", &stats, start.elapsed());
-    summary.restored = restored;
-    for c in conflicts {
-        eprintln!("rekey: rollback: {c}");
-    }
-    Ok(summary)
+    summary.elapsed = start.elapsed();
+    Ok((summary, conflicts))
 }
 
-fn globs(patterns: &[String]) -> Result<Option<GlobSet>, CliError> {
+/// Locks a target for the run: a directory itself, a single file's directory.
+fn lock_target(root: &Path) -> Result<File, Error> {
+    let dir = if root.is_dir() {
+        root.to_path_buf()
+    } else {
+        match root.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    };
+    let file = File::open(&dir).map_err(|e| Error::io(format!("cannot open {}", dir.display()), &e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(Error::usage(format!("another rekey run is working on {} right now", root.display()))
+                .hint("two runs on one target cannot run at once: wait for it, or stop it and rerun with --resume"))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(format!("cannot lock {}", dir.display()), &e)),
+    }
+}
+
+fn globs(patterns: &[String]) -> Result<Option<GlobSet>, Error> {
     if patterns.is_empty() {
         return Ok(None);
     }
     let mut builder = GlobSetBuilder::new();
     for p in patterns {
-        builder.add(Glob::new(p).map_err(|e| CliError::usage(format!("bad glob {p:?}: {e}")))?);
+        builder.add(Glob::new(p).map_err(|e| Error::usage(format!("bad glob {p:?}: {e}")))?);
     }
-    builder.build().map(Some).map_err(|e| CliError::usage(format!("bad globs: {e}")))
+    builder.build().map(Some).map_err(|e| Error::usage(format!("bad globs: {e}")))
 }
 
-pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+/// `path` with `suffix` appended to its file name.
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)

@@ -1,12 +1,20 @@
-//! The journal: one JSON object per line, appended and fsynced before the
-//! change it describes is made visible, so that after a crash at any moment
-//! every changed item can be found and put back.
+//! The journal: one entry per line, each line `CHECKSUM JSON`, appended and
+//! fsynced before the change it describes is made visible, so that after a
+//! crash at any moment every changed item can be found and put back.
 //!
-//! It holds only ciphertext (the original items, which are envelopes, legacy
-//! records or wrapped keys) and hashes; never a plaintext or a data key.
+//! What crashes do to it is expected: a torn last line is cut off when a run
+//! resumes; a damaged line anywhere else is a loud error, never a silent end.
+//! The file is locked for the whole run, so two runs can never share it.
+//! The first entry records the run's parameters, and `--resume` with other
+//! parameters is refused, naming the difference.
+//!
+//! It holds only ciphertext (old key lists, original items, which are
+//! envelopes, legacy records or wrapped keys) and hashes: never a plaintext
+//! or a data key.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -15,107 +23,347 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::exit::{CliError, Code};
+use super::error::{Error, ErrorKind};
+use super::report::Counts;
+use crate::fsio;
+
+/// The journal format this build writes.
+const FORMAT_VERSION: u32 = 2;
+
+/// The parameters of a run, compared on `--resume`: name to value.
+pub type RunParams = BTreeMap<String, String>;
 
 /// One journal line.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub(crate) enum Entry {
+pub enum Entry {
     /// The first line: what run this is.
-    Run { operation: String, targets: Vec<String>, version: u32 },
+    Run {
+        /// The journal format.
+        version: u32,
+        /// The run's parameters.
+        params: RunParams,
+    },
     /// Written and synced before an item is replaced.
-    Begin { item: String, old_sha256: String, new_sha256: String, original_b64: String },
+    Begin {
+        /// The unit's id.
+        item: String,
+        /// SHA-256 of the unit as it was.
+        old_sha256: String,
+        /// SHA-256 of the unit as rekey writes it.
+        new_sha256: String,
+        /// What rollback needs to rebuild the original.
+        undo: Undo,
+        /// The unit held legacy CBC records, never authenticated.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        legacy: bool,
+    },
     /// The replacement is in place.
-    Done { item: String },
-    /// A record stream's progress: records consumed and output bytes written, both durable.
-    Checkpoint { records: u64, output_bytes: u64 },
-    /// A record stream finished and its output was renamed into place.
-    Complete { output: String },
+    Done {
+        /// The unit's id.
+        item: String,
+    },
+    /// The replacement was not made (the unit changed under the run).
+    Abandoned {
+        /// The unit's id.
+        item: String,
+    },
+    /// A stream's durable progress: units consumed, output bytes, and the counts so far.
+    Checkpoint {
+        /// Units consumed from the input.
+        records: u64,
+        /// Output bytes durable on disk.
+        output_bytes: u64,
+        /// Counts up to here, so a resumed run reports the whole job.
+        counts: Counts,
+    },
+    /// A stream finished and its output was renamed into place.
+    Complete {
+        /// The output path.
+        output: String,
+    },
 }
 
-/// An open journal, shared by the workers.
-pub(crate) struct Journal {
+/// What rollback needs to put an item back.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Undo {
+    /// A rewrap changed only the key list: the old list, with the unchanged
+    /// header core and body of the new item, rebuilds the original exactly.
+    KeyList {
+        /// The encoded old key list, base64.
+        edks_b64: String,
+    },
+    /// The whole original, base64 (re-encryptions, bare keys).
+    Original {
+        /// The original bytes, base64.
+        b64: String,
+    },
+}
+
+/// An open, locked journal, shared by the workers.
+#[derive(Debug)]
+pub struct Journal {
     path: PathBuf,
     file: Mutex<File>,
 }
 
 impl Journal {
-    /// Opens `path` for a run. An existing journal is continued with
-    /// `resume`, and refused without it, so a finished run's undo record is
-    /// never overwritten by accident.
-    pub(crate) fn open(path: &Path, resume: bool, run: &Entry) -> Result<Self, CliError> {
-        let exists = path.exists();
+    /// Opens `path` for a run and locks it. An existing journal is continued
+    /// with `resume`, and refused without it, so a finished run's undo record
+    /// is never overwritten by accident. Returns the entries already there.
+    ///
+    /// # Errors
+    /// Usage errors for an existing journal without `resume`, a journal held
+    /// by another run, or other parameters; I/O errors; a damaged journal.
+    pub fn open(path: &Path, resume: bool, params: &RunParams) -> Result<(Self, Vec<Entry>), Error> {
+        let exists = std::fs::symlink_metadata(path).is_ok();
         if exists && !resume {
-            return Err(CliError::new(Code::Usage, format!("journal {} already exists", path.display()))
-                .hint("pass --resume to continue that run, `rekey rollback --journal FILE` to undo it, or --journal to choose another file"));
+            return Err(Error::usage(format!("journal {} already exists", path.display())).hint(
+                "pass --resume to continue that run, `rekey rollback --journal FILE` to undo it, or --journal to choose another file",
+            ));
         }
-        let mut options = OpenOptions::new();
-        options.create(true).append(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file =
-            options.open(path).map_err(|e| CliError::io(format!("cannot open journal {}", path.display()), e))?;
+        let file = fsio::open_private(path, true)
+            .map_err(|e| Error::io(format!("cannot open journal {}", path.display()), &e))?;
+        lock(&file, path)?;
         let journal = Self { path: path.to_path_buf(), file: Mutex::new(file) };
-        if !exists {
-            journal.append(run, true)?;
-            crate::output::sync_dir(path).map_err(|e| CliError::io("cannot sync the journal's directory", e))?;
+        let entries = journal.read_for_resume()?;
+        match entries.first() {
+            None => {
+                journal.append(&Entry::Run { version: FORMAT_VERSION, params: params.clone() }, true)?;
+                fsio::sync_dir(path).map_err(|e| Error::io("cannot sync the journal's directory", &e))?;
+            }
+            Some(Entry::Run { params: before, .. }) => check_same_run(before, params)?,
+            Some(_) => {
+                return Err(Error::new(
+                    ErrorKind::BadInput,
+                    format!("{} does not start with a run entry", path.display()),
+                ));
+            }
         }
-        Ok(journal)
+        Ok((journal, entries))
     }
 
-    pub(crate) fn path(&self) -> &Path {
+    /// The journal's path.
+    pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Reads the entries, cutting a torn last line off the file.
+    fn read_for_resume(&self) -> Result<Vec<Entry>, Error> {
+        let mut file = self.file.lock().map_err(|_| Error::new(ErrorKind::Io, "journal lock poisoned"))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(|e| Error::io("cannot read the journal", &e))?;
+        let (entries, good_len) = parse(&bytes, &self.path)?;
+        if good_len < bytes.len() {
+            tracing::warn!(journal = %self.path.display(), "cutting off a torn last line left by a crash");
+            file.set_len(good_len as u64).map_err(|e| Error::io("cannot repair the journal", &e))?;
+            file.sync_all().map_err(|e| Error::io("cannot sync the journal", &e))?;
+        }
+        Ok(entries)
+    }
+
     /// Appends one entry; `sync` makes it durable before returning.
-    pub(crate) fn append(&self, entry: &Entry, sync: bool) -> Result<(), CliError> {
-        let mut line = serde_json::to_vec(entry).map_err(|e| CliError::new(Code::Io, format!("journal: {e}")))?;
-        line.push(b'\n');
-        let mut file = self.file.lock().map_err(|_| CliError::new(Code::Io, "journal lock poisoned"))?;
-        file.write_all(&line).map_err(|e| CliError::io("cannot write the journal", e))?;
+    ///
+    /// # Errors
+    /// I/O errors writing or syncing.
+    pub fn append(&self, entry: &Entry, sync: bool) -> Result<(), Error> {
+        let line = encode_line(entry)?;
+        let mut file = self.file.lock().map_err(|_| Error::new(ErrorKind::Io, "journal lock poisoned"))?;
+        file.write_all(&line).map_err(|e| Error::io("cannot write the journal", &e))?;
         if sync {
-            file.sync_data().map_err(|e| CliError::io("cannot sync the journal", e))?;
+            file.sync_data().map_err(|e| Error::io("cannot sync the journal", &e))?;
         }
         Ok(())
     }
 
-    /// Records that `item` is about to change from `old` to `new`.
-    pub(crate) fn begin(&self, item: &str, old: &[u8], new: &[u8]) -> Result<(), CliError> {
-        let entry = Entry::Begin {
-            item: item.to_owned(),
-            old_sha256: sha256(old),
-            new_sha256: sha256(new),
-            original_b64: STANDARD.encode(old),
-        };
-        self.append(&entry, true)
+    /// Makes everything appended so far durable.
+    ///
+    /// # Errors
+    /// I/O errors syncing.
+    pub fn sync(&self) -> Result<(), Error> {
+        let file = self.file.lock().map_err(|_| Error::new(ErrorKind::Io, "journal lock poisoned"))?;
+        file.sync_data().map_err(|e| Error::io("cannot sync the journal", &e))
     }
 }
 
-/// Reads every entry of a journal.
-pub(crate) fn read(path: &Path) -> Result<Vec<Entry>, CliError> {
-    let file = File::open(path).map_err(|e| CliError::io(format!("cannot open journal {}", path.display()), e))?;
-    let mut entries = Vec::new();
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| CliError::io("cannot read the journal", e))?;
-        if line.trim().is_empty() {
-            continue;
+/// Reads a journal for rollback, holding its lock for as long as the
+/// returned file lives; a torn last line is ignored, any other damage is an error.
+///
+/// # Errors
+/// I/O errors, a journal in use by a run, a damaged journal.
+pub fn read_locked(path: &Path) -> Result<(File, Vec<Entry>), Error> {
+    let mut file = fsio::open_private(path, false)
+        .map_err(|e| Error::io(format!("cannot open journal {}", path.display()), &e))?;
+    lock(&file, path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|e| Error::io("cannot read the journal", &e))?;
+    let (entries, _) = parse(&bytes, path)?;
+    if !matches!(entries.first(), Some(Entry::Run { .. })) {
+        return Err(Error::new(ErrorKind::BadInput, format!("{} is not a rekey journal", path.display())));
+    }
+    Ok((file, entries))
+}
+
+fn lock(file: &File, path: &Path) -> Result<(), Error> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(Error::usage(format!("another rekey run is using {} right now", path.display()))
+                .hint("wait for it to finish (or stop it), then rerun with --resume"))
         }
-        match serde_json::from_str(&line) {
-            Ok(entry) => entries.push(entry),
-            // A crash can cut the last line short; everything before it stands.
-            Err(_) if n > 0 => break,
-            Err(e) => {
-                return Err(CliError::new(Code::BadInput, format!("{} is not a rekey journal: {e}", path.display())));
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(format!("cannot lock {}", path.display()), &e)),
+    }
+}
+
+/// One line: 16 hex digits of SHA-256 over the JSON, a space, the JSON.
+fn encode_line(entry: &Entry) -> Result<Vec<u8>, Error> {
+    let json = serde_json::to_vec(entry).map_err(|e| Error::new(ErrorKind::Io, format!("journal: {e}")))?;
+    let mut line = Vec::with_capacity(json.len() + 18);
+    line.extend_from_slice(checksum(&json).as_bytes());
+    line.push(b' ');
+    line.extend_from_slice(&json);
+    line.push(b'\n');
+    Ok(line)
+}
+
+fn checksum(json: &[u8]) -> String {
+    hex(&Sha256::digest(json)[..8])
+}
+
+/// Parses every line; returns the entries and the length of the intact
+/// prefix. Only the last line may be damaged (a crash mid-append).
+fn parse(bytes: &[u8], path: &Path) -> Result<(Vec<Entry>, usize), Error> {
+    let mut entries = Vec::new();
+    let mut offset = 0;
+    let mut lines = bytes.split_inclusive(|b| *b == b'\n').peekable();
+    let mut number = 0;
+    while let Some(line) = lines.next() {
+        number += 1;
+        let last = lines.peek().is_none();
+        match decode_line(line) {
+            Some(entry) => {
+                entries.push(entry);
+                offset += line.len();
+            }
+            None if last => break,
+            None => {
+                return Err(Error::new(
+                    ErrorKind::BadInput,
+                    format!("line {number} of journal {} is damaged (checksum or syntax)", path.display()),
+                )
+                .hint("the journal was altered after it was written; restore it from a backup before resuming or rolling back"));
             }
         }
     }
-    Ok(entries)
+    Ok((entries, offset))
 }
 
-pub(crate) fn sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+fn decode_line(line: &[u8]) -> Option<Entry> {
+    let line = line.strip_suffix(b"\n")?;
+    let (sum, json) = line.split_at_checked(16)?;
+    let json = json.strip_prefix(b" ")?;
+    if sum != checksum(json).as_bytes() {
+        return None;
+    }
+    serde_json::from_slice(json).ok()
 }
 
-pub(crate) fn decode_original(b64: &str) -> Result<Vec<u8>, CliError> {
-    STANDARD.decode(b64).map_err(|_| CliError::new(Code::BadInput, "the journal holds a damaged original"))
+fn check_same_run(before: &RunParams, now: &RunParams) -> Result<(), Error> {
+    let keys: std::collections::BTreeSet<&String> = before.keys().chain(now.keys()).collect();
+    let differences: Vec<String> = keys
+        .into_iter()
+        .filter(|k| before.get(*k) != now.get(*k))
+        .map(|k| {
+            format!(
+                "{k}: the journal has {}, this command has {}",
+                before.get(k).map_or("nothing", String::as_str),
+                now.get(k).map_or("nothing", String::as_str)
+            )
+        })
+        .collect();
+    if differences.is_empty() {
+        return Ok(());
+    }
+    Err(Error::usage(format!("--resume needs the same command as the run it continues; {}", differences.join("; ")))
+        .hint("rerun exactly the command that made this journal, or roll it back first"))
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of `bytes`, hex.
+pub fn sha256(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Base64 of `bytes`, for undo records.
+pub fn b64(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+/// Decodes base64 from an undo record.
+///
+/// # Errors
+/// A bad-input error when it is not base64.
+pub fn unb64(text: &str) -> Result<Vec<u8>, Error> {
+    STANDARD.decode(text).map_err(|_| Error::new(ErrorKind::BadInput, "the journal holds a damaged undo record"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(to: &str) -> RunParams {
+        RunParams::from([("operation".into(), "rewrap".into()), ("to".into(), to.into())])
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_and_a_damaged_middle_line_is_loud() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("j");
+        {
+            let (j, _) = Journal::open(&path, false, &params("a")).expect("open");
+            j.append(&Entry::Done { item: "x".into() }, true).expect("append");
+            j.append(&Entry::Done { item: "y".into() }, true).expect("append");
+        }
+        let full = std::fs::read(&path).expect("read");
+        // Tear the last line in the middle.
+        std::fs::write(&path, &full[..full.len() - 7]).expect("tear");
+        let (j, entries) = Journal::open(&path, true, &params("a")).expect("resume");
+        assert_eq!(entries.len(), 2, "the torn line is gone");
+        j.append(&Entry::Done { item: "z".into() }, true).expect("append after repair");
+        drop(j);
+        let (_, entries) = read_locked(&path).expect("read");
+        assert_eq!(entries.last(), Some(&Entry::Done { item: "z".into() }));
+
+        // Flip one character of the second line: loud, wherever it is.
+        let mut bytes = std::fs::read(&path).expect("read");
+        let second = bytes.iter().position(|b| *b == b'\n').expect("a line") + 30;
+        bytes[second] ^= 1;
+        std::fs::write(&path, &bytes).expect("damage");
+        let err = Journal::open(&path, true, &params("a")).expect_err("damaged");
+        assert!(err.message.contains("line 2"), "{}", err.message);
+    }
+
+    #[test]
+    fn resume_with_other_parameters_is_refused_naming_the_difference() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("j");
+        drop(Journal::open(&path, false, &params("kms:a")).expect("open"));
+        let err = Journal::open(&path, true, &params("kms:b")).expect_err("other --to");
+        assert!(err.message.contains("to: the journal has kms:a, this command has kms:b"), "{}", err.message);
+        assert!(Journal::open(&path, false, &params("kms:a")).is_err(), "exists without --resume");
+    }
+
+    #[test]
+    fn a_second_run_cannot_open_a_journal_in_use() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("j");
+        let (_held, _) = Journal::open(&path, false, &params("a")).expect("open");
+        let err = Journal::open(&path, true, &params("a")).expect_err("locked");
+        assert!(err.message.contains("another rekey run"), "{}", err.message);
+    }
 }

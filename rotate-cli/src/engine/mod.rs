@@ -1,56 +1,564 @@
-//! The rotation engine: one engine for every target. It streams the
-//! inventory, runs a bounded number of items at once (keeping their order,
-//! which record streams need), retries transient faults per item, reports
-//! permanent failures and goes on, and counts everything for the summary.
+//! The rotation engine: one loop for every target.
+//!
+//! A [`Source`] streams [`Unit`]s (a file, a record; later an S3 object or
+//! a row), each holding one or more items. The engine owns, once for every
+//! target: selection (`--sample`, `--shard`, `--limit`), resume from the
+//! journal, a preflight on the first item before anything is written,
+//! bounded parallelism with results kept in source order, per-item retries,
+//! the failure report, `--max-failures`, interruption, progress and the
+//! summary. A [`Sink`] makes results durable: concurrently per unit
+//! ([`Sink::write`], e.g. a file replaced in place) and in source order
+//! ([`Sink::commit`], e.g. an output stream with checkpoints). A dry run is
+//! a sink that writes nothing; a scan is a sink that only counts.
 
-mod files;
-pub(crate) mod journal;
-mod records;
-mod report;
-pub(crate) mod transform;
+pub mod error;
+pub mod files;
+pub mod journal;
+pub mod records;
+pub mod report;
+pub mod scan;
+pub mod transform;
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-pub(crate) use self::files::{FileTargets, rollback_files};
-pub(crate) use self::records::{RecordFormat, RecordStream};
-pub(crate) use self::report::Summary;
-use self::transform::{ItemError, Outcome, Transform};
-use crate::exit::CliError;
+pub use self::error::{Error, ErrorKind, ItemError, ItemErrorCode};
+use self::journal::{Entry, Journal, RunParams};
+use self::report::{Counts, FailureLog, Stop, Summary};
+use self::transform::{ChangeKind, Outcome, Transform};
+
+/// One item inside a unit: its name for reports, its bytes, and what became of it.
+#[derive(Debug)]
+pub struct Item {
+    /// How reports name it (a path, `record 12 /ssn`).
+    pub name: String,
+    /// The item as read.
+    pub bytes: Vec<u8>,
+    /// What the transform made of it; `None` until then (and in scans).
+    pub result: Option<Result<Outcome, ItemError>>,
+    /// Attempts made.
+    pub attempts: u32,
+}
+
+impl Item {
+    /// An item named `name` holding `bytes`.
+    pub fn new(name: String, bytes: Vec<u8>) -> Self {
+        Self { name, bytes, result: None, attempts: 0 }
+    }
+}
+
+/// A unit of a target: what is read and written as a whole.
+#[derive(Debug)]
+pub struct Unit<P> {
+    /// Stable id: selection, sharding and the journal key on it.
+    pub id: String,
+    /// Inside `--sample`, `--shard` and `--limit`, and not done before.
+    pub selected: bool,
+    /// The items, filled by [`Source::load`].
+    pub items: Vec<Item>,
+    /// A failure of the unit as a whole (unreadable, changed under the run).
+    pub error: Option<ItemError>,
+    /// What the target needs to know about it.
+    pub payload: P,
+}
+
+impl<P> Unit<P> {
+    /// A unit with no items loaded yet.
+    pub fn new(id: String, payload: P) -> Self {
+        Self { id, selected: true, items: Vec::new(), error: None, payload }
+    }
+
+    /// Whether any item changed.
+    pub fn changed(&self) -> bool {
+        self.items.iter().any(|i| matches!(i.result, Some(Ok(Outcome::Changed { .. }))))
+    }
+}
+
+/// Where units come from: a directory walk, a record stream, a bucket listing.
+pub trait Source: Send {
+    /// What a unit of this target carries.
+    type Payload: Send + 'static;
+    /// Units per worker task: 1 for costly units (files), more for cheap ones (records).
+    const BATCH: usize = 1;
+
+    /// The next unit, in a stable order; its items are loaded later, by a worker.
+    ///
+    /// # Errors
+    /// A failure that stops the run (the inventory cannot be read).
+    fn next_unit(&mut self) -> Result<Option<Unit<Self::Payload>>, Error>;
+
+    /// Skips the first `n` units, which a checkpoint says are done (streams).
+    ///
+    /// # Errors
+    /// As [`Source::next_unit`].
+    fn skip(&mut self, n: u64) -> Result<(), Error> {
+        for _ in 0..n {
+            if self.next_unit()?.is_none() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// How much there is, for progress: units, when cheap to know.
+    fn total(&self) -> Option<u64> {
+        None
+    }
+
+    /// Reads a unit's items; runs concurrently in the workers.
+    fn load(unit: &mut Unit<Self::Payload>) -> impl Future<Output = Result<(), ItemError>> + Send;
+}
+
+/// Where results go.
+pub trait Sink<P>: Send + Sync + 'static {
+    /// Called once before the first unit, with the journal (none in dry runs
+    /// and scans) and the checkpoint a resumed stream starts from.
+    ///
+    /// # Errors
+    /// A failure that stops the run before anything is written.
+    fn start(&self, journal: Option<Arc<Journal>>, checkpoint: Option<(u64, u64)>) -> Result<(), Error>;
+
+    /// Called concurrently once a unit's items are transformed: durable
+    /// writes that need no order. Failing fails the unit's changed items.
+    fn write(&self, unit: &mut Unit<P>) -> impl Future<Output = Result<(), ItemError>> + Send;
+
+    /// Called in source order for every unit, selected or not, with the
+    /// counts so far: ordered writes and checkpoints.
+    ///
+    /// # Errors
+    /// A failure that stops the run.
+    fn commit(&self, unit: Unit<P>, counts: &Counts) -> Result<(), Error>;
+
+    /// Called at the end; `complete` when the whole inventory was handled.
+    ///
+    /// # Errors
+    /// A failure making the output final.
+    fn finish(&self, complete: bool, counts: &Counts) -> Result<(), Error>;
+}
+
+/// Progress reports, for a bar or a log: the engine never draws.
+pub trait Progress: Send + Sync {
+    /// The number of units, when known.
+    fn total(&self, _units: u64) {}
+    /// `units` more were handled, `failed` of their items failed so far in all.
+    fn advance(&self, _units: u64, _failed: u64) {}
+    /// The run ended.
+    fn finish(&self) {}
+}
+
+/// No progress reports.
+#[derive(Debug, Default)]
+pub struct Silent;
+impl Progress for Silent {}
+
+/// A deterministic partition of the units: shard `index` of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard, from 0.
+    pub index: u64,
+    /// How many shards.
+    pub count: u64,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not a shard; write I/N with 0 <= I < N, e.g. 0/4");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u64, u64) = (i.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Self { index, count })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
 
 /// Engine settings common to every target.
-pub(crate) struct Settings {
-    pub(crate) concurrency: usize,
-    pub(crate) item_attempts: u32,
-    pub(crate) max_failures: Option<u64>,
-    pub(crate) sample_percent: Option<f64>,
-    pub(crate) limit: Option<u64>,
-    pub(crate) dry_run: bool,
-    pub(crate) resume: bool,
-    pub(crate) journal: Option<PathBuf>,
-    pub(crate) failures: Option<PathBuf>,
-    pub(crate) progress: bool,
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Units in flight at once.
+    pub concurrency: usize,
+    /// Attempts per item for transient faults.
+    pub item_attempts: u32,
+    /// Stop after this many failed items.
+    pub max_failures: Option<u64>,
+    /// Only this percentage of units, chosen by a hash of their id.
+    pub sample_percent: Option<f64>,
+    /// Only this shard of the units, chosen by a hash of their id.
+    pub shard: Option<Shard>,
+    /// Only the first N selected units.
+    pub limit: Option<u64>,
+    /// Plan only: no keyring calls, no writes.
+    pub dry_run: bool,
+    /// Continue the run recorded in the journal.
+    pub resume: bool,
+    /// Transform one item in memory before writing anything, and stop if it
+    /// fails for a reason every item would share (a key or permission problem).
+    pub preflight: bool,
+    /// The journal, with the run's parameters; `None` for dry runs and scans.
+    pub journal: Option<(PathBuf, RunParams)>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            item_attempts: 3,
+            max_failures: None,
+            sample_percent: None,
+            shard: None,
+            limit: None,
+            dry_run: false,
+            resume: false,
+            preflight: true,
+            journal: None,
+        }
+    }
 }
 
 impl Settings {
-    /// Whether `id` is in the deterministic sample: the same items are
-    /// chosen on every run, so a later full run finishes the rest.
-    pub(crate) fn sampled(&self, id: &str) -> bool {
-        self.sample_percent.is_none_or(|percent| {
-            let digest = Sha256::digest(id.as_bytes());
+    /// Whether a unit is in the sample and the shard. The same units are
+    /// chosen on every run and every machine, so a later full run finishes
+    /// the rest and N shards cover every unit exactly once.
+    pub fn selects(&self, id: &str) -> bool {
+        let digest = Sha256::digest(id.as_bytes());
+        let in_sample = self.sample_percent.is_none_or(|percent| {
             let bucket = u64::from(u16::from_be_bytes([digest[0], digest[1]])) % 10_000;
             (bucket as f64) < percent * 100.0
-        })
+        });
+        let in_shard = self.shard.is_none_or(|s| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&digest[8..16]);
+            u64::from_be_bytes(word) % s.count == s.index
+        });
+        in_sample && in_shard
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        if self.concurrency == 0 {
+            return Err(Error::usage("--concurrency must be at least 1"));
+        }
+        if let Some(p) = self.sample_percent
+            && !(0.0..=100.0).contains(&p)
+        {
+            return Err(Error::usage("--sample is a percentage from 0 to 100"));
+        }
+        Ok(())
+    }
+}
+
+/// One run of the engine.
+pub struct Engine {
+    /// `rewrap`, `reencrypt`, `scan`: names the run in reports.
+    pub operation: &'static str,
+    /// The settings.
+    pub settings: Settings,
+    /// What to do to each item; `None` only loads them (scans).
+    pub transform: Option<Arc<Transform>>,
+    /// Where failed items are reported.
+    pub failures: Arc<FailureLog>,
+    /// Progress reports.
+    pub progress: Arc<dyn Progress>,
+    /// Set (by a signal handler) to stop cleanly: no new units, in-flight ones finish.
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// Hash of a unit id, for the resume set: constant size whatever the id.
+fn id_hash(id: &str) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&Sha256::digest(id.as_bytes())[..16]);
+    out
+}
+
+/// What an earlier run of the same journal finished.
+#[derive(Default)]
+struct Resume {
+    done: HashSet<[u8; 16]>,
+    checkpoint: Option<(u64, u64, Counts)>,
+}
+
+impl Resume {
+    fn from_entries(entries: &[Entry]) -> Result<Self, Error> {
+        let mut resume = Self::default();
+        for entry in entries {
+            match entry {
+                Entry::Done { item } => {
+                    resume.done.insert(id_hash(item));
+                }
+                Entry::Checkpoint { records, output_bytes, counts } => {
+                    resume.checkpoint = Some((*records, *output_bytes, *counts));
+                }
+                Entry::Complete { output } => {
+                    return Err(Error::usage(format!("this run already finished and wrote {output}"))
+                        .hint("there is nothing to resume; roll it back or choose another --journal"));
+                }
+                _ => {}
+            }
+        }
+        Ok(resume)
+    }
+}
+
+type Batch<P> = Vec<Unit<P>>;
+
+impl Engine {
+    /// Runs over every unit of `source`, writing through `sink`.
+    ///
+    /// # Errors
+    /// A failure that stops the run: bad settings, the preflight, the
+    /// journal, the inventory, or a sink's ordered write. Item failures do
+    /// not stop it (unless `--max-failures`); they are counted and reported.
+    pub async fn run<S, K>(&self, mut source: S, sink: Arc<K>) -> Result<Summary, Error>
+    where
+        S: Source,
+        K: Sink<S::Payload>,
+    {
+        let start = Instant::now();
+        self.settings.check()?;
+        let mut summary = Summary::new(self.operation);
+        summary.dry_run = self.settings.dry_run;
+        summary.failures = self.failures.path().map(PathBuf::from);
+
+        // What an earlier run did, read before anything is written.
+        let journal_spec = self.settings.journal.as_ref().filter(|_| !self.settings.dry_run);
+        let resume = match journal_spec {
+            Some((path, _)) if self.settings.resume && std::fs::symlink_metadata(path).is_ok() => {
+                Resume::from_entries(&journal::read_locked(path)?.1)?
+            }
+            _ => Resume::default(),
+        };
+        let mut counts = resume.checkpoint.map(|(_, _, c)| c).unwrap_or_default();
+        if let Some((records, _, _)) = resume.checkpoint {
+            source.skip(records)?;
+        }
+        if let Some(total) = source.total() {
+            self.progress.total(total);
+        }
+
+        // Select, and hold back the units up to the first selected one for the preflight.
+        let mut selected = 0u64;
+        let mut done_before = 0u64;
+        let mut pending: VecDeque<Unit<S::Payload>> = VecDeque::new();
+        let mut next = |source: &mut S| -> Result<Option<Unit<S::Payload>>, Error> {
+            let Some(mut unit) = source.next_unit()? else {
+                return Ok(None);
+            };
+            unit.selected = self.settings.selects(&unit.id)
+                && !resume.done.contains(&id_hash(&unit.id))
+                && self.settings.limit.is_none_or(|l| selected < l);
+            if unit.selected {
+                selected += 1;
+            } else if resume.done.contains(&id_hash(&unit.id)) {
+                done_before += 1;
+            }
+            Ok(Some(unit))
+        };
+        if self.settings.preflight && !self.settings.dry_run {
+            if let Some(transform) = &self.transform {
+                while let Some(unit) = next(&mut source)? {
+                    let selected = unit.selected;
+                    pending.push_back(unit);
+                    if selected {
+                        break;
+                    }
+                }
+                if let Some(unit) = pending.back_mut().filter(|u| u.selected) {
+                    preflight::<S>(transform, unit, self.settings.item_attempts).await?;
+                }
+            }
+        }
+
+        // Now, and only now, the journal is created.
+        let journal = match journal_spec {
+            Some((path, params)) => {
+                let (journal, _) = Journal::open(path, self.settings.resume, params)?;
+                summary.journal = Some(path.clone());
+                Some(Arc::new(journal))
+            }
+            None => None,
+        };
+        sink.start(journal.clone(), resume.checkpoint.map(|(r, b, _)| (r, b)))?;
+
+        let attempts = self.settings.item_attempts.max(1);
+        let window = self.settings.concurrency.max(1).div_ceil(S::BATCH).max(2);
+        let mut in_flight: VecDeque<tokio::task::JoinHandle<Batch<S::Payload>>> = VecDeque::new();
+        let mut exhausted = false;
+        let mut stop = None;
+        loop {
+            // Keep the window full.
+            while !exhausted && stop.is_none() && in_flight.len() < window {
+                if self.cancel.load(Ordering::Relaxed) {
+                    stop = Some(Stop::Interrupted);
+                    break;
+                }
+                let mut batch = Vec::with_capacity(S::BATCH);
+                while batch.len() < S::BATCH {
+                    let unit = match pending.pop_front() {
+                        Some(u) => Some(u),
+                        None => next(&mut source)?,
+                    };
+                    match unit {
+                        Some(u) => batch.push(u),
+                        None => {
+                            exhausted = true;
+                            break;
+                        }
+                    }
+                }
+                if batch.is_empty() {
+                    break;
+                }
+                let transform = self.transform.clone();
+                let sink = Arc::clone(&sink);
+                in_flight.push_back(tokio::spawn(async move {
+                    for unit in &mut batch {
+                        process::<S, K>(transform.as_deref(), &sink, unit, attempts).await;
+                    }
+                    batch
+                }));
+            }
+            let Some(handle) = in_flight.pop_front() else {
+                break;
+            };
+            let batch =
+                handle.await.map_err(|e| Error::new(ErrorKind::Io, format!("internal error: a worker failed: {e}")))?;
+            for unit in batch {
+                self.count(&unit, &mut counts)?;
+                sink.commit(unit, &counts)?;
+                self.progress.advance(1, counts.failed);
+            }
+            if stop.is_none() && self.settings.max_failures.is_some_and(|m| counts.failed >= m) {
+                stop = Some(Stop::MaxFailures);
+            }
+            if stop.is_none() && self.cancel.load(Ordering::Relaxed) {
+                stop = Some(Stop::Interrupted);
+            }
+        }
+        drop(next);
+        counts.done_before += done_before;
+        counts.not_selected -= done_before.min(counts.not_selected);
+        let complete = stop.is_none();
+        sink.finish(complete, &counts)?;
+        if let Some(journal) = &journal {
+            journal.sync()?;
+        }
+        self.failures.finish()?;
+        self.progress.finish();
+        summary.counts = counts;
+        summary.stopped = stop;
+        summary.total = source.total();
+        summary.elapsed = start.elapsed();
+        Ok(summary)
+    }
+
+    /// Counts a unit's results and reports its failures.
+    fn count<P>(&self, unit: &Unit<P>, counts: &mut Counts) -> Result<(), Error> {
+        if !unit.selected {
+            counts.not_selected += u64::from(!unit.items.is_empty() || unit.error.is_none());
+            return Ok(());
+        }
+        if let Some(error) = &unit.error {
+            counts.failed += 1;
+            return self.failures.record(&unit.id, self.operation, error, 1);
+        }
+        for item in &unit.items {
+            if item.attempts > 1 {
+                counts.retried += 1;
+            }
+            match &item.result {
+                None => {}
+                Some(Ok(Outcome::Skipped)) => counts.skipped += 1,
+                Some(Ok(Outcome::Empty)) => counts.empty += 1,
+                Some(Ok(Outcome::Changed { kind, .. })) => match kind {
+                    ChangeKind::Rewrapped => counts.rewrapped += 1,
+                    ChangeKind::Reencrypted => counts.reencrypted += 1,
+                    ChangeKind::FromLegacy => {
+                        counts.reencrypted += 1;
+                        counts.from_legacy += 1;
+                    }
+                },
+                Some(Err(e)) => {
+                    counts.failed += 1;
+                    self.failures.record(&item.name, self.operation, e, item.attempts)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Loads, transforms and writes one unit, in a worker.
+async fn process<S: Source, K: Sink<S::Payload>>(
+    transform: Option<&Transform>,
+    sink: &K,
+    unit: &mut Unit<S::Payload>,
+    attempts: u32,
+) {
+    if !unit.selected {
+        return;
+    }
+    if let Err(e) = S::load(unit).await {
+        unit.error = Some(e);
+        return;
+    }
+    if let Some(transform) = transform {
+        for item in &mut unit.items {
+            let (result, tries) = apply_with_retries(transform, &item.bytes, attempts).await;
+            item.result = Some(result);
+            item.attempts = tries;
+        }
+    }
+    if let Err(e) = sink.write(unit).await {
+        // The write failed: every change of the unit failed with it.
+        for item in &mut unit.items {
+            if matches!(item.result, Some(Ok(Outcome::Changed { .. }))) {
+                item.result = Some(Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// The preflight: one item transformed in memory; a failure every item
+/// would share stops the run before anything is written.
+async fn preflight<S: Source>(transform: &Transform, unit: &mut Unit<S::Payload>, attempts: u32) -> Result<(), Error> {
+    if S::load(unit).await.is_err() {
+        return Ok(());
+    }
+    let Some(item) = unit.items.first() else {
+        return Ok(());
+    };
+    let (result, _) = apply_with_retries(transform, &item.bytes, attempts).await;
+    match result {
+        Err(e) if e.code.is_systemic() => Err(Error::new(
+            e.keyring.map_or(ErrorKind::Usage, ErrorKind::Keyring),
+            format!("preflight: the first item ({}) cannot be processed: {}", item.name, e.message),
+        )
+        .hint(
+            "nothing was written; check --from, --source-context and the key permissions (a --dry-run shows the plan)",
+        )),
+        _ => {
+            // Loaded again by the worker; the keyring caches make that cheap.
+            unit.items.clear();
+            Ok(())
+        }
     }
 }
 
 /// Runs `transform` on one item, retrying transient faults with backoff.
 /// Returns the outcome and the attempts made.
-pub(crate) async fn apply_with_retries(
+pub async fn apply_with_retries(
     transform: &Transform,
     item: &[u8],
     attempts: u32,
@@ -58,9 +566,9 @@ pub(crate) async fn apply_with_retries(
     let mut attempt = 1;
     loop {
         match transform.apply(item).await {
-            Err(e) if e.transient && attempt < attempts => {
+            Err(e) if e.code.is_transient() && attempt < attempts => {
                 let backoff = Duration::from_millis(100u64 << attempt.min(6));
-                tracing::info!(code = e.code, attempt, "transient failure; retrying the item");
+                tracing::info!(code = %e.code, attempt, "transient failure; retrying the item");
                 tokio::time::sleep(backoff).await;
                 attempt += 1;
             }
@@ -69,55 +577,23 @@ pub(crate) async fn apply_with_retries(
     }
 }
 
-/// Runs `work` on every input with at most `concurrency` in flight, handing
-/// results to `sink` in input order. `sink` returns false to stop early.
-pub(crate) async fn ordered_pipeline<I, T, W, Fut, R>(
-    inputs: I,
-    concurrency: usize,
-    work: W,
-    mut sink: impl FnMut(R) -> Result<bool, CliError>,
-) -> Result<(), CliError>
-where
-    I: Iterator<Item = Result<T, CliError>>,
-    W: Fn(T) -> Fut,
-    Fut: Future<Output = R> + Send + 'static,
-    R: Send + 'static,
-{
-    let mut in_flight = VecDeque::with_capacity(concurrency);
-    for input in inputs {
-        if in_flight.len() >= concurrency.max(1) {
-            let done: tokio::task::JoinHandle<R> = in_flight.pop_front().expect("the queue is full, so not empty");
-            if !sink(join(done).await?)? {
-                return Ok(());
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_partition_the_units_exactly() {
+        let ids: Vec<String> = (0..10_000).map(|i| format!("item {i}")).collect();
+        let mut seen = vec![0u32; ids.len()];
+        for index in 0..4 {
+            let settings = Settings { shard: Some(Shard { index, count: 4 }), ..Settings::default() };
+            for (n, id) in ids.iter().enumerate() {
+                if settings.selects(id) {
+                    seen[n] += 1;
+                }
             }
         }
-        in_flight.push_back(tokio::spawn(work(input?)));
+        assert!(seen.iter().all(|n| *n == 1), "every unit in exactly one shard");
+        assert!("4/4".parse::<Shard>().is_err() && "1/0".parse::<Shard>().is_err() && "x".parse::<Shard>().is_err());
     }
-    while let Some(done) = in_flight.pop_front() {
-        if !sink(join(done).await?)? {
-            return Ok(());
-        }
-    }
-    Ok(())
-}
-
-async fn join<R>(handle: tokio::task::JoinHandle<R>) -> Result<R, CliError> {
-    handle.await.map_err(|e| CliError::new(crate::exit::Code::Io, format!("internal error: a worker failed: {e}")))
-}
-
-/// A progress bar on stderr when it is a terminal: items/s, ETA, failures, throttles.
-pub(crate) fn progress_bar(enabled: bool, total: Option<u64>) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    if !enabled || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let (bar, template) = match total {
-        Some(n) => (indicatif::ProgressBar::new(n), "{bar:30} {pos}/{len} items {per_sec} eta {eta} {msg}"),
-        None => (indicatif::ProgressBar::new_spinner(), "{spinner} {pos} items {per_sec} {msg}"),
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(template).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
 }

@@ -1,471 +1,487 @@
 //! Record streams (database exports): JSON Lines with items in fields named
-//! by JSON Pointer, or CSV with items in named columns. Every other field is
-//! left as it is and the order of records is kept.
+//! by JSON Pointer, or CSV with items in named columns.
 //!
-//! The input is never modified. Output to a file goes to `OUT.rekey-partial`
-//! and is renamed into place at the end; the journal checkpoints (records
-//! consumed, output bytes durable), so `--resume` truncates the partial
-//! output to the last checkpoint and carries on from there.
+//! The input is never modified. A record whose items do not change is
+//! written out byte for byte as it was read; a changed record differs only
+//! in its item values where that can be done exactly, and keeps its line
+//! ending. Output to a file goes to `OUT.rekey-partial`, checkpointed in the
+//! journal (records consumed, output bytes durable, counts), and is renamed
+//! into place at the end; `--resume` truncates the partial output to the
+//! last checkpoint and carries on from there.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
 
-use super::files::with_suffix;
-use super::journal::{self, Entry, Journal};
-use super::report::{FailureLog, Stats, Summary};
-use super::transform::{ItemError, Outcome, Transform};
-use super::{Settings, apply_with_retries, ordered_pipeline, progress_bar};
-use crate::exit::{CliError, Code};
+use super::error::{Error, ErrorKind, ItemError, ItemErrorCode};
+use super::journal::{Entry, Journal};
+use super::report::Counts;
+use super::transform::Outcome;
+use super::{Item, Sink, Source, Unit};
+use crate::fsio;
 
 /// Records between durable checkpoints.
 const CHECKPOINT_EVERY: u64 = 4096;
-/// Records per worker task.
-const BATCH: usize = 64;
+/// The longest record accepted.
+const MAX_RECORD: usize = 64 << 20;
 
 /// How records are laid out.
-pub(crate) enum RecordFormat {
+#[derive(Debug, Clone)]
+pub enum RecordFormat {
     /// JSON Lines; the items are string values at these JSON Pointers.
     JsonLines(Vec<String>),
     /// CSV with a header row; the items are in these columns.
     Csv(Vec<String>),
 }
 
-/// One record stream.
-pub(crate) struct RecordStream {
-    pub(crate) input: PathBuf,
-    pub(crate) output: Option<PathBuf>,
-    pub(crate) format: RecordFormat,
+/// Where the items of a record are.
+#[derive(Debug)]
+enum Fields {
+    Json(Vec<String>),
+    /// Column names and their indexes.
+    Csv(Vec<(String, usize)>),
 }
 
-/// A record on its way through the engine: its raw form and the items in it.
-struct Record {
+/// What a record unit carries.
+#[derive(Debug)]
+pub struct RecordUnit {
     number: u64,
-    fields: RecordFields,
+    /// The record exactly as read, line ending included.
+    raw: Vec<u8>,
+    fields: Arc<Fields>,
+    /// The changed record, when an item changed.
+    output: Option<Vec<u8>>,
 }
 
-enum RecordFields {
-    /// A JSON line as read; workers parse it, keeping parsing off the reader.
-    JsonLine(String),
-    Json(serde_json::Value),
-    Csv(csv::StringRecord),
+/// Reads records one by one, keeping their exact bytes.
+pub struct RecordSource {
+    input: BufReader<Box<dyn Read + Send>>,
+    csv: bool,
+    fields: Arc<Fields>,
+    header: Option<Vec<u8>>,
+    number: u64,
+    _lock: Option<File>,
 }
 
-impl RecordStream {
-    pub(crate) async fn run(
-        &self,
-        transform: Arc<Transform>,
-        settings: &Settings,
-        operation: &'static str,
-    ) -> Result<Summary, CliError> {
-        let start = Instant::now();
-        let stats = Arc::new(Stats::default());
-        let stdin = self.input == Path::new("-");
-        let input: Box<dyn Read + Send> = if stdin {
-            Box::new(io::stdin())
+impl RecordSource {
+    /// Opens `input` (`-` for stdin) and checks the format: for CSV, the
+    /// header row must name every column asked for. Locks an input file
+    /// for the run, so two runs cannot work on one stream at once.
+    ///
+    /// # Errors
+    /// An unreadable input, a bad JSON Pointer, a missing column (listing
+    /// the real ones), or an input another run holds.
+    pub fn open(input: &Path, format: &RecordFormat) -> Result<Self, Error> {
+        let (reader, lock): (Box<dyn Read + Send>, _) = if input == Path::new("-") {
+            (Box::new(io::stdin()), None)
         } else {
-            Box::new(
-                File::open(&self.input)
-                    .map_err(|e| CliError::io(format!("cannot open {}", self.input.display()), e))?,
-            )
-        };
-        let output_file = self.output.as_ref().filter(|p| *p != Path::new("-"));
-        let journal_path = settings.journal.clone().or_else(|| output_file.map(|o| with_suffix(o, ".rekey-journal")));
-        let failures_path =
-            settings.failures.clone().or_else(|| journal_path.as_ref().map(|j| with_suffix(j, ".failures.jsonl")));
-        let failures_path = failures_path.filter(|_| !settings.dry_run);
-        let failures = Arc::new(FailureLog::new(failures_path));
-
-        // Where to write, and from which record to start.
-        let (mut sink, skip_records, journal) = match (output_file, settings.dry_run) {
-            (Some(out), false) => {
-                let journal_path = journal_path.clone().unwrap_or_else(|| with_suffix(out, ".rekey-journal"));
-                let resume_from =
-                    if settings.resume && journal_path.exists() { last_checkpoint(&journal_path)? } else { None };
-                let run = Entry::Run {
-                    operation: operation.to_owned(),
-                    targets: vec![self.input.display().to_string()],
-                    version: 1,
-                };
-                let journal = Journal::open(&journal_path, settings.resume, &run)?;
-                let partial = with_suffix(out, ".rekey-partial");
-                let (file, skip, written) = open_partial(&partial, resume_from)?;
-                (
-                    Sink::File {
-                        writer: BufWriter::with_capacity(1 << 16, file),
-                        partial,
-                        target: out.clone(),
-                        written,
-                    },
-                    skip,
-                    Some(journal),
-                )
-            }
-            (_, true) => (Sink::Discard, 0, None),
-            (None, false) => (Sink::Stdout(BufWriter::new(io::stdout())), 0, None),
-        };
-
-        let bar = progress_bar(settings.progress && output_file.is_some(), None);
-        let attempts = settings.item_attempts.max(1);
-        let mut reader = Reader::new(input, &self.format)?;
-        if let Some(header) = reader.csv_header()
-            && skip_records == 0
-        {
-            sink.write_csv(header)?;
-        }
-        let pointers = Arc::new(match &self.format {
-            RecordFormat::JsonLines(p) => p.clone(),
-            RecordFormat::Csv(columns) => reader.column_indexes(columns)?.iter().map(ToString::to_string).collect(),
-        });
-
-        let mut taken = 0u64;
-        let limit = settings.limit;
-        let mut records = std::iter::from_fn(|| reader.next_record().transpose())
-            .filter(|r| r.as_ref().map_or(true, |rec| rec.number > skip_records))
-            .take_while(move |_| {
-                taken += 1;
-                limit.is_none_or(|l| taken <= l)
-            });
-        // Records travel in small batches: one task per batch rather than per
-        // record keeps scheduling costs off the profile; order is kept either way.
-        let batches = std::iter::from_fn(move || {
-            let batch: Result<Vec<Record>, CliError> = records.by_ref().take(BATCH).collect();
-            match batch {
-                Ok(b) if b.is_empty() => None,
-                other => Some(other),
-            }
-        });
-        let work = |batch: Vec<Record>| {
-            let transform = Arc::clone(&transform);
-            let pointers = Arc::clone(&pointers);
-            async move {
-                let mut done = Vec::with_capacity(batch.len());
-                for record in batch {
-                    done.push(process_record(&transform, record, &pointers, attempts).await);
+            let file = File::open(input).map_err(|e| Error::io(format!("cannot open {}", input.display()), &e))?;
+            let lock = file.try_clone().map_err(|e| Error::io("cannot lock the input", &e))?;
+            match lock.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Error::usage(format!("another rekey run is reading {} right now", input.display()))
+                        .hint("two runs on one target cannot run at once: wait for it, or stop it and rerun with --resume"));
                 }
-                done
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("cannot lock the input", &e)),
             }
+            (Box::new(file), Some(lock))
         };
-        let max_failures = settings.max_failures;
-        let mut consumed = skip_records;
-        let mut aborted = false;
-        ordered_pipeline(batches, settings.concurrency, work, |batch| {
-            for (number, encoded, results) in batch {
-                bar.inc(1);
-                consumed = number;
-                for (item, result, attempts) in results {
-                    if stats.count(&failures, &item, operation, result, attempts)?
-                        && max_failures.is_some_and(|m| Stats::get(&stats.failed) >= m)
-                    {
-                        aborted = true;
+        let mut source = Self {
+            input: BufReader::with_capacity(1 << 16, reader),
+            csv: matches!(format, RecordFormat::Csv(_)),
+            fields: Arc::new(Fields::Json(Vec::new())),
+            header: None,
+            number: 0,
+            _lock: lock,
+        };
+        source.fields = Arc::new(match format {
+            RecordFormat::JsonLines(pointers) => {
+                for p in pointers {
+                    if !p.starts_with('/') {
+                        return Err(Error::usage(format!(
+                            "--field {p:?} is not a JSON Pointer; write it as /name or /outer/inner"
+                        )));
                     }
                 }
-                sink.write_bytes(&encoded)?;
-                if consumed % CHECKPOINT_EVERY == 0
-                    && let Some(journal) = &journal
-                {
-                    let output_bytes = sink.sync()?;
-                    journal.append(&Entry::Checkpoint { records: consumed, output_bytes }, true)?;
-                }
-                if aborted {
-                    return Ok(false);
-                }
+                Fields::Json(pointers.clone())
             }
-            Ok(true)
-        })
-        .await?;
-        bar.finish_and_clear();
-        failures.finish()?;
+            RecordFormat::Csv(columns) => {
+                let header = source
+                    .read_raw()?
+                    .ok_or_else(|| Error::new(ErrorKind::BadInput, "the CSV input is empty: no header row"))?;
+                let names = parse_csv(&header)
+                    .map_err(|e| Error::new(ErrorKind::BadInput, format!("cannot read the CSV header: {e}")))?;
+                let mut indexes = Vec::new();
+                for c in columns {
+                    let index = names.iter().position(|h| h == c.as_bytes()).ok_or_else(|| {
+                        let real: Vec<String> = names.iter().map(|n| String::from_utf8_lossy(n).into_owned()).collect();
+                        Error::usage(format!("the CSV has no column {c:?}; its columns are: {}", real.join(", ")))
+                    })?;
+                    indexes.push((c.clone(), index));
+                }
+                source.header = Some(header);
+                Fields::Csv(indexes)
+            }
+        });
+        Ok(source)
+    }
 
-        let mut summary = Summary::from_stats(operation, &stats, start.elapsed());
-        summary.dry_run = settings.dry_run;
-        summary.failures = failures.path().map(Path::to_path_buf);
-        if aborted {
-            // Leave the partial output and checkpoint for --resume; nothing is renamed.
-            if let Some(journal) = &journal {
-                let bytes = sink.sync()?;
-                journal.append(&Entry::Checkpoint { records: consumed, output_bytes: bytes }, true)?;
+    /// The CSV header row as read, which the output starts with.
+    pub fn header(&self) -> Option<&[u8]> {
+        self.header.as_deref()
+    }
+
+    /// The next record's exact bytes: a line, or for CSV a row whose quoted
+    /// fields may span lines.
+    fn read_raw(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        let mut raw = Vec::new();
+        let mut quotes = 0usize;
+        loop {
+            let start = raw.len();
+            let n = self.input.read_until(b'\n', &mut raw).map_err(|e| Error::io("cannot read the input", &e))?;
+            if n == 0 {
+                return Ok((!raw.is_empty()).then_some(raw));
             }
-            summary
-                .extra
-                .push(("stopped".into(), "early: --max-failures was reached; the output is incomplete".into()));
-        } else {
-            let output = sink.finish()?;
-            if let (Some(journal), Some(output)) = (&journal, output) {
-                journal.append(&Entry::Complete { output: output.display().to_string() }, true)?;
+            if raw.len() > MAX_RECORD {
+                return Err(Error::new(
+                    ErrorKind::BadInput,
+                    format!("record {} is longer than 64 MiB", self.number + 1),
+                ));
+            }
+            if !self.csv {
+                return Ok(Some(raw));
+            }
+            quotes += raw[start..].iter().filter(|b| **b == b'"').count();
+            if quotes % 2 == 0 {
+                return Ok(Some(raw));
             }
         }
-        summary.journal = journal.as_ref().map(|j| j.path().to_path_buf());
-        Ok(summary)
     }
 }
 
-type ItemResult = (String, Result<Outcome, ItemError>, u32);
+impl Source for RecordSource {
+    type Payload = RecordUnit;
+    const BATCH: usize = 64;
 
-/// Transforms every item of one record, replacing those that changed. A
-/// failed item keeps its original value, so the output stays complete.
-/// Returns the record's number, its encoded output line and the item results.
-async fn process_record(
-    transform: &Transform,
-    mut record: Record,
-    pointers: &[String],
-    attempts: u32,
-) -> (u64, Vec<u8>, Vec<ItemResult>) {
-    let mut results = Vec::with_capacity(pointers.len());
-    if let RecordFields::JsonLine(line) = &mut record.fields {
-        match serde_json::from_str(line) {
-            Ok(value) => record.fields = RecordFields::Json(value),
-            Err(e) => {
-                // Not JSON: reported, and passed through as it was.
-                let error = ItemError::input(format!("the record is not JSON: {e}"));
-                results.push((format!("record {}", record.number), Err(error), 1));
-                let mut out = std::mem::take(line).into_bytes();
-                out.push(b'\n');
-                return (record.number, out, results);
-            }
-        }
-    }
-    for pointer in pointers {
-        let item_id = format!("record {} {pointer}", record.number);
-        let value = match &record.fields {
-            RecordFields::Json(v) => v.pointer(pointer).and_then(|v| v.as_str()).map(str::to_owned),
-            RecordFields::Csv(r) => pointer.parse::<usize>().ok().and_then(|i| r.get(i)).map(str::to_owned),
-            RecordFields::JsonLine(_) => None,
+    fn next_unit(&mut self) -> Result<Option<Unit<RecordUnit>>, Error> {
+        let Some(raw) = self.read_raw()? else {
+            return Ok(None);
         };
-        let Some(value) = value else {
-            results.push((item_id, Err(ItemError::input("the field is missing or not a string")), 1));
-            continue;
-        };
-        if value.is_empty() {
-            // Empty values (NULL exports) are left alone and not counted.
-            continue;
-        }
-        let (result, tries) = apply_with_retries(transform, value.as_bytes(), attempts).await;
-        let result = match result {
-            // A dry run's plan: nothing to store; pass the item on as the sample.
-            Ok(Outcome::Changed { kind, .. }) if transform.dry_run => {
-                Ok(Outcome::Changed { new: value.into_bytes(), kind })
-            }
-            Ok(Outcome::Changed { new, kind }) => match String::from_utf8(new) {
-                Ok(text) => {
-                    set_field(&mut record.fields, pointer, text);
-                    Ok(Outcome::Changed { new: Vec::new(), kind })
-                }
-                Err(_) => Err(ItemError::input("a binary item cannot be stored in a text field")),
-            },
-            other => other,
-        };
-        results.push((item_id, result, tries));
-    }
-    match encode_record(&record.fields) {
-        Ok(out) => (record.number, out, results),
-        Err(e) => {
-            results.push((format!("record {}", record.number), Err(ItemError::input(e)), 1));
-            (record.number, Vec::new(), results)
-        }
-    }
-}
-
-/// The output line of a record.
-fn encode_record(fields: &RecordFields) -> Result<Vec<u8>, String> {
-    match fields {
-        RecordFields::Json(v) => {
-            let mut line = serde_json::to_vec(v).map_err(|e| format!("cannot encode the record: {e}"))?;
-            line.push(b'\n');
-            Ok(line)
-        }
-        RecordFields::JsonLine(line) => Ok(format!("{line}\n").into_bytes()),
-        RecordFields::Csv(r) => {
-            let mut w = csv::Writer::from_writer(Vec::new());
-            w.write_record(r).map_err(|e| format!("cannot encode the CSV record: {e}"))?;
-            w.into_inner().map_err(|e| format!("cannot encode the CSV record: {e}"))
-        }
-    }
-}
-
-fn set_field(fields: &mut RecordFields, pointer: &str, text: String) {
-    match fields {
-        RecordFields::Json(v) => {
-            if let Some(slot) = v.pointer_mut(pointer) {
-                *slot = serde_json::Value::String(text);
-            }
-        }
-        RecordFields::JsonLine(_) => {}
-        RecordFields::Csv(r) => {
-            if let Ok(index) = pointer.parse::<usize>() {
-                let mut fields: Vec<String> = r.iter().map(str::to_owned).collect();
-                if let Some(slot) = fields.get_mut(index) {
-                    *slot = text;
-                }
-                *r = csv::StringRecord::from(fields);
-            }
-        }
-    }
-}
-
-enum Reader {
-    Json { lines: io::Lines<BufReader<Box<dyn Read + Send>>>, number: u64 },
-    Csv { reader: csv::Reader<Box<dyn Read + Send>>, header: csv::StringRecord, number: u64 },
-}
-
-impl Reader {
-    fn new(input: Box<dyn Read + Send>, format: &RecordFormat) -> Result<Self, CliError> {
-        match format {
-            RecordFormat::JsonLines(_) => {
-                Ok(Self::Json { lines: BufReader::with_capacity(1 << 16, input).lines(), number: 0 })
-            }
-            RecordFormat::Csv(_) => {
-                let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(input);
-                let header = reader
-                    .headers()
-                    .map_err(|e| CliError::new(Code::BadInput, format!("cannot read the CSV header: {e}")))?
-                    .clone();
-                Ok(Self::Csv { reader, header, number: 0 })
-            }
-        }
+        self.number += 1;
+        let unit = RecordUnit { number: self.number, raw, fields: Arc::clone(&self.fields), output: None };
+        Ok(Some(Unit::new(format!("record {}", self.number), unit)))
     }
 
-    fn csv_header(&self) -> Option<&csv::StringRecord> {
-        match self {
-            Self::Csv { header, .. } => Some(header),
-            Self::Json { .. } => None,
-        }
-    }
-
-    fn column_indexes(&self, columns: &[String]) -> Result<Vec<usize>, CliError> {
-        let header = self.csv_header().ok_or_else(|| CliError::usage("--column needs a CSV input"))?;
-        columns
-            .iter()
-            .map(|c| {
-                header
+    async fn load(unit: &mut Unit<RecordUnit>) -> Result<(), ItemError> {
+        let record = &unit.payload;
+        let body = strip_line_ending(&record.raw);
+        let name = |field: &str| format!("record {} {field}", record.number);
+        unit.items = match &*record.fields {
+            Fields::Json(pointers) => {
+                let value: serde_json::Value = serde_json::from_slice(body)
+                    .map_err(|e| ItemError::input(format!("the record is not JSON: {e}")))?;
+                pointers
                     .iter()
-                    .position(|h| h == c)
-                    .ok_or_else(|| CliError::usage(format!("the CSV has no column {c:?}")))
-            })
-            .collect()
-    }
-
-    fn next_record(&mut self) -> Result<Option<Record>, CliError> {
-        match self {
-            Self::Json { lines, number } => {
-                let Some(line) = lines.next() else {
-                    return Ok(None);
-                };
-                *number += 1;
-                let line = line.map_err(|e| CliError::io("cannot read the input", e))?;
-                Ok(Some(Record { number: *number, fields: RecordFields::JsonLine(line) }))
+                    .map(|p| match value.pointer(p) {
+                        Some(serde_json::Value::String(s)) => Item::new(name(p), s.clone().into_bytes()),
+                        Some(serde_json::Value::Null) => Item::new(name(p), Vec::new()),
+                        _ => failed_item(name(p), "the field is missing or not a string"),
+                    })
+                    .collect()
             }
-            Self::Csv { reader, number, .. } => {
-                let mut record = csv::StringRecord::new();
-                match reader.read_record(&mut record) {
-                    Ok(false) => Ok(None),
-                    Ok(true) => {
-                        *number += 1;
-                        Ok(Some(Record { number: *number, fields: RecordFields::Csv(record) }))
+            Fields::Csv(columns) => {
+                let row = parse_csv(body).map_err(|e| ItemError::input(format!("bad CSV row: {e}")))?;
+                columns
+                    .iter()
+                    .map(|(column, index)| match row.get(*index) {
+                        Some(value) => Item::new(name(column), value.clone()),
+                        None => failed_item(
+                            name(column),
+                            &format!("the row has {} fields; column {column:?} is field {}", row.len(), index + 1),
+                        ),
+                    })
+                    .collect()
+            }
+        };
+        Ok(())
+    }
+}
+
+fn failed_item(name: String, message: &str) -> Item {
+    let mut item = Item::new(name, Vec::new());
+    item.result = Some(Err(ItemError::new(ItemErrorCode::MissingField, message)));
+    item
+}
+
+fn strip_line_ending(raw: &[u8]) -> &[u8] {
+    let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+    raw.strip_suffix(b"\r").unwrap_or(raw)
+}
+
+fn line_ending(raw: &[u8]) -> &[u8] {
+    &raw[strip_line_ending(raw).len()..]
+}
+
+fn parse_csv(row: &[u8]) -> Result<Vec<Vec<u8>>, csv::Error> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(row);
+    let mut record = csv::ByteRecord::new();
+    reader.read_byte_record(&mut record)?;
+    Ok(record.iter().map(<[u8]>::to_vec).collect())
+}
+
+/// The record with its changed items, or `None` when it cannot be encoded.
+fn encode_changed(unit: &Unit<RecordUnit>) -> Result<Vec<u8>, String> {
+    let record = &unit.payload;
+    let body = strip_line_ending(&record.raw);
+    let changes = unit.items.iter().enumerate().filter_map(|(i, item)| match &item.result {
+        Some(Ok(Outcome::Changed { new, .. })) => Some((i, item, new)),
+        _ => None,
+    });
+    let mut out = match &*record.fields {
+        Fields::Json(pointers) => {
+            let mut line = body.to_vec();
+            let mut value: Option<serde_json::Value> = None;
+            for (i, item, new) in changes {
+                let new = String::from_utf8(new.clone()).map_err(|_| "a binary item cannot go into a JSON field")?;
+                let old_literal =
+                    serde_json::to_vec(&String::from_utf8_lossy(&item.bytes)).map_err(|e| e.to_string())?;
+                let new_literal = serde_json::to_vec(&new).map_err(|e| e.to_string())?;
+                // Exact splice when the old value occurs once as written; else re-encode.
+                match find_once(&line, &old_literal) {
+                    Some(at) if value.is_none() => {
+                        line.splice(at..at + old_literal.len(), new_literal);
                     }
-                    Err(e) => Err(CliError::new(Code::BadInput, format!("bad CSV record: {e}"))),
+                    _ => {
+                        let v = match value.as_mut() {
+                            Some(v) => v,
+                            None => value.insert(serde_json::from_slice(&line).map_err(|e| e.to_string())?),
+                        };
+                        if let Some(slot) = v.pointer_mut(&pointers[i]) {
+                            *slot = serde_json::Value::String(new);
+                        }
+                    }
                 }
             }
+            match value {
+                Some(v) => serde_json::to_vec(&v).map_err(|e| e.to_string())?,
+                None => line,
+            }
         }
-    }
+        Fields::Csv(columns) => {
+            let mut row = parse_csv(body).map_err(|e| e.to_string())?;
+            for (i, _, new) in changes {
+                if let Some(slot) = row.get_mut(columns[i].1) {
+                    slot.clone_from(new);
+                }
+            }
+            let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+            writer.write_record(&row).map_err(|e| e.to_string())?;
+            let mut bytes = writer.into_inner().map_err(|e| e.to_string())?;
+            bytes.pop();
+            bytes
+        }
+    };
+    out.extend_from_slice(line_ending(&record.raw));
+    Ok(out)
 }
 
-enum Sink {
-    File { writer: BufWriter<File>, partial: PathBuf, target: PathBuf, written: u64 },
+fn find_once(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    let mut found = haystack.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle).map(|(i, _)| i);
+    let first = found.next()?;
+    found.next().is_none().then_some(first)
+}
+
+/// Where a stream's output goes.
+enum Out {
+    /// `OUT.rekey-partial`, renamed to `OUT` at the end.
+    File {
+        writer: BufWriter<File>,
+        partial: PathBuf,
+        target: PathBuf,
+        like: Option<PathBuf>,
+        written: u64,
+    },
     Stdout(BufWriter<io::Stdout>),
-    Discard,
 }
 
-impl Sink {
-    fn writer(&mut self) -> Option<&mut dyn Write> {
-        match self {
-            Self::File { writer, .. } => Some(writer),
-            Self::Stdout(w) => Some(w),
-            Self::Discard => None,
-        }
+/// Writes records in order, checkpointing a file output in the journal.
+pub struct StreamSink {
+    output: Option<PathBuf>,
+    input: Option<PathBuf>,
+    header: Option<Vec<u8>>,
+    state: Mutex<Option<Open>>,
+}
+
+/// An open output: where it goes, the journal, and the last record written.
+struct Open {
+    out: Out,
+    journal: Option<Arc<Journal>>,
+    last: u64,
+}
+
+impl StreamSink {
+    /// Writes to `output` (a file; `None` or `-` for stdout), starting with
+    /// the CSV `header`; a file output takes the mode of the `input` file.
+    pub fn new(output: Option<PathBuf>, input: &Path, header: Option<&[u8]>) -> Self {
+        let output = output.filter(|o| o != Path::new("-"));
+        let input = (input != Path::new("-")).then(|| input.to_path_buf());
+        Self { output, input, header: header.map(<[u8]>::to_vec), state: Mutex::new(None) }
     }
 
-    fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), CliError> {
-        if let Self::File { written, .. } = self {
-            *written += bytes.len() as u64;
+    /// Checks that the output can be created, before anything is written.
+    ///
+    /// # Errors
+    /// An existing output, or a directory that cannot be written.
+    pub fn check(&self, resume: bool) -> Result<(), Error> {
+        let Some(out) = &self.output else {
+            return Ok(());
+        };
+        if out.exists() && !resume {
+            return Err(
+                Error::usage(format!("{} already exists", out.display())).hint("remove it or choose another -o")
+            );
         }
-        if let Some(w) = self.writer() {
-            w.write_all(bytes).map_err(|e| CliError::io("cannot write the output", e))?;
+        let dir = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let probe = dir.join(format!(".rekey-probe.{}", std::process::id()));
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .and_then(|_| std::fs::remove_file(&probe))
+            .map_err(|e| Error::io(format!("cannot write in {}", dir.display()), &e))
+    }
+
+    fn with_open<T>(&self, f: impl FnOnce(&mut Open) -> Result<T, Error>) -> Result<T, Error> {
+        let mut guard = self.state.lock().map_err(|_| Error::new(ErrorKind::Io, "output lock poisoned"))?;
+        f(guard.as_mut().ok_or_else(|| Error::new(ErrorKind::Io, "the output is not open"))?)
+    }
+}
+
+impl Out {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let result = match self {
+            Self::File { writer, written, .. } => {
+                *written += bytes.len() as u64;
+                writer.write_all(bytes)
+            }
+            Self::Stdout(w) => w.write_all(bytes),
+        };
+        result.map_err(|e| Error::io("cannot write the output", &e))
+    }
+
+    /// Makes everything written durable; returns the byte count.
+    fn sync(&mut self) -> Result<u64, Error> {
+        match self {
+            Self::File { writer, written, .. } => {
+                writer.flush().map_err(|e| Error::io("cannot write the output", &e))?;
+                writer.get_ref().sync_data().map_err(|e| Error::io("cannot sync the output", &e))?;
+                Ok(*written)
+            }
+            Self::Stdout(w) => {
+                w.flush().map_err(|e| Error::io("cannot write to stdout", &e))?;
+                Ok(0)
+            }
+        }
+    }
+}
+
+impl Sink<RecordUnit> for StreamSink {
+    fn start(&self, journal: Option<Arc<Journal>>, checkpoint: Option<(u64, u64)>) -> Result<(), Error> {
+        let out = match &self.output {
+            None => Out::Stdout(BufWriter::with_capacity(1 << 16, io::stdout())),
+            Some(target) => {
+                let partial = super::files::with_suffix(target, ".rekey-partial");
+                let io_err = |e: io::Error| Error::io(format!("cannot open {}", partial.display()), &e);
+                let (file, written) = match checkpoint {
+                    Some((_, bytes)) if partial.exists() => {
+                        let mut file = OpenOptions::new().write(true).open(&partial).map_err(io_err)?;
+                        file.set_len(bytes).map_err(io_err)?;
+                        file.seek(io::SeekFrom::End(0)).map_err(io_err)?;
+                        (file, bytes)
+                    }
+                    _ => {
+                        let mut options = OpenOptions::new();
+                        options.write(true).create(true).truncate(true);
+                        #[cfg(unix)]
+                        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                        (options.open(&partial).map_err(io_err)?, 0)
+                    }
+                };
+                Out::File {
+                    writer: BufWriter::with_capacity(1 << 16, file),
+                    partial,
+                    target: target.clone(),
+                    like: self.input.clone(),
+                    written,
+                }
+            }
+        };
+        let last = checkpoint.map_or(0, |(records, _)| records);
+        *self.state.lock().map_err(|_| Error::new(ErrorKind::Io, "output lock poisoned"))? =
+            Some(Open { out, journal, last });
+        if checkpoint.is_none()
+            && let Some(header) = &self.header
+        {
+            self.with_open(|open| open.out.write(header))?;
         }
         Ok(())
     }
 
-    fn write_csv(&mut self, record: &csv::StringRecord) -> Result<(), CliError> {
-        let bytes = encode_record(&RecordFields::Csv(record.clone())).map_err(|e| CliError::new(Code::Io, e))?;
-        self.write_bytes(&bytes)
+    async fn write(&self, unit: &mut Unit<RecordUnit>) -> Result<(), ItemError> {
+        if unit.changed() {
+            let encoded =
+                encode_changed(unit).map_err(|e| ItemError::input(format!("cannot encode the record: {e}")))?;
+            unit.payload.output = Some(encoded);
+        }
+        Ok(())
     }
 
-    /// Makes everything written so far durable; returns the byte count.
-    fn sync(&mut self) -> Result<u64, CliError> {
-        match self {
-            Self::File { writer, written, .. } => {
-                writer.flush().map_err(|e| CliError::io("cannot write the output", e))?;
-                writer.get_ref().sync_data().map_err(|e| CliError::io("cannot sync the output", e))?;
-                Ok(*written)
+    fn commit(&self, unit: Unit<RecordUnit>, counts: &Counts) -> Result<(), Error> {
+        let record = unit.payload;
+        self.with_open(|open| {
+            open.out.write(record.output.as_deref().unwrap_or(&record.raw))?;
+            open.last = record.number;
+            if record.number % CHECKPOINT_EVERY == 0
+                && let Some(journal) = &open.journal
+            {
+                let output_bytes = open.out.sync()?;
+                journal.append(&Entry::Checkpoint { records: record.number, output_bytes, counts: *counts }, true)?;
             }
-            Self::Stdout(w) => {
-                w.flush().map_err(|e| CliError::io("cannot write to stdout", e))?;
-                Ok(0)
-            }
-            Self::Discard => Ok(0),
-        }
+            Ok(())
+        })
     }
 
-    /// Syncs and renames the partial output into place.
-    fn finish(mut self) -> Result<Option<PathBuf>, CliError> {
-        self.sync()?;
-        match self {
-            Self::File { partial, target, .. } => {
-                std::fs::rename(&partial, &target)
-                    .map_err(|e| CliError::io(format!("cannot rename to {}", target.display()), e))?;
-                crate::output::sync_dir(&target).map_err(|e| CliError::io("cannot sync the output directory", e))?;
-                Ok(Some(target))
-            }
-            _ => Ok(None),
+    fn finish(&self, complete: bool, counts: &Counts) -> Result<(), Error> {
+        let mut guard = self.state.lock().map_err(|_| Error::new(ErrorKind::Io, "output lock poisoned"))?;
+        let Some(Open { mut out, journal, last }) = guard.take() else {
+            return Ok(());
+        };
+        let bytes = out.sync()?;
+        let Out::File { partial, target, like, .. } = out else {
+            return Ok(());
+        };
+        let Some(journal) = journal else {
+            return Ok(());
+        };
+        if !complete {
+            // Leave the partial output and a checkpoint for --resume.
+            journal.append(&Entry::Checkpoint { records: last, output_bytes: bytes, counts: *counts }, true)?;
+            return Ok(());
         }
-    }
-}
-
-/// The last durable checkpoint of a record-stream journal: (records, output bytes).
-fn last_checkpoint(journal_path: &Path) -> Result<Option<(u64, u64)>, CliError> {
-    let mut last = None;
-    for entry in journal::read(journal_path)? {
-        match entry {
-            Entry::Checkpoint { records, output_bytes } => last = Some((records, output_bytes)),
-            Entry::Complete { output } => {
-                return Err(CliError::usage(format!("this run already finished and wrote {output}"))
-                    .hint("remove the journal to run again"));
-            }
-            _ => {}
+        if let Some(like) = like
+            && let Ok(meta) = std::fs::metadata(like)
+        {
+            std::fs::set_permissions(&partial, meta.permissions())
+                .map_err(|e| Error::io("cannot set the output's mode", &e))?;
         }
-    }
-    Ok(last)
-}
-
-/// Opens the partial output: truncated to the checkpoint when resuming,
-/// new otherwise. Returns the file, how many records it already holds and its length.
-fn open_partial(partial: &Path, resume_from: Option<(u64, u64)>) -> Result<(File, u64, u64), CliError> {
-    let io_err = |e| CliError::io(format!("cannot open {}", partial.display()), e);
-    match resume_from {
-        Some((records, bytes)) if partial.exists() => {
-            let mut file = OpenOptions::new().read(true).write(true).open(partial).map_err(io_err)?;
-            file.set_len(bytes).map_err(io_err)?;
-            file.seek(io::SeekFrom::End(0)).map_err(io_err)?;
-            Ok((file, records, bytes))
-        }
-        _ => {
-            let mut options = OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            Ok((options.open(partial).map_err(io_err)?, 0, 0))
-        }
+        std::fs::rename(&partial, &target)
+            .map_err(|e| Error::io(format!("cannot rename to {}", target.display()), &e))?;
+        fsio::sync_dir(&target).map_err(|e| Error::io("cannot sync the output directory", &e))?;
+        journal.append(&Entry::Complete { output: target.display().to_string() }, true)
     }
 }

@@ -1,160 +1,173 @@
-//! Counting and reporting: per-item failures as JSON Lines, and the final
-//! summary as text or JSON.
+//! Counting and reporting: per-item failures as JSON Lines, and the summary
+//! of a run as text or JSON.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::transform::{ChangeKind, ItemError, Outcome};
-use crate::exit::CliError;
+use super::error::{Error, ErrorKind, ItemError};
+use crate::fsio;
 
-/// Counters of a run.
-#[derive(Default)]
-pub(crate) struct Stats {
-    pub(crate) rewrapped: AtomicU64,
-    pub(crate) reencrypted: AtomicU64,
-    pub(crate) skipped: AtomicU64,
-    pub(crate) failed: AtomicU64,
-    pub(crate) retried_items: AtomicU64,
-    /// In a dry run, the first item that would change: the preflight sample.
-    pub(crate) sample: Mutex<Option<Vec<u8>>>,
+/// What happened to the items of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Items whose wrapped keys were replaced.
+    pub rewrapped: u64,
+    /// Items decrypted and encrypted again.
+    pub reencrypted: u64,
+    /// Of those, items that were legacy CBC records, never authenticated.
+    #[serde(default)]
+    pub from_legacy: u64,
+    /// Items already in the wanted state.
+    pub skipped: u64,
+    /// Items that failed (see the failure report).
+    pub failed: u64,
+    /// Items finished by an earlier run of the same journal.
+    #[serde(default)]
+    pub done_before: u64,
+    /// Items left alone because they are outside `--sample`, `--shard` or `--limit`.
+    #[serde(default)]
+    pub not_selected: u64,
+    /// Empty values (NULL exports), left alone.
+    #[serde(default)]
+    pub empty: u64,
+    /// Items that needed more than one attempt.
+    #[serde(default)]
+    pub retried: u64,
 }
 
-impl Stats {
-    /// Keeps `item` as the preflight sample if there is none yet.
-    pub(crate) fn offer_sample(&self, item: Vec<u8>) {
-        if let Ok(mut sample) = self.sample.lock()
-            && sample.is_none()
-        {
-            *sample = Some(item);
-        }
+impl Counts {
+    /// Every item looked at.
+    pub fn items(&self) -> u64 {
+        self.rewrapped + self.reencrypted + self.skipped + self.failed + self.done_before
     }
 
-    /// Counts one item's result and reports a failure; returns whether it failed.
-    pub(crate) fn count(
-        &self,
-        failures: &FailureLog,
-        item: &str,
-        operation: &str,
-        result: Result<Outcome, ItemError>,
-        attempts: u32,
-    ) -> Result<bool, CliError> {
-        if attempts > 1 {
-            self.retried_items.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        match result {
-            Ok(Outcome::Skipped) => {
-                self.skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Ok(false)
-            }
-            Ok(Outcome::Changed { kind, new }) => {
-                // In a dry run `new` is the item itself: the preflight sample.
-                if !new.is_empty() {
-                    self.offer_sample(new);
-                }
-                self.changed(kind);
-                Ok(false)
-            }
-            Err(e) => {
-                self.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                failures.record(item, operation, &e, attempts)?;
-                Ok(true)
-            }
-        }
-    }
-
-    pub(crate) fn changed(&self, kind: ChangeKind) {
-        match kind {
-            ChangeKind::Rewrapped => &self.rewrapped,
-            ChangeKind::Reencrypted => &self.reencrypted,
-        }
-        .fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+    /// Adds `other` to these counts.
+    pub fn add(&mut self, other: &Counts) {
+        self.rewrapped += other.rewrapped;
+        self.reencrypted += other.reencrypted;
+        self.from_legacy += other.from_legacy;
+        self.skipped += other.skipped;
+        self.failed += other.failed;
+        self.done_before += other.done_before;
+        self.not_selected += other.not_selected;
+        self.empty += other.empty;
+        self.retried += other.retried;
     }
 }
 
-/// The failure report: one JSON object per failed item.
-pub(crate) struct FailureLog {
+/// The failure report: one JSON object per failed item, created (0600) on the first failure.
+#[derive(Debug)]
+pub struct FailureLog {
     path: Option<PathBuf>,
     writer: Mutex<Option<BufWriter<File>>>,
 }
 
 impl FailureLog {
-    /// A report at `path`, created on the first failure.
-    pub(crate) fn new(path: Option<PathBuf>) -> Self {
+    /// A report at `path`; `None` only logs failures.
+    pub fn new(path: Option<PathBuf>) -> Self {
         Self { path, writer: Mutex::new(None) }
     }
 
-    pub(crate) fn path(&self) -> Option<&Path> {
+    /// Where the report goes.
+    pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
     }
 
-    pub(crate) fn record(&self, item: &str, operation: &str, error: &ItemError, attempts: u32) -> Result<(), CliError> {
-        tracing::warn!(item, code = error.code, "{}", error.message);
+    /// Reports one failed item.
+    ///
+    /// # Errors
+    /// I/O errors creating or writing the report.
+    pub fn record(&self, item: &str, operation: &str, error: &ItemError, attempts: u32) -> Result<(), Error> {
+        tracing::warn!(item, code = %error.code, "{}", error.message);
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let mut guard =
-            self.writer.lock().map_err(|_| CliError::new(crate::exit::Code::Io, "failure log lock poisoned"))?;
+        let mut guard = self.writer.lock().map_err(|_| Error::new(ErrorKind::Io, "failure report lock poisoned"))?;
         if guard.is_none() {
-            let file = File::create(path).map_err(|e| CliError::io(format!("cannot create {}", path.display()), e))?;
+            let file = fsio::open_private(path, true)
+                .map_err(|e| Error::io(format!("cannot create {}", path.display()), &e))?;
             *guard = Some(BufWriter::new(file));
         }
         if let Some(writer) = guard.as_mut() {
-            let line = json!({"item": item, "operation": operation, "error_code": error.code, "message": error.message, "attempts": attempts});
-            writeln!(writer, "{line}").map_err(|e| CliError::io("cannot write the failure report", e))?;
+            let line = json!({
+                "item": item,
+                "operation": operation,
+                "error_code": error.code.as_str(),
+                "message": error.message,
+                "attempts": attempts,
+            });
+            writeln!(writer, "{line}").map_err(|e| Error::io("cannot write the failure report", &e))?;
         }
         Ok(())
     }
 
-    pub(crate) fn finish(&self) -> Result<(), CliError> {
-        let mut guard =
-            self.writer.lock().map_err(|_| CliError::new(crate::exit::Code::Io, "failure log lock poisoned"))?;
+    /// Flushes the report.
+    ///
+    /// # Errors
+    /// I/O errors writing it.
+    pub fn finish(&self) -> Result<(), Error> {
+        let mut guard = self.writer.lock().map_err(|_| Error::new(ErrorKind::Io, "failure report lock poisoned"))?;
         if let Some(writer) = guard.as_mut() {
-            writer.flush().map_err(|e| CliError::io("cannot write the failure report", e))?;
+            writer.flush().map_err(|e| Error::io("cannot write the failure report", &e))?;
+            writer.get_ref().sync_data().map_err(|e| Error::io("cannot sync the failure report", &e))?;
         }
         Ok(())
     }
+}
+
+/// Why a run ended before its inventory did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// `--max-failures` was reached.
+    MaxFailures,
+    /// SIGINT or SIGTERM.
+    Interrupted,
 }
 
 /// What a run did.
-pub(crate) struct Summary {
-    /// The dry run's preflight sample (an item's original bytes).
-    pub(crate) sample: Option<Vec<u8>>,
-    pub(crate) operation: &'static str,
-    pub(crate) dry_run: bool,
-    pub(crate) rewrapped: u64,
-    pub(crate) reencrypted: u64,
-    pub(crate) restored: u64,
-    pub(crate) skipped: u64,
-    pub(crate) failed: u64,
-    pub(crate) elapsed: Duration,
-    pub(crate) kms: Option<Value>,
-    pub(crate) journal: Option<PathBuf>,
-    pub(crate) failures: Option<PathBuf>,
-    pub(crate) extra: Vec<(String, Value)>,
+#[derive(Debug)]
+pub struct Summary {
+    /// `rewrap`, `reencrypt`, `rollback`, `scan`.
+    pub operation: &'static str,
+    /// Nothing was written.
+    pub dry_run: bool,
+    /// The counts.
+    pub counts: Counts,
+    /// Units rolled back.
+    pub restored: u64,
+    /// How long it took.
+    pub elapsed: Duration,
+    /// Why it ended early, if it did.
+    pub stopped: Option<Stop>,
+    /// Units in the inventory, when known.
+    pub total: Option<u64>,
+    /// KMS usage, from the binary.
+    pub kms: Option<Value>,
+    /// The journal.
+    pub journal: Option<PathBuf>,
+    /// The failure report.
+    pub failures: Option<PathBuf>,
+    /// More lines: name and value (dry-run plan, preflight).
+    pub extra: Vec<(String, Value)>,
 }
 
 impl Summary {
-    pub(crate) fn from_stats(operation: &'static str, stats: &Stats, elapsed: Duration) -> Self {
+    /// An empty summary of `operation`.
+    pub fn new(operation: &'static str) -> Self {
         Self {
-            sample: stats.sample.lock().ok().and_then(|mut s| s.take()),
             operation,
             dry_run: false,
-            rewrapped: Stats::get(&stats.rewrapped),
-            reencrypted: Stats::get(&stats.reencrypted),
+            counts: Counts::default(),
             restored: 0,
-            skipped: Stats::get(&stats.skipped),
-            failed: Stats::get(&stats.failed),
-            elapsed,
+            elapsed: Duration::ZERO,
+            stopped: None,
+            total: None,
             kms: None,
             journal: None,
             failures: None,
@@ -162,26 +175,37 @@ impl Summary {
         }
     }
 
-    fn items(&self) -> u64 {
-        self.rewrapped + self.reencrypted + self.restored + self.skipped + self.failed
+    fn rate(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 { (self.counts.items() + self.restored) as f64 / secs } else { 0.0 }
     }
 
-    pub(crate) fn to_json(&self) -> Value {
-        let secs = self.elapsed.as_secs_f64();
+    /// The summary for machines.
+    pub fn to_json(&self) -> Value {
+        let c = &self.counts;
         let mut v = json!({
             "operation": self.operation,
             "dry_run": self.dry_run,
-            "items": self.items(),
-            "rewrapped": self.rewrapped,
-            "reencrypted": self.reencrypted,
+            "items": c.items() + self.restored,
+            "rewrapped": c.rewrapped,
+            "reencrypted": c.reencrypted,
+            "from_legacy": c.from_legacy,
             "restored": self.restored,
-            "skipped": self.skipped,
-            "failed": self.failed,
-            "elapsed_seconds": secs,
-            "items_per_second": if secs > 0.0 { self.items() as f64 / secs } else { 0.0 },
+            "skipped": c.skipped,
+            "failed": c.failed,
+            "done_before": c.done_before,
+            "not_selected": c.not_selected,
+            "empty": c.empty,
+            "retried": c.retried,
+            "elapsed_seconds": self.elapsed.as_secs_f64(),
+            "items_per_second": self.rate(),
+            "stopped": self.stopped.map(|s| match s {
+                Stop::MaxFailures => "max_failures",
+                Stop::Interrupted => "interrupted",
+            }),
             "kms": self.kms,
             "journal": self.journal.as_ref().map(|p| p.display().to_string()),
-            "failure_report": self.failures.as_ref().filter(|_| self.failed > 0).map(|p| p.display().to_string()),
+            "failure_report": self.failures.as_ref().filter(|_| c.failed > 0).map(|p| p.display().to_string()),
         });
         if let Some(map) = v.as_object_mut() {
             for (k, val) in &self.extra {
@@ -191,28 +215,60 @@ impl Summary {
         v
     }
 
-    pub(crate) fn to_text(&self) -> String {
-        let secs = self.elapsed.as_secs_f64();
-        let counts = [
-            ("rewrapped", self.rewrapped),
-            ("re-encrypted", self.reencrypted),
+    /// The summary for people.
+    pub fn to_text(&self) -> String {
+        let c = &self.counts;
+        let named = [
+            ("rewrapped", c.rewrapped),
+            ("re-encrypted", c.reencrypted),
             ("restored", self.restored),
-            ("skipped (already done)", self.skipped),
+            ("already done", c.skipped),
+            ("done by the earlier run", c.done_before),
         ];
         let mut parts: Vec<String> =
-            counts.iter().filter(|(_, n)| *n > 0).map(|(name, n)| format!("{n} {name}")).collect();
-        parts.push(format!("{} failed", self.failed));
+            named.iter().filter(|(_, n)| *n > 0).map(|(name, n)| format!("{n} {name}")).collect();
+        parts.push(format!("{} failed", c.failed));
+        let items = c.items() + self.restored;
         let mut out = format!(
-            "{}{}: {} items in {:.2}s ({:.0}/s): {}\n",
+            "{}{}: {} {} in {:.2}s ({:.0}/s): {}\n",
             self.operation,
-            if self.dry_run { " (dry run: would be)" } else { "" },
-            self.items(),
-            secs,
-            if secs > 0.0 { self.items() as f64 / secs } else { 0.0 },
+            if self.dry_run { " (dry run: nothing written; would be)" } else { "" },
+            items,
+            if items == 1 { "item" } else { "items" },
+            self.elapsed.as_secs_f64(),
+            self.rate(),
             parts.join(", ")
         );
+        if c.from_legacy > 0 {
+            out.push_str(&format!(
+                "  legacy: {} of the re-encrypted items were unauthenticated CBC records; their content could not be checked for tampering before migration\n",
+                c.from_legacy
+            ));
+        }
+        if c.not_selected > 0 {
+            out.push_str(&format!("  not selected (--sample/--shard/--limit): {}\n", c.not_selected));
+        }
+        if c.empty > 0 {
+            out.push_str(&format!("  empty values left alone: {}\n", c.empty));
+        }
+        match self.stopped {
+            Some(Stop::MaxFailures) => out.push_str("  stopped early: --max-failures was reached\n"),
+            Some(Stop::Interrupted) => out.push_str("  stopped early: interrupted\n"),
+            None => {}
+        }
         for (k, v) in &self.extra {
-            out.push_str(&format!("  {k}: {}\n", v.as_str().map_or_else(|| v.to_string(), str::to_owned)));
+            match v {
+                Value::Array(lines) => {
+                    out.push_str(&format!("  {k}:\n"));
+                    for line in lines {
+                        out.push_str(&format!(
+                            "    {}\n",
+                            line.as_str().map_or_else(|| line.to_string(), str::to_owned)
+                        ));
+                    }
+                }
+                _ => out.push_str(&format!("  {k}: {}\n", v.as_str().map_or_else(|| v.to_string(), str::to_owned))),
+            }
         }
         if let Some(kms) = &self.kms {
             out.push_str(&format!("  KMS: {}\n", kms["text"].as_str().unwrap_or_default()));
@@ -224,7 +280,7 @@ impl Summary {
                 j.display()
             ));
         }
-        if self.failed > 0
+        if c.failed > 0
             && let Some(f) = &self.failures
         {
             out.push_str(&format!("  failures: {}\n", f.display()));

@@ -1,6 +1,16 @@
 //! What happens to one item: the single place where both rotation paths
 //! parse an item with envelope-core and either replace its wrapped keys
 //! (rewrap) or decrypt and seal it again (reencrypt).
+//!
+//! Labels are not proof. A wrapped key's key id says which key it claims to
+//! be under; nobody authenticated that claim. So:
+//! - a wrapped key is re-wrapped only when a source keyring (the operator's
+//!   `--from` allow-list) accepts it, and the destination keyring checks
+//!   what KMS really used ([`Keyring::rewrap`]);
+//! - a working wrapped key is dropped only when the item keeps a key this
+//!   run made from that very wrapped key, or one checked against the
+//!   envelope's key commitment;
+//! - re-encryption skips an item only when the destination really opens it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,23 +19,28 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use envelope_core::legacy::{InnerEncoding, decrypt_legacy_record};
 use envelope_core::{
-    DataKey, EncryptedDataKey, EncryptionContext, Envelope, Keyring, KeyringError, KeyringErrorKind, Materials,
-    ParseOptions, decode_text, encode_text, seal, unwrap_data_key,
+    BodyForm, DataKey, EncryptedDataKey, EncryptionContext, Envelope, Keyring, KeyringError, KeyringErrorKind,
+    Materials, ParseOptions, Rewrapped, decode_text, encode_text, encrypt_stream, seal,
 };
 use tokio::sync::OnceCell;
 
+use super::error::{ItemError, ItemErrorCode};
+
 /// How an item was stored, so the new one is stored the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Encoding {
+pub enum Encoding {
+    /// The binary form.
     Binary,
     /// Base64 text; `newline` keeps a trailing newline of a file.
     Text {
+        /// The item ended with a newline.
         newline: bool,
     },
 }
 
 impl Encoding {
-    fn detect(bytes: &[u8]) -> Self {
+    /// Binary when the item starts with the magic bytes, text otherwise.
+    pub fn detect(bytes: &[u8]) -> Self {
         if bytes.starts_with(&envelope_core::MAGIC) {
             Self::Binary
         } else {
@@ -33,7 +48,11 @@ impl Encoding {
         }
     }
 
-    fn decode(self, bytes: &[u8]) -> Result<Vec<u8>, ItemError> {
+    /// The envelope bytes of an item.
+    ///
+    /// # Errors
+    /// A bad-input error for text that is not the envelope's base64.
+    pub fn decode(self, bytes: &[u8]) -> Result<Vec<u8>, ItemError> {
         match self {
             Self::Binary => Ok(bytes.to_vec()),
             Self::Text { .. } => {
@@ -44,7 +63,8 @@ impl Encoding {
         }
     }
 
-    fn encode(self, bytes: &[u8]) -> Vec<u8> {
+    /// The item bytes of an envelope.
+    pub fn encode(self, bytes: &[u8]) -> Vec<u8> {
         match self {
             Self::Binary => bytes.to_vec(),
             Self::Text { newline } => {
@@ -59,127 +79,52 @@ impl Encoding {
 }
 
 /// What a transform did to an item.
-pub(crate) enum Outcome {
+#[derive(Debug)]
+pub enum Outcome {
     /// Already in the wanted state; nothing to write.
     Skipped,
+    /// An empty value (a NULL in an export): left alone.
+    Empty,
     /// The item's replacement.
-    Changed { new: Vec<u8>, kind: ChangeKind },
+    Changed {
+        /// The new item (in a dry run, the item itself).
+        new: Vec<u8>,
+        /// What kind of change.
+        kind: ChangeKind,
+        /// For a rewrap, the old key list: with the new item's unchanged
+        /// header core and body it rebuilds the original (a small undo record).
+        old_edks: Option<Vec<EncryptedDataKey>>,
+    },
 }
 
+/// What kind of change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ChangeKind {
+pub enum ChangeKind {
+    /// The wrapped keys were replaced.
     Rewrapped,
+    /// Decrypted and sealed again.
     Reencrypted,
+    /// A legacy CBC record, never authenticated, sealed as an envelope.
+    FromLegacy,
 }
-
-/// Why one item failed: a stable code for the report, a message, and
-/// whether trying again could help.
-#[derive(Debug)]
-pub(crate) struct ItemError {
-    pub(crate) code: &'static str,
-    pub(crate) message: String,
-    pub(crate) transient: bool,
-}
-
-impl ItemError {
-    pub(crate) fn input(message: impl Into<String>) -> Self {
-        Self { code: "bad_input", message: message.into(), transient: false }
-    }
-}
-
-impl From<KeyringError> for ItemError {
-    fn from(e: KeyringError) -> Self {
-        let (code, transient) = match e.kind() {
-            KeyringErrorKind::NoMatchingKey => ("no_matching_key", false),
-            KeyringErrorKind::InvalidCiphertext => ("invalid_ciphertext", false),
-            KeyringErrorKind::KeyNotFound => ("key_not_found", false),
-            KeyringErrorKind::AccessDenied => ("access_denied", false),
-            KeyringErrorKind::KeyUnusable => ("key_unusable", false),
-            KeyringErrorKind::Throttled => ("throttled", true),
-            KeyringErrorKind::Unavailable => ("unavailable", true),
-            KeyringErrorKind::Io => ("io", true),
-            _ => ("keyring", false),
-        };
-        Self { code, message: e.to_string(), transient }
-    }
-}
-
-impl From<envelope_core::Error> for ItemError {
-    fn from(e: envelope_core::Error) -> Self {
-        match e {
-            envelope_core::Error::Keyring(k) => k.into(),
-            envelope_core::Error::Authentication => {
-                Self { code: "authentication", message: e.to_string(), transient: false }
-            }
-            other => Self::input(other.to_string()),
-        }
-    }
-}
-
-impl From<envelope_core::FormatError> for ItemError {
-    fn from(e: envelope_core::FormatError) -> Self {
-        Self::input(format!("malformed envelope: {e}"))
-    }
-}
-
-/// Does an encrypted data key belong to a key named on the command line?
-#[derive(Debug, Clone)]
-pub(crate) struct KeyMatcher {
-    provider_id: String,
-    /// A KMS key ARN, or a local `name/v` prefix matching every version.
-    key_id: String,
-    prefix: bool,
-}
-
-impl KeyMatcher {
-    pub(crate) fn for_keyring(keyring: &dyn Keyring) -> Self {
-        let local = keyring.provider_id() == envelope_core::LOCAL_PROVIDER_ID;
-        let key_id = if local {
-            keyring.key_id().rsplit_once("/v").map_or(keyring.key_id(), |(name, _)| name).to_owned() + "/v"
-        } else {
-            keyring.key_id().to_owned()
-        };
-        Self { provider_id: keyring.provider_id().to_owned(), key_id, prefix: local }
-    }
-
-    pub(crate) fn matches(&self, edk: &EncryptedDataKey) -> bool {
-        edk.provider_id() == self.provider_id
-            && if self.prefix { edk.key_id().starts_with(&self.key_id) } else { edk.key_id() == self.key_id }
-    }
-}
-
-/// One rotation's settings, shared by all workers.
-pub(crate) struct Transform {
-    pub(crate) mode: Mode,
-    /// The key to wrap or encrypt under.
-    pub(crate) destination: Box<dyn Keyring>,
-    /// Keyrings that may unwrap the items' current data keys.
-    pub(crate) sources: Vec<Box<dyn Keyring>>,
-    pub(crate) parse: ParseOptions,
-    pub(crate) verify: bool,
-    /// Plan only: decide what would change, call no keyring, write nothing.
-    pub(crate) dry_run: bool,
-    /// One KMS call per distinct wrapped key, even with many workers.
-    rewrapped: KeyedOnce<EncryptedDataKey>,
-    unwrapped: KeyedOnce<Arc<DataKey>>,
-    /// Per context: the current materials and how many items used them.
-    materials: Mutex<HashMap<Vec<u8>, (MaterialsCell, u64)>>,
-}
-
-type MaterialsCell = Arc<OnceCell<Arc<Materials>>>;
 
 /// What kind of rotation.
-pub(crate) enum Mode {
+pub enum Mode {
+    /// Replace wrapped keys under a source key with one under the destination.
     Rewrap {
-        /// Which wrapped keys to replace; empty: all not already under the destination.
-        from: Vec<KeyMatcher>,
-        /// Wrapped keys to drop.
-        remove: Vec<KeyMatcher>,
-        /// Keep replaced keys beside the new one.
+        /// Keyrings for `--remove`: wrapped keys they accept are dropped (with proof).
+        remove: Vec<Box<dyn Keyring>>,
+        /// Keep the replaced keys beside the new one (a transition period).
         add: bool,
     },
     /// Bare encrypted data keys (KMS ciphertext blobs).
-    RewrapBare { source_context: EncryptionContext, dest_context: EncryptionContext },
+    RewrapBare {
+        /// The context they were encrypted with.
+        source_context: EncryptionContext,
+        /// The context to encrypt them with.
+        dest_context: EncryptionContext,
+    },
+    /// Decrypt and encrypt again under a fresh data key.
     Reencrypt {
         /// New context; `None` keeps each envelope's own (legacy records get an empty one).
         context: Option<EncryptionContext>,
@@ -188,16 +133,38 @@ pub(crate) enum Mode {
     },
 }
 
-/// Items sealed under one data key before a fresh one is generated.
+/// One rotation's settings, shared by all workers.
+pub struct Transform {
+    mode: Mode,
+    /// The key to wrap or encrypt under.
+    destination: Box<dyn Keyring>,
+    /// The operator's allow-list: keyrings that may unwrap the items' current data keys.
+    sources: Vec<Box<dyn Keyring>>,
+    parse: ParseOptions,
+    verify: bool,
+    dry_run: bool,
+    /// One keyring call per distinct wrapped key, even with many workers.
+    rewrapped: KeyedOnce<Arc<Rewrapped>>,
+    unwrapped: KeyedOnce<Arc<DataKey>>,
+    /// Per context: the current materials and how many items used them.
+    materials: Mutex<HashMap<Vec<u8>, (MaterialsCell, u64)>>,
+}
+
+type MaterialsCell = Arc<OnceCell<Arc<Materials>>>;
+
+/// Items sealed under one data key before a fresh one is generated. Each
+/// still derives its own key from a random 256-bit message id (format §5).
 const MESSAGES_PER_DATA_KEY: u64 = 100_000;
 
 impl Transform {
-    pub(crate) fn new(
+    /// A transform into `destination`, allowing `sources` to unwrap.
+    pub fn new(
         mode: Mode,
         destination: Box<dyn Keyring>,
         sources: Vec<Box<dyn Keyring>>,
         parse: ParseOptions,
         verify: bool,
+        dry_run: bool,
     ) -> Self {
         Self {
             mode,
@@ -205,25 +172,40 @@ impl Transform {
             sources,
             parse,
             verify,
-            dry_run: false,
+            dry_run,
             rewrapped: KeyedOnce::default(),
             unwrapped: KeyedOnce::default(),
             materials: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Transforms one item. Pure with respect to storage: the caller writes.
-    pub(crate) async fn apply(&self, item: &[u8]) -> Result<Outcome, ItemError> {
+    /// The destination keyring.
+    pub fn destination(&self) -> &dyn Keyring {
+        self.destination.as_ref()
+    }
+
+    /// Transforms one item: pure with respect to storage, the sink writes.
+    /// In a dry run, only decides whether it would change (no keyring call).
+    ///
+    /// # Errors
+    /// Why the item cannot be transformed.
+    pub async fn apply(&self, item: &[u8]) -> Result<Outcome, ItemError> {
+        if item.is_empty() {
+            return Ok(Outcome::Empty);
+        }
         if self.dry_run {
             return self.plan(item);
         }
         self.apply_now(item).await
     }
 
-    /// Transforms one item in memory, even in a dry run (the preflight sample).
-    pub(crate) async fn apply_now(&self, item: &[u8]) -> Result<Outcome, ItemError> {
+    /// Transforms one item in memory even in a dry run (the dry run's sample).
+    ///
+    /// # Errors
+    /// Why the item cannot be transformed.
+    pub async fn apply_now(&self, item: &[u8]) -> Result<Outcome, ItemError> {
         match &self.mode {
-            Mode::Rewrap { from, remove, add } => self.rewrap_envelope(item, from, remove, *add).await,
+            Mode::Rewrap { remove, add } => self.rewrap_envelope(item, remove, *add).await,
             Mode::RewrapBare { source_context, dest_context } => {
                 self.rewrap_bare(item, source_context, dest_context).await
             }
@@ -231,183 +213,274 @@ impl Transform {
         }
     }
 
+    fn sources(&self) -> Vec<&dyn Keyring> {
+        self.sources.iter().map(AsRef::as_ref).collect()
+    }
+
     fn is_destination(&self, edk: &EncryptedDataKey) -> bool {
         edk.provider_id() == self.destination.provider_id() && edk.key_id() == self.destination.key_id()
     }
 
-    /// Decides, without any key, whether an item would change: the dry
-    /// run's inventory. Returns `Changed` with the item itself as `new`.
-    pub(crate) fn plan(&self, item: &[u8]) -> Result<Outcome, ItemError> {
+    fn is_source(&self, edk: &EncryptedDataKey) -> bool {
+        !self.is_destination(edk) && self.sources.iter().any(|s| s.can_unwrap(edk))
+    }
+
+    /// Decides, without any key, whether an item would change: the dry run.
+    fn plan(&self, item: &[u8]) -> Result<Outcome, ItemError> {
         let would_change = match &self.mode {
-            Mode::Rewrap { from, remove, add } => {
+            Mode::Rewrap { remove, add } => {
                 let bytes = Encoding::detect(item).decode(item)?;
                 let envelope = Envelope::parse(&bytes, &self.parse)?;
-                self.rewrap_needed(&envelope.header().encrypted_data_keys, from, remove, *add)?
+                self.rewrap_needed(&envelope.header().encrypted_data_keys, remove, *add)?
             }
             Mode::RewrapBare { .. } => true,
-            Mode::Reencrypt { context, legacy } => {
+            Mode::Reencrypt { legacy, .. } => {
                 match Encoding::detect(item).decode(item).ok().filter(|b| b.starts_with(&envelope_core::MAGIC)) {
                     Some(bytes) => {
-                        let envelope = Envelope::parse(&bytes, &self.parse)?;
-                        let header = envelope.header();
-                        !(header.encrypted_data_keys.iter().any(|e| self.is_destination(e))
-                            && context.as_ref().is_none_or(|c| *c == header.context))
+                        Envelope::parse(&bytes, &self.parse)?;
                     }
-                    None => match legacy {
-                        Some((key, inner)) => {
-                            let text = std::str::from_utf8(item)
-                                .map_err(|_| ItemError::input("a legacy record must be base64 text"))?;
-                            decrypt_legacy_record(key, text, *inner)?;
-                            true
-                        }
-                        None => {
-                            return Err(ItemError::input(
-                                "the item is not an envelope (for legacy records pass --items legacy)",
-                            ));
-                        }
-                    },
+                    None if legacy.is_some() => {}
+                    None => return Err(not_an_envelope()),
                 }
+                true
             }
         };
         let kind =
             if matches!(self.mode, Mode::Reencrypt { .. }) { ChangeKind::Reencrypted } else { ChangeKind::Rewrapped };
-        Ok(if would_change { Outcome::Changed { new: item.to_vec(), kind } } else { Outcome::Skipped })
+        Ok(if would_change { Outcome::Changed { new: item.to_vec(), kind, old_edks: None } } else { Outcome::Skipped })
     }
 
-    /// Whether a rewrap has work to do on these keys (idempotence: done when
-    /// the destination key is present and nothing that should go is left).
+    /// Whether a rewrap has work to do (idempotence). Skipping needs no
+    /// proof: it changes nothing.
     fn rewrap_needed(
         &self,
         edks: &[EncryptedDataKey],
-        from: &[KeyMatcher],
-        remove: &[KeyMatcher],
+        remove: &[Box<dyn Keyring>],
         add: bool,
     ) -> Result<bool, ItemError> {
-        let selected =
-            |e: &EncryptedDataKey| !self.is_destination(e) && (from.is_empty() || from.iter().any(|m| m.matches(e)));
+        let has_source = edks.iter().any(|e| self.is_source(e));
         let has_destination = edks.iter().any(|e| self.is_destination(e));
-        let pending_replace = !add && edks.iter().any(selected);
-        let pending_remove = edks.iter().any(|e| remove.iter().any(|m| m.matches(e)) && !self.is_destination(e));
-        if has_destination && !pending_replace && !pending_remove {
-            return Ok(false);
+        let removable = edks.iter().any(|e| !self.is_destination(e) && remove.iter().any(|r| r.can_unwrap(e)));
+        let needed = if add { has_source && !has_destination } else { has_source || removable };
+        if !needed && !has_destination && !removable {
+            return Err(ItemError::new(
+                ItemErrorCode::NoSourceKey,
+                format!(
+                    "none of the item's wrapped keys ({}) is under a --from key",
+                    edks.iter().map(|e| format!("{}:{}", e.provider_id(), e.key_id())).collect::<Vec<_>>().join(", ")
+                ),
+            ));
         }
-        if !has_destination && !edks.iter().any(selected) {
-            return Err(ItemError {
-                code: "no_source_key",
-                message: "none of the item's wrapped keys matches --from".into(),
-                transient: false,
-            });
-        }
-        Ok(true)
+        Ok(needed)
     }
 
-    async fn rewrap_envelope(
-        &self,
-        item: &[u8],
-        from: &[KeyMatcher],
-        remove: &[KeyMatcher],
-        add: bool,
-    ) -> Result<Outcome, ItemError> {
+    async fn rewrap_envelope(&self, item: &[u8], remove: &[Box<dyn Keyring>], add: bool) -> Result<Outcome, ItemError> {
         let encoding = Encoding::detect(item);
         let bytes = encoding.decode(item)?;
         let envelope = Envelope::parse(&bytes, &self.parse)?;
         let header = envelope.header();
         let edks = &header.encrypted_data_keys;
-        if !self.rewrap_needed(edks, from, remove, add)? {
+        if !self.rewrap_needed(edks, remove, add)? {
             return Ok(Outcome::Skipped);
         }
-        let selected =
-            |e: &EncryptedDataKey| !self.is_destination(e) && (from.is_empty() || from.iter().any(|m| m.matches(e)));
-        let removed = |e: &EncryptedDataKey| remove.iter().any(|m| m.matches(e)) && !self.is_destination(e);
-        let has_destination = edks.iter().any(|e| self.is_destination(e));
+        let commits = |key: &DataKey| envelope.verify_data_key(key).is_ok();
+        let mut keep: Vec<EncryptedDataKey> = edks.clone();
+        // A key checked against the envelope's commitment: proof enough to drop others.
+        let mut proven = false;
 
-        let mut new_edks: Vec<EncryptedDataKey> = Vec::with_capacity(edks.len() + 1);
-        let mut wrapped_new = false;
-        for edk in edks {
-            if removed(edk) {
-                continue;
-            }
-            if selected(edk) && !has_destination && !wrapped_new {
-                let new = self.rewrap_one(edk, &header.context, &header.context).await?;
-                if self.verify {
-                    let key = self.destination.unwrap(std::slice::from_ref(&new), &header.context).await?;
-                    envelope.verify_data_key(&key).map_err(|_| ItemError {
-                        code: "verify_failed",
-                        message: "the new wrapped key does not hold this envelope's data key".into(),
-                        transient: false,
-                    })?;
-                }
-                wrapped_new = true;
-                if add {
-                    new_edks.push(edk.clone());
-                }
-                new_edks.push(new);
-            } else if selected(edk) && !add {
-                // A further key of the replaced set: the new one stands for it.
-                continue;
-            } else {
-                new_edks.push(edk.clone());
+        // A wrapped key labelled with the destination is only a claim: when
+        // it would let others go, prove it first (unwrap it, check the commitment).
+        let has_destination = edks.iter().any(|e| self.is_destination(e));
+        if has_destination && !add {
+            proven = self.prove_one(edks, |e| !self.is_destination(e), &header.context, &commits).await;
+            if proven {
+                keep.retain(|e| !self.is_source(e));
             }
         }
-        if new_edks.is_empty() {
+        if !proven
+            && !(add && has_destination)
+            && let Some(source) = edks.iter().find(|e| self.is_source(e))
+        {
+            let rewrapped = self.rewrap_one(source, &header.context, &header.context).await?;
+            if let Some(key) = &rewrapped.data_key {
+                // The data key passed through here: check it is this envelope's.
+                if !commits(key) {
+                    return Err(ItemError::new(
+                        ItemErrorCode::Authentication,
+                        format!("the wrapped key under {} does not hold this item's data key", source.key_id()),
+                    ));
+                }
+                proven = true;
+            }
+            if self.verify && !proven {
+                let key = self.unwrap_one(&rewrapped.edk, &header.context, self.destination.as_ref()).await?;
+                if !commits(&key) {
+                    return Err(ItemError::new(
+                        ItemErrorCode::VerifyFailed,
+                        "the new wrapped key does not hold this item's data key",
+                    ));
+                }
+                proven = true;
+            }
+            if !add {
+                // Made from that very wrapped key: it may go. Others only with proof.
+                keep.retain(|e| e != source && !(proven && self.is_source(e)));
+            }
+            keep.push(rewrapped.edk.clone());
+        }
+
+        let removable = |e: &EncryptedDataKey| !self.is_destination(e) && remove.iter().any(|r| r.can_unwrap(e));
+        if keep.iter().any(removable) {
+            if !proven {
+                proven = self.prove_one(&keep, removable, &header.context, &commits).await;
+            }
+            if !proven {
+                return Err(ItemError::new(
+                    ItemErrorCode::Unproven,
+                    "refusing to remove wrapped keys: none of the remaining ones could be shown to open this item",
+                ));
+            }
+            keep.retain(|e| !removable(e));
+        }
+        if keep.is_empty() {
             return Err(ItemError::input("removing those keys would leave the item with no wrapped key"));
         }
-        let out = envelope.with_encrypted_data_keys(&new_edks)?;
-        Ok(Outcome::Changed { new: encoding.encode(&out), kind: ChangeKind::Rewrapped })
+        let out = envelope.with_encrypted_data_keys(&keep)?;
+        Ok(Outcome::Changed { new: encoding.encode(&out), kind: ChangeKind::Rewrapped, old_edks: Some(edks.clone()) })
     }
 
-    /// Re-wraps one data key under the destination: KMS to KMS with
-    /// ReEncrypt (no plaintext key here), otherwise unwrap and wrap.
+    /// Unwraps one of `edks` that is not `excluded` and checks it against
+    /// the commitment: whether the remaining keys provably open the item.
+    async fn prove_one(
+        &self,
+        edks: &[EncryptedDataKey],
+        excluded: impl Fn(&EncryptedDataKey) -> bool,
+        context: &EncryptionContext,
+        commits: &(dyn Fn(&DataKey) -> bool + Sync),
+    ) -> bool {
+        let keyrings: Vec<&dyn Keyring> =
+            std::iter::once(self.destination.as_ref()).chain(self.sources.iter().map(AsRef::as_ref)).collect();
+        for edk in edks.iter().filter(|e| !excluded(e)) {
+            for keyring in keyrings.iter().filter(|k| k.can_unwrap(edk)) {
+                if let Ok(key) = self.unwrap_one(edk, context, *keyring).await
+                    && commits(&key)
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Re-wraps one data key under the destination; the destination keyring
+    /// decides how (KMS ReEncrypt, or unwrap with the sources and wrap).
     async fn rewrap_one(
         &self,
         edk: &EncryptedDataKey,
         source: &EncryptionContext,
         dest: &EncryptionContext,
-    ) -> Result<EncryptedDataKey, ItemError> {
-        let kms_source = edk.provider_id() == crate::kms::PROVIDER_ID;
-        let kms_destination = self.destination.provider_id() == crate::kms::PROVIDER_ID;
+    ) -> Result<Arc<Rewrapped>, ItemError> {
         let work = || async {
-            let sources: Vec<&dyn Keyring> = self.sources.iter().map(AsRef::as_ref).collect();
-            Ok(self.destination.rewrap(edk, source, dest, &sources).await?.edk)
+            let sources = self.sources();
+            self.destination.rewrap(edk, source, dest, &sources).await.map(Arc::new)
         };
-        // The cache exists to save KMS requests; local key work is cheaper than a lookup.
-        if kms_source || kms_destination {
-            let key = cache_key(std::slice::from_ref(edk), source, Some(dest));
-            Ok(self.rewrapped.get_or_try(key, work).await?)
-        } else {
+        // The cache saves remote calls; a local key's work is cheaper than a lookup.
+        let local = edk.provider_id() == envelope_core::LOCAL_PROVIDER_ID
+            && self.destination.provider_id() == envelope_core::LOCAL_PROVIDER_ID;
+        if local {
             Ok(work().await?)
+        } else {
+            Ok(self.rewrapped.get_or_try(cache_key(std::slice::from_ref(edk), source, Some(dest)), work).await?)
         }
+    }
+
+    /// Unwraps one wrapped key with `keyring`, once per distinct key.
+    async fn unwrap_one(
+        &self,
+        edk: &EncryptedDataKey,
+        context: &EncryptionContext,
+        keyring: &dyn Keyring,
+    ) -> Result<Arc<DataKey>, ItemError> {
+        Ok(self
+            .unwrapped
+            .get_or_try(cache_key(std::slice::from_ref(edk), context, None), || async {
+                keyring.unwrap(std::slice::from_ref(edk), context).await.map(Arc::new)
+            })
+            .await?)
+    }
+
+    /// The data key of an envelope: each wrapped key an allowed keyring
+    /// accepts, one at a time, until one passes the commitment check, so a
+    /// planted wrapped key cannot block the item.
+    async fn unwrap_committed(
+        &self,
+        envelope: &Envelope<'_>,
+        keyrings: &[&dyn Keyring],
+    ) -> Result<Arc<DataKey>, ItemError> {
+        let header = envelope.header();
+        let mut last = None;
+        for edk in &header.encrypted_data_keys {
+            for keyring in keyrings.iter().filter(|k| k.can_unwrap(edk)) {
+                match self.unwrap_one(edk, &header.context, *keyring).await {
+                    Ok(key) if envelope.verify_data_key(&key).is_ok() => return Ok(key),
+                    Ok(_) => {
+                        last = Some(ItemError::new(
+                            ItemErrorCode::Authentication,
+                            envelope_core::Error::Authentication.to_string(),
+                        ))
+                    }
+                    Err(e) if e.code.is_transient() => return Err(e),
+                    Err(e) => last = Some(e),
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| envelope_core::no_matching_key(&header.encrypted_data_keys).into()))
     }
 
     async fn rewrap_bare(
         &self,
         item: &[u8],
-        source: &EncryptionContext,
-        dest: &EncryptionContext,
+        source_context: &EncryptionContext,
+        dest_context: &EncryptionContext,
     ) -> Result<Outcome, ItemError> {
         let (blob, encoding) = match std::str::from_utf8(item).ok().and_then(|t| STANDARD.decode(t.trim_ascii()).ok()) {
             Some(blob) => (blob, Encoding::Text { newline: item.ends_with(b"\n") }),
             None => (item.to_vec(), Encoding::Binary),
         };
-        let edk =
-            EncryptedDataKey::new(crate::kms::PROVIDER_ID, "", blob).map_err(|e| ItemError::input(e.to_string()))?;
-        let new = self.rewrap_one(&edk, source, dest).await?;
+        // A bare blob names no key: try it as the blob of each source key
+        // (the allow-list), and let the keyring check what KMS really used.
+        let mut last = None;
+        let mut rewrapped = None;
+        for source in &self.sources {
+            let edk = EncryptedDataKey::new(source.provider_id(), source.key_id(), blob.clone())
+                .map_err(|e| ItemError::input(e.to_string()))?;
+            match self.rewrap_one(&edk, source_context, dest_context).await {
+                Ok(r) => {
+                    rewrapped = Some(r);
+                    break;
+                }
+                Err(e) if e.code.is_transient() => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        let Some(rewrapped) = rewrapped else {
+            return Err(last.unwrap_or_else(|| ItemError::new(ItemErrorCode::NoSourceKey, "no --from key to try")));
+        };
         if self.verify {
-            // A bare key has no commitment to check it against: verify that
-            // the new blob unwraps under the destination key and context.
-            self.destination.unwrap(std::slice::from_ref(&new), dest).await?;
+            // A bare key has no commitment: check the new blob unwraps under the destination.
+            self.destination.unwrap(std::slice::from_ref(&rewrapped.edk), dest_context).await?;
         }
         let out = match encoding {
-            Encoding::Binary => new.wrapped().to_vec(),
+            Encoding::Binary => rewrapped.edk.wrapped().to_vec(),
             Encoding::Text { newline } => {
-                let mut text = STANDARD.encode(new.wrapped()).into_bytes();
+                let mut text = STANDARD.encode(rewrapped.edk.wrapped()).into_bytes();
                 if newline {
                     text.push(b'\n');
                 }
                 text
             }
         };
-        Ok(Outcome::Changed { new: out, kind: ChangeKind::Rewrapped })
+        Ok(Outcome::Changed { new: out, kind: ChangeKind::Rewrapped, old_edks: None })
     }
 
     async fn reencrypt(
@@ -418,74 +491,73 @@ impl Transform {
     ) -> Result<Outcome, ItemError> {
         let encoding = Encoding::detect(item);
         let envelope_bytes = encoding.decode(item).ok().filter(|b| b.starts_with(&envelope_core::MAGIC));
-        let (plaintext, old_context) = match (envelope_bytes, legacy) {
+        let (plaintext, old_context, frame_len, kind) = match (envelope_bytes, legacy) {
             (Some(bytes), _) => {
                 let envelope = Envelope::parse(&bytes, &self.parse)?;
                 let header = envelope.header();
-                let done = header.encrypted_data_keys.iter().any(|e| self.is_destination(e))
-                    && context.is_none_or(|c| *c == header.context);
-                if done {
-                    return Ok(Outcome::Skipped);
+                let wanted_context = context.is_none_or(|c| *c == header.context);
+                // Done only if the destination really opens it: a label is not proof.
+                if wanted_context && header.encrypted_data_keys.iter().any(|e| self.is_destination(e)) {
+                    let destination = [self.destination.as_ref()];
+                    if self.unwrap_committed(&envelope, &destination).await.is_ok() {
+                        return Ok(Outcome::Skipped);
+                    }
                 }
-                let key = self.unwrap_cached(&header.encrypted_data_keys, &header.context).await?;
-                (envelope.open(&key)?, header.context.clone())
+                let key = self.unwrap_committed(&envelope, &self.sources()).await?;
+                let frame_len = match header.body_form {
+                    BodyForm::Framed { frame_len } => Some(frame_len),
+                    BodyForm::SingleShot => None,
+                };
+                (envelope.open(&key)?, header.context.clone(), frame_len, ChangeKind::Reencrypted)
             }
             (None, Some((key, inner))) => {
                 let text =
                     std::str::from_utf8(item).map_err(|_| ItemError::input("a legacy record must be base64 text"))?;
                 let plain = decrypt_legacy_record(key, text, *inner)?;
-                (zeroize::Zeroizing::new(plain.as_bytes().to_vec()), EncryptionContext::new())
+                (
+                    zeroize::Zeroizing::new(plain.as_bytes().to_vec()),
+                    EncryptionContext::new(),
+                    None,
+                    ChangeKind::FromLegacy,
+                )
             }
-            (None, None) => {
-                return Err(ItemError::input("the item is not an envelope (for legacy records pass --items legacy)"));
-            }
+            (None, None) => return Err(not_an_envelope()),
         };
         let new_context = context.cloned().unwrap_or(old_context);
         let materials = self.materials_for(&new_context).await?;
-        let sealed = seal(&materials, &new_context, &plaintext)?;
+        // The body keeps its form: framed stays framed, with the same frame length.
+        let sealed = match frame_len {
+            Some(frame_len) => {
+                let mut out = Vec::with_capacity(plaintext.len() + 512);
+                encrypt_stream(&materials, &new_context, frame_len, plaintext.as_slice(), &mut out)?;
+                out
+            }
+            None => seal(&materials, &new_context, &plaintext)?,
+        };
         if self.verify {
             let check = Envelope::parse(&sealed, &self.parse)?;
             let key = self.destination.unwrap(&check.header().encrypted_data_keys, &new_context).await?;
             if check.open(&key)?.as_slice() != plaintext.as_slice() {
-                return Err(ItemError {
-                    code: "verify_failed",
-                    message: "the new envelope does not decrypt to the original".into(),
-                    transient: false,
-                });
+                return Err(ItemError::new(
+                    ItemErrorCode::VerifyFailed,
+                    "the new envelope does not decrypt to the original",
+                ));
             }
         }
         let encoding =
-            if legacy.is_some() && encoding == Encoding::Binary { Encoding::Text { newline: false } } else { encoding };
-        Ok(Outcome::Changed { new: encoding.encode(&sealed), kind: ChangeKind::Reencrypted })
-    }
-
-    async fn unwrap_cached(
-        &self,
-        edks: &[EncryptedDataKey],
-        context: &EncryptionContext,
-    ) -> Result<Arc<DataKey>, ItemError> {
-        let sources: Vec<&dyn Keyring> = self.sources.iter().map(AsRef::as_ref).collect();
-        Ok(self
-            .unwrapped
-            .get_or_try(cache_key(edks, context, None), || async {
-                unwrap_data_key(&sources, edks, context).await.map(Arc::new)
-            })
-            .await?)
+            if kind == ChangeKind::FromLegacy { Encoding::Text { newline: item.ends_with(b"\n") } } else { encoding };
+        Ok(Outcome::Changed { new: encoding.encode(&sealed), kind, old_edks: None })
     }
 
     /// Encryption materials for `context`: one data key serves up to
-    /// `MESSAGES_PER_DATA_KEY` items (each still gets its own message id and
-    /// derived key), so a run makes few GenerateDataKey calls.
+    /// `MESSAGES_PER_DATA_KEY` items, so a run makes few GenerateDataKey calls.
     async fn materials_for(&self, context: &EncryptionContext) -> Result<Arc<Materials>, ItemError> {
-        let mut ctx_key = Vec::new();
-        for (k, v) in context.iter() {
-            ctx_key.extend_from_slice(&(k.len() as u64).to_be_bytes());
-            ctx_key.extend_from_slice(k.as_bytes());
-            ctx_key.extend_from_slice(&(v.len() as u64).to_be_bytes());
-            ctx_key.extend_from_slice(v.as_bytes());
-        }
+        let ctx_key = cache_key(&[], context, None);
         let cell = {
-            let mut map = self.materials.lock().map_err(|_| ItemError::input("internal: materials cache poisoned"))?;
+            let mut map = self
+                .materials
+                .lock()
+                .map_err(|_| ItemError::new(ItemErrorCode::Keyring, "internal: materials cache poisoned"))?;
             let entry = map.entry(ctx_key).or_insert_with(|| (Arc::new(OnceCell::new()), 0));
             entry.1 += 1;
             if entry.1 > MESSAGES_PER_DATA_KEY {
@@ -503,22 +575,27 @@ impl Transform {
     }
 }
 
-/// Bytes identifying wrapped keys under a context: the cache key.
+fn not_an_envelope() -> ItemError {
+    ItemError::input("the item is not an envelope (for legacy records pass --items legacy)")
+}
+
+/// Bytes identifying wrapped keys under contexts: the cache key.
 fn cache_key(edks: &[EncryptedDataKey], source: &EncryptionContext, dest: Option<&EncryptionContext>) -> Vec<u8> {
     let mut key = Vec::new();
+    let mut put = |field: &[u8]| {
+        key.extend_from_slice(&(field.len() as u64).to_be_bytes());
+        key.extend_from_slice(field);
+    };
     for edk in edks {
-        for field in [edk.provider_id().as_bytes(), edk.key_id().as_bytes(), edk.wrapped()] {
-            key.extend_from_slice(&(field.len() as u64).to_be_bytes());
-            key.extend_from_slice(field);
-        }
+        put(edk.provider_id().as_bytes());
+        put(edk.key_id().as_bytes());
+        put(edk.wrapped());
     }
     for ctx in std::iter::once(source).chain(dest) {
-        key.push(0xff);
+        put(b"\xffcontext");
         for (k, v) in ctx.iter() {
-            key.extend_from_slice(&(k.len() as u64).to_be_bytes());
-            key.extend_from_slice(k.as_bytes());
-            key.extend_from_slice(&(v.len() as u64).to_be_bytes());
-            key.extend_from_slice(v.as_bytes());
+            put(k.as_bytes());
+            put(v.as_bytes());
         }
     }
     key

@@ -9,7 +9,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 /// A file being written in place of `target`.
-pub(crate) struct AtomicFile {
+pub struct AtomicFile {
     target: PathBuf,
     temp: PathBuf,
     writer: Option<BufWriter<File>>,
@@ -18,7 +18,7 @@ pub(crate) struct AtomicFile {
 impl AtomicFile {
     /// Starts writing a replacement for `target`. The temporary file is
     /// private (0600) unless `like` names a file whose mode it should copy.
-    pub(crate) fn create(target: &Path, like: Option<&Path>) -> io::Result<Self> {
+    pub fn create(target: &Path, like: Option<&Path>) -> io::Result<Self> {
         let dir = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -51,13 +51,25 @@ impl AtomicFile {
     }
 
     /// Flushes, fsyncs, renames over the target and fsyncs the directory.
-    pub(crate) fn commit(mut self) -> io::Result<()> {
+    pub fn commit(self) -> io::Result<()> {
+        self.commit_if(|| true).map(|_| ())
+    }
+
+    /// As [`AtomicFile::commit`], but only if `still_ok` says so just before
+    /// the rename (the target is still the file that was read); otherwise
+    /// the temporary is removed and `false` returned.
+    pub fn commit_if(mut self, still_ok: impl FnOnce() -> bool) -> io::Result<bool> {
         let writer = self.writer.take().ok_or_else(|| io::Error::other("already committed"))?;
         let file = writer.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         drop(file);
+        if !still_ok() {
+            let _ = fs::remove_file(&self.temp);
+            return Ok(false);
+        }
         fs::rename(&self.temp, &self.target)?;
-        sync_dir(&self.target)
+        sync_dir(&self.target)?;
+        Ok(true)
     }
 }
 
@@ -80,7 +92,7 @@ impl Drop for AtomicFile {
 }
 
 /// Fsyncs the directory holding `path`, so a rename in it is durable.
-pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
+pub fn sync_dir(path: &Path) -> io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -89,8 +101,34 @@ pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
 }
 
 /// Writes `bytes` to `target` atomically.
-pub(crate) fn write_atomic(target: &Path, bytes: &[u8], like: Option<&Path>) -> io::Result<()> {
+pub fn write_atomic(target: &Path, bytes: &[u8], like: Option<&Path>) -> io::Result<()> {
     let mut file = AtomicFile::create(target, like)?;
     file.write_all(bytes)?;
     file.commit()
+}
+
+/// Opens a private file for appending (created 0600), refusing a symlink at
+/// `path`: journals and failure reports are never world-readable and never
+/// written through a link someone else planted.
+pub fn open_private(path: &Path, create: bool) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).append(true).create(create);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(io::Error::other(format!("{} is not a regular file", path.display())));
+        }
+        if meta.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(file)
 }
