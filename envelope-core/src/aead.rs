@@ -1,10 +1,10 @@
 //! The two block-cipher primitives, kept thin so that the Wycheproof vectors
 //! exercise exactly the code the envelope and the legacy codec run.
 
-use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit, Nonce, Tag};
 use cbc::cipher::block_padding::Pkcs7;
 use cbc::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
 
+use crate::backend::{AeadBackend, Engine};
 use crate::error::Error;
 
 /// AES-256-GCM tag length.
@@ -12,13 +12,25 @@ pub const TAG_LEN: usize = 16;
 /// AES-256-GCM nonce length.
 pub const NONCE_LEN: usize = 12;
 
-/// AES-256-GCM with a 256-bit key, 96-bit nonces and 128-bit tags.
-pub struct Gcm(Aes256Gcm);
+/// AES-256-GCM with a 256-bit key, 96-bit nonces and 128-bit tags, on the
+/// build's default [`AeadBackend`] or a chosen one.
+pub struct Gcm(Engine);
 
 impl Gcm {
-    /// A cipher for `key`.
+    /// A cipher for `key` on [`AeadBackend::DEFAULT`].
     pub fn new(key: &[u8; 32]) -> Self {
-        Self(Aes256Gcm::new(&(*key).into()))
+        Self(Engine::new_default(key))
+    }
+
+    /// A cipher for `key` on `backend`; `None` when this build lacks it
+    /// (see [`AeadBackend::is_available`]).
+    pub fn with_backend(backend: AeadBackend, key: &[u8; 32]) -> Option<Self> {
+        Engine::new(backend, key).map(Self)
+    }
+
+    /// The backend this cipher runs on.
+    pub fn backend(&self) -> AeadBackend {
+        self.0.backend()
     }
 
     /// Encrypts `buf` in place and returns the tag.
@@ -27,9 +39,23 @@ impl Gcm {
     /// [`Error::Authentication`] only if the input is beyond GCM's length
     /// limit, which the envelope's frame limits rule out.
     pub fn seal_in_place(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG_LEN], Error> {
-        let tag =
-            self.0.encrypt_inout_detached(&Nonce::from(*nonce), aad, buf.into()).map_err(|_| Error::Authentication)?;
-        Ok(tag.into())
+        self.0.seal_in_place(nonce, aad, buf).map_err(|()| Error::Authentication)
+    }
+
+    /// Encrypts `plaintext` into `ciphertext`, which must have the same
+    /// length, in one pass, and returns the tag.
+    ///
+    /// # Errors
+    /// [`Error::Authentication`] when the lengths differ or the input is
+    /// beyond GCM's length limit.
+    pub fn seal_to(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+        ciphertext: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], Error> {
+        self.0.seal_to(nonce, aad, plaintext, ciphertext).map_err(|()| Error::Authentication)
     }
 
     /// Decrypts `buf` in place if `tag` verifies; on failure `buf` is zeroed,
@@ -44,12 +70,29 @@ impl Gcm {
         buf: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<(), Error> {
-        let result = self.0.decrypt_inout_detached(&Nonce::from(*nonce), aad, (&mut *buf).into(), &Tag::from(*tag));
-        if result.is_err() {
+        self.0.open_in_place(nonce, aad, buf, tag).map_err(|()| {
             buf.fill(0);
-            return Err(Error::Authentication);
-        }
-        Ok(())
+            Error::Authentication
+        })
+    }
+
+    /// Decrypts `ciphertext` into `plaintext`, which must have the same
+    /// length, if `tag` verifies; on failure `plaintext` is zeroed.
+    ///
+    /// # Errors
+    /// [`Error::Authentication`] when the tag does not verify or the lengths differ.
+    pub fn open_to(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        ciphertext: &[u8],
+        tag: &[u8; TAG_LEN],
+        plaintext: &mut [u8],
+    ) -> Result<(), Error> {
+        self.0.open_to(nonce, aad, ciphertext, tag, plaintext).map_err(|()| {
+            plaintext.fill(0);
+            Error::Authentication
+        })
     }
 }
 

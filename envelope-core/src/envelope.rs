@@ -17,9 +17,7 @@ use crate::suite::{MESSAGE_ID_LEN, MessageKeys, Suite};
 /// [`Error::Format`] when the materials have no or too many encrypted data
 /// keys; [`Error::Io`] when the system random source fails.
 pub fn seal(materials: &Materials, context: &EncryptionContext, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
-    let mut message_id = [0u8; MESSAGE_ID_LEN];
-    crate::random::fill(&mut message_id)?;
-    seal_with_message_id(materials, context, plaintext, message_id)
+    seal_with_message_id(materials, context, plaintext, crate::random::message_id()?)
 }
 
 /// [`seal`] with a chosen message id: for known-answer tests only. Reusing a
@@ -39,18 +37,48 @@ pub fn seal_with_message_id(
         message_id,
         context: context.clone(),
         commitment: keys.commitment(),
-        encrypted_data_keys: materials.encrypted_data_keys.clone(),
+        // Encoded from the materials directly below, not cloned.
+        encrypted_data_keys: Vec::new(),
     };
-    let mut out = Vec::with_capacity(256 + plaintext.len());
-    header.encode_core(&mut out);
-    let mut cipher = keys.frame_cipher(&out);
-    encode_edks(&header.encrypted_data_keys, &mut out)?;
-    let body_start = out.len();
-    out.extend_from_slice(plaintext);
-    let tag = cipher.seal(0, true, &mut out[body_start..])?;
-    out.extend_from_slice(&tag);
+    let mut head =
+        Vec::with_capacity(HEADER_CAPACITY + if plaintext.len() < LARGE { plaintext.len() + TAG_LEN } else { 0 });
+    header.encode_core(&mut head);
+    let core_len = head.len();
+    encode_edks(&materials.encrypted_data_keys, &mut head)?;
+    let body_start = head.len();
+    let body_end = body_start + plaintext.len();
+    let mut out = if plaintext.len() < LARGE {
+        // One allocation: the header, then the plaintext encrypted in place.
+        head.extend_from_slice(plaintext);
+        head
+    } else {
+        // A zeroed allocation this large comes from fresh zero pages, so
+        // encrypting straight into it is the only pass over the output.
+        let mut out = vec![0u8; body_end + TAG_LEN];
+        out[..body_start].copy_from_slice(&head);
+        out
+    };
+    let (head, body) = out.split_at_mut(body_start);
+    let tag = crate::suite::with_single_shot_aad(&head[..core_len], |nonce, aad| {
+        if body.len() == plaintext.len() {
+            keys.cipher().seal_in_place(nonce, aad, body)
+        } else {
+            keys.cipher().seal_to(nonce, aad, plaintext, &mut body[..plaintext.len()])
+        }
+    })?;
+    if out.len() == body_end {
+        out.extend_from_slice(&tag);
+    } else {
+        out[body_end..].copy_from_slice(&tag);
+    }
     Ok(out)
 }
+
+/// Room for a typical header (a few EDKs and context pairs) before the body.
+const HEADER_CAPACITY: usize = 512;
+/// From this size on, a body is sealed or opened between two buffers in one
+/// pass rather than copied and processed in place.
+const LARGE: usize = 64 << 10;
 
 /// A parsed envelope borrowing its input: the header, the exact bytes of the
 /// header core, and the body, untouched.
@@ -105,18 +133,20 @@ impl<'a> Envelope<'a> {
     pub fn open(&self, data_key: &DataKey) -> Result<Zeroizing<Vec<u8>>, Error> {
         let keys = MessageKeys::derive(self.header.suite, data_key, &self.header.message_id);
         keys.check_commitment(&self.header.commitment)?;
-        let mut cipher = keys.frame_cipher(self.core);
         match self.header.body_form {
             BodyForm::SingleShot => {
                 let (ciphertext, tag) = self.body.split_at(self.body.len() - TAG_LEN);
-                let mut plaintext = Zeroizing::new(ciphertext.to_vec());
-                cipher.open(0, true, &mut plaintext, &tag_array(tag))?;
+                // Decrypted straight from the input into a zeroed buffer: one
+                // pass, and no second copy of the ciphertext.
+                let mut plaintext = Zeroizing::new(vec![0u8; ciphertext.len()]);
+                crate::suite::with_single_shot_aad(self.core, |nonce, aad| {
+                    keys.cipher().open_to(nonce, aad, ciphertext, &tag_array(tag), &mut plaintext)
+                })?;
                 Ok(plaintext)
             }
             BodyForm::Framed { frame_len } => {
-                let mut plaintext = Zeroizing::new(Vec::new());
-                crate::stream::open_frames(&mut cipher, frame_len, self.body, &mut plaintext)?;
-                Ok(plaintext)
+                let cipher = keys.frame_cipher(self.core);
+                crate::stream::open_frames(&cipher, frame_len, self.body)
             }
         }
     }

@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 mod aead;
+mod backend;
 mod codec;
 mod context;
 mod envelope;
@@ -20,6 +21,7 @@ mod suite;
 mod text;
 
 pub use aead::{Cbc, Gcm, NONCE_LEN, TAG_LEN};
+pub use backend::AeadBackend;
 pub use context::{EncryptionContext, MAX_CONTEXT_FIELD_LEN, MAX_CONTEXT_PAIRS};
 pub use envelope::{Envelope, seal, seal_with_message_id};
 pub use error::{Error, FormatError, KeyringError, KeyringErrorKind};
@@ -33,6 +35,9 @@ pub use keyring::{
     unwrap_data_key_checked, verify_commitment,
 };
 pub use local::{KeyInfo, Keystore, LOCAL_PROVIDER_ID, LocalKey, LocalKeyring};
-pub use stream::{MAX_STREAMED_SINGLE_SHOT, StreamDecryptor, encrypt_stream, encrypt_stream_with_message_id};
+pub use stream::{
+    MAX_STREAMED_SINGLE_SHOT, StreamDecryptor, StreamOptions, encrypt_stream, encrypt_stream_with,
+    encrypt_stream_with_message_id, encrypt_stream_with_options_and_message_id,
+};
 pub use suite::{COMMITMENT_LEN, MESSAGE_ID_LEN, Suite};
 pub use text::{decode_text, encode_text};

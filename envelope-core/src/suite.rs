@@ -1,8 +1,6 @@
 //! Suite 0x0001: the key schedule, the commitment and the frame cipher
 //! (docs/format.md §5).
 
-use hkdf::Hkdf;
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -57,17 +55,10 @@ pub(crate) struct MessageKeys {
 }
 
 impl MessageKeys {
-    /// Derives the body key and the commitment (MUST 5.1).
+    /// Derives the body key and the commitment (MUST 5.1), on the build's
+    /// default AES-GCM backend.
     pub(crate) fn derive(suite: Suite, data_key: &DataKey, message_id: &[u8; MESSAGE_ID_LEN]) -> Self {
-        let hk = Hkdf::<Sha256>::new(Some(message_id), data_key.expose_secret());
-        let mut body_key = Zeroizing::new([0u8; 32]);
-        let mut commitment = Zeroizing::new([0u8; COMMITMENT_LEN]);
-        let suite_id = suite.id().to_be_bytes();
-        // 32 bytes is far below HKDF-SHA-256's 8160-byte output limit.
-        hk.expand_multi_info(&[b"rekey v1 body key", &suite_id], body_key.as_mut())
-            .expect("32-byte HKDF output is always valid");
-        hk.expand_multi_info(&[b"rekey v1 commitment", &suite_id], commitment.as_mut())
-            .expect("32-byte HKDF output is always valid");
+        let (body_key, commitment) = key_schedule(suite, data_key, message_id);
         Self { cipher: Gcm::new(&body_key), commitment }
     }
 
@@ -81,29 +72,186 @@ impl MessageKeys {
         if bool::from(self.commitment.ct_eq(stored)) { Ok(()) } else { Err(Error::Authentication) }
     }
 
+    /// The body cipher, for a single-shot body sealed or opened with [`with_frame_aad`].
+    pub(crate) fn cipher(&self) -> &Gcm {
+        &self.cipher
+    }
+
     /// Binds the keys to a header core, ready to seal or open frames.
     pub(crate) fn frame_cipher(self, header_core: &[u8]) -> FrameCipher {
+        FrameCipher { cipher: self.cipher, aad: FrameAad::new(header_core) }
+    }
+}
+
+/// The key schedule of §5: HKDF-SHA-256 with the message id as salt, two
+/// 32-byte outputs (body key, commitment).
+///
+/// HKDF is written out on the SHA-256 compression function because every
+/// input is shorter than one block: that is ten compressions a message (four
+/// for the extract, two for the PRK's pads, two per expand), the least the
+/// construction allows, without the generic hashing layers' buffering and
+/// copies, which cost a third as much again at this size.
+fn key_schedule(
+    suite: Suite,
+    data_key: &DataKey,
+    message_id: &[u8; MESSAGE_ID_LEN],
+) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; COMMITMENT_LEN]>) {
+    let suite_id = suite.id().to_be_bytes();
+    let prk = HmacSha256::new(message_id).mac(&[data_key.expose_secret()]);
+    let prk = HmacSha256::new(&prk);
+    let body_key = prk.mac(&[b"rekey v1 body key", &suite_id, &[1]]);
+    let commitment = prk.mac(&[b"rekey v1 commitment", &suite_id, &[1]]);
+    (body_key, commitment)
+}
+
+const SHA256_IV: [u32; 8] =
+    [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+const BLOCK: usize = 64;
+/// The longest message one padded block holds: 64 bytes less the 0x80 and the 8-byte length.
+const MAX_ONE_BLOCK: usize = BLOCK - 9;
+
+/// HMAC-SHA-256 with a 32-byte key, for messages that fit in one block: the
+/// states after the key's inner and outer pads, zeroized on drop.
+struct HmacSha256 {
+    inner: Zeroizing<[u32; 8]>,
+    outer: Zeroizing<[u32; 8]>,
+}
+
+impl HmacSha256 {
+    fn new(key: &[u8; 32]) -> Self {
+        let pad = |byte: u8| {
+            let mut block = Zeroizing::new([byte; BLOCK]);
+            for (b, k) in block.iter_mut().zip(key) {
+                *b ^= k;
+            }
+            let mut state = Zeroizing::new(SHA256_IV);
+            sha2::block_api::compress256(&mut state, std::slice::from_ref(&*block));
+            state
+        };
+        Self { inner: pad(0x36), outer: pad(0x5c) }
+    }
+
+    /// The MAC of the concatenated `parts`, at most 55 bytes in all (every
+    /// caller passes constants or 32-byte values).
+    fn mac(&self, parts: &[&[u8]]) -> Zeroizing<[u8; 32]> {
+        let inner = finish(&self.inner, parts);
+        finish(&self.outer, &[&inner[..]])
+    }
+}
+
+/// Hashes one final block of `parts` from a state that has absorbed one
+/// block (a pad), returning the digest bytes.
+fn finish(state: &[u32; 8], parts: &[&[u8]]) -> Zeroizing<[u8; 32]> {
+    let mut block = Zeroizing::new([0u8; BLOCK]);
+    let mut len = 0;
+    for part in parts {
+        block[len..len + part.len()].copy_from_slice(part);
+        len += part.len();
+    }
+    assert!(len <= MAX_ONE_BLOCK, "HMAC input longer than one block");
+    block[len] = 0x80;
+    // The pad block plus the message, in bits.
+    let bits = ((BLOCK + len) as u64) * 8;
+    block[BLOCK - 8..].copy_from_slice(&bits.to_be_bytes());
+    let mut state = Zeroizing::new(*state);
+    sha2::block_api::compress256(&mut state, std::slice::from_ref(&*block));
+    let mut out = Zeroizing::new([0u8; 32]);
+    for (chunk, word) in out.chunks_exact_mut(4).zip(state.iter()) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    out
+}
+
+/// The associated data of one frame: the header core followed by five bytes
+/// of frame position, rewritten per frame (MUST 5.4).
+#[derive(Clone)]
+pub(crate) struct FrameAad(Vec<u8>);
+
+impl FrameAad {
+    pub(crate) fn new(header_core: &[u8]) -> Self {
         let mut aad = Vec::with_capacity(header_core.len() + 5);
         aad.extend_from_slice(header_core);
         aad.extend_from_slice(&[0; 5]);
-        FrameCipher { cipher: self.cipher, aad }
+        Self(aad)
+    }
+
+    /// Writes the frame position into the AAD and returns the nonce.
+    fn position(&mut self, sequence: u32, is_final: bool) -> [u8; NONCE_LEN] {
+        let position = position(sequence, is_final);
+        let tail = self.0.len() - 5;
+        self.0[tail..].copy_from_slice(&position);
+        nonce(position)
+    }
+
+    /// Encrypts frame `sequence` in place and returns its tag.
+    pub(crate) fn seal(
+        &mut self,
+        cipher: &Gcm,
+        sequence: u32,
+        is_final: bool,
+        buf: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], Error> {
+        let nonce = self.position(sequence, is_final);
+        cipher.seal_in_place(&nonce, &self.0, buf)
+    }
+
+    /// Decrypts frame `sequence` in place; on failure the buffer is zeroed.
+    pub(crate) fn open(
+        &mut self,
+        cipher: &Gcm,
+        sequence: u32,
+        is_final: bool,
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), Error> {
+        let nonce = self.position(sequence, is_final);
+        cipher.open_in_place(&nonce, &self.0, buf, tag)
     }
 }
 
-/// Seals and opens the frames of one message (MUST 5.4, 5.5).
+fn position(sequence: u32, is_final: bool) -> [u8; 5] {
+    let mut position = [0u8; 5];
+    position[..4].copy_from_slice(&sequence.to_be_bytes());
+    position[4] = u8::from(is_final);
+    position
+}
+
+/// Seven zero bytes, the sequence number, the final flag.
+fn nonce(position: [u8; 5]) -> [u8; NONCE_LEN] {
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce[7..].copy_from_slice(&position);
+    nonce
+}
+
+/// Runs `f` with the nonce and AAD of a single-shot body (frame 0, final),
+/// building the AAD on the stack when the header core is small, as a
+/// record's is, so sealing a record allocates nothing but its output.
+pub(crate) fn with_single_shot_aad<R>(header_core: &[u8], f: impl FnOnce(&[u8; NONCE_LEN], &[u8]) -> R) -> R {
+    const STACK: usize = 512;
+    let position = position(0, true);
+    let len = header_core.len() + position.len();
+    if len <= STACK {
+        let mut aad = [0u8; STACK];
+        aad[..header_core.len()].copy_from_slice(header_core);
+        aad[header_core.len()..len].copy_from_slice(&position);
+        f(&nonce(position), &aad[..len])
+    } else {
+        let aad = FrameAad::new(header_core);
+        let mut aad = aad.0;
+        let tail = aad.len() - 5;
+        aad[tail..].copy_from_slice(&position);
+        f(&nonce(position), &aad)
+    }
+}
+
+/// Seals and opens the frames of one message (MUST 5.4, 5.5): the body
+/// cipher and the frame AAD.
 pub(crate) struct FrameCipher {
     cipher: Gcm,
-    /// The header core followed by five bytes of frame position, rewritten per frame.
-    aad: Vec<u8>,
+    aad: FrameAad,
 }
 
 impl FrameCipher {
-    /// Encrypts frame `sequence` in place and returns its tag.
-    pub(crate) fn seal(&mut self, sequence: u32, is_final: bool, buf: &mut [u8]) -> Result<[u8; TAG_LEN], Error> {
-        let nonce = self.position(sequence, is_final);
-        self.cipher.seal_in_place(&nonce, &self.aad, buf)
-    }
-
     /// Decrypts frame `sequence` in place; on failure the buffer is zeroed.
     pub(crate) fn open(
         &mut self,
@@ -112,20 +260,46 @@ impl FrameCipher {
         buf: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<(), Error> {
-        let nonce = self.position(sequence, is_final);
-        self.cipher.open_in_place(&nonce, &self.aad, buf, tag)
+        self.aad.open(&self.cipher, sequence, is_final, buf, tag)
     }
 
-    /// Writes the frame position into the AAD and returns the nonce:
-    /// seven zero bytes, the sequence number, the final flag.
-    fn position(&mut self, sequence: u32, is_final: bool) -> [u8; NONCE_LEN] {
-        let mut position = [0u8; 5];
-        position[..4].copy_from_slice(&sequence.to_be_bytes());
-        position[4] = u8::from(is_final);
-        let tail = self.aad.len() - 5;
-        self.aad[tail..].copy_from_slice(&position);
-        let mut nonce = [0u8; NONCE_LEN];
-        nonce[7..].copy_from_slice(&position);
-        nonce
+    /// The shared cipher and a copy of the AAD, for a worker thread that
+    /// seals or opens frames of this message.
+    pub(crate) fn parts(&self) -> (&Gcm, &FrameAad) {
+        (&self.cipher, &self.aad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hkdf::Hkdf;
+    use proptest::prelude::*;
+    use sha2::Sha256;
+
+    use super::*;
+
+    proptest! {
+        /// The hand-written schedule is HKDF-SHA-256 as the `hkdf` crate computes it.
+        #[test]
+        fn key_schedule_is_hkdf(key in any::<[u8; 32]>(), message_id in any::<[u8; 32]>()) {
+            let suite = Suite::Aes256GcmHkdfSha256Committing;
+            let (body_key, commitment) = key_schedule(suite, &DataKey::from_bytes(key), &message_id);
+            let hk = Hkdf::<Sha256>::new(Some(&message_id), &key);
+            let (mut expected_body, mut expected_commitment) = ([0u8; 32], [0u8; 32]);
+            hk.expand_multi_info(&[b"rekey v1 body key", &[0, 1]], &mut expected_body).expect("32 bytes");
+            hk.expand_multi_info(&[b"rekey v1 commitment", &[0, 1]], &mut expected_commitment).expect("32 bytes");
+            prop_assert_eq!(*body_key, expected_body);
+            prop_assert_eq!(*commitment, expected_commitment);
+        }
+    }
+
+    /// RFC 4231 test case 2 has a 4-byte key; HMAC pads short keys with
+    /// zeros, so the same key zero-extended to 32 bytes gives the same MAC.
+    #[test]
+    fn hmac_matches_rfc_4231_case_2() {
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(b"Jefe");
+        let mac = HmacSha256::new(&key).mac(&[b"what do ya want ", b"for nothing?"]);
+        assert_eq!(hex::encode(*mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
     }
 }
