@@ -13,6 +13,7 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, KeySpec, KeyState, KeyUsageType};
 use envelope_core::{DataKey, EncryptionContext};
 
+use crate::endpoint::PlainHttpGuard;
 use crate::error::{KmsError, KmsErrorKind};
 use crate::limiter::TokenBucket;
 use crate::metrics::{CountingInterceptor, Metrics, MetricsSnapshot};
@@ -150,10 +151,12 @@ impl Kms {
     }
 
     /// A client from an SDK configuration builder (tests use this with a
-    /// scripted HTTP client); the counting interceptor is added here.
+    /// scripted HTTP client); the counting interceptor is added here, and the
+    /// guard that refuses plain `http://` endpoints off the loopback interface
+    /// (see [`KmsErrorKind::InsecureEndpoint`]).
     pub fn from_sdk_config(builder: aws_sdk_kms::config::Builder) -> Self {
         let metrics = Arc::new(Metrics::default());
-        let conf = builder.interceptor(CountingInterceptor(Arc::clone(&metrics))).build();
+        let conf = builder.interceptor(PlainHttpGuard).interceptor(CountingInterceptor(Arc::clone(&metrics))).build();
         Self { client: Client::from_conf(conf), metrics, limit: None }
     }
 

@@ -5,6 +5,8 @@ use std::fmt;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use envelope_core::{KeyringError, KeyringErrorKind};
 
+use crate::endpoint::PlainHttpRefused;
+
 /// What kind of KMS failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -28,6 +30,9 @@ pub enum KmsErrorKind {
     Invalid,
     /// Any other service error.
     Service,
+    /// The endpoint is plain `http://` to a host off the loopback interface:
+    /// refused before any request, since data keys would travel in clear.
+    InsecureEndpoint,
 }
 
 /// A KMS call that failed.
@@ -53,8 +58,11 @@ impl KmsError {
     pub(crate) fn from_sdk<E, R>(operation: &'static str, key: &str, err: SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: fmt::Debug,
+        R: fmt::Debug + 'static,
     {
+        if let Some(refused) = find_source::<PlainHttpRefused>(&err) {
+            return Self::new(KmsErrorKind::InsecureEndpoint, operation, key, refused.to_string());
+        }
         let kind = match &err {
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => KmsErrorKind::Network,
             _ => match err.code() {
@@ -91,6 +99,18 @@ impl KmsError {
             _ => "kms:DescribeKey",
         }
     }
+}
+
+/// The first error of type `T` in `err`'s source chain.
+fn find_source<'a, T: std::error::Error + 'static>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {
@@ -132,7 +152,9 @@ impl fmt::Display for KmsError {
             ),
             KmsErrorKind::Network => write!(f, "network failure or timeout after all retries ({})", self.detail),
             KmsErrorKind::KeyNotAllowed => write!(f, "{}", self.detail),
-            KmsErrorKind::Invalid | KmsErrorKind::Service => write!(f, "{}", self.detail),
+            KmsErrorKind::Invalid | KmsErrorKind::Service | KmsErrorKind::InsecureEndpoint => {
+                write!(f, "{}", self.detail)
+            }
         }
     }
 }
@@ -151,6 +173,8 @@ impl From<KmsError> for KeyringError {
             KmsErrorKind::KeyNotAllowed => KeyringErrorKind::NoMatchingKey,
             KmsErrorKind::Invalid => KeyringErrorKind::Invalid,
             KmsErrorKind::Service => KeyringErrorKind::Unavailable,
+            // A setting to change, not a key to skip: stops any search for another key.
+            KmsErrorKind::InsecureEndpoint => KeyringErrorKind::Unsupported,
         };
         KeyringError::new(kind, e.to_string()).with_source(e)
     }

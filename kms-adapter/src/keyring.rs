@@ -17,8 +17,91 @@ pub const PROVIDER_ID: &str = "aws-kms";
 enum Allowed {
     /// Strict mode: only these key ARNs.
     Keys(Vec<String>),
-    /// Discovery mode: any key KMS will use. Asked for explicitly.
-    Discovery,
+    /// Discovery mode: any key of these accounts, in this partition, that
+    /// KMS will use. Asked for explicitly.
+    Discovery(DiscoveryFilter),
+}
+
+/// The accounts (and partition) whose KMS keys discovery mode may use, as
+/// the AWS Encryption SDK's discovery filter.
+///
+/// Without one, discovery would send any wrapped key an envelope names to
+/// KMS, and accept any key in any account the caller's credentials reach
+/// (cross-account grants included): whoever writes an envelope would choose
+/// the key. With one, an encrypted data key whose key id is not a well-formed
+/// key ARN in one of these accounts and this partition is skipped without a
+/// call, and the key KMS reports having used is checked against the filter
+/// again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryFilter {
+    partition: String,
+    accounts: Vec<String>,
+}
+
+impl DiscoveryFilter {
+    /// A filter for `accounts` (12-digit AWS account ids, at least one) in
+    /// `partition` (`aws`, `aws-cn`, `aws-us-gov`, …).
+    ///
+    /// # Errors
+    /// [`KmsErrorKind::Invalid`] for no account, a malformed account id or partition.
+    pub fn new<I, S>(partition: &str, accounts: I) -> Result<Self, KmsError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let bad = |value: &str, why: &str| KmsError::new(KmsErrorKind::Invalid, "discovery filter", value, why);
+        if partition.is_empty() || !partition.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') {
+            return Err(bad(partition, "not an AWS partition (such as aws, aws-cn, aws-us-gov)"));
+        }
+        let accounts: Vec<String> = accounts.into_iter().map(Into::into).collect();
+        if accounts.is_empty() {
+            return Err(bad("", "discovery needs at least one AWS account id to trust"));
+        }
+        for account in &accounts {
+            if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad(account, "an AWS account id is 12 digits"));
+            }
+        }
+        Ok(Self { partition: partition.to_owned(), accounts })
+    }
+
+    /// The partition.
+    pub fn partition(&self) -> &str {
+        &self.partition
+    }
+
+    /// The accounts.
+    pub fn accounts(&self) -> &[String] {
+        &self.accounts
+    }
+
+    /// Whether `key_id` is a well-formed KMS key ARN (not an alias, not a
+    /// bare key id) in this partition and one of these accounts.
+    pub fn allows(&self, key_id: &str) -> bool {
+        key_arn_parts(key_id).is_some_and(|(partition, account)| {
+            partition == self.partition && self.accounts.iter().any(|a| a == account)
+        })
+    }
+}
+
+/// The partition and account of a key ARN,
+/// `arn:PARTITION:kms:REGION:ACCOUNT:key/KEY-ID`; `None` for anything else.
+fn key_arn_parts(arn: &str) -> Option<(&str, &str)> {
+    let rest = arn.strip_prefix("arn:")?;
+    let mut parts = rest.splitn(5, ':');
+    let (partition, service, region, account, resource) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let key_id = resource.strip_prefix("key/")?;
+    let well_formed = !partition.is_empty()
+        && service == "kms"
+        && !region.is_empty()
+        && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && !key_id.is_empty()
+        && key_id.len() <= 128
+        && key_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    well_formed.then_some((partition, account))
 }
 
 /// A keyring for one KMS key (to generate, wrap and re-wrap under) and an
@@ -64,10 +147,12 @@ impl KmsKeyring {
         Ok(Self { kms, key_arn: String::new(), allowed: Allowed::Keys(arns) })
     }
 
-    /// A decrypt-only keyring in discovery mode: any KMS key the caller is
-    /// allowed to use may unwrap. Use only where the data's origin is trusted.
-    pub fn discovery(kms: Kms) -> Self {
-        Self { kms, key_arn: String::new(), allowed: Allowed::Discovery }
+    /// A decrypt-only keyring in discovery mode: any KMS key of the
+    /// filter's accounts and partition that the caller may use can unwrap.
+    /// Encrypted data keys outside the filter, or whose key id is not a
+    /// well-formed key ARN, are skipped without calling KMS.
+    pub fn discovery(kms: Kms, filter: DiscoveryFilter) -> Self {
+        Self { kms, key_arn: String::new(), allowed: Allowed::Discovery(filter) }
     }
 
     /// The client, for its counters.
@@ -75,10 +160,11 @@ impl KmsKeyring {
         &self.kms
     }
 
+    /// Whether the key KMS reports having used may unwrap.
     fn allows(&self, arn: &str) -> bool {
         match &self.allowed {
             Allowed::Keys(keys) => keys.iter().any(|k| k == arn),
-            Allowed::Discovery => true,
+            Allowed::Discovery(filter) => filter.allows(arn),
         }
     }
 
@@ -108,7 +194,7 @@ impl KmsKeyring {
                         KmsErrorKind::KeyNotAllowed,
                         "Decrypt",
                         &used,
-                        format!("KMS decrypted with key {used}, which is not on the allow-list"),
+                        format!("KMS decrypted with key {used}, which is not allowed (allow-list or discovery filter)"),
                     ));
                 }
                 Err(e)
@@ -146,11 +232,7 @@ impl Keyring for KmsKeyring {
     }
 
     fn can_unwrap(&self, edk: &EncryptedDataKey) -> bool {
-        edk.provider_id() == PROVIDER_ID
-            && match &self.allowed {
-                Allowed::Keys(keys) => keys.iter().any(|k| k == edk.key_id()),
-                Allowed::Discovery => true,
-            }
+        edk.provider_id() == PROVIDER_ID && self.allows(edk.key_id())
     }
 
     fn generate<'a>(&'a self, context: &'a EncryptionContext) -> KeyringFuture<'a, (DataKey, EncryptedDataKey)> {

@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 mod client;
+mod endpoint;
 mod error;
 mod keyref;
 mod keyring;
@@ -12,5 +13,5 @@ mod metrics;
 pub use client::{KeyDescription, Kms, KmsConfig, ReEncrypted, RetryMode};
 pub use error::{KmsError, KmsErrorKind};
 pub use keyref::KeyRef;
-pub use keyring::{KmsKeyring, PROVIDER_ID};
+pub use keyring::{DiscoveryFilter, KmsKeyring, PROVIDER_ID};
 pub use metrics::{MetricsSnapshot, OPERATIONS};

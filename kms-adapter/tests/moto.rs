@@ -5,7 +5,7 @@ use envelope_core::{
     EncryptedDataKey, EncryptionContext, Envelope, Keyring, KeyringErrorKind, Materials, ParseOptions,
     generate_materials, seal, unwrap_data_key,
 };
-use kms_adapter::{Kms, KmsConfig, KmsErrorKind, KmsKeyring};
+use kms_adapter::{DiscoveryFilter, Kms, KmsConfig, KmsErrorKind, KmsKeyring};
 
 fn endpoint() -> String {
     std::env::var("REKEY_TEST_ENDPOINT").unwrap_or_else(|_| {
@@ -148,8 +148,15 @@ async fn strict_mode_refuses_keys_off_the_allow_list_without_calling_kms() {
     assert!(err.to_string().contains(&a), "names the key the data was made for: {err}");
     assert_eq!(kms_b.metrics().calls_of("Decrypt"), 0, "no request for a key off the list");
 
-    let discovery = KmsKeyring::discovery(kms_b.clone());
-    discovery.unwrap(std::slice::from_ref(&edk), &ctx(&[])).await.expect("discovery mode accepts any key");
+    // Discovery: any key of the trusted accounts, and only those.
+    let account = a.split(':').nth(4).expect("an ARN's account").to_owned();
+    let elsewhere =
+        KmsKeyring::discovery(kms_b.clone(), DiscoveryFilter::new("aws", ["000011112222"]).expect("filter"));
+    let err = unwrap_data_key(&[&elsewhere], std::slice::from_ref(&edk), &ctx(&[])).await.expect_err("other account");
+    assert_eq!(err.kind(), KeyringErrorKind::NoMatchingKey);
+    assert_eq!(kms_b.metrics().calls_of("Decrypt"), 0, "no request for a key outside the filter");
+    let discovery = KmsKeyring::discovery(kms_b.clone(), DiscoveryFilter::new("aws", [account]).expect("filter"));
+    discovery.unwrap(std::slice::from_ref(&edk), &ctx(&[])).await.expect("discovery accepts the account's keys");
     assert_eq!(kms_b.metrics().calls_of("Decrypt"), 1);
 }
 

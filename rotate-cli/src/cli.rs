@@ -16,7 +16,9 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "REKEY_KEYSTORE", value_name = "DIR")]
     pub(crate) keystore: Option<PathBuf>,
 
-    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides, except that the AWS SDK,
+    /// HTTP and TLS crates are capped at info whatever RUST_LOG or LOG_SIGNABLE_BODY say: their
+    /// traces would print request bodies, and KMS requests carry data keys
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
 
@@ -148,9 +150,8 @@ pub(crate) struct DecryptArgs {
     /// Key allowed to decrypt (local:NAME or kms:KEY); repeatable. Default: every local key
     #[arg(long = "key", short = 'k', value_name = "KEYREF")]
     pub(crate) keys: Vec<KeySpec>,
-    /// Let any KMS key named in the envelope try (discovery mode)
-    #[arg(long)]
-    pub(crate) kms_discovery: bool,
+    #[command(flatten)]
+    pub(crate) discovery: DiscoveryArgs,
     /// Required encryption context pair; decryption is refused if it differs
     #[arg(long = "context", short = 'c', value_name = "KEY=VALUE")]
     pub(crate) context: Vec<String>,
@@ -168,6 +169,22 @@ pub(crate) struct DecryptArgs {
     /// Most encrypted data keys accepted in one envelope
     #[arg(long, default_value_t = envelope_core::DEFAULT_MAX_ENCRYPTED_DATA_KEYS, value_name = "N")]
     pub(crate) max_encrypted_data_keys: usize,
+}
+
+/// KMS discovery mode: KMS keys that are not named may decrypt, but only
+/// keys of the accounts named here, in one partition (the AWS Encryption
+/// SDK's discovery filter). Flattened into every command that decrypts.
+#[derive(Debug, Args, Clone, Default, PartialEq, Eq)]
+pub(crate) struct DiscoveryArgs {
+    /// Let KMS keys named in the data try to decrypt, if they belong to a --discovery-account
+    #[arg(long, requires = "discovery_accounts")]
+    pub(crate) kms_discovery: bool,
+    /// AWS account (12 digits) whose KMS keys discovery may use; repeatable, required by --kms-discovery
+    #[arg(long = "discovery-account", value_name = "ACCOUNT_ID", requires = "kms_discovery")]
+    pub(crate) discovery_accounts: Vec<String>,
+    /// AWS partition of the discovery accounts (aws, aws-cn, aws-us-gov, ...)
+    #[arg(long, default_value = "aws", value_name = "PARTITION", requires = "kms_discovery")]
+    pub(crate) discovery_partition: String,
 }
 
 #[derive(Debug, Args)]

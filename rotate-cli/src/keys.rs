@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use envelope_core::{Keyring, Keystore, LocalKeyring};
+use kms_adapter::DiscoveryFilter;
 
+use crate::cli::DiscoveryArgs;
 use crate::exit::{CliError, keystore_error};
 use crate::kms::Kms;
 
@@ -92,13 +94,16 @@ impl Keys {
     }
 
     /// The keyrings to decrypt with. With an allow-list, exactly those keys;
-    /// without, every key of the local keystore, and KMS keys only in
-    /// discovery mode.
+    /// without, every key of the local keystore. KMS keys: those of the
+    /// allow-list, or in discovery mode any key of the discovery filter's
+    /// accounts (`discovery` is the command's [`DiscoveryArgs`], or anything
+    /// else that is [`Discovery`]).
     pub(crate) async fn decrypting(
         &self,
         allow: &[KeySpec],
-        kms_discovery: bool,
+        discovery: impl Discovery,
     ) -> Result<Vec<Box<dyn Keyring>>, CliError> {
+        let filter = discovery.filter()?;
         let mut keyrings: Vec<Box<dyn Keyring>> = Vec::new();
         let local: Vec<_> =
             allow.iter().filter_map(|s| if let KeySpec::Local(n) = s { Some(n) } else { None }).collect();
@@ -111,11 +116,62 @@ impl Keys {
             keyrings.push(Box::new(LocalKeyring::with_allowed(None, local_keys)));
         }
         let kms: Vec<String> = kms_keys(allow);
-        if !kms.is_empty() || kms_discovery {
-            keyrings.push(self.kms.decrypting_keyring(&kms, kms_discovery).await?);
+        if !kms.is_empty() || filter.is_some() {
+            keyrings.push(self.kms.decrypting_keyring(&kms, filter).await?);
         }
         Ok(keyrings)
     }
+}
+
+/// What a decrypting command says about KMS discovery: off, or on with the
+/// accounts and partition whose keys may be used.
+pub(crate) trait Discovery {
+    /// The discovery filter, `None` when discovery is off.
+    ///
+    /// # Errors
+    /// A usage error when discovery is asked for without an account, or
+    /// with a malformed account or partition.
+    fn filter(&self) -> Result<Option<DiscoveryFilter>, CliError>;
+}
+
+impl Discovery for DiscoveryArgs {
+    fn filter(&self) -> Result<Option<DiscoveryFilter>, CliError> {
+        if !self.kms_discovery {
+            return Ok(None);
+        }
+        if self.discovery_accounts.is_empty() {
+            return Err(discovery_needs_accounts());
+        }
+        DiscoveryFilter::new(&self.discovery_partition, self.discovery_accounts.iter().cloned())
+            .map(Some)
+            .map_err(|e| CliError::usage(format!("--kms-discovery: {}", e.detail)))
+    }
+}
+
+impl<T: Discovery + ?Sized> Discovery for &T {
+    fn filter(&self) -> Result<Option<DiscoveryFilter>, CliError> {
+        (**self).filter()
+    }
+}
+
+impl Discovery for Option<&DiscoveryFilter> {
+    fn filter(&self) -> Result<Option<DiscoveryFilter>, CliError> {
+        Ok(self.cloned())
+    }
+}
+
+/// A bare `--kms-discovery` flag, for commands that do not flatten
+/// [`DiscoveryArgs`] yet: `false` is no discovery, and `true` is refused,
+/// since discovery without an account filter would trust any account's key.
+impl Discovery for bool {
+    fn filter(&self) -> Result<Option<DiscoveryFilter>, CliError> {
+        if *self { Err(discovery_needs_accounts()) } else { Ok(None) }
+    }
+}
+
+fn discovery_needs_accounts() -> CliError {
+    CliError::usage("--kms-discovery needs --discovery-account: the AWS accounts whose KMS keys may decrypt")
+        .hint("add --discovery-account 111122223333 (repeatable) and, outside the aws partition, --discovery-partition")
 }
 
 /// `$XDG_DATA_HOME/rekey/keys`, else `~/.local/share/rekey/keys`.
@@ -153,6 +209,21 @@ mod tests {
         for bad in ["orders", "local:", "kms:", "vault:x"] {
             assert!(bad.parse::<KeySpec>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn discovery_needs_an_account() {
+        let off = DiscoveryArgs::default();
+        assert_eq!(off.filter().expect("off"), None);
+        let mut on = DiscoveryArgs { kms_discovery: true, discovery_partition: "aws".into(), ..off };
+        let err = on.filter().expect_err("no account");
+        assert!(err.message.contains("--discovery-account"), "{}", err.message);
+        on.discovery_accounts.push("12".into());
+        assert!(on.filter().is_err(), "malformed account");
+        on.discovery_accounts = vec!["111122223333".into()];
+        let filter = on.filter().expect("valid").expect("on");
+        assert_eq!((filter.partition(), filter.accounts()), ("aws", &["111122223333".to_owned()][..]));
+        assert!(true.filter().is_err() && false.filter().expect("off").is_none());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use envelope_core::{DataKey, EncryptedDataKey, EncryptionContext, Keyring};
-use kms_adapter::{Kms as KmsClient, KmsConfig, KmsKeyring, RetryMode};
+use kms_adapter::{DiscoveryFilter, Kms as KmsClient, KmsConfig, KmsKeyring, RetryMode};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
@@ -58,15 +58,16 @@ impl Kms {
         Ok(Box::new(keyring))
     }
 
-    /// A keyring that unwraps with `keys`, or with any key in discovery mode.
+    /// A keyring that unwraps with `keys`, or in discovery mode with any key
+    /// the filter allows.
     pub(crate) async fn decrypting_keyring(
         &self,
         keys: &[String],
-        discovery: bool,
+        discovery: Option<DiscoveryFilter>,
     ) -> Result<Box<dyn Keyring>, CliError> {
         let client = self.client().await?.clone();
-        if discovery {
-            return Ok(Box::new(KmsKeyring::discovery(client)));
+        if let Some(filter) = discovery {
+            return Ok(Box::new(KmsKeyring::discovery(client, filter)));
         }
         Ok(Box::new(KmsKeyring::decrypt_only(client, keys).await.map_err(kms_error)?))
     }

@@ -6,6 +6,7 @@ mod commands;
 mod exit;
 mod keys;
 mod kms;
+mod logging;
 
 use rotate_cli::fsio as output;
 
@@ -24,7 +25,7 @@ fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(exit::Code::Usage as u8) } else { ExitCode::SUCCESS };
         }
     };
-    init_logging(cli.verbose);
+    logging::init(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -65,18 +66,4 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// Logs go to stderr, quiet by default; `-v` and `RUST_LOG` turn them up.
-/// Nothing secret is ever logged: data keys have no printable form.
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }

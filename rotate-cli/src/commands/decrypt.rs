@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use envelope_core::{
     DataKey, EncryptedDataKey, EncryptionContext, Envelope, Keyring, ParseOptions, StreamDecryptor, decode_text,
-    unwrap_data_key,
+    unwrap_data_key_checked, verify_commitment,
 };
 
 use super::{Output, byte_progress, input_len, open_input};
@@ -19,10 +19,10 @@ const MAX_TEXT_INPUT: u64 = 128 << 20;
 pub(crate) async fn run(keys: &Keys, args: DecryptArgs) -> Result<ExitCode, CliError> {
     let expected = parse_context(&args.context)?;
     let options = ParseOptions { max_encrypted_data_keys: args.max_encrypted_data_keys };
-    let keyrings = keys.decrypting(&args.keys, args.kms_discovery).await?;
+    let keyrings = keys.decrypting(&args.keys, &args.discovery).await?;
     if keyrings.is_empty() {
         return Err(CliError::usage("no key may decrypt: the local keystore is empty and no --key was given")
-            .hint("pass --key local:NAME or --key kms:KEY, or --kms-discovery"));
+            .hint("pass --key local:NAME or --key kms:KEY, or --kms-discovery --discovery-account ACCOUNT_ID"));
     }
     let keyrings: Vec<&dyn Keyring> = keyrings.iter().map(AsRef::as_ref).collect();
     let mut unwrapper = Unwrapper { keyrings, expected, last: None };
@@ -50,7 +50,8 @@ pub(crate) async fn run(keys: &Keys, args: DecryptArgs) -> Result<ExitCode, CliE
         let bar = byte_progress(input_len(args.input.as_deref()));
         let decryptor = StreamDecryptor::new(bar.wrap_read(input), &options)?;
         let header = decryptor.header().clone();
-        let key = unwrapper.data_key(&header.encrypted_data_keys, &header.context).await?;
+        let check = |k: &DataKey| verify_commitment(&header, k).is_ok();
+        let key = unwrapper.data_key(&header.encrypted_data_keys, &header.context, &check).await?;
         decryptor.decrypt_to(&key, &mut output)?;
         bar.finish_and_clear();
     }
@@ -60,6 +61,10 @@ pub(crate) async fn run(keys: &Keys, args: DecryptArgs) -> Result<ExitCode, CliE
 
 /// Unwraps data keys, checking the expected context first and reusing the
 /// last key when consecutive records share their wrapped keys.
+///
+/// A data key is only taken if it passes the envelope's key commitment: an
+/// encrypted data key that unwraps to another data key (planted by anyone who
+/// can wrap under one of the same keys) is passed over for the next one.
 struct Unwrapper<'a> {
     keyrings: Vec<&'a dyn Keyring>,
     expected: EncryptionContext,
@@ -67,15 +72,21 @@ struct Unwrapper<'a> {
 }
 
 impl Unwrapper<'_> {
-    async fn data_key(&mut self, edks: &[EncryptedDataKey], context: &EncryptionContext) -> Result<DataKey, CliError> {
+    async fn data_key(
+        &mut self,
+        edks: &[EncryptedDataKey],
+        context: &EncryptionContext,
+        check: &(dyn Fn(&DataKey) -> bool + Sync),
+    ) -> Result<DataKey, CliError> {
         context.require(&self.expected)?;
         if let Some((e, c, key)) = &self.last
             && e == edks
             && c == context
+            && check(key)
         {
             return Ok(key.duplicate());
         }
-        let key = unwrap_data_key(&self.keyrings, edks, context).await?;
+        let key = unwrap_data_key_checked(&self.keyrings, edks, context, check).await?;
         self.last = Some((edks.to_vec(), context.clone(), key.duplicate()));
         Ok(key)
     }
@@ -83,7 +94,8 @@ impl Unwrapper<'_> {
     async fn open_text(&mut self, text: &str, options: &ParseOptions) -> Result<zeroize::Zeroizing<Vec<u8>>, CliError> {
         let bytes = decode_text(text)?;
         let envelope = Envelope::parse(&bytes, options)?;
-        let key = self.data_key(&envelope.header().encrypted_data_keys, &envelope.header().context).await?;
+        let check = |k: &DataKey| envelope.verify_data_key(k).is_ok();
+        let key = self.data_key(&envelope.header().encrypted_data_keys, &envelope.header().context, &check).await?;
         Ok(envelope.open(&key)?)
     }
 }
