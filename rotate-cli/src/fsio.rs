@@ -18,6 +18,9 @@ pub struct AtomicFile {
 impl AtomicFile {
     /// Starts writing a replacement for `target`. The temporary file is
     /// private (0600) unless `like` names a file whose mode it should copy.
+    ///
+    /// # Errors
+    /// The I/O error that stopped it.
     pub fn create(target: &Path, like: Option<&Path>) -> io::Result<Self> {
         let dir = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -51,25 +54,106 @@ impl AtomicFile {
     }
 
     /// Flushes, fsyncs, renames over the target and fsyncs the directory.
-    pub fn commit(self) -> io::Result<()> {
-        self.commit_if(|| true).map(|_| ())
-    }
-
-    /// As [`AtomicFile::commit`], but only if `still_ok` says so just before
-    /// the rename (the target is still the file that was read); otherwise
-    /// the temporary is removed and `false` returned.
-    pub fn commit_if(mut self, still_ok: impl FnOnce() -> bool) -> io::Result<bool> {
+    ///
+    /// # Errors
+    /// The I/O error that stopped it.
+    pub fn commit(mut self) -> io::Result<()> {
         let writer = self.writer.take().ok_or_else(|| io::Error::other("already committed"))?;
         let file = writer.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         drop(file);
-        if !still_ok() {
-            let _ = fs::remove_file(&self.temp);
-            return Ok(false);
-        }
         fs::rename(&self.temp, &self.target)?;
-        sync_dir(&self.target)?;
-        Ok(true)
+        sync_dir(&self.target)
+    }
+
+    /// As [`AtomicFile::commit`], but only if the file it replaces is the
+    /// one the caller read: `is_original` is asked about the displaced file.
+    /// Returns `false`, with the target as another writer left it, when not.
+    ///
+    /// On Linux the new file and the target are swapped atomically
+    /// (`RENAME_EXCHANGE`) and the displaced file is checked afterwards, so
+    /// there is no moment in which a concurrent rename could be overwritten:
+    /// if the displaced file is not the original, it is swapped back, and a
+    /// file that is not ours is never deleted. Elsewhere the check comes just
+    /// before the rename.
+    ///
+    /// # Errors
+    /// The I/O error that stopped it.
+    pub fn commit_if_original(mut self, is_original: impl Fn(&Path) -> bool) -> io::Result<bool> {
+        let writer = self.writer.take().ok_or_else(|| io::Error::other("already committed"))?;
+        let file = writer.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        let ours = identity(&file.metadata()?);
+        drop(file);
+        match exchange(&self.temp, &self.target) {
+            Ok(()) => {
+                if is_original(&self.temp) {
+                    fs::remove_file(&self.temp)?;
+                    sync_dir(&self.target)?;
+                    return Ok(true);
+                }
+                // Another writer replaced the target after it was read: put theirs back.
+                exchange(&self.temp, &self.target)?;
+                if fs::symlink_metadata(&self.temp).map(|m| identity(&m)).ok() == Some(ours) {
+                    fs::remove_file(&self.temp)?;
+                } else {
+                    tracing::warn!(
+                        "{} changed twice during its replacement; both versions are kept, the other at {}",
+                        self.target.display(),
+                        self.temp.display()
+                    );
+                }
+                sync_dir(&self.target)?;
+                Ok(false)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                if !is_original(&self.target) {
+                    let _ = fs::remove_file(&self.temp);
+                    return Ok(false);
+                }
+                fs::rename(&self.temp, &self.target)?;
+                sync_dir(&self.target)?;
+                Ok(true)
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&self.temp);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Device and inode: which file a path names.
+fn identity(meta: &fs::Metadata) -> (u64, u64) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        (meta.dev(), meta.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        (0, 0)
+    }
+}
+
+/// Swaps two paths atomically; `Unsupported` where the system cannot.
+fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        match renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE) {
+            Ok(()) => Ok(()),
+            Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
+                Err(io::Error::new(io::ErrorKind::Unsupported, "no RENAME_EXCHANGE here"))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (a, b);
+        Err(io::Error::new(io::ErrorKind::Unsupported, "no atomic exchange here"))
     }
 }
 
@@ -92,6 +176,9 @@ impl Drop for AtomicFile {
 }
 
 /// Fsyncs the directory holding `path`, so a rename in it is durable.
+///
+/// # Errors
+/// The I/O error that stopped it.
 pub fn sync_dir(path: &Path) -> io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -101,6 +188,9 @@ pub fn sync_dir(path: &Path) -> io::Result<()> {
 }
 
 /// Writes `bytes` to `target` atomically.
+///
+/// # Errors
+/// The I/O error that stopped it.
 pub fn write_atomic(target: &Path, bytes: &[u8], like: Option<&Path>) -> io::Result<()> {
     let mut file = AtomicFile::create(target, like)?;
     file.write_all(bytes)?;
@@ -110,6 +200,9 @@ pub fn write_atomic(target: &Path, bytes: &[u8], like: Option<&Path>) -> io::Res
 /// Opens a private file for appending (created 0600), refusing a symlink at
 /// `path`: journals and failure reports are never world-readable and never
 /// written through a link someone else planted.
+///
+/// # Errors
+/// The I/O error that stopped it.
 pub fn open_private(path: &Path, create: bool) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.read(true).append(true).create(create);

@@ -42,8 +42,8 @@ impl Kms {
             attempt_timeout: seconds(self.args.kms_attempt_timeout, "--kms-attempt-timeout")?,
             operation_timeout: seconds(self.args.kms_operation_timeout, "--kms-operation-timeout")?,
             max_requests_per_second: match self.args.max_rps {
-                rps if rps == 0.0 => None,
                 rps if rps.is_finite() && rps > 0.0 => Some(rps),
+                rps if rps.abs() < f64::EPSILON => None,
                 _ => return Err(CliError::usage("--max-rps must be a positive number (0 for no limit)")),
             },
             ..KmsConfig::default()

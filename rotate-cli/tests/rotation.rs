@@ -2,124 +2,21 @@
 //! real files, including SIGKILL at random moments and resumption.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::Duration;
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+mod common;
 
-impl Env {
-    fn new() -> Self {
-        let env = Self { dir: tempfile::tempdir().expect("tempdir") };
-        for key in ["old", "new", "other"] {
-            env.ok(&["keys", "create", key]);
-        }
-        env
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rekey"));
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env("REKEY_KEYSTORE", self.path("keys"))
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("run rekey")
-    }
-
-    fn ok(&self, args: &[&str]) -> Output {
-        let out = self.run(args);
-        assert!(out.status.success(), "rekey {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        out
-    }
-
-    fn encrypt(&self, key: &str, plaintext: &[u8], context: &str, out: &Path, text: bool) {
-        let mut args = vec!["encrypt", "--key", key, "--context", context, "-o", out.to_str().expect("utf-8")];
-        if text {
-            args.push("--text");
-        }
-        let mut child =
-            self.cmd(&args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
-        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), plaintext).expect("write");
-        let out = child.wait_with_output().expect("wait");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    fn decrypt(&self, file: &Path, keys: &[&str]) -> Result<Vec<u8>, String> {
-        let mut args = vec!["decrypt".to_owned(), file.to_string_lossy().into_owned()];
-        for k in keys {
-            args.push("--key".into());
-            args.push((*k).into());
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = self.run(&args);
-        if out.status.success() { Ok(out.stdout) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) }
-    }
-
-    /// A directory of `n` envelopes under `local:old`; returns file name → plaintext.
-    fn vault(&self, n: usize) -> BTreeMap<String, Vec<u8>> {
-        std::fs::create_dir_all(self.path("vault/sub")).expect("mkdir");
-        let mut plaintexts = BTreeMap::new();
-        // Encrypting through the binary one file at a time is slow; one
-        // process makes the data key, the rest are copies of varied records.
-        for i in 0..n {
-            let name = if i % 3 == 0 { format!("sub/item{i:05}.rky") } else { format!("item{i:05}.rky") };
-            let plaintext = format!("record {i}: {}", "x".repeat(i % 50)).into_bytes();
-            self.encrypt("local:old", &plaintext, &format!("n={i}"), &self.path(&format!("vault/{name}")), i % 2 == 0);
-            plaintexts.insert(name, plaintext);
-        }
-        plaintexts
-    }
-
-    fn snapshot(&self, dir: &str) -> BTreeMap<String, Vec<u8>> {
-        let root = self.path(dir);
-        walk(&root)
-            .into_iter()
-            .map(|p| {
-                (p.strip_prefix(&root).expect("under root").display().to_string(), std::fs::read(&p).expect("read"))
-            })
-            .collect()
-    }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("read_dir") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
-}
+use common::{Env, walk};
 
 fn key_ids(env: &Env, file: &Path) -> Vec<String> {
-    let out = env.ok(&["inspect", "--json", file.to_str().expect("utf-8")]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    v["encrypted_data_keys"]
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(|e| e["key_id"].as_str().expect("str").to_owned())
-        .collect()
+    env.key_ids(file)
 }
 
 #[test]
 fn rewrap_a_directory_then_roll_it_back() {
-    let env = Env::new();
+    let env = Env::with_keys(&["old", "new", "other"]);
     let plaintexts = env.vault(30);
     let before = env.snapshot("vault");
 
@@ -157,7 +54,7 @@ fn rewrap_a_directory_then_roll_it_back() {
 
 #[test]
 fn add_keeps_both_keys_and_remove_drops_the_old_one() {
-    let env = Env::new();
+    let env = Env::with_keys(&["old", "new", "other"]);
     let plaintexts = env.vault(6);
     env.ok(&["rewrap", "--to", "local:new", "--add", "--journal", "j1", "vault"]);
     for (name, plaintext) in &plaintexts {
@@ -174,7 +71,7 @@ fn add_keeps_both_keys_and_remove_drops_the_old_one() {
 
 #[test]
 fn local_key_rotation_moves_items_to_the_new_version() {
-    let env = Env::new();
+    let env = Env::with_keys(&["old", "new", "other"]);
     env.vault(4);
     env.ok(&["keys", "rotate", "old"]);
     env.ok(&["rewrap", "--to", "local:old", "vault"]);
@@ -185,7 +82,7 @@ fn local_key_rotation_moves_items_to_the_new_version() {
 
 #[test]
 fn bad_items_are_reported_one_by_one_and_the_rest_complete() {
-    let env = Env::new();
+    let env = Env::with_keys(&["old", "new", "other"]);
     let plaintexts = env.vault(10);
     std::fs::write(env.path("vault/garbage.rky"), b"not an envelope at all").expect("write");
     let good = std::fs::read(env.path("vault/item00001.rky")).expect("read");
@@ -261,7 +158,7 @@ fn splice_edks(a: &[u8], b: &[u8]) -> Vec<u8> {
 
 #[test]
 fn sample_then_full_run() {
-    let env = Env::new();
+    let env = Env::with_keys(&["old", "new", "other"]);
     env.vault(40);
     let out = env.ok(&["rewrap", "--to", "local:new", "--sample", "25", "--json", "vault"]);
     let first: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
@@ -278,7 +175,7 @@ fn sample_then_full_run() {
 
 #[test]
 fn sigkill_at_random_moments_then_resume_loses_nothing() {
-    let env = Env::new();
+    let env = Env::with_keys(&["old", "new", "other"]);
     let n = 2000;
     // Make 2,000 envelopes quickly: one real envelope per context, copied.
     let plaintexts = env.vault(20);
@@ -342,19 +239,5 @@ fn sigkill_at_random_moments_then_resume_loses_nothing() {
         let file = env.path(&format!("vault/{name}"));
         assert_eq!(key_ids(&env, &file), ["new/v1"], "{name}");
         assert_eq!(&env.decrypt(&file, &["local:new"]).expect("decrypts"), plaintext, "{name}");
-    }
-}
-
-impl Env {
-    /// Decrypts in-process (faster than a process per file): with all local keys.
-    fn decrypt_quick(&self, file: &Path) -> Option<Vec<u8>> {
-        use envelope_core::{Envelope, Keystore, LocalKeyring, ParseOptions, decode_text};
-        let store = Keystore::new(self.path("keys"));
-        let keyring = LocalKeyring::with_allowed(None, store.load_all().ok()?);
-        let raw = std::fs::read(file).ok()?;
-        let bytes = if raw.starts_with(b"RKY") { raw } else { decode_text(std::str::from_utf8(&raw).ok()?).ok()? };
-        let envelope = Envelope::parse(&bytes, &ParseOptions::default()).ok()?;
-        let key = keyring.unwrap_sync(&envelope.header().encrypted_data_keys, &envelope.header().context).ok()?;
-        Some(envelope.open(&key).ok()?.to_vec())
     }
 }

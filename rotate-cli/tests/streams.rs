@@ -2,61 +2,17 @@
 //! legacy CBC records re-encrypted, envelopes re-wrapped, other fields and
 //! the order of records untouched, and SIGKILL then resume.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::Duration;
 
 use envelope_core::legacy::{InnerEncoding, encrypt_legacy_record_for_fixtures};
-use envelope_core::{
-    DataKey, EncryptionContext, Envelope, Keystore, LocalKeyring, Materials, ParseOptions, decode_text, encode_text,
-    seal,
-};
+use envelope_core::{DataKey, EncryptionContext, Materials, encode_text, seal};
 use serde_json::{Value, json};
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+mod common;
 
-impl Env {
-    fn new() -> Self {
-        let env = Self { dir: tempfile::tempdir().expect("tempdir") };
-        for key in ["old", "new"] {
-            env.ok(&["keys", "create", key]);
-        }
-        env
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rekey"));
-        cmd.args(args).current_dir(self.dir.path()).env("REKEY_KEYSTORE", self.path("keys")).stdin(Stdio::null());
-        cmd
-    }
-
-    fn ok(&self, args: &[&str]) -> Output {
-        let out = self.cmd(args).output().expect("run rekey");
-        assert!(out.status.success(), "rekey {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        out
-    }
-
-    fn keyring(&self, name: &str) -> LocalKeyring {
-        LocalKeyring::new(Keystore::new(self.path("keys")).load(name).expect("key"))
-    }
-
-    /// Decrypts a text envelope with every local key.
-    fn open_text(&self, text: &str) -> (Vec<u8>, Vec<String>) {
-        let keyring = LocalKeyring::with_allowed(None, Keystore::new(self.path("keys")).load_all().expect("keys"));
-        let bytes = decode_text(text).expect("base64");
-        let envelope = Envelope::parse(&bytes, &ParseOptions::default()).expect("envelope");
-        let header = envelope.header();
-        let key = keyring.unwrap_sync(&header.encrypted_data_keys, &header.context).expect("unwrap");
-        let ids = header.encrypted_data_keys.iter().map(|e| e.key_id().to_owned()).collect();
-        (envelope.open(&key).expect("open").to_vec(), ids)
-    }
-}
+use common::Env;
 
 fn read_jsonl(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path).expect("read").lines().map(|l| serde_json::from_str(l).expect("json line")).collect()
@@ -64,7 +20,7 @@ fn read_jsonl(path: &Path) -> Vec<Value> {
 
 #[test]
 fn legacy_records_in_json_lines_are_reencrypted_field_by_field() {
-    let env = Env::new();
+    let env = Env::with_keys(&["old", "new"]);
     let legacy_key = [0x5a; 32];
     std::fs::write(env.path("legacy.key"), legacy_key).expect("write key");
     let data_key = DataKey::from_bytes(legacy_key);
@@ -135,7 +91,7 @@ fn legacy_records_in_json_lines_are_reencrypted_field_by_field() {
 
 #[test]
 fn csv_columns_are_rewrapped_and_everything_else_kept() {
-    let env = Env::new();
+    let env = Env::with_keys(&["old", "new"]);
     let keyring = env.keyring("old");
     let context = EncryptionContext::new();
     let (data_key, edk) = keyring.generate_sync(&context).expect("generate");
@@ -165,7 +121,7 @@ fn csv_columns_are_rewrapped_and_everything_else_kept() {
 
 #[test]
 fn a_record_stream_killed_at_random_moments_resumes_without_loss_or_duplicates() {
-    let env = Env::new();
+    let env = Env::with_keys(&["old", "new"]);
     let keyring = env.keyring("old");
     let context = EncryptionContext::from_pairs([("t", "x")]).expect("ctx");
     let n = 30_000;

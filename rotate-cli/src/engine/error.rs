@@ -132,7 +132,10 @@ impl ItemErrorCode {
     /// Whether this failure would hit every item alike (a key or permission
     /// problem rather than a bad item): the preflight stops the run on these.
     pub fn is_systemic(self) -> bool {
-        matches!(self, Self::NoMatchingKey | Self::KeyNotFound | Self::AccessDenied | Self::KeyUnusable)
+        matches!(
+            self,
+            Self::NoSourceKey | Self::NoMatchingKey | Self::KeyNotFound | Self::AccessDenied | Self::KeyUnusable
+        )
     }
 }
 

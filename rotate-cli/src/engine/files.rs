@@ -26,14 +26,14 @@ use crate::fsio::AtomicFile;
 const OWN_SUFFIXES: [&str; 3] = [".rekey-journal", ".failures.jsonl", ".rekey-partial"];
 
 /// Identifies the exact file that was read: a rename over it or a write to
-/// it changes at least one of these.
+/// it changes at least one of these. (Not the ctime: renaming the file
+/// itself, as the atomic exchange does, changes that.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
     dev: u64,
     ino: u64,
     len: u64,
     mtime_ns: i128,
-    ctime_ns: i128,
 }
 
 impl Stamp {
@@ -47,13 +47,12 @@ impl Stamp {
                 ino: meta.ino(),
                 len: meta.len(),
                 mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-                ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
             })
         }
         #[cfg(not(unix))]
         {
             let mtime = meta.modified()?.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128);
-            Ok(Self { dev: 0, ino: 0, len: meta.len(), mtime_ns: mtime, ctime_ns: 0 })
+            Ok(Self { dev: 0, ino: 0, len: meta.len(), mtime_ns: mtime })
         }
     }
 }
@@ -255,8 +254,7 @@ fn replace(
     journal.append(begin, true).map_err(|e| io("cannot write the journal", &e))?;
     let mut file = AtomicFile::create(path, Some(path)).map_err(|e| io("cannot write beside the file", &e))?;
     std::io::Write::write_all(&mut file, new).map_err(|e| io("cannot write beside the file", &e))?;
-    let unchanged = || Stamp::of(path).ok() == stamp;
-    match file.commit_if(unchanged) {
+    match file.commit_if_original(|displaced| Stamp::of(displaced).ok() == stamp) {
         Ok(true) => {}
         Ok(false) => {
             let _ = journal.append(&Entry::Abandoned { item: id.to_owned() }, false);
@@ -348,10 +346,10 @@ pub fn rollback(journal_path: &Path) -> Result<(Summary, Vec<String>), Error> {
                 AtomicFile::create(path, Some(path)).map_err(|e| Error::io(format!("cannot restore {item}"), &e))?;
             std::io::Write::write_all(&mut file, &original)
                 .map_err(|e| Error::io(format!("cannot restore {item}"), &e))?;
-            if file
-                .commit_if(|| Stamp::of(path).ok() == Some(stamp))
-                .map_err(|e| Error::io(format!("cannot restore {item}"), &e))?
-            {
+            let restored = file
+                .commit_if_original(|displaced| Stamp::of(displaced).ok() == Some(stamp))
+                .map_err(|e| Error::io(format!("cannot restore {item}"), &e))?;
+            if restored {
                 summary.restored += 1;
                 seen.insert(item.clone());
             } else {

@@ -365,8 +365,11 @@ impl Engine {
             }
             Ok(Some(unit))
         };
-        if self.settings.preflight && !self.settings.dry_run {
-            if let Some(transform) = &self.transform {
+        if self.settings.preflight
+            && !self.settings.dry_run
+            && let Some(transform) = &self.transform
+        {
+            {
                 while let Some(unit) = next(&mut source)? {
                     let selected = unit.selected;
                     pending.push_back(unit);
@@ -446,7 +449,6 @@ impl Engine {
                 stop = Some(Stop::Interrupted);
             }
         }
-        drop(next);
         counts.done_before += done_before;
         counts.not_selected -= done_before.min(counts.not_selected);
         let complete = stop.is_none();
@@ -514,7 +516,8 @@ async fn process<S: Source, K: Sink<S::Payload>>(
         return;
     }
     if let Some(transform) = transform {
-        for item in &mut unit.items {
+        // Items the source already failed (a missing field) keep their error.
+        for item in unit.items.iter_mut().filter(|i| i.result.is_none()) {
             let (result, tries) = apply_with_retries(transform, &item.bytes, attempts).await;
             item.result = Some(result);
             item.attempts = tries;

@@ -154,7 +154,7 @@ impl RecordSource {
                 return Ok(Some(raw));
             }
             quotes += raw[start..].iter().filter(|b| **b == b'"').count();
-            if quotes % 2 == 0 {
+            if quotes.is_multiple_of(2) {
                 return Ok(Some(raw));
             }
         }
@@ -446,7 +446,7 @@ impl Sink<RecordUnit> for StreamSink {
         self.with_open(|open| {
             open.out.write(record.output.as_deref().unwrap_or(&record.raw))?;
             open.last = record.number;
-            if record.number % CHECKPOINT_EVERY == 0
+            if record.number.is_multiple_of(CHECKPOINT_EVERY)
                 && let Some(journal) = &open.journal
             {
                 let output_bytes = open.out.sync()?;

@@ -297,8 +297,7 @@ impl Transform {
                 keep.retain(|e| !self.is_source(e));
             }
         }
-        if !proven
-            && !(add && has_destination)
+        if !(proven || add && has_destination)
             && let Some(source) = edks.iter().find(|e| self.is_source(e))
         {
             let rewrapped = self.rewrap_one(source, &header.context, &header.context).await?;

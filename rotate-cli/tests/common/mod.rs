@@ -1,0 +1,176 @@
+//! The harness every CLI test shares: a temporary directory with its own
+//! keystore, the real `rekey` binary run in it, and helpers to make and read
+//! envelopes. `REKEY_BIN` runs the tests against another build (to watch an
+//! attack succeed on an older binary before the fix).
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use envelope_core::{Envelope, Keystore, LocalKeyring, ParseOptions, decode_text};
+
+/// A scratch directory with a keystore, where `rekey` runs.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    /// A new directory whose keystore holds local keys named `keys`.
+    pub fn with_keys(keys: &[&str]) -> Self {
+        let env = Self { dir: tempfile::tempdir().expect("tempdir") };
+        for key in keys {
+            env.ok(&["keys", "create", key]);
+        }
+        env
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    pub fn bin() -> PathBuf {
+        std::env::var_os("REKEY_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rekey")), PathBuf::from)
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(Self::bin());
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("REKEY_KEYSTORE", self.path("keys"))
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run rekey")
+    }
+
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(out.status.success(), "rekey {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    /// Runs a command that must fail with `code`; returns its stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "rekey {args:?}: {stderr}");
+        stderr
+    }
+
+    /// The JSON summary a command printed on stdout.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.ok(args);
+        serde_json::from_slice(&out.stdout).expect("json summary")
+    }
+
+    pub fn keyring(&self, name: &str) -> LocalKeyring {
+        LocalKeyring::new(Keystore::new(self.path("keys")).load(name).expect("key"))
+    }
+
+    pub fn encrypt(&self, key: &str, plaintext: &[u8], context: &str, out: &Path, text: bool) {
+        let mut args = vec!["encrypt", "--key", key, "--context", context, "-o", out.to_str().expect("utf-8")];
+        if text {
+            args.push("--text");
+        }
+        let mut child =
+            self.cmd(&args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), plaintext).expect("write");
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Decrypts through the binary, allowing only `keys`.
+    pub fn decrypt(&self, file: &Path, keys: &[&str]) -> Result<Vec<u8>, String> {
+        let mut args = vec!["decrypt".to_owned(), file.to_string_lossy().into_owned()];
+        for k in keys {
+            args.push("--key".into());
+            args.push((*k).into());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.run(&args);
+        if out.status.success() { Ok(out.stdout) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) }
+    }
+
+    /// Decrypts in process with every local key (fast, for big checks).
+    pub fn decrypt_quick(&self, file: &Path) -> Option<Vec<u8>> {
+        let keyring = LocalKeyring::with_allowed(None, Keystore::new(self.path("keys")).load_all().ok()?);
+        let raw = std::fs::read(file).ok()?;
+        let bytes = if raw.starts_with(b"RKY") { raw } else { decode_text(std::str::from_utf8(&raw).ok()?).ok()? };
+        let envelope = Envelope::parse(&bytes, &ParseOptions::default()).ok()?;
+        let header = envelope.header();
+        for edk in &header.encrypted_data_keys {
+            if let Ok(key) = keyring.unwrap_sync(std::slice::from_ref(edk), &header.context)
+                && let Ok(plain) = envelope.open(&key)
+            {
+                return Some(plain.to_vec());
+            }
+        }
+        None
+    }
+
+    /// Decrypts a text envelope with every local key: plaintext and key ids.
+    pub fn open_text(&self, text: &str) -> (Vec<u8>, Vec<String>) {
+        let keyring = LocalKeyring::with_allowed(None, Keystore::new(self.path("keys")).load_all().expect("keys"));
+        let bytes = decode_text(text).expect("base64");
+        let envelope = Envelope::parse(&bytes, &ParseOptions::default()).expect("envelope");
+        let header = envelope.header();
+        let key = keyring.unwrap_sync(&header.encrypted_data_keys, &header.context).expect("unwrap");
+        let ids = header.encrypted_data_keys.iter().map(|e| e.key_id().to_owned()).collect();
+        (envelope.open(&key).expect("open").to_vec(), ids)
+    }
+
+    /// A directory of `n` envelopes under `local:old`; returns file name → plaintext.
+    pub fn vault(&self, n: usize) -> BTreeMap<String, Vec<u8>> {
+        std::fs::create_dir_all(self.path("vault/sub")).expect("mkdir");
+        let mut plaintexts = BTreeMap::new();
+        for i in 0..n {
+            let name = if i % 3 == 0 { format!("sub/item{i:05}.rky") } else { format!("item{i:05}.rky") };
+            let plaintext = format!("record {i}: {}", "x".repeat(i % 50)).into_bytes();
+            self.encrypt("local:old", &plaintext, &format!("n={i}"), &self.path(&format!("vault/{name}")), i % 2 == 0);
+            plaintexts.insert(name, plaintext);
+        }
+        plaintexts
+    }
+
+    /// Every file under `dir`: relative name → bytes.
+    pub fn snapshot(&self, dir: &str) -> BTreeMap<String, Vec<u8>> {
+        let root = self.path(dir);
+        walk(&root)
+            .into_iter()
+            .map(|p| {
+                (p.strip_prefix(&root).expect("under root").display().to_string(), std::fs::read(&p).expect("read"))
+            })
+            .collect()
+    }
+
+    /// The key ids an envelope file names, as `inspect` reports them.
+    pub fn key_ids(&self, file: &Path) -> Vec<String> {
+        let out = self.ok(&["inspect", "--json", file.to_str().expect("utf-8")]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        v["encrypted_data_keys"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|e| e["key_id"].as_str().expect("str").to_owned())
+            .collect()
+    }
+}
+
+/// Every file under `dir`, sorted.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
