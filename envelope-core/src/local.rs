@@ -102,12 +102,30 @@ impl LocalKey {
         self.versions.iter().find(|v| v.number == number)
     }
 
+    /// The key file's text. Sized up front and written piece by piece, so no
+    /// reallocation and no `format!` temporary leaves key text behind.
     fn to_file(&self) -> Zeroizing<String> {
-        let mut text = Zeroizing::new(format!("{FILE_TAG}\nname {}\n", self.name));
+        // A version line: "version " + 10 digits + " created " + 20 digits + " " + 44 + "\n".
+        let line_max = 8 + 10 + 9 + 20 + 1 + 44 + 1;
+        let capacity = FILE_TAG.len() + 6 + self.name.len() + 1 + self.versions.len() * line_max;
+        let mut text = Zeroizing::new(String::with_capacity(capacity));
+        text.push_str(FILE_TAG);
+        text.push_str("\nname ");
+        text.push_str(&self.name);
+        text.push('\n');
+        let mut secret = Zeroizing::new(String::with_capacity(44));
         for v in &self.versions {
-            let secret = Zeroizing::new(STANDARD.encode(v.secret.as_ref()));
-            text.push_str(&format!("version {} created {} {}\n", v.number, v.created, secret.as_str()));
+            text.push_str("version ");
+            text.push_str(&v.number.to_string());
+            text.push_str(" created ");
+            text.push_str(&v.created.to_string());
+            text.push(' ');
+            secret.clear();
+            STANDARD.encode_string(v.secret.as_ref(), &mut secret);
+            text.push_str(&secret);
+            text.push('\n');
         }
+        debug_assert!(text.len() <= capacity, "the key file text was sized too small");
         text
     }
 
@@ -431,17 +449,21 @@ impl LocalKeyring {
             )
         })?;
         let version = key.versions.last().ok_or_else(|| invalid("local key has no version"))?;
-        let mut wrapped = vec![0u8; NONCE_LEN];
-        crate::random::fill(&mut wrapped).map_err(|e| KeyringError::new(KeyringErrorKind::Io, e.to_string()))?;
+        // Sized once and zeroizing: the data key sits here in clear until it
+        // is sealed in place, and a failed seal must not leave it behind.
+        let mut wrapped = Zeroizing::new(Vec::with_capacity(WRAPPED_LEN));
         let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&wrapped);
+        crate::random::fill(&mut nonce).map_err(|e| KeyringError::new(KeyringErrorKind::Io, e.to_string()))?;
+        wrapped.extend_from_slice(&nonce);
         wrapped.extend_from_slice(data_key.expose_secret());
         let aad = wrap_aad(&self.key_id, context);
         let tag = Gcm::new(&version.secret)
             .seal_in_place(&nonce, &aad, &mut wrapped[NONCE_LEN..])
             .map_err(|_| invalid("local wrap failed"))?;
         wrapped.extend_from_slice(&tag);
-        EncryptedDataKey::new(LOCAL_PROVIDER_ID, self.key_id.clone(), wrapped).map_err(|e| invalid(e.to_string()))
+        // Sealed: ciphertext from here on.
+        EncryptedDataKey::new(LOCAL_PROVIDER_ID, self.key_id.clone(), wrapped.to_vec())
+            .map_err(|e| invalid(e.to_string()))
     }
 
     /// Unwraps the first of `edks` that an allowed key opens.

@@ -12,6 +12,7 @@ use aws_sdk_kms::Client;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, KeySpec, KeyState, KeyUsageType};
 use envelope_core::{DataKey, EncryptionContext};
+use zeroize::Zeroizing;
 
 use crate::endpoint::PlainHttpGuard;
 use crate::error::{KmsError, KmsErrorKind};
@@ -110,12 +111,14 @@ fn context_map(context: &EncryptionContext) -> Option<HashMap<String, String>> {
     (!context.is_empty()).then(|| context.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
 }
 
-/// Moves a plaintext key out of a KMS response into a zeroizing `DataKey`.
-fn data_key(operation: &'static str, key: &str, blob: Option<&Blob>) -> Result<DataKey, KmsError> {
-    let bytes = blob
-        .map(Blob::as_ref)
-        .ok_or_else(|| KmsError::new(KmsErrorKind::Service, operation, key, "no plaintext in the response"))?;
-    DataKey::try_from_slice(bytes)
+/// Moves a plaintext key out of a KMS response into a zeroizing `DataKey`,
+/// and zeroizes the response's own copy (the SDK's `Blob` does not).
+fn data_key(operation: &'static str, key: &str, blob: Option<Blob>) -> Result<DataKey, KmsError> {
+    let bytes = Zeroizing::new(
+        blob.map(Blob::into_inner)
+            .ok_or_else(|| KmsError::new(KmsErrorKind::Service, operation, key, "no plaintext in the response"))?,
+    );
+    DataKey::try_from_slice(&bytes)
         .map_err(|_| KmsError::new(KmsErrorKind::Service, operation, key, "the plaintext key is not 32 bytes"))
 }
 
@@ -212,7 +215,8 @@ impl Kms {
             .send()
             .await
             .map_err(|e| KmsError::from_sdk(OP, key, e))?;
-        let data_key = data_key(OP, key, out.plaintext())?;
+        let mut out = out;
+        let data_key = data_key(OP, key, out.plaintext.take())?;
         let blob =
             out.ciphertext_blob().ok_or_else(|| KmsError::new(KmsErrorKind::Service, OP, key, "no ciphertext"))?;
         Ok((data_key, blob.as_ref().to_vec(), required(OP, key, "key id", out.key_id())?.to_owned()))
@@ -241,7 +245,8 @@ impl Kms {
             .send()
             .await
             .map_err(|e| KmsError::from_sdk(OP, named, e))?;
-        let data_key = data_key(OP, named, out.plaintext())?;
+        let mut out = out;
+        let data_key = data_key(OP, named, out.plaintext.take())?;
         Ok((data_key, required(OP, named, "key id", out.key_id())?.to_owned()))
     }
 
@@ -261,6 +266,8 @@ impl Kms {
             .client
             .encrypt()
             .key_id(key)
+            // The SDK copies this into a `Blob` and a request body it does not
+            // zeroize; there is no way to hand it a buffer it would wipe.
             .plaintext(Blob::new(data_key.expose_secret().as_slice()))
             .set_encryption_context(context_map(context))
             .send()

@@ -1,9 +1,10 @@
 //! `rekey encrypt`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::process::ExitCode;
 
 use envelope_core::{Keyring, encode_text, encrypt_stream, generate_materials, seal};
+use zeroize::{Zeroize, Zeroizing};
 
 use super::{Output, byte_progress, input_len, open_input};
 use crate::cli::EncryptArgs;
@@ -26,17 +27,13 @@ pub(crate) async fn run(keys: &Keys, args: EncryptArgs) -> Result<ExitCode, CliE
     let mut output = Output::open(args.output.as_ref(), args.force, false)?;
 
     if args.lines {
-        for line in BufReader::new(input).lines() {
-            let line = zeroize::Zeroizing::new(line.map_err(|e| CliError::io("cannot read the input", e))?);
-            let sealed = seal(&materials, &context, line.as_bytes())?;
+        let mut lines = SecretLines::new(input);
+        while let Some(line) = lines.next_line().map_err(|e| CliError::io("cannot read the input", e))? {
+            let sealed = seal(&materials, &context, line)?;
             writeln!(output, "{}", encode_text(&sealed)).map_err(|e| CliError::io("cannot write the output", e))?;
         }
     } else if args.text {
-        let mut plaintext = zeroize::Zeroizing::new(Vec::new());
-        input
-            .take(MAX_TEXT_INPUT + 1)
-            .read_to_end(&mut plaintext)
-            .map_err(|e| CliError::io("cannot read the input", e))?;
+        let plaintext = read_secret(input, MAX_TEXT_INPUT + 1).map_err(|e| CliError::io("cannot read the input", e))?;
         if plaintext.len() as u64 > MAX_TEXT_INPUT {
             return Err(CliError::new(Code::BadInput, "the input is too large for --text (64 MiB at most)")
                 .hint("use the binary form (without --text), which streams"));
@@ -50,4 +47,153 @@ pub(crate) async fn run(keys: &Keys, args: EncryptArgs) -> Result<ExitCode, CliE
     }
     output.finish()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Grows a zeroizing buffer by hand: a `Vec` that reallocates leaves the old
+/// copy of its contents behind, unzeroized, in freed memory; here the old
+/// buffer is zeroized when the new one replaces it.
+fn reserve_secret(buf: &mut Zeroizing<Vec<u8>>, additional: usize) {
+    if buf.capacity() - buf.len() >= additional {
+        return;
+    }
+    let wanted = buf.len().saturating_add(additional).max(buf.capacity().saturating_mul(2)).max(4096);
+    let mut bigger = Zeroizing::new(Vec::with_capacity(wanted));
+    bigger.extend_from_slice(buf);
+    *buf = bigger;
+}
+
+/// Reads `input` to its end, or to `limit` bytes, into memory that is
+/// zeroized on drop and leaves no copy behind as it grows.
+fn read_secret(mut input: impl Read, limit: u64) -> io::Result<Zeroizing<Vec<u8>>> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut buf = Zeroizing::new(Vec::new());
+    let mut chunk = Zeroizing::new([0u8; 8192]);
+    while buf.len() < limit {
+        let want = chunk.len().min(limit - buf.len());
+        let n = match input.read(&mut chunk[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        reserve_secret(&mut buf, n);
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(buf)
+}
+
+/// The lines of a plaintext input (without `\n` or `\r\n`), each in one
+/// zeroizing buffer that is reused and grown without leaving copies; a line
+/// that is not UTF-8 is an error, as `BufRead::lines` makes it.
+struct SecretLines<R> {
+    input: R,
+    chunk: Zeroizing<Vec<u8>>,
+    start: usize,
+    end: usize,
+    line: Zeroizing<Vec<u8>>,
+    done: bool,
+}
+
+impl<R: Read> SecretLines<R> {
+    fn new(input: R) -> Self {
+        Self {
+            input,
+            chunk: Zeroizing::new(vec![0u8; 1 << 16]),
+            start: 0,
+            end: 0,
+            line: Zeroizing::new(Vec::with_capacity(4096)),
+            done: false,
+        }
+    }
+
+    fn next_line(&mut self) -> io::Result<Option<&[u8]>> {
+        self.line.zeroize();
+        loop {
+            if self.start == self.end {
+                if self.done {
+                    return Ok(if self.line.is_empty() { None } else { Some(self.finish()?) });
+                }
+                match self.input.read(&mut self.chunk) {
+                    Ok(0) => self.done = true,
+                    Ok(n) => (self.start, self.end) = (0, n),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
+            let available = &self.chunk[self.start..self.end];
+            let (taken, newline) = match available.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (available.len(), false),
+            };
+            reserve_secret(&mut self.line, taken);
+            self.line.extend_from_slice(&available[..taken]);
+            self.start += taken;
+            if newline {
+                return Ok(Some(self.finish()?));
+            }
+        }
+    }
+
+    /// The line without its ending, checked to be UTF-8.
+    fn finish(&mut self) -> io::Result<&[u8]> {
+        let mut len = self.line.len();
+        if self.line.ends_with(b"\n") {
+            len -= 1;
+            if self.line[..len].ends_with(b"\r") {
+                len -= 1;
+            }
+        }
+        let line = &self.line[..len];
+        std::str::from_utf8(line)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "stream did not contain valid UTF-8"))?;
+        Ok(line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out at most `step` bytes a call.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    fn lines_of(input: &[u8], step: usize) -> io::Result<Vec<Vec<u8>>> {
+        let mut lines = SecretLines::new(Trickle(input, step));
+        let mut out = Vec::new();
+        while let Some(line) = lines.next_line()? {
+            out.push(line.to_vec());
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn secret_lines_split_like_bufread_lines() {
+        let long = "x".repeat(200_000);
+        let input = format!("a\r\n\nb\n{long}\nlast");
+        for step in [1, 7, 1 << 16, usize::MAX] {
+            let want: Vec<Vec<u8>> =
+                io::BufRead::lines(input.as_bytes()).map(|l| l.expect("utf-8").into_bytes()).collect();
+            assert_eq!(lines_of(input.as_bytes(), step).expect("lines"), want, "step {step}");
+        }
+        assert!(lines_of(b"", 3).expect("empty").is_empty());
+        assert_eq!(lines_of(b"\n", 3).expect("one empty line"), vec![Vec::<u8>::new()]);
+        assert_eq!(lines_of(b"ok\n\xff\n", 3).expect_err("not UTF-8").kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn read_secret_reads_to_the_limit() {
+        let data = vec![7u8; 100_000];
+        assert_eq!(read_secret(Trickle(&data, 999), 1 << 20).expect("read").as_slice(), data.as_slice());
+        assert_eq!(read_secret(Trickle(&data, 999), 10).expect("read").len(), 10);
+    }
 }
