@@ -1,24 +1,56 @@
-//! Envelope seal/open and framed streaming against raw AES-256-GCM of the same
-//! backend (RustCrypto, through `envelope_core::Gcm`) and of aws-lc-rs,
-//! measured in the same run so their ratios are meaningful on a noisy machine.
+//! The envelope against raw AES-256-GCM measured in the same run, so that
+//! ratios mean something on a noisy machine: records (seal and open with a
+//! cached data key), framed streams of 1 GiB on one thread and on every core,
+//! and legacy CBC records.
+//!
+//! The envelope runs on envelope-core's default backend: RustCrypto, or
+//! aws-lc-rs with `--features aws-lc`. Benchmark names carry the backend, so
+//! both runs' results sit side by side for `benches/report.py`:
+//!
+//! ```sh
+//! cargo bench -p rekey-benches --bench envelope
+//! cargo bench -p rekey-benches --bench envelope --features aws-lc
+//! python3 benches/report.py
+//! ```
 
 use std::hint::black_box;
 use std::io::{Read, Write};
 
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use envelope_core::legacy::{InnerEncoding, decrypt_legacy_record, encrypt_legacy_record_for_fixtures};
-use envelope_core::{DataKey, EncryptionContext, Envelope, Gcm, ParseOptions, StreamDecryptor, encrypt_stream, seal};
+use envelope_core::{
+    AeadBackend, DataKey, EncryptionContext, Envelope, Gcm, ParseOptions, StreamDecryptor, StreamOptions,
+    encrypt_stream_with, seal,
+};
 use rekey_benches::local_materials;
 
 const SIZES: [(usize, &str); 4] = [(64, "64 B"), (1024, "1 KiB"), (64 * 1024, "64 KiB"), (16 << 20, "16 MiB")];
+const GIB: u64 = 1 << 30;
+const FRAME: u32 = 1 << 16;
+
+/// `envelope-aws-lc-rs` or `envelope-rustcrypto`: the backend this run's envelope uses.
+fn envelope_name() -> String {
+    match AeadBackend::DEFAULT {
+        AeadBackend::AwsLc => "envelope-aws-lc-rs".to_owned(),
+        _ => "envelope-rustcrypto".to_owned(),
+    }
+}
+
+fn aws_lc_key() -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7; 32]).expect("key"))
+}
+
+fn rustcrypto() -> Gcm {
+    Gcm::with_backend(AeadBackend::RustCrypto, &[7; 32]).expect("always built")
+}
 
 fn records(c: &mut Criterion) {
     let context = EncryptionContext::from_pairs([("table", "orders")]).expect("context");
-    let (keyring, materials) = local_materials(&context);
-    let gcm = Gcm::new(&[7; 32]);
-    let lc = aws_lc_rs::aead::LessSafeKey::new(
-        aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &[7; 32]).expect("key"),
-    );
+    let (_, materials) = local_materials(&context);
+    let (gcm, lc) = (rustcrypto(), aws_lc_key());
+    let envelope = envelope_name();
+
     let mut group = c.benchmark_group("seal");
     for (size, name) in SIZES {
         let plaintext = vec![0x5a; size];
@@ -26,7 +58,8 @@ fn records(c: &mut Criterion) {
         if size >= 1 << 20 {
             group.sample_size(20);
         }
-        group.bench_with_input(BenchmarkId::new("envelope", name), &plaintext, |b, p| {
+        // The data key is cached: every message derives its own keys from it.
+        group.bench_with_input(BenchmarkId::new(&envelope, name), &plaintext, |b, p| {
             b.iter(|| seal(&materials, &context, black_box(p)).expect("seal"));
         });
         group.bench_with_input(BenchmarkId::new("raw-rustcrypto", name), &plaintext, |b, p| {
@@ -36,8 +69,8 @@ fn records(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("raw-aws-lc-rs", name), &plaintext, |b, p| {
             let mut buf = p.clone();
             b.iter(|| {
-                let nonce = aws_lc_rs::aead::Nonce::assume_unique_for_key([0; 12]);
-                lc.seal_in_place_separate_tag(nonce, aws_lc_rs::aead::Aad::empty(), black_box(&mut buf)).expect("seal")
+                let nonce = Nonce::assume_unique_for_key([0; 12]);
+                lc.seal_in_place_separate_tag(nonce, Aad::empty(), black_box(&mut buf)).expect("seal")
             });
         });
     }
@@ -45,18 +78,38 @@ fn records(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("open");
     for (size, name) in SIZES {
-        let sealed = seal(&materials, &context, &vec![0x5a; size]).expect("seal");
+        let plaintext = vec![0x5a; size];
+        let sealed = seal(&materials, &context, &plaintext).expect("seal");
         group.throughput(Throughput::Bytes(size as u64));
         if size >= 1 << 20 {
             group.sample_size(20);
         }
-        // Parse, unwrap the data key with the local keyring, check the commitment, decrypt.
-        group.bench_with_input(BenchmarkId::new("envelope", name), &sealed, |b, s| {
+        // Parse, check the commitment, decrypt, and drop (zeroize) the
+        // plaintext, with the data key already unwrapped (cached).
+        group.bench_with_input(BenchmarkId::new(&envelope, name), &sealed, |b, s| {
             b.iter(|| {
                 let envelope = Envelope::parse(black_box(s), &ParseOptions::default()).expect("parse");
-                let header = envelope.header();
-                let key = keyring.unwrap_sync(&header.encrypted_data_keys, &header.context).expect("unwrap");
-                envelope.open(&key).expect("open")
+                envelope.open(&materials.data_key).expect("open")
+            });
+        });
+        let mut ciphertext = plaintext.clone();
+        let tag = gcm.seal_in_place(&[0; 12], b"", &mut ciphertext).expect("seal");
+        group.bench_with_input(BenchmarkId::new("raw-rustcrypto", name), &ciphertext, |b, ct| {
+            // Out of place, as the envelope opens: from the input into an output buffer.
+            let mut out = vec![0u8; size];
+            b.iter(|| gcm.open_to(&[0; 12], b"", black_box(ct), &tag, &mut out).expect("open"));
+        });
+        let mut sealed_lc = plaintext.clone();
+        let nonce = Nonce::assume_unique_for_key([0; 12]);
+        let tag_lc = lc.seal_in_place_separate_tag(nonce, Aad::empty(), &mut sealed_lc).expect("seal");
+        sealed_lc.extend_from_slice(tag_lc.as_ref());
+        group.bench_with_input(BenchmarkId::new("raw-aws-lc-rs", name), &sealed_lc, |b, s| {
+            // Out of place, as the envelope opens: from the input into an output buffer.
+            let mut out = vec![0u8; size];
+            b.iter(|| {
+                let nonce = Nonce::assume_unique_for_key([0; 12]);
+                let (ct, tag) = s.split_at(size);
+                lc.open_separate_gather(nonce, Aad::empty(), black_box(ct), tag, &mut out).expect("open")
             });
         });
     }
@@ -96,30 +149,62 @@ impl Write for Keep {
 }
 
 fn streaming(c: &mut Criterion) {
-    const GIB: u64 = 1 << 30;
     let context = EncryptionContext::new();
     let (keyring, materials) = local_materials(&context);
+    let envelope = envelope_name();
+    let cores = StreamOptions::default();
     let mut group = c.benchmark_group("framed");
     group.sample_size(10);
     group.throughput(Throughput::Bytes(GIB));
-    group.bench_function("encrypt 1 GiB", |b| {
+
+    // The references: 1 GiB sealed in 64 KiB pieces in one cache-hot buffer,
+    // with no reading or writing at all.
+    let lc = aws_lc_key();
+    group.bench_function("raw-aws-lc-rs 1 GiB", |b| {
+        let mut buf = vec![0x5a; FRAME as usize];
         b.iter(|| {
-            let mut sink = Keep { kept: Vec::new(), total: 0 };
-            encrypt_stream(&materials, &context, 1 << 16, Pattern { left: GIB }, &mut sink).expect("encrypt");
-            sink.total
+            for i in 0..GIB / u64::from(FRAME) {
+                let mut nonce = [0; 12];
+                nonce[4..].copy_from_slice(&i.to_be_bytes());
+                let nonce = Nonce::assume_unique_for_key(nonce);
+                let tag = lc.seal_in_place_separate_tag(nonce, Aad::empty(), &mut buf).expect("seal");
+                black_box(tag.as_ref()[0]);
+            }
         });
     });
-    // The 1 GiB ciphertext is made once, frame by frame, into memory.
+    let gcm = rustcrypto();
+    group.bench_function("raw-rustcrypto 1 GiB", |b| {
+        let mut buf = vec![0x5a; FRAME as usize];
+        b.iter(|| {
+            for i in 0..GIB / u64::from(FRAME) {
+                let mut nonce = [0; 12];
+                nonce[4..].copy_from_slice(&i.to_be_bytes());
+                black_box(gcm.seal_in_place(&nonce, b"", &mut buf).expect("seal"));
+            }
+        });
+    });
+
+    // The ciphertext to decrypt is made once, into memory.
     let mut sealed = Vec::with_capacity(usize::try_from(GIB + (GIB >> 10)).expect("fits"));
-    encrypt_stream(&materials, &context, 1 << 16, Pattern { left: GIB }, &mut sealed).expect("encrypt");
-    group.bench_function("decrypt 1 GiB", |b| {
-        b.iter(|| {
-            let decryptor = StreamDecryptor::new(&sealed[..], &ParseOptions::default()).expect("header");
-            let header = decryptor.header().clone();
-            let key = keyring.unwrap_sync(&header.encrypted_data_keys, &header.context).expect("unwrap");
-            decryptor.decrypt_to(&key, std::io::sink()).expect("decrypt")
+    encrypt_stream_with(&materials, &context, FRAME, &cores, Pattern { left: GIB }, &mut sealed).expect("encrypt");
+    for (threads, options) in [("1 thread", StreamOptions::with_threads(1)), ("all cores", cores)] {
+        group.bench_function(format!("{envelope} encrypt 1 GiB, {threads}"), |b| {
+            b.iter(|| {
+                let mut sink = Keep { kept: Vec::new(), total: 0 };
+                encrypt_stream_with(&materials, &context, FRAME, &options, Pattern { left: GIB }, &mut sink)
+                    .expect("encrypt");
+                sink.total
+            });
         });
-    });
+        group.bench_function(format!("{envelope} decrypt 1 GiB, {threads}"), |b| {
+            b.iter(|| {
+                let decryptor = StreamDecryptor::new(&sealed[..], &ParseOptions::default()).expect("header");
+                let header = decryptor.header().clone();
+                let key = keyring.unwrap_sync(&header.encrypted_data_keys, &header.context).expect("unwrap");
+                decryptor.decrypt_to_with(&key, &options, std::io::sink()).expect("decrypt")
+            });
+        });
+    }
     group.finish();
 }
 

@@ -23,7 +23,7 @@ mod text;
 pub use aead::{Cbc, Gcm, NONCE_LEN, TAG_LEN};
 pub use backend::AeadBackend;
 pub use context::{EncryptionContext, MAX_CONTEXT_FIELD_LEN, MAX_CONTEXT_PAIRS};
-pub use envelope::{Envelope, seal, seal_with_message_id};
+pub use envelope::{Envelope, Plaintext, seal, seal_with_message_id};
 pub use error::{Error, FormatError, KeyringError, KeyringErrorKind};
 pub use header::{
     BodyForm, DEFAULT_FRAME_LEN, DEFAULT_MAX_ENCRYPTED_DATA_KEYS, Header, MAGIC, MAX_ENCRYPTED_DATA_KEYS,

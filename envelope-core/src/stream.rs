@@ -12,11 +12,9 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::sync::mpsc;
 
-use zeroize::Zeroizing;
-
 use crate::aead::{Gcm, TAG_LEN};
 use crate::context::EncryptionContext;
-use crate::envelope::tag_array;
+use crate::envelope::{Plaintext, tag_array};
 use crate::error::{Error, FormatError};
 use crate::header::{BodyForm, Header, ParseOptions};
 use crate::key::DataKey;
@@ -167,7 +165,7 @@ pub fn encrypt_stream_with_options_and_message_id(
 /// A batch of frames to seal, laid out as they are written: for each frame
 /// its length word, its plaintext (then ciphertext), its tag.
 struct SealBatch {
-    buf: Zeroizing<Vec<u8>>,
+    buf: Plaintext,
     frame_len: usize,
     first_sequence: u32,
     frames: usize,
@@ -180,7 +178,7 @@ struct SealBatch {
 impl SealBatch {
     fn new(frame_len: usize) -> Self {
         Self {
-            buf: Zeroizing::new(Vec::new()),
+            buf: Plaintext::zeroed(0),
             frame_len,
             first_sequence: 0,
             frames: 0,
@@ -276,12 +274,12 @@ impl<R: Read> FrameSource<'_, R> {
 /// Makes `buf` at least `needed` long, aiming at `target`, without leaving
 /// a copy of its contents behind: a new zeroed buffer replaces it and the old
 /// one is zeroized when dropped.
-fn grow(buf: &mut Zeroizing<Vec<u8>>, needed: usize, target: usize) {
+fn grow(buf: &mut Plaintext, needed: usize, target: usize) {
     // The first frame gets a buffer of its own size, so a small message
     // does not pay for a whole batch.
     let len = if buf.is_empty() { needed } else { needed.max(target) };
-    let mut bigger = Zeroizing::new(vec![0u8; len]);
-    bigger[..buf.len()].copy_from_slice(buf);
+    let mut bigger = Plaintext::zeroed(len);
+    bigger.vec_mut()[..buf.len()].copy_from_slice(buf);
     *buf = bigger;
 }
 
@@ -491,9 +489,9 @@ impl<R: Read> StreamDecryptor<R> {
                 decrypt_frames(&cipher, frame_len, options.threads, &mut body, &mut writer)
             }
             BodyForm::SingleShot => {
-                let mut sealed = Zeroizing::new(Vec::new());
+                let mut sealed = Plaintext::zeroed(0);
                 let limit = MAX_STREAMED_SINGLE_SHOT as u64 + TAG_LEN as u64;
-                body.by_ref().take(limit + 1).read_to_end(&mut sealed)?;
+                body.by_ref().take(limit + 1).read_to_end(sealed.vec_mut())?;
                 if sealed.len() as u64 > limit {
                     return Err(FormatError::TooLong {
                         field: "single-shot body",
@@ -514,18 +512,18 @@ impl<R: Read> StreamDecryptor<R> {
 }
 
 /// Decrypts a framed body held in memory (used by `Envelope::open`).
-pub(crate) fn open_frames(cipher: &FrameCipher, frame_len: u32, body: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+pub(crate) fn open_frames(cipher: &FrameCipher, frame_len: u32, body: &[u8]) -> Result<Plaintext, Error> {
     // Reserve the plaintext's upper bound so the vector never reallocates and
     // leaves a plaintext copy behind in freed memory.
-    let mut out = Zeroizing::new(Vec::with_capacity(body.len()));
-    decrypt_frames(cipher, frame_len, StreamOptions::default().threads, &mut &body[..], &mut *out)?;
+    let mut out = Plaintext::with_capacity(body.len());
+    decrypt_frames(cipher, frame_len, StreamOptions::default().threads, &mut &body[..], out.vec_mut())?;
     Ok(out)
 }
 
 /// A batch of frames to open: their sealed bytes back to back (ciphertext
 /// then tag), decrypted in place.
 struct OpenBatch {
-    buf: Zeroizing<Vec<u8>>,
+    buf: Plaintext,
     frames: Vec<FrameAt>,
     /// Frames whose tags verified, from the first: the ones that may be written.
     verified: usize,
@@ -640,7 +638,7 @@ fn decrypt_frames(
     run_batches(
         threads,
         cipher,
-        || OpenBatch { buf: Zeroizing::new(Vec::new()), frames: Vec::new(), verified: 0 },
+        || OpenBatch { buf: Plaintext::zeroed(0), frames: Vec::new(), verified: 0 },
         |batch| source.fill(batch),
         |cipher, aad, batch| batch.open(cipher, aad),
         |batch, opened| {

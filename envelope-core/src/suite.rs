@@ -2,7 +2,7 @@
 //! (docs/format.md §5).
 
 use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::aead::{Gcm, NONCE_LEN, TAG_LEN};
 use crate::error::{Error, FormatError};
@@ -51,7 +51,7 @@ impl Suite {
 /// The keys one message uses: the body cipher and the commitment.
 pub(crate) struct MessageKeys {
     cipher: Gcm,
-    commitment: Zeroizing<[u8; COMMITMENT_LEN]>,
+    commitment: [u8; COMMITMENT_LEN],
 }
 
 impl MessageKeys {
@@ -64,7 +64,7 @@ impl MessageKeys {
 
     /// The commitment to store in a new header.
     pub(crate) fn commitment(&self) -> [u8; COMMITMENT_LEN] {
-        *self.commitment
+        self.commitment
     }
 
     /// Constant-time comparison with a header's commitment (MUST 5.2).
@@ -90,18 +90,26 @@ impl MessageKeys {
 /// input is shorter than one block: that is ten compressions a message (four
 /// for the extract, two for the PRK's pads, two per expand), the least the
 /// construction allows, without the generic hashing layers' buffering and
-/// copies, which cost a third as much again at this size.
+/// copies. Every intermediate value lives in one [`Schedule`], wiped once.
 fn key_schedule(
     suite: Suite,
     data_key: &DataKey,
     message_id: &[u8; MESSAGE_ID_LEN],
-) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; COMMITMENT_LEN]>) {
+) -> (Zeroizing<[u8; 32]>, [u8; COMMITMENT_LEN]) {
     let suite_id = suite.id().to_be_bytes();
-    let prk = HmacSha256::new(message_id).mac(&[data_key.expose_secret()]);
-    let prk = HmacSha256::new(&prk);
-    let body_key = prk.mac(&[b"rekey v1 body key", &suite_id, &[1]]);
-    let commitment = prk.mac(&[b"rekey v1 commitment", &suite_id, &[1]]);
-    (body_key, commitment)
+    let mut s = Schedule::default();
+    s.block[..32].copy_from_slice(message_id);
+    s.key_from_block();
+    s.mac(&[data_key.expose_secret()]);
+    // The PRK is the next key.
+    s.block[..32].copy_from_slice(&s.digest);
+    s.key_from_block();
+    let mut body_key = Zeroizing::new([0u8; 32]);
+    s.mac(&[b"rekey v1 body key", &suite_id, &[1]]);
+    body_key.copy_from_slice(&s.digest);
+    // The commitment is public: it is written into the header.
+    s.mac(&[b"rekey v1 commitment", &suite_id, &[1]]);
+    (body_key, s.digest)
 }
 
 const SHA256_IV: [u32; 8] =
@@ -110,56 +118,68 @@ const BLOCK: usize = 64;
 /// The longest message one padded block holds: 64 bytes less the 0x80 and the 8-byte length.
 const MAX_ONE_BLOCK: usize = BLOCK - 9;
 
-/// HMAC-SHA-256 with a 32-byte key, for messages that fit in one block: the
-/// states after the key's inner and outer pads, zeroized on drop.
-struct HmacSha256 {
-    inner: Zeroizing<[u32; 8]>,
-    outer: Zeroizing<[u32; 8]>,
+/// HMAC-SHA-256 with 32-byte keys over messages of one block, and its
+/// scratch space: zeroized when dropped.
+#[derive(Zeroize, ZeroizeOnDrop)]
+struct Schedule {
+    /// The states after the key's inner and outer pads.
+    inner: [u32; 8],
+    outer: [u32; 8],
+    state: [u32; 8],
+    block: [u8; BLOCK],
+    /// The last MAC computed.
+    digest: [u8; 32],
 }
 
-impl HmacSha256 {
-    fn new(key: &[u8; 32]) -> Self {
-        let pad = |byte: u8| {
-            let mut block = Zeroizing::new([byte; BLOCK]);
-            for (b, k) in block.iter_mut().zip(key) {
-                *b ^= k;
-            }
-            let mut state = Zeroizing::new(SHA256_IV);
-            sha2::block_api::compress256(&mut state, std::slice::from_ref(&*block));
-            state
-        };
-        Self { inner: pad(0x36), outer: pad(0x5c) }
-    }
-
-    /// The MAC of the concatenated `parts`, at most 55 bytes in all (every
-    /// caller passes constants or 32-byte values).
-    fn mac(&self, parts: &[&[u8]]) -> Zeroizing<[u8; 32]> {
-        let inner = finish(&self.inner, parts);
-        finish(&self.outer, &[&inner[..]])
+impl Default for Schedule {
+    fn default() -> Self {
+        Self { inner: [0; 8], outer: [0; 8], state: [0; 8], block: [0; BLOCK], digest: [0; 32] }
     }
 }
 
-/// Hashes one final block of `parts` from a state that has absorbed one
-/// block (a pad), returning the digest bytes.
-fn finish(state: &[u32; 8], parts: &[&[u8]]) -> Zeroizing<[u8; 32]> {
-    let mut block = Zeroizing::new([0u8; BLOCK]);
-    let mut len = 0;
-    for part in parts {
-        block[len..len + part.len()].copy_from_slice(part);
-        len += part.len();
+impl Schedule {
+    /// Sets the HMAC key from the first 32 bytes of `block` (two compressions).
+    fn key_from_block(&mut self) {
+        self.block[32..].fill(0);
+        self.block.iter_mut().for_each(|b| *b ^= 0x36);
+        self.inner = SHA256_IV;
+        sha2::block_api::compress256(&mut self.inner, std::slice::from_ref(&self.block));
+        self.block.iter_mut().for_each(|b| *b ^= 0x36 ^ 0x5c);
+        self.outer = SHA256_IV;
+        sha2::block_api::compress256(&mut self.outer, std::slice::from_ref(&self.block));
     }
-    assert!(len <= MAX_ONE_BLOCK, "HMAC input longer than one block");
-    block[len] = 0x80;
-    // The pad block plus the message, in bits.
-    let bits = ((BLOCK + len) as u64) * 8;
-    block[BLOCK - 8..].copy_from_slice(&bits.to_be_bytes());
-    let mut state = Zeroizing::new(*state);
-    sha2::block_api::compress256(&mut state, std::slice::from_ref(&*block));
-    let mut out = Zeroizing::new([0u8; 32]);
-    for (chunk, word) in out.chunks_exact_mut(4).zip(state.iter()) {
-        chunk.copy_from_slice(&word.to_be_bytes());
+
+    /// Leaves HMAC(key, concatenated `parts`) in `digest` (two compressions).
+    /// The parts are at most 55 bytes in all: every caller passes constants
+    /// or 32-byte values.
+    fn mac(&mut self, parts: &[&[u8]]) {
+        self.block = [0; BLOCK];
+        let mut len = 0;
+        for part in parts {
+            self.block[len..len + part.len()].copy_from_slice(part);
+            len += part.len();
+        }
+        self.state = self.inner;
+        self.final_block(len);
+        self.block = [0; BLOCK];
+        self.block[..32].copy_from_slice(&self.digest);
+        self.state = self.outer;
+        self.final_block(32);
     }
-    out
+
+    /// Pads the `len` message bytes at the start of `block` and hashes them
+    /// from a state that has absorbed one block (a pad), into `digest`.
+    fn final_block(&mut self, len: usize) {
+        assert!(len <= MAX_ONE_BLOCK, "HMAC input longer than one block");
+        self.block[len] = 0x80;
+        // The pad block plus the message, in bits.
+        let bits = ((BLOCK + len) as u64) * 8;
+        self.block[BLOCK - 8..].copy_from_slice(&bits.to_be_bytes());
+        sha2::block_api::compress256(&mut self.state, std::slice::from_ref(&self.block));
+        for (chunk, word) in self.digest.chunks_exact_mut(4).zip(self.state) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+    }
 }
 
 /// The associated data of one frame: the header core followed by five bytes
@@ -289,7 +309,7 @@ mod tests {
             hk.expand_multi_info(&[b"rekey v1 body key", &[0, 1]], &mut expected_body).expect("32 bytes");
             hk.expand_multi_info(&[b"rekey v1 commitment", &[0, 1]], &mut expected_commitment).expect("32 bytes");
             prop_assert_eq!(*body_key, expected_body);
-            prop_assert_eq!(*commitment, expected_commitment);
+            prop_assert_eq!(commitment, expected_commitment);
         }
     }
 
@@ -299,7 +319,10 @@ mod tests {
     fn hmac_matches_rfc_4231_case_2() {
         let mut key = [0u8; 32];
         key[..4].copy_from_slice(b"Jefe");
-        let mac = HmacSha256::new(&key).mac(&[b"what do ya want ", b"for nothing?"]);
-        assert_eq!(hex::encode(*mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        let mut s = Schedule::default();
+        s.block[..32].copy_from_slice(&key);
+        s.key_from_block();
+        s.mac(&[b"what do ya want ", b"for nothing?"]);
+        assert_eq!(hex::encode(s.digest), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
     }
 }

@@ -51,7 +51,9 @@ impl AeadBackend {
 /// An expanded AES-256-GCM key on one backend. Every failure is the same
 /// `Err(())`: callers map it to the one authentication error.
 pub(crate) enum Engine {
-    RustCrypto(rustcrypto::Key),
+    /// Boxed: its expanded keys take over a kilobyte, which would otherwise
+    /// be copied each time a cipher moves.
+    RustCrypto(Box<rustcrypto::Key>),
     #[cfg(feature = "aws-lc")]
     AwsLc(aws_lc::Key),
 }
@@ -60,7 +62,7 @@ impl Engine {
     /// Expands `key` for `backend`; `None` when this build lacks the backend.
     pub(crate) fn new(backend: AeadBackend, key: &[u8; 32]) -> Option<Self> {
         match backend {
-            AeadBackend::RustCrypto => Some(Self::RustCrypto(rustcrypto::Key::new(key))),
+            AeadBackend::RustCrypto => Some(Self::RustCrypto(Box::new(rustcrypto::Key::new(key)))),
             #[cfg(feature = "aws-lc")]
             AeadBackend::AwsLc => aws_lc::Key::new(key).map(Self::AwsLc),
             #[cfg(not(feature = "aws-lc"))]
@@ -75,7 +77,7 @@ impl Engine {
             return Self::AwsLc(k);
         }
         // Reached only without the feature: aws-lc accepts every 32-byte key.
-        Self::RustCrypto(rustcrypto::Key::new(key))
+        Self::RustCrypto(Box::new(rustcrypto::Key::new(key)))
     }
 
     pub(crate) fn backend(&self) -> AeadBackend {
