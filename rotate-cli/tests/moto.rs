@@ -173,7 +173,20 @@ fn two_thousand_envelope_files_rewrapped_from_one_kms_key_to_another() {
         std::fs::write(env.path(&format!("vault/doc{i:04}.rky")), line).expect("write");
     }
 
-    let dry = env.ok(&["rewrap", "--to", &format!("kms:{new_key}"), "--dry-run", "--json", "vault"]);
+    // Without --from, KMS-wrapped items have no allowed source: one clear error, nothing written.
+    let refused = env.rekey(&["rewrap", "--to", &format!("kms:{new_key}"), "--dry-run", "--json", "vault"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--from"));
+    let dry = env.ok(&[
+        "rewrap",
+        "--to",
+        &format!("kms:{new_key}"),
+        "--from",
+        &format!("kms:{old_key}"),
+        "--dry-run",
+        "--json",
+        "vault",
+    ]);
     let d = summary(&dry);
     assert_eq!(d["rewrapped"], 2000);
     assert!(d["iam_actions"].to_string().contains("kms:ReEncryptTo"), "{d}");
@@ -191,8 +204,10 @@ fn two_thousand_envelope_files_rewrapped_from_one_kms_key_to_another() {
     ]);
     let s = summary(&out);
     assert_eq!(s["rewrapped"], 2000);
-    // The files share one wrapped data key: one ReEncrypt for all of them.
+    // The files share one wrapped data key: one ReEncrypt for all of them,
+    // and --verify checks it once too.
     assert_eq!(s["kms"]["calls"]["ReEncrypt"], 1, "{s}");
+    assert_eq!(s["kms"]["calls"]["Decrypt"], 1, "{s}");
 
     for i in [0usize, 1, 999, 1999] {
         let file = format!("vault/doc{i:04}.rky");
@@ -224,6 +239,8 @@ fn bare_data_keys_made_by_boto3_are_rewrapped_with_a_new_context() {
         "edk",
         "--to",
         &format!("kms:{new_key}"),
+        "--from",
+        &format!("kms:{old_key}"),
         "--source-context",
         "purpose=file-backup",
         "--dest-context",
@@ -357,6 +374,8 @@ fn throttling_and_slow_answers_are_retried_and_counted() {
             "rewrap",
             "--to",
             &format!("kms:{new_key}"),
+            "--from",
+            &format!("kms:{old_key}"),
             "--kms-attempt-timeout",
             "1",
             "--concurrency",
@@ -383,6 +402,8 @@ fn throttling_and_slow_answers_are_retried_and_counted() {
             "rewrap",
             "--to",
             &format!("kms:{old_key}"),
+            "--from",
+            &format!("kms:{new_key}"),
             "--kms-max-attempts",
             "2",
             "--item-attempts",
@@ -398,4 +419,35 @@ fn throttling_and_slow_answers_are_retried_and_counted() {
     assert_eq!(s["failed"], 40);
     let report = std::fs::read_to_string(env.path("j2.failures.jsonl")).expect("report");
     assert!(report.lines().all(|l| l.contains("\"error_code\":\"throttled\"")), "{report}");
+}
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn rewrap_only_moves_keys_the_operator_named() {
+    use envelope_core::{EncryptedDataKey, Envelope, ParseOptions, decode_text, encode_text};
+    let env = Env::new();
+    let (k1, k2, k3) = (env.create_key(), env.create_key(), env.create_key());
+    std::fs::create_dir_all(env.path("vault")).expect("mkdir");
+    std::fs::write(env.path("plain.txt"), "made under a third key\n").expect("write");
+    env.ok(&["encrypt", "--text", "--key", &format!("kms:{k3}"), "plain.txt", "-o", "vault/item.rky"]);
+    // The attack: the wrapped key's key id rewritten to name the source key K1.
+    let text = std::fs::read_to_string(env.path("vault/item.rky")).expect("read");
+    let bytes = decode_text(text.trim()).expect("b64");
+    let envelope = Envelope::parse(&bytes, &ParseOptions::default()).expect("envelope");
+    let planted = &envelope.header().encrypted_data_keys[0];
+    let relabelled = EncryptedDataKey::new("aws-kms", k1.clone(), planted.wrapped().to_vec()).expect("edk");
+    let forged = encode_text(&envelope.with_encrypted_data_keys(&[relabelled]).expect("encode"));
+    std::fs::write(env.path("vault/item.rky"), &forged).expect("write");
+    // Honest items under K1 beside it: they move, the forged one does not.
+    for i in 0..3 {
+        env.ok(&["encrypt", "--text", "--key", &format!("kms:{k1}"), "plain.txt", "-o", &format!("vault/ok{i}.rky")]);
+    }
+
+    let out = env.rekey(&["rewrap", "--to", &format!("kms:{k2}"), "--from", &format!("kms:{k1}"), "--json", "vault"]);
+    assert_eq!(out.status.code(), Some(6), "refused and reported: {}", String::from_utf8_lossy(&out.stderr));
+    let s = summary(&out);
+    assert_eq!((s["rewrapped"].as_u64(), s["failed"].as_u64()), (Some(3), Some(1)), "{s}");
+    assert_eq!(std::fs::read_to_string(env.path("vault/item.rky")).expect("read"), forged, "never re-wrapped");
+    let report = std::fs::read_to_string(env.path("vault.rekey-journal.failures.jsonl")).expect("report");
+    assert!(report.contains(&k3), "the report names the key KMS really used: {report}");
 }

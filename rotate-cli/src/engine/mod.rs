@@ -366,20 +366,31 @@ impl Engine {
             Ok(Some(unit))
         };
         if self.settings.preflight
-            && !self.settings.dry_run
             && let Some(transform) = &self.transform
         {
-            {
-                while let Some(unit) = next(&mut source)? {
-                    let selected = unit.selected;
-                    pending.push_back(unit);
-                    if selected {
-                        break;
+            let mut tried = 0;
+            let mut first_failure = None;
+            while tried < PREFLIGHT_UNITS {
+                let Some(mut unit) = next(&mut source)? else {
+                    break;
+                };
+                if unit.selected {
+                    tried += 1;
+                    match preflight::<S>(transform, &mut unit, self.settings.item_attempts).await {
+                        Ok(()) => {
+                            pending.push_back(unit);
+                            first_failure = None;
+                            break;
+                        }
+                        Err(e) => {
+                            first_failure.get_or_insert(e);
+                        }
                     }
                 }
-                if let Some(unit) = pending.back_mut().filter(|u| u.selected) {
-                    preflight::<S>(transform, unit, self.settings.item_attempts).await?;
-                }
+                pending.push_back(unit);
+            }
+            if let Some(e) = first_failure {
+                return Err(e);
             }
         }
 
@@ -533,13 +544,18 @@ async fn process<S: Source, K: Sink<S::Payload>>(
     }
 }
 
-/// The preflight: one item transformed in memory; a failure every item
-/// would share stops the run before anything is written.
+/// Units the preflight tries: the run stops only when all of them fail the
+/// same way every item would (a missing `--from`, a key it may not use), so
+/// one odd or forged item cannot stop a run.
+const PREFLIGHT_UNITS: usize = 3;
+
+/// The preflight: one unit's first item transformed in memory; a failure
+/// every item would share is returned before anything is written.
 async fn preflight<S: Source>(transform: &Transform, unit: &mut Unit<S::Payload>, attempts: u32) -> Result<(), Error> {
     if S::load(unit).await.is_err() {
         return Ok(());
     }
-    let Some(item) = unit.items.first() else {
+    let Some(item) = unit.items.iter().find(|i| i.result.is_none()) else {
         return Ok(());
     };
     let (result, _) = apply_with_retries(transform, &item.bytes, attempts).await;
