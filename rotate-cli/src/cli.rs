@@ -318,9 +318,8 @@ pub(crate) struct RewrapArgs {
     /// For --items edk: the context to encrypt them with [default: the source context]
     #[arg(long, value_name = "KEY=VALUE")]
     pub(crate) dest_context: Vec<String>,
-    /// Let any KMS key named in the items be a source (otherwise --from or local keys)
-    #[arg(long)]
-    pub(crate) kms_discovery: bool,
+    #[command(flatten)]
+    pub(crate) discovery: DiscoveryArgs,
     #[command(flatten)]
     pub(crate) target: TargetArgs,
 }
@@ -333,9 +332,8 @@ pub(crate) struct ReencryptArgs {
     /// Keys allowed to decrypt the items (envelopes); repeatable
     #[arg(long, value_name = "KEYREF")]
     pub(crate) from: Vec<KeySpec>,
-    /// Let any KMS key named in the items decrypt
-    #[arg(long)]
-    pub(crate) kms_discovery: bool,
+    #[command(flatten)]
+    pub(crate) discovery: DiscoveryArgs,
     /// Context of the new envelopes [default: each item's own context; for legacy records, none]
     #[arg(long = "context", short = 'c', value_name = "KEY=VALUE")]
     pub(crate) context: Vec<String>,

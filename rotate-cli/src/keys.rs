@@ -95,13 +95,11 @@ impl Keys {
 
     /// The keyrings to decrypt with. With an allow-list, exactly those keys;
     /// without, every key of the local keystore. KMS keys: those of the
-    /// allow-list, or in discovery mode any key of the discovery filter's
-    /// accounts (`discovery` is the command's [`DiscoveryArgs`], or anything
-    /// else that is [`Discovery`]).
+    /// allow-list, or in discovery mode any key of the discovery filter's accounts.
     pub(crate) async fn decrypting(
         &self,
         allow: &[KeySpec],
-        discovery: impl Discovery,
+        discovery: &DiscoveryArgs,
     ) -> Result<Vec<Box<dyn Keyring>>, CliError> {
         let filter = discovery.filter()?;
         let mut keyrings: Vec<Box<dyn Keyring>> = Vec::new();
@@ -123,19 +121,13 @@ impl Keys {
     }
 }
 
-/// What a decrypting command says about KMS discovery: off, or on with the
-/// accounts and partition whose keys may be used.
-pub(crate) trait Discovery {
+impl DiscoveryArgs {
     /// The discovery filter, `None` when discovery is off.
     ///
     /// # Errors
     /// A usage error when discovery is asked for without an account, or
     /// with a malformed account or partition.
-    fn filter(&self) -> Result<Option<DiscoveryFilter>, CliError>;
-}
-
-impl Discovery for DiscoveryArgs {
-    fn filter(&self) -> Result<Option<DiscoveryFilter>, CliError> {
+    pub(crate) fn filter(&self) -> Result<Option<DiscoveryFilter>, CliError> {
         if !self.kms_discovery {
             return Ok(None);
         }
@@ -145,27 +137,6 @@ impl Discovery for DiscoveryArgs {
         DiscoveryFilter::new(&self.discovery_partition, self.discovery_accounts.iter().cloned())
             .map(Some)
             .map_err(|e| CliError::usage(format!("--kms-discovery: {}", e.detail)))
-    }
-}
-
-impl<T: Discovery + ?Sized> Discovery for &T {
-    fn filter(&self) -> Result<Option<DiscoveryFilter>, CliError> {
-        (**self).filter()
-    }
-}
-
-impl Discovery for Option<&DiscoveryFilter> {
-    fn filter(&self) -> Result<Option<DiscoveryFilter>, CliError> {
-        Ok(self.cloned())
-    }
-}
-
-/// A bare `--kms-discovery` flag, for commands that do not flatten
-/// [`DiscoveryArgs`] yet: `false` is no discovery, and `true` is refused,
-/// since discovery without an account filter would trust any account's key.
-impl Discovery for bool {
-    fn filter(&self) -> Result<Option<DiscoveryFilter>, CliError> {
-        if *self { Err(discovery_needs_accounts()) } else { Ok(None) }
     }
 }
 
@@ -223,7 +194,6 @@ mod tests {
         on.discovery_accounts = vec!["111122223333".into()];
         let filter = on.filter().expect("valid").expect("on");
         assert_eq!((filter.partition(), filter.accounts()), ("aws", &["111122223333".to_owned()][..]));
-        assert!(true.filter().is_err() && false.filter().expect("off").is_none());
     }
 
     #[test]

@@ -20,7 +20,9 @@ use rotate_cli::engine::transform::{Mode, Outcome, Transform};
 use rotate_cli::engine::{Engine, Progress, Settings};
 use serde_json::json;
 
-use crate::cli::{InventoryArgs, ItemKind, ReencryptArgs, RewrapArgs, RollbackArgs, ScanArgs, TargetArgs};
+use crate::cli::{
+    DiscoveryArgs, InventoryArgs, ItemKind, ReencryptArgs, RewrapArgs, RollbackArgs, ScanArgs, TargetArgs,
+};
 use crate::exit::{CliError, Code};
 use crate::keys::{KeySpec, Keys, kms_keys, parse_context};
 
@@ -36,7 +38,7 @@ pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs) -> Result<ExitCode, Cl
                 "bare data keys name no key: say which keys they are under with --from kms:KEY",
             ));
         }
-        _ => source_keyrings(keys, &args.from, args.kms_discovery).await?,
+        _ => source_keyrings(keys, &args.from, &args.discovery).await?,
     };
     let mode = match args.items {
         ItemKind::Envelope => {
@@ -85,7 +87,7 @@ pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs) -> Result<ExitCo
                 .hint("use `rekey rewrap --items edk`"));
         }
     };
-    let sources = keys.decrypting(&args.from, args.kms_discovery).await?;
+    let sources = keys.decrypting(&args.from, &args.discovery).await?;
     let mode = Mode::Reencrypt { context, legacy };
     let iam = iam_actions("reencrypt", &args.to, &args.from, args.target.verify);
     let transform =
@@ -95,7 +97,11 @@ pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs) -> Result<ExitCo
 
 /// The source keyrings of a rewrap: one per `--from` key (the allow-list),
 /// every local key when none is named, or KMS discovery when asked for.
-async fn source_keyrings(keys: &Keys, from: &[KeySpec], discovery: bool) -> Result<Vec<Box<dyn Keyring>>, CliError> {
+async fn source_keyrings(
+    keys: &Keys,
+    from: &[KeySpec],
+    discovery: &DiscoveryArgs,
+) -> Result<Vec<Box<dyn Keyring>>, CliError> {
     if from.is_empty() {
         return keys.decrypting(&[], discovery).await;
     }
@@ -103,8 +109,8 @@ async fn source_keyrings(keys: &Keys, from: &[KeySpec], discovery: bool) -> Resu
     for spec in from {
         sources.push(keys.wrapping(spec, &[]).await?);
     }
-    if discovery {
-        sources.extend(keys.decrypting(&[], true).await?.into_iter().filter(|k| k.key_id().is_empty()));
+    if let Some(filter) = discovery.filter()? {
+        sources.push(keys.kms().decrypting_keyring(&[], Some(filter)).await?);
     }
     Ok(sources)
 }

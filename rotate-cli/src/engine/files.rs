@@ -16,10 +16,10 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde_json::json;
 
 use super::error::{Error, ErrorKind, ItemError, ItemErrorCode};
-use super::journal::{self, Entry, Journal, Undo};
+use super::journal::{self, Checkpoint, Entry, Journal, Undo};
 use super::report::{Counts, Summary};
 use super::transform::{ChangeKind, Encoding, Outcome};
-use super::{Item, Sink, Source, Unit};
+use super::{Item, Rejected, Sink, Source, Unit};
 use crate::fsio::AtomicFile;
 
 /// Suffixes of files the engine writes itself and never treats as items.
@@ -202,7 +202,7 @@ pub struct InPlaceSink {
 }
 
 impl Sink<FileUnit> for InPlaceSink {
-    fn start(&self, journal: Option<Arc<Journal>>, _checkpoint: Option<(u64, u64)>) -> Result<(), Error> {
+    fn start(&self, journal: Option<Arc<Journal>>, _checkpoint: Option<&Checkpoint>) -> Result<(), Error> {
         let journal = journal.ok_or_else(|| Error::usage("rewriting files in place needs a journal"))?;
         let _ = self.journal.set(journal);
         Ok(())
@@ -232,12 +232,12 @@ impl Sink<FileUnit> for InPlaceSink {
         result
     }
 
-    fn commit(&self, _unit: Unit<FileUnit>, _counts: &Counts) -> Result<(), Error> {
-        Ok(())
+    fn commit(&self, _unit: Unit<FileUnit>, _counts: &Counts) -> Result<Vec<Rejected>, Error> {
+        Ok(Vec::new())
     }
 
-    fn finish(&self, _complete: bool, _counts: &Counts) -> Result<(), Error> {
-        Ok(())
+    fn finish(&self, _complete: bool, _counts: &Counts) -> Result<Vec<Rejected>, Error> {
+        Ok(Vec::new())
     }
 }
 

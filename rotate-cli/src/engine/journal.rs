@@ -68,12 +68,11 @@ pub enum Entry {
         /// The unit's id.
         item: String,
     },
-    /// A stream's durable progress: units consumed, output bytes, and the counts so far.
+    /// Ordered progress (streams, tables): everything up to here is durable.
     Checkpoint {
-        /// Units consumed from the input.
-        records: u64,
-        /// Output bytes durable on disk.
-        output_bytes: u64,
+        /// Where the run is.
+        #[serde(flatten)]
+        at: Checkpoint,
         /// Counts up to here, so a resumed run reports the whole job.
         counts: Counts,
     },
@@ -82,6 +81,19 @@ pub enum Entry {
         /// The output path.
         output: String,
     },
+}
+
+/// How far an ordered target got: what a resumed run starts after.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Units consumed from the source.
+    pub records: u64,
+    /// Output bytes durable on disk (streams).
+    #[serde(default)]
+    pub output_bytes: u64,
+    /// A target's own position, such as the last key of a table (keyset pagination).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
 }
 
 /// What rollback needs to put an item back.

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 pub use self::error::{Error, ErrorKind, ItemError, ItemErrorCode};
-use self::journal::{Entry, Journal, RunParams};
+use self::journal::{Checkpoint, Entry, Journal, RunParams};
 use self::report::{Counts, FailureLog, Stop, Summary};
 use self::transform::{ChangeKind, Outcome, Transform};
 
@@ -93,12 +93,14 @@ pub trait Source: Send {
     /// A failure that stops the run (the inventory cannot be read).
     fn next_unit(&mut self) -> Result<Option<Unit<Self::Payload>>, Error>;
 
-    /// Skips the first `n` units, which a checkpoint says are done (streams).
+    /// Continues after a checkpoint of an earlier run: by default skips the
+    /// units it counts; a target with its own position (a table's last key)
+    /// starts after that instead.
     ///
     /// # Errors
     /// As [`Source::next_unit`].
-    fn skip(&mut self, n: u64) -> Result<(), Error> {
-        for _ in 0..n {
+    fn resume(&mut self, checkpoint: &Checkpoint) -> Result<(), Error> {
+        for _ in 0..checkpoint.records {
             if self.next_unit()?.is_none() {
                 break;
             }
@@ -115,31 +117,45 @@ pub trait Source: Send {
     fn load(unit: &mut Unit<Self::Payload>) -> impl Future<Output = Result<(), ItemError>> + Send;
 }
 
+/// A changed item that an ordered sink could not store after all (a row an
+/// application changed before the batch's UPDATE): counted as failed.
+#[derive(Debug)]
+pub struct Rejected {
+    /// How reports name the item.
+    pub item: String,
+    /// The change that was not stored.
+    pub kind: ChangeKind,
+    /// Why.
+    pub error: ItemError,
+}
+
 /// Where results go.
 pub trait Sink<P>: Send + Sync + 'static {
     /// Called once before the first unit, with the journal (none in dry runs
-    /// and scans) and the checkpoint a resumed stream starts from.
+    /// and scans) and the checkpoint a resumed run starts from.
     ///
     /// # Errors
     /// A failure that stops the run before anything is written.
-    fn start(&self, journal: Option<Arc<Journal>>, checkpoint: Option<(u64, u64)>) -> Result<(), Error>;
+    fn start(&self, journal: Option<Arc<Journal>>, checkpoint: Option<&Checkpoint>) -> Result<(), Error>;
 
     /// Called concurrently once a unit's items are transformed: durable
     /// writes that need no order. Failing fails the unit's changed items.
     fn write(&self, unit: &mut Unit<P>) -> impl Future<Output = Result<(), ItemError>> + Send;
 
     /// Called in source order for every unit, selected or not, with the
-    /// counts so far: ordered writes and checkpoints.
+    /// counts so far: ordered writes (which may be batched) and checkpoints.
+    /// Returns the changes a batch could not store after all.
     ///
     /// # Errors
     /// A failure that stops the run.
-    fn commit(&self, unit: Unit<P>, counts: &Counts) -> Result<(), Error>;
+    fn commit(&self, unit: Unit<P>, counts: &Counts) -> Result<Vec<Rejected>, Error>;
 
     /// Called at the end; `complete` when the whole inventory was handled.
+    /// Returns the changes a last batch could not store.
     ///
     /// # Errors
     /// A failure making the output final.
-    fn finish(&self, complete: bool, counts: &Counts) -> Result<(), Error>;
+    fn finish(&self, complete: bool, counts: &Counts) -> Result<Vec<Rejected>, Error>;
 }
 
 /// Progress reports, for a bar or a log: the engine never draws.
@@ -286,7 +302,7 @@ fn id_hash(id: &str) -> [u8; 16] {
 #[derive(Default)]
 struct Resume {
     done: HashSet<[u8; 16]>,
-    checkpoint: Option<(u64, u64, Counts)>,
+    checkpoint: Option<(Checkpoint, Counts)>,
 }
 
 impl Resume {
@@ -297,8 +313,8 @@ impl Resume {
                 Entry::Done { item } => {
                     resume.done.insert(id_hash(item));
                 }
-                Entry::Checkpoint { records, output_bytes, counts } => {
-                    resume.checkpoint = Some((*records, *output_bytes, *counts));
+                Entry::Checkpoint { at, counts } => {
+                    resume.checkpoint = Some((at.clone(), *counts));
                 }
                 Entry::Complete { output } => {
                     return Err(Error::usage(format!("this run already finished and wrote {output}"))
@@ -339,9 +355,9 @@ impl Engine {
             }
             _ => Resume::default(),
         };
-        let mut counts = resume.checkpoint.map(|(_, _, c)| c).unwrap_or_default();
-        if let Some((records, _, _)) = resume.checkpoint {
-            source.skip(records)?;
+        let mut counts = resume.checkpoint.as_ref().map(|(_, c)| *c).unwrap_or_default();
+        if let Some((at, _)) = &resume.checkpoint {
+            source.resume(at)?;
         }
         if let Some(total) = source.total() {
             self.progress.total(total);
@@ -403,7 +419,7 @@ impl Engine {
             }
             None => None,
         };
-        sink.start(journal.clone(), resume.checkpoint.map(|(r, b, _)| (r, b)))?;
+        sink.start(journal.clone(), resume.checkpoint.as_ref().map(|(at, _)| at))?;
 
         let attempts = self.settings.item_attempts.max(1);
         let window = self.settings.concurrency.max(1).div_ceil(S::BATCH).max(2);
@@ -450,7 +466,8 @@ impl Engine {
                 handle.await.map_err(|e| Error::new(ErrorKind::Io, format!("internal error: a worker failed: {e}")))?;
             for unit in batch {
                 self.count(&unit, &mut counts)?;
-                sink.commit(unit, &counts)?;
+                let rejected = sink.commit(unit, &counts)?;
+                self.reject(rejected, &mut counts)?;
                 self.progress.advance(1, counts.failed);
             }
             if stop.is_none() && self.settings.max_failures.is_some_and(|m| counts.failed >= m) {
@@ -463,7 +480,8 @@ impl Engine {
         counts.done_before += done_before;
         counts.not_selected -= done_before.min(counts.not_selected);
         let complete = stop.is_none();
-        sink.finish(complete, &counts)?;
+        let rejected = sink.finish(complete, &counts)?;
+        self.reject(rejected, &mut counts)?;
         if let Some(journal) = &journal {
             journal.sync()?;
         }
@@ -474,6 +492,23 @@ impl Engine {
         summary.total = source.total();
         summary.elapsed = start.elapsed();
         Ok(summary)
+    }
+
+    /// Counts changes an ordered sink could not store as failures.
+    fn reject(&self, rejected: Vec<Rejected>, counts: &mut Counts) -> Result<(), Error> {
+        for r in rejected {
+            match r.kind {
+                ChangeKind::Rewrapped => counts.rewrapped = counts.rewrapped.saturating_sub(1),
+                ChangeKind::Reencrypted => counts.reencrypted = counts.reencrypted.saturating_sub(1),
+                ChangeKind::FromLegacy => {
+                    counts.reencrypted = counts.reencrypted.saturating_sub(1);
+                    counts.from_legacy = counts.from_legacy.saturating_sub(1);
+                }
+            }
+            counts.failed += 1;
+            self.failures.record(&r.item, self.operation, &r.error, 1)?;
+        }
+        Ok(())
     }
 
     /// Counts a unit's results and reports its failures.

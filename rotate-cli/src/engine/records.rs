@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::error::{Error, ErrorKind, ItemError, ItemErrorCode};
-use super::journal::{Entry, Journal};
+use super::journal::{Checkpoint, Entry, Journal};
 use super::report::Counts;
 use super::transform::Outcome;
-use super::{Item, Sink, Source, Unit};
+use super::{Item, Rejected, Sink, Source, Unit};
 use crate::fsio;
 
 /// Records between durable checkpoints.
@@ -391,14 +391,14 @@ impl Out {
 }
 
 impl Sink<RecordUnit> for StreamSink {
-    fn start(&self, journal: Option<Arc<Journal>>, checkpoint: Option<(u64, u64)>) -> Result<(), Error> {
+    fn start(&self, journal: Option<Arc<Journal>>, checkpoint: Option<&Checkpoint>) -> Result<(), Error> {
         let out = match &self.output {
             None => Out::Stdout(BufWriter::with_capacity(1 << 16, io::stdout())),
             Some(target) => {
                 let partial = super::files::with_suffix(target, ".rekey-partial");
                 let io_err = |e: io::Error| Error::io(format!("cannot open {}", partial.display()), &e);
-                let (file, written) = match checkpoint {
-                    Some((_, bytes)) if partial.exists() => {
+                let (file, written) = match checkpoint.map(|c| c.output_bytes) {
+                    Some(bytes) if partial.exists() => {
                         let mut file = OpenOptions::new().write(true).open(&partial).map_err(io_err)?;
                         file.set_len(bytes).map_err(io_err)?;
                         file.seek(io::SeekFrom::End(0)).map_err(io_err)?;
@@ -421,7 +421,7 @@ impl Sink<RecordUnit> for StreamSink {
                 }
             }
         };
-        let last = checkpoint.map_or(0, |(records, _)| records);
+        let last = checkpoint.map_or(0, |c| c.records);
         *self.state.lock().map_err(|_| Error::new(ErrorKind::Io, "output lock poisoned"))? =
             Some(Open { out, journal, last });
         if checkpoint.is_none()
@@ -441,7 +441,7 @@ impl Sink<RecordUnit> for StreamSink {
         Ok(())
     }
 
-    fn commit(&self, unit: Unit<RecordUnit>, counts: &Counts) -> Result<(), Error> {
+    fn commit(&self, unit: Unit<RecordUnit>, counts: &Counts) -> Result<Vec<Rejected>, Error> {
         let record = unit.payload;
         self.with_open(|open| {
             open.out.write(record.output.as_deref().unwrap_or(&record.raw))?;
@@ -450,28 +450,27 @@ impl Sink<RecordUnit> for StreamSink {
                 && let Some(journal) = &open.journal
             {
                 let output_bytes = open.out.sync()?;
-                journal.append(&Entry::Checkpoint { records: record.number, output_bytes, counts: *counts }, true)?;
+                let at = Checkpoint { records: record.number, output_bytes, position: None };
+                journal.append(&Entry::Checkpoint { at, counts: *counts }, true)?;
             }
-            Ok(())
+            Ok(Vec::new())
         })
     }
 
-    fn finish(&self, complete: bool, counts: &Counts) -> Result<(), Error> {
+    fn finish(&self, complete: bool, counts: &Counts) -> Result<Vec<Rejected>, Error> {
         let mut guard = self.state.lock().map_err(|_| Error::new(ErrorKind::Io, "output lock poisoned"))?;
         let Some(Open { mut out, journal, last }) = guard.take() else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let bytes = out.sync()?;
-        let Out::File { partial, target, like, .. } = out else {
-            return Ok(());
-        };
-        let Some(journal) = journal else {
-            return Ok(());
+        let (Out::File { partial, target, like, .. }, Some(journal)) = (out, journal) else {
+            return Ok(Vec::new());
         };
         if !complete {
             // Leave the partial output and a checkpoint for --resume.
-            journal.append(&Entry::Checkpoint { records: last, output_bytes: bytes, counts: *counts }, true)?;
-            return Ok(());
+            let at = Checkpoint { records: last, output_bytes: bytes, position: None };
+            journal.append(&Entry::Checkpoint { at, counts: *counts }, true)?;
+            return Ok(Vec::new());
         }
         if let Some(like) = like
             && let Ok(meta) = std::fs::metadata(like)
@@ -482,6 +481,7 @@ impl Sink<RecordUnit> for StreamSink {
         std::fs::rename(&partial, &target)
             .map_err(|e| Error::io(format!("cannot rename to {}", target.display()), &e))?;
         fsio::sync_dir(&target).map_err(|e| Error::io("cannot sync the output directory", &e))?;
-        journal.append(&Entry::Complete { output: target.display().to_string() }, true)
+        journal.append(&Entry::Complete { output: target.display().to_string() }, true)?;
+        Ok(Vec::new())
     }
 }

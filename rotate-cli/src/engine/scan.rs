@@ -9,9 +9,9 @@ use envelope_core::{Envelope, ParseOptions, decode_text};
 use serde_json::{Value, json};
 
 use super::error::{Error, ErrorKind, ItemError};
-use super::journal::Journal;
+use super::journal::{Checkpoint, Journal};
 use super::report::Counts;
-use super::{Sink, Unit};
+use super::{Rejected, Sink, Unit};
 
 /// What the items are said to be, when they cannot tell themselves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -138,7 +138,7 @@ impl ScanSink {
 }
 
 impl<P: Send + 'static> Sink<P> for ScanSink {
-    fn start(&self, _journal: Option<Arc<Journal>>, _checkpoint: Option<(u64, u64)>) -> Result<(), Error> {
+    fn start(&self, _journal: Option<Arc<Journal>>, _checkpoint: Option<&Checkpoint>) -> Result<(), Error> {
         Ok(())
     }
 
@@ -162,16 +162,16 @@ impl<P: Send + 'static> Sink<P> for ScanSink {
         Ok(())
     }
 
-    fn commit(&self, unit: Unit<P>, _counts: &Counts) -> Result<(), Error> {
+    fn commit(&self, unit: Unit<P>, _counts: &Counts) -> Result<Vec<Rejected>, Error> {
         if unit.error.is_some() {
             let mut total = self.report.lock().map_err(|_| Error::new(ErrorKind::Io, "scan lock poisoned"))?;
             total.unreadable += 1;
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
-    fn finish(&self, _complete: bool, _counts: &Counts) -> Result<(), Error> {
-        Ok(())
+    fn finish(&self, _complete: bool, _counts: &Counts) -> Result<Vec<Rejected>, Error> {
+        Ok(Vec::new())
     }
 }
 
@@ -200,7 +200,7 @@ impl DryRun {
 }
 
 impl<P: Send + 'static> Sink<P> for DryRun {
-    fn start(&self, _journal: Option<Arc<Journal>>, _checkpoint: Option<(u64, u64)>) -> Result<(), Error> {
+    fn start(&self, _journal: Option<Arc<Journal>>, _checkpoint: Option<&Checkpoint>) -> Result<(), Error> {
         Ok(())
     }
 
@@ -229,11 +229,11 @@ impl<P: Send + 'static> Sink<P> for DryRun {
         Ok(())
     }
 
-    fn commit(&self, _unit: Unit<P>, _counts: &Counts) -> Result<(), Error> {
-        Ok(())
+    fn commit(&self, _unit: Unit<P>, _counts: &Counts) -> Result<Vec<Rejected>, Error> {
+        Ok(Vec::new())
     }
 
-    fn finish(&self, _complete: bool, _counts: &Counts) -> Result<(), Error> {
-        Ok(())
+    fn finish(&self, _complete: bool, _counts: &Counts) -> Result<Vec<Rejected>, Error> {
+        Ok(Vec::new())
     }
 }
