@@ -273,7 +273,7 @@ async fn run(
     };
     if target.dry_run {
         let sample = match dry.sample() {
-            Some(item) => match transform.apply_now(&item).await {
+            Some(item) => match transform.apply_now(&item, &envelope_core::EncryptionContext::new()).await {
                 Ok(Outcome::Changed { .. }) => "one item processed in memory: ok".to_owned(),
                 Ok(_) => "one item processed in memory: already done".to_owned(),
                 Err(e) => format!("one item processed in memory FAILED: {e}"),

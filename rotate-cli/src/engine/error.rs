@@ -91,6 +91,8 @@ pub enum ItemErrorCode {
     Keyring,
     /// The body or the key commitment did not authenticate.
     Authentication,
+    /// The item's encryption context does not bind it to where it is stored.
+    ContextMismatch,
     /// The written item did not check out (`--verify`).
     VerifyFailed,
     /// Removing wrapped keys was refused: nothing proves the remaining ones open the item.
@@ -117,6 +119,7 @@ impl ItemErrorCode {
             Self::Unavailable => "unavailable",
             Self::Keyring => "keyring",
             Self::Authentication => "authentication",
+            Self::ContextMismatch => "context_mismatch",
             Self::VerifyFailed => "verify_failed",
             Self::Unproven => "unproven_keys",
             Self::ChangedDuringRotation => "changed_during_rotation",

@@ -187,29 +187,34 @@ impl Transform {
     /// Transforms one item: pure with respect to storage, the sink writes.
     /// In a dry run, only decides whether it would change (no keyring call).
     ///
+    /// `row` holds context pairs that bind the item to where it is stored
+    /// (a table row's tenant id): an envelope being re-wrapped must already
+    /// carry them, a bare data key is unwrapped and wrapped with them, and a
+    /// re-encrypted item gets them.
+    ///
     /// # Errors
     /// Why the item cannot be transformed.
-    pub async fn apply(&self, item: &[u8]) -> Result<Outcome, ItemError> {
+    pub async fn apply(&self, item: &[u8], row: &EncryptionContext) -> Result<Outcome, ItemError> {
         if item.is_empty() {
             return Ok(Outcome::Empty);
         }
         if self.dry_run {
             return self.plan(item);
         }
-        self.apply_now(item).await
+        self.apply_now(item, row).await
     }
 
     /// Transforms one item in memory even in a dry run (the dry run's sample).
     ///
     /// # Errors
     /// Why the item cannot be transformed.
-    pub async fn apply_now(&self, item: &[u8]) -> Result<Outcome, ItemError> {
+    pub async fn apply_now(&self, item: &[u8], row: &EncryptionContext) -> Result<Outcome, ItemError> {
         match &self.mode {
-            Mode::Rewrap { remove, add } => self.rewrap_envelope(item, remove, *add).await,
+            Mode::Rewrap { remove, add } => self.rewrap_envelope(item, remove, *add, row).await,
             Mode::RewrapBare { source_context, dest_context } => {
-                self.rewrap_bare(item, source_context, dest_context).await
+                self.rewrap_bare(item, &with_row(source_context, row)?, &with_row(dest_context, row)?).await
             }
-            Mode::Reencrypt { context, legacy } => self.reencrypt(item, context.as_ref(), legacy.as_ref()).await,
+            Mode::Reencrypt { context, legacy } => self.reencrypt(item, context.as_ref(), legacy.as_ref(), row).await,
         }
     }
 
@@ -274,11 +279,20 @@ impl Transform {
         Ok(needed)
     }
 
-    async fn rewrap_envelope(&self, item: &[u8], remove: &[Box<dyn Keyring>], add: bool) -> Result<Outcome, ItemError> {
+    async fn rewrap_envelope(
+        &self,
+        item: &[u8],
+        remove: &[Box<dyn Keyring>],
+        add: bool,
+        row: &EncryptionContext,
+    ) -> Result<Outcome, ItemError> {
         let encoding = Encoding::detect(item);
         let bytes = encoding.decode(item)?;
         let envelope = Envelope::parse(&bytes, &self.parse)?;
         let header = envelope.header();
+        header.context.require(row).map_err(|e| {
+            ItemError::new(ItemErrorCode::ContextMismatch, format!("{e}: the item is not bound to its row"))
+        })?;
         let edks = &header.encrypted_data_keys;
         if !self.rewrap_needed(edks, remove, add)? {
             return Ok(Outcome::Skipped);
@@ -487,7 +501,10 @@ impl Transform {
         item: &[u8],
         context: Option<&EncryptionContext>,
         legacy: Option<&(DataKey, InnerEncoding)>,
+        row: &EncryptionContext,
     ) -> Result<Outcome, ItemError> {
+        let context = context.map(|c| with_row(c, row)).transpose()?;
+        let context = context.as_ref();
         let encoding = Encoding::detect(item);
         let envelope_bytes = encoding.decode(item).ok().filter(|b| b.starts_with(&envelope_core::MAGIC));
         let (plaintext, old_context, frame_len, kind) = match (envelope_bytes, legacy) {
@@ -522,7 +539,10 @@ impl Transform {
             }
             (None, None) => return Err(not_an_envelope()),
         };
-        let new_context = context.cloned().unwrap_or(old_context);
+        let new_context = match context {
+            Some(c) => c.clone(),
+            None => with_row(&old_context, row)?,
+        };
         let materials = self.materials_for(&new_context).await?;
         // The body keeps its form: framed stays framed, with the same frame length.
         let sealed = match frame_len {
@@ -572,6 +592,24 @@ impl Transform {
             .await?;
         Ok(Arc::clone(materials))
     }
+}
+
+/// `base` with the row's pairs added; a pair that contradicts `base` is an error.
+fn with_row(base: &EncryptionContext, row: &EncryptionContext) -> Result<EncryptionContext, ItemError> {
+    let mut out = base.clone();
+    for (k, v) in row.iter() {
+        match base.get(k) {
+            Some(existing) if existing == v => {}
+            Some(_) => {
+                return Err(ItemError::new(
+                    ItemErrorCode::ContextMismatch,
+                    format!("the context pair {k:?} from the row contradicts the one given"),
+                ));
+            }
+            None => out.insert(k, v).map_err(|e| ItemError::input(e.to_string()))?,
+        }
+    }
+    Ok(out)
 }
 
 fn not_an_envelope() -> ItemError {
