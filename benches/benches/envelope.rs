@@ -4,8 +4,8 @@
 //! and legacy CBC records.
 //!
 //! The envelope runs on envelope-core's default backend: RustCrypto, or
-//! aws-lc-rs with `--features aws-lc`. Benchmark names carry the backend, so
-//! both runs' results sit side by side for `benches/report.py`:
+//! aws-lc-rs with `--features aws-lc`. Group names carry the backend, so both
+//! runs' results sit side by side for `benches/report.py`:
 //!
 //! ```sh
 //! cargo bench -p rekey-benches --bench envelope
@@ -29,16 +29,24 @@ const SIZES: [(usize, &str); 4] = [(64, "64 B"), (1024, "1 KiB"), (64 * 1024, "6
 const GIB: u64 = 1 << 30;
 const FRAME: u32 = 1 << 16;
 
-/// `envelope-aws-lc-rs` or `envelope-rustcrypto`: the backend this run's envelope uses.
-fn envelope_name() -> String {
+/// `group [aws-lc-rs]` or `group [rustcrypto]`: every group carries the
+/// backend this run's envelope uses, so the two runs' results (each with its
+/// own raw references) do not overwrite each other.
+fn group_name(group: &str) -> String {
     match AeadBackend::DEFAULT {
-        AeadBackend::AwsLc => "envelope-aws-lc-rs".to_owned(),
-        _ => "envelope-rustcrypto".to_owned(),
+        AeadBackend::AwsLc => format!("{group} [aws-lc-rs]"),
+        _ => format!("{group} [rustcrypto]"),
     }
 }
 
 fn aws_lc_key() -> LessSafeKey {
     LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7; 32]).expect("key"))
+}
+
+fn raw_nonce(i: u64) -> Nonce {
+    let mut nonce = [0; 12];
+    nonce[4..].copy_from_slice(&i.to_be_bytes());
+    Nonce::assume_unique_for_key(nonce)
 }
 
 fn rustcrypto() -> Gcm {
@@ -49,9 +57,7 @@ fn records(c: &mut Criterion) {
     let context = EncryptionContext::from_pairs([("table", "orders")]).expect("context");
     let (_, materials) = local_materials(&context);
     let (gcm, lc) = (rustcrypto(), aws_lc_key());
-    let envelope = envelope_name();
-
-    let mut group = c.benchmark_group("seal");
+    let mut group = c.benchmark_group(group_name("seal"));
     for (size, name) in SIZES {
         let plaintext = vec![0x5a; size];
         group.throughput(Throughput::Bytes(size as u64));
@@ -59,7 +65,7 @@ fn records(c: &mut Criterion) {
             group.sample_size(20);
         }
         // The data key is cached: every message derives its own keys from it.
-        group.bench_with_input(BenchmarkId::new(&envelope, name), &plaintext, |b, p| {
+        group.bench_with_input(BenchmarkId::new("envelope", name), &plaintext, |b, p| {
             b.iter(|| seal(&materials, &context, black_box(p)).expect("seal"));
         });
         group.bench_with_input(BenchmarkId::new("raw-rustcrypto", name), &plaintext, |b, p| {
@@ -76,7 +82,7 @@ fn records(c: &mut Criterion) {
     }
     group.finish();
 
-    let mut group = c.benchmark_group("open");
+    let mut group = c.benchmark_group(group_name("open"));
     for (size, name) in SIZES {
         let plaintext = vec![0x5a; size];
         let sealed = seal(&materials, &context, &plaintext).expect("seal");
@@ -86,7 +92,14 @@ fn records(c: &mut Criterion) {
         }
         // Parse, check the commitment, decrypt, and drop (zeroize) the
         // plaintext, with the data key already unwrapped (cached).
-        group.bench_with_input(BenchmarkId::new(&envelope, name), &sealed, |b, s| {
+        group.bench_with_input(BenchmarkId::new("envelope", name), &sealed, |b, s| {
+            b.iter(|| {
+                let envelope = Envelope::parse(black_box(s), &ParseOptions::default()).expect("parse");
+                envelope.open_plaintext(&materials.data_key).expect("open")
+            });
+        });
+        // The same through `open`, whose `Zeroizing<Vec<u8>>` is wiped byte by byte.
+        group.bench_with_input(BenchmarkId::new("envelope-zeroizing-vec", name), &sealed, |b, s| {
             b.iter(|| {
                 let envelope = Envelope::parse(black_box(s), &ParseOptions::default()).expect("parse");
                 envelope.open(&materials.data_key).expect("open")
@@ -151,9 +164,8 @@ impl Write for Keep {
 fn streaming(c: &mut Criterion) {
     let context = EncryptionContext::new();
     let (keyring, materials) = local_materials(&context);
-    let envelope = envelope_name();
     let cores = StreamOptions::default();
-    let mut group = c.benchmark_group("framed");
+    let mut group = c.benchmark_group(group_name("framed"));
     group.sample_size(10);
     group.throughput(Throughput::Bytes(GIB));
 
@@ -164,12 +176,30 @@ fn streaming(c: &mut Criterion) {
         let mut buf = vec![0x5a; FRAME as usize];
         b.iter(|| {
             for i in 0..GIB / u64::from(FRAME) {
-                let mut nonce = [0; 12];
-                nonce[4..].copy_from_slice(&i.to_be_bytes());
-                let nonce = Nonce::assume_unique_for_key(nonce);
-                let tag = lc.seal_in_place_separate_tag(nonce, Aad::empty(), &mut buf).expect("seal");
+                let tag = lc.seal_in_place_separate_tag(raw_nonce(i), Aad::empty(), &mut buf).expect("seal");
                 black_box(tag.as_ref()[0]);
             }
+        });
+    });
+    // How far the machine's cores scale raw AES-GCM: 1 GiB split evenly
+    // between as many threads as the envelope's default uses.
+    let threads = cores.threads();
+    group.bench_function("raw-aws-lc-rs 1 GiB, all cores", |b| {
+        b.iter(|| {
+            std::thread::scope(|s| {
+                for t in 0..threads as u64 {
+                    let lc = &lc;
+                    s.spawn(move || {
+                        let mut buf = vec![0x5a; FRAME as usize];
+                        let pieces = GIB / u64::from(FRAME) / threads as u64;
+                        for i in t * pieces..(t + 1) * pieces {
+                            let tag =
+                                lc.seal_in_place_separate_tag(raw_nonce(i), Aad::empty(), &mut buf).expect("seal");
+                            black_box(tag.as_ref()[0]);
+                        }
+                    });
+                }
+            });
         });
     });
     let gcm = rustcrypto();
@@ -187,8 +217,29 @@ fn streaming(c: &mut Criterion) {
     // The ciphertext to decrypt is made once, into memory.
     let mut sealed = Vec::with_capacity(usize::try_from(GIB + (GIB >> 10)).expect("fits"));
     encrypt_stream_with(&materials, &context, FRAME, &cores, Pattern { left: GIB }, &mut sealed).expect("encrypt");
+    // What decrypting 1 GiB held in memory costs at the least: raw aws-lc-rs
+    // opening 64 KiB pieces (ciphertext and tag) from memory into one
+    // cache-hot buffer.
+    let piece = FRAME as usize + 16;
+    let mut raw_sealed = Vec::with_capacity(usize::try_from(GIB / u64::from(FRAME)).expect("fits") * piece);
+    for i in 0..GIB / u64::from(FRAME) {
+        let mut frame = vec![0x5a; FRAME as usize];
+        let tag = lc.seal_in_place_separate_tag(raw_nonce(i), Aad::empty(), &mut frame).expect("seal");
+        raw_sealed.extend_from_slice(&frame);
+        raw_sealed.extend_from_slice(tag.as_ref());
+    }
+    group.bench_function("raw-aws-lc-rs open 1 GiB from memory", |b| {
+        let mut out = vec![0u8; FRAME as usize];
+        b.iter(|| {
+            for (i, sealed) in (0..).zip(raw_sealed.chunks(piece)) {
+                let (ct, tag) = sealed.split_at(FRAME as usize);
+                lc.open_separate_gather(raw_nonce(i), Aad::empty(), ct, tag, &mut out).expect("open");
+            }
+        });
+    });
+    drop(raw_sealed);
     for (threads, options) in [("1 thread", StreamOptions::with_threads(1)), ("all cores", cores)] {
-        group.bench_function(format!("{envelope} encrypt 1 GiB, {threads}"), |b| {
+        group.bench_function(format!("envelope encrypt 1 GiB, {threads}"), |b| {
             b.iter(|| {
                 let mut sink = Keep { kept: Vec::new(), total: 0 };
                 encrypt_stream_with(&materials, &context, FRAME, &options, Pattern { left: GIB }, &mut sink)
@@ -196,7 +247,7 @@ fn streaming(c: &mut Criterion) {
                 sink.total
             });
         });
-        group.bench_function(format!("{envelope} decrypt 1 GiB, {threads}"), |b| {
+        group.bench_function(format!("envelope decrypt 1 GiB, {threads}"), |b| {
             b.iter(|| {
                 let decryptor = StreamDecryptor::new(&sealed[..], &ParseOptions::default()).expect("header");
                 let header = decryptor.header().clone();
@@ -210,7 +261,7 @@ fn streaming(c: &mut Criterion) {
 
 fn legacy(c: &mut Criterion) {
     let key = DataKey::from_bytes([3; 32]);
-    let mut group = c.benchmark_group("legacy");
+    let mut group = c.benchmark_group(group_name("legacy"));
     for (text, name) in [("i want to back to home".to_owned(), "22 B"), ("x".repeat(1024), "1 KiB")] {
         let record = encrypt_legacy_record_for_fixtures(&key, b"0123456789abcdef", &text, InnerEncoding::Base64);
         group.throughput(Throughput::Elements(1));
