@@ -67,59 +67,83 @@ impl AtomicFile {
     }
 
     /// As [`AtomicFile::commit`], but only if the file it replaces is the
-    /// one the caller read: `is_original` is asked about the displaced file.
-    /// Returns `false`, with the target as another writer left it, when not.
-    ///
-    /// On Linux the new file and the target are swapped atomically
-    /// (`RENAME_EXCHANGE`) and the displaced file is checked afterwards, so
-    /// there is no moment in which a concurrent rename could be overwritten:
-    /// if the displaced file is not the original, it is swapped back, and a
-    /// file that is not ours is never deleted. Elsewhere the check comes just
-    /// before the rename.
+    /// one the caller read: see [`swap_in`].
     ///
     /// # Errors
     /// The I/O error that stopped it.
     pub fn commit_if_original(mut self, is_original: impl Fn(&Path) -> bool) -> io::Result<bool> {
-        let writer = self.writer.take().ok_or_else(|| io::Error::other("already committed"))?;
-        let file = writer.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        let ours = identity(&file.metadata()?);
-        drop(file);
-        match exchange(&self.temp, &self.target) {
-            Ok(()) => {
-                if is_original(&self.temp) {
-                    fs::remove_file(&self.temp)?;
-                    sync_dir(&self.target)?;
-                    return Ok(true);
-                }
-                // Another writer replaced the target after it was read: put theirs back.
-                exchange(&self.temp, &self.target)?;
-                if fs::symlink_metadata(&self.temp).map(|m| identity(&m)).ok() == Some(ours) {
-                    fs::remove_file(&self.temp)?;
-                } else {
-                    tracing::warn!(
-                        "{} changed twice during its replacement; both versions are kept, the other at {}",
-                        self.target.display(),
-                        self.temp.display()
-                    );
-                }
-                sync_dir(&self.target)?;
-                Ok(false)
-            }
-            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
-                if !is_original(&self.target) {
-                    let _ = fs::remove_file(&self.temp);
-                    return Ok(false);
-                }
-                fs::rename(&self.temp, &self.target)?;
-                sync_dir(&self.target)?;
-                Ok(true)
-            }
-            Err(e) => {
-                let _ = fs::remove_file(&self.temp);
-                Err(e)
-            }
+        self.sync()?;
+        self.writer = None;
+        let ours = identity(&fs::symlink_metadata(&self.temp)?);
+        let swapped = swap_in(&self.temp, &self.target, is_original);
+        // Not swapped in: remove our temporary, but never another writer's file.
+        if !matches!(swapped, Ok(true)) && fs::symlink_metadata(&self.temp).map(|m| identity(&m)).ok() == Some(ours) {
+            let _ = fs::remove_file(&self.temp);
         }
+        swapped
+    }
+
+    /// Flushes and fsyncs what was written so far; the temporary stays open.
+    ///
+    /// # Errors
+    /// The I/O error that stopped it.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if let Some(writer) = self.writer.as_mut() {
+            writer.flush()?;
+            writer.get_ref().sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Where the new content is being written, until the commit.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+}
+
+/// Puts the file at `new` in place of `target` if the file it replaces is
+/// the one the caller read (`is_original` is asked about the displaced
+/// file); returns `false`, with the target as another writer left it, when
+/// not. On success `new` no longer exists.
+///
+/// On Linux the two are swapped atomically (`RENAME_EXCHANGE`) and the
+/// displaced file is checked afterwards, so no concurrent rename can be
+/// overwritten in between: a displaced file that is not the original is
+/// swapped back, and a file that is not ours is never deleted. Elsewhere the
+/// check comes just before a plain rename.
+///
+/// # Errors
+/// The I/O error that stopped it.
+pub fn swap_in(new: &Path, target: &Path, is_original: impl Fn(&Path) -> bool) -> io::Result<bool> {
+    let ours = identity(&fs::symlink_metadata(new)?);
+    match exchange(new, target) {
+        Ok(()) => {
+            if is_original(new) {
+                fs::remove_file(new)?;
+                sync_dir(target)?;
+                return Ok(true);
+            }
+            // Another writer replaced the target after it was read: put theirs back.
+            exchange(new, target)?;
+            if fs::symlink_metadata(new).map(|m| identity(&m)).ok() != Some(ours) {
+                tracing::warn!(
+                    "{} changed twice during its replacement; both versions are kept, the other at {}",
+                    target.display(),
+                    new.display()
+                );
+            }
+            sync_dir(target)?;
+            Ok(false)
+        }
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+            if !is_original(target) {
+                return Ok(false);
+            }
+            fs::rename(new, target)?;
+            sync_dir(target)?;
+            Ok(true)
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -11,19 +11,33 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use envelope_core::{EncryptedDataKey, Envelope, ParseOptions};
+use std::io::{Read, Seek, Write};
+
+use envelope_core::{
+    BodyForm, EncryptedDataKey, Envelope, FormatError, Header, ParseOptions, StreamDecryptor, encrypt_stream,
+};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde_json::json;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use super::error::{Error, ErrorKind, ItemError, ItemErrorCode};
 use super::journal::{self, Checkpoint, Entry, Journal, Undo};
 use super::report::{Counts, Summary};
-use super::transform::{ChangeKind, Encoding, Outcome};
+use super::transform::{ChangeKind, Encoding, Outcome, StreamJob};
 use super::{Item, Rejected, Sink, Source, Unit};
-use crate::fsio::AtomicFile;
+use crate::fsio::{self, AtomicFile};
 
 /// Suffixes of files the engine writes itself and never treats as items.
 const OWN_SUFFIXES: [&str; 3] = [".rekey-journal", ".failures.jsonl", ".rekey-partial"];
+/// In names of the originals kept for rollback of streamed re-encryptions.
+const BACKUP_MARK: &str = ".rekey-orig.";
+/// Framed envelopes from this size on are streamed: only their header is held.
+const STREAM_FROM: u64 = 8 << 20;
+/// The largest header read when streaming.
+const MAX_HEADER: usize = 4 << 20;
+/// Plaintext chunks in flight between the decrypting and the encrypting thread.
+const PIPE_CHUNKS: usize = 8;
 
 /// Identifies the exact file that was read: a rename over it or a write to
 /// it changes at least one of these. (Not the ctime: renaming the file
@@ -136,7 +150,11 @@ impl FileSource {
         let Some(name) = path.file_name().map(|n| n.to_string_lossy()) else {
             return false;
         };
-        if !is_file || name.contains(".rekey-tmp.") || OWN_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+        if !is_file
+            || name.contains(".rekey-tmp.")
+            || name.contains(BACKUP_MARK)
+            || OWN_SUFFIXES.iter().any(|s| name.ends_with(s))
+        {
             return false;
         }
         let relative = path.strip_prefix(root).unwrap_or(path);
@@ -182,15 +200,23 @@ impl Source for FileSource {
 
     async fn load(unit: &mut Unit<FileUnit>) -> Result<(), ItemError> {
         let path = unit.payload.path.clone();
-        let read = tokio::task::spawn_blocking(move || -> std::io::Result<(Stamp, Vec<u8>)> {
+        let read = tokio::task::spawn_blocking(move || -> std::io::Result<(Stamp, Vec<u8>, bool)> {
             let stamp = Stamp::of(&path)?;
-            Ok((stamp, std::fs::read(&path)?))
+            if stamp.len >= STREAM_FROM
+                && let Some(header) = read_framed_header(&path)?
+            {
+                return Ok((stamp, header, true));
+            }
+            Ok((stamp, std::fs::read(&path)?, false))
         })
         .await
         .map_err(|e| ItemError::new(ItemErrorCode::Io, e.to_string()))?;
-        let (stamp, bytes) = read.map_err(|e| ItemError::new(ItemErrorCode::Io, format!("cannot read: {e}")))?;
+        let (stamp, bytes, header_only) =
+            read.map_err(|e| ItemError::new(ItemErrorCode::Io, format!("cannot read: {e}")))?;
         unit.payload.stamp = Some(stamp);
-        unit.items = vec![Item::new(unit.id.clone(), bytes)];
+        let mut item = Item::new(unit.id.clone(), bytes);
+        item.header_only = header_only;
+        unit.items = vec![item];
         Ok(())
     }
 }
@@ -209,27 +235,27 @@ impl Sink<FileUnit> for InPlaceSink {
     }
 
     async fn write(&self, unit: &mut Unit<FileUnit>) -> Result<(), ItemError> {
-        let Some(Item { bytes: original, result: Some(Ok(Outcome::Changed { new, kind, old_edks })), .. }) =
-            unit.items.first_mut()
-        else {
+        let Some(item) = unit.items.first_mut() else {
+            return Ok(());
+        };
+        let Some(Ok(Outcome::Changed { new, kind, old_edks, job })) = &mut item.result else {
             return Ok(());
         };
         let journal = Arc::clone(self.journal.get().ok_or_else(|| ItemError::new(ItemErrorCode::Io, "no journal"))?);
-        let begin = Entry::Begin {
-            item: unit.id.clone(),
-            old_sha256: journal::sha256(original),
-            new_sha256: journal::sha256(new),
-            undo: undo_record(original, new, old_edks.as_deref()),
+        let change = Change {
+            id: unit.id.clone(),
+            path: unit.payload.path.clone(),
+            stamp: unit.payload.stamp,
+            original: std::mem::take(&mut item.bytes),
+            new: std::mem::take(new),
+            old_edks: old_edks.take(),
+            job: job.take(),
+            header_only: item.header_only,
             legacy: *kind == ChangeKind::FromLegacy,
         };
-        let new = std::mem::take(new);
-        let (id, path, stamp) = (unit.id.clone(), unit.payload.path.clone(), unit.payload.stamp);
-        let result = tokio::task::spawn_blocking(move || replace(&journal, &id, &path, stamp, &new, &begin))
+        tokio::task::spawn_blocking(move || change.apply(&journal))
             .await
-            .map_err(|e| ItemError::new(ItemErrorCode::Io, e.to_string()))?;
-        // The new bytes are on disk; keep only the outcome in memory.
-        *original = Vec::new();
-        result
+            .map_err(|e| ItemError::new(ItemErrorCode::Io, e.to_string()))?
     }
 
     fn commit(&self, _unit: Unit<FileUnit>, _counts: &Counts) -> Result<Vec<Rejected>, Error> {
@@ -241,31 +267,266 @@ impl Sink<FileUnit> for InPlaceSink {
     }
 }
 
-/// Journal, write beside, check the original is still the one read, rename.
-fn replace(
-    journal: &Journal,
-    id: &str,
-    path: &Path,
+/// One file's replacement, done in a blocking thread.
+struct Change {
+    id: String,
+    path: PathBuf,
     stamp: Option<Stamp>,
-    new: &[u8],
-    begin: &Entry,
-) -> Result<(), ItemError> {
-    let io = |what: &str, e: &dyn std::fmt::Display| ItemError::new(ItemErrorCode::Io, format!("{what}: {e}"));
-    journal.append(begin, true).map_err(|e| io("cannot write the journal", &e))?;
-    let mut file = AtomicFile::create(path, Some(path)).map_err(|e| io("cannot write beside the file", &e))?;
-    std::io::Write::write_all(&mut file, new).map_err(|e| io("cannot write beside the file", &e))?;
-    match file.commit_if_original(|displaced| Stamp::of(displaced).ok() == stamp) {
-        Ok(true) => {}
-        Ok(false) => {
-            let _ = journal.append(&Entry::Abandoned { item: id.to_owned() }, false);
-            return Err(ItemError::new(
-                ItemErrorCode::ChangedDuringRotation,
-                "the file changed after it was read; the other writer's version was kept",
-            ));
+    /// The item as read (only its header when `header_only`).
+    original: Vec<u8>,
+    /// The new item (only its header for a streamed rewrap; empty for a streamed re-encryption).
+    new: Vec<u8>,
+    old_edks: Option<Vec<EncryptedDataKey>>,
+    job: Option<Arc<StreamJob>>,
+    header_only: bool,
+    legacy: bool,
+}
+
+fn io_error(what: &str, e: &dyn std::fmt::Display) -> ItemError {
+    ItemError::new(ItemErrorCode::Io, format!("{what}: {e}"))
+}
+
+fn changed_under_us() -> ItemError {
+    ItemError::new(
+        ItemErrorCode::ChangedDuringRotation,
+        "the file changed after it was read; the other writer's version was kept",
+    )
+}
+
+impl Change {
+    /// Journal, write beside, check the original is still the one read, swap.
+    fn apply(self, journal: &Journal) -> Result<(), ItemError> {
+        let mut file = AtomicFile::create(&self.path, Some(&self.path))
+            .map_err(|e| io_error("cannot write beside the file", &e))?;
+        let (begin, backup) =
+            if self.header_only { self.write_streamed(&mut file)? } else { (self.write_whole(&mut file)?, None) };
+        journal.append(&begin, true).map_err(|e| io_error("cannot write the journal", &e))?;
+        let stamp = self.stamp;
+        let swapped = file
+            .commit_if_original(|displaced| Stamp::of(displaced).ok() == stamp)
+            .map_err(|e| io_error("cannot replace the file", &e))?;
+        if !swapped {
+            if let Some(backup) = backup {
+                let _ = std::fs::remove_file(backup);
+            }
+            let _ = journal.append(&Entry::Abandoned { item: self.id.clone() }, false);
+            return Err(changed_under_us());
         }
-        Err(e) => return Err(io("cannot replace the file", &e)),
+        journal
+            .append(&Entry::Done { item: self.id.clone() }, false)
+            .map_err(|e| io_error("cannot write the journal", &e))
     }
-    journal.append(&Entry::Done { item: id.to_owned() }, false).map_err(|e| io("cannot write the journal", &e))
+
+    fn write_whole(&self, file: &mut AtomicFile) -> Result<Entry, ItemError> {
+        file.write_all(&self.new).map_err(|e| io_error("cannot write beside the file", &e))?;
+        Ok(Entry::Begin {
+            item: self.id.clone(),
+            old_sha256: journal::sha256(&self.original),
+            new_sha256: journal::sha256(&self.new),
+            undo: undo_record(&self.original, &self.new, self.old_edks.as_deref()),
+            legacy: self.legacy,
+        })
+    }
+
+    /// A framed envelope too large to hold: a rewrap writes the new header
+    /// and copies the body; a re-encryption decrypts and seals frame by frame
+    /// through a bounded pipe, keeping the original as a hard-linked backup
+    /// for rollback (the journal only names it).
+    fn write_streamed(&self, file: &mut AtomicFile) -> Result<(Entry, Option<PathBuf>), ItemError> {
+        let source = File::open(&self.path).map_err(|e| io_error("cannot read", &e))?;
+        let stamp = source.metadata().ok().map(|m| (m.len(), m.modified().ok()));
+        if Stamp::of(&self.path).ok() != self.stamp || stamp.is_none() {
+            return Err(changed_under_us());
+        }
+        let mut old_hash = Sha256::new();
+        let mut new_hash = Sha256::new();
+        let mut reader =
+            HashingReader { inner: std::io::BufReader::with_capacity(1 << 16, source), hash: &mut old_hash };
+        let mut writer = HashingWriter { inner: &mut *file, hash: &mut new_hash };
+        let (undo, backup) = match &self.job {
+            None => {
+                // The header as read must be the header on disk: then copy the body through.
+                let mut header = vec![0u8; self.original.len()];
+                reader.read_exact(&mut header).map_err(|e| io_error("cannot read", &e))?;
+                if header != self.original {
+                    return Err(changed_under_us());
+                }
+                writer.write_all(&self.new).map_err(|e| io_error("cannot write beside the file", &e))?;
+                std::io::copy(&mut reader, &mut writer).map_err(|e| io_error("cannot copy the body", &e))?;
+                (undo_record(&self.original, &self.new, self.old_edks.as_deref()), None)
+            }
+            Some(job) => {
+                reencrypt_stream(job, &mut reader, &mut writer)?;
+                writer.flush().map_err(|e| io_error("cannot write beside the file", &e))?;
+                drop(writer);
+                file.sync().map_err(|e| io_error("cannot sync", &e))?;
+                if job.verify {
+                    verify_stream(job, file.temp_path())?;
+                }
+                let backup =
+                    link_backup(&self.path).map_err(|e| io_error("cannot keep the original for rollback", &e))?;
+                (Undo::Backup { path: backup.display().to_string() }, Some(backup))
+            }
+        };
+        let begin = Entry::Begin {
+            item: self.id.clone(),
+            old_sha256: journal::hex(&old_hash.finalize()),
+            new_sha256: journal::hex(&new_hash.finalize()),
+            undo,
+            legacy: self.legacy,
+        };
+        Ok((begin, backup))
+    }
+}
+
+/// Decrypts `reader` with the job's data key in one thread and seals the
+/// plaintext in this one, through a bounded channel of zeroized chunks:
+/// constant memory, and no plaintext ever on disk.
+fn reencrypt_stream(job: &StreamJob, reader: &mut (dyn Read + Send), writer: &mut dyn Write) -> Result<(), ItemError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Zeroizing<Vec<u8>>>(PIPE_CHUNKS);
+    std::thread::scope(|scope| {
+        let decrypting = scope.spawn(move || -> Result<(), ItemError> {
+            let decryptor = StreamDecryptor::new(&mut *reader, &ParseOptions::default())?;
+            decryptor.decrypt_to(&job.data_key, PipeWriter { tx })?;
+            // Read to the end, so the hash covers the whole original.
+            std::io::copy(reader, &mut std::io::sink()).map_err(|e| io_error("cannot read", &e))?;
+            Ok(())
+        });
+        let sealed = encrypt_stream(
+            &job.materials,
+            &job.context,
+            job.frame_len,
+            PipeReader { rx, chunk: Zeroizing::new(Vec::new()), at: 0 },
+            writer,
+        );
+        // The decrypting side's verdict comes first: a failure there ends the
+        // pipe early, and a sealed prefix must never pass for the whole.
+        decrypting.join().map_err(|_| ItemError::new(ItemErrorCode::Io, "the decrypting thread failed"))??;
+        sealed.map(|_| ()).map_err(ItemError::from)
+    })
+}
+
+/// `--verify` of a streamed re-encryption: the new envelope decrypts, frame
+/// by frame, with the new data key.
+fn verify_stream(job: &StreamJob, written: &Path) -> Result<(), ItemError> {
+    let file = File::open(written).map_err(|e| io_error("cannot read back", &e))?;
+    StreamDecryptor::new(std::io::BufReader::new(file), &ParseOptions::default())
+        .and_then(|d| d.decrypt_to(&job.materials.data_key, std::io::sink()))
+        .map(|_| ())
+        .map_err(|e| ItemError::new(ItemErrorCode::VerifyFailed, format!("the new envelope does not decrypt: {e}")))
+}
+
+/// A second link to the original, beside it, so the rename leaves it on disk.
+fn link_backup(path: &Path) -> std::io::Result<PathBuf> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    for n in 0u32.. {
+        let backup = dir.join(format!(".{name}{BACKUP_MARK}{n}"));
+        match std::fs::hard_link(path, &backup) {
+            Ok(()) => return Ok(backup),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+struct HashingReader<'a, R> {
+    inner: R,
+    hash: &'a mut Sha256,
+}
+
+impl<R: Read> Read for HashingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+struct HashingWriter<'a, W: ?Sized> {
+    inner: &'a mut W,
+    hash: &'a mut Sha256,
+}
+
+impl<W: Write + ?Sized> Write for HashingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The decrypting end of the pipe: each write is one zeroized chunk.
+struct PipeWriter {
+    tx: std::sync::mpsc::SyncSender<Zeroizing<Vec<u8>>>,
+}
+
+impl Write for PipeWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tx.send(Zeroizing::new(buf.to_vec())).map_err(|_| std::io::Error::other("the sealing side stopped"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The sealing end of the pipe.
+struct PipeReader {
+    rx: std::sync::mpsc::Receiver<Zeroizing<Vec<u8>>>,
+    chunk: Zeroizing<Vec<u8>>,
+    at: usize,
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.chunk = chunk;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// The header of a framed envelope at the start of `path`, or `None` when
+/// the file is something else (it is then read whole).
+fn read_framed_header(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    let mut file = File::open(path)?;
+    let mut buf = Vec::with_capacity(1 << 12);
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        match Header::parse_prefix(&buf, &ParseOptions { max_encrypted_data_keys: 255 }) {
+            Ok((header, _, len)) => {
+                buf.truncate(len);
+                return Ok(matches!(header.body_form, BodyForm::Framed { .. }).then_some(buf));
+            }
+            Err(FormatError::Truncated(_)) if buf.len() < MAX_HEADER => {
+                let n = file.read(&mut chunk)?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Err(_) => return Ok(None),
+        }
+    }
 }
 
 /// What rollback needs: the old key list when it rebuilds the original byte
@@ -289,20 +550,63 @@ fn rebuild(new: &[u8], edks: &[EncryptedDataKey]) -> Option<Vec<u8>> {
     Some(encoding.encode(&envelope.with_encrypted_data_keys(edks).ok()?))
 }
 
-fn undo_original(undo: &Undo, current: &[u8]) -> Result<Vec<u8>, Error> {
+fn undo_edks(edks_b64: &str) -> Result<Vec<EncryptedDataKey>, Error> {
     let damaged = || Error::new(ErrorKind::BadInput, "the journal holds a damaged undo record");
-    match undo {
-        Undo::Original { b64 } => journal::unb64(b64),
-        Undo::KeyList { edks_b64 } => {
-            let list: Vec<(String, String, String)> =
-                serde_json::from_slice(&journal::unb64(edks_b64)?).map_err(|_| damaged())?;
-            let edks = list
-                .into_iter()
-                .map(|(p, k, w)| EncryptedDataKey::new(p, k, journal::unb64(&w)?).map_err(|_| damaged()))
-                .collect::<Result<Vec<_>, _>>()?;
-            rebuild(current, &edks).ok_or_else(damaged)
+    let list: Vec<(String, String, String)> =
+        serde_json::from_slice(&journal::unb64(edks_b64)?).map_err(|_| damaged())?;
+    list.into_iter().map(|(p, k, w)| EncryptedDataKey::new(p, k, journal::unb64(&w)?).map_err(|_| damaged())).collect()
+}
+
+/// SHA-256 of a file, streamed.
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut hash = Sha256::new();
+    let mut reader =
+        HashingReader { inner: std::io::BufReader::with_capacity(1 << 16, File::open(path)?), hash: &mut hash };
+    std::io::copy(&mut reader, &mut std::io::sink())?;
+    Ok(journal::hex(&hash.finalize()))
+}
+
+/// Writes the original of `path` beside it from its undo record and swaps
+/// it in if the file is still `stamp`. Returns whether it was restored.
+fn restore(path: &Path, stamp: Stamp, undo: &Undo, old_sha256: &str) -> Result<bool, Error> {
+    let item = path.display();
+    let failed = |e: &dyn std::fmt::Display| Error::new(ErrorKind::Io, format!("cannot restore {item}: {e}"));
+    let damaged = || Error::new(ErrorKind::BadInput, format!("the journal's undo record of {item} is damaged"));
+    let still = |displaced: &Path| Stamp::of(displaced).ok() == Some(stamp);
+    if let Undo::Backup { path: backup } = undo {
+        if hash_file(Path::new(backup)).map_err(|e| failed(&e))? != old_sha256 {
+            return Err(damaged());
         }
+        return fsio::swap_in(Path::new(backup), path, still).map_err(|e| failed(&e));
     }
+    let mut file = AtomicFile::create(path, Some(path)).map_err(|e| failed(&e))?;
+    let mut hash = Sha256::new();
+    let header = if stamp.len >= STREAM_FROM { read_framed_header(path).map_err(|e| failed(&e))? } else { None };
+    match (undo, header) {
+        (Undo::KeyList { edks_b64 }, Some(header)) => {
+            let old_header = rebuild(&header, &undo_edks(edks_b64)?).ok_or_else(damaged)?;
+            let mut body = File::open(path).map_err(|e| failed(&e))?;
+            body.seek(std::io::SeekFrom::Start(header.len() as u64)).map_err(|e| failed(&e))?;
+            let mut writer = HashingWriter { inner: &mut file, hash: &mut hash };
+            writer.write_all(&old_header).map_err(|e| failed(&e))?;
+            std::io::copy(&mut body, &mut writer).map_err(|e| failed(&e))?;
+        }
+        (Undo::KeyList { edks_b64 }, None) => {
+            let current = std::fs::read(path).map_err(|e| failed(&e))?;
+            let original = rebuild(&current, &undo_edks(edks_b64)?).ok_or_else(damaged)?;
+            HashingWriter { inner: &mut file, hash: &mut hash }.write_all(&original).map_err(|e| failed(&e))?;
+        }
+        (Undo::Original { b64 }, _) => {
+            HashingWriter { inner: &mut file, hash: &mut hash }
+                .write_all(&journal::unb64(b64)?)
+                .map_err(|e| failed(&e))?;
+        }
+        (Undo::Backup { .. }, _) => unreachable!("handled above"),
+    }
+    if journal::hex(&hash.finalize()) != old_sha256 {
+        return Err(damaged());
+    }
+    file.commit_if_original(still).map_err(|e| failed(&e))
 }
 
 /// Puts every file a journal changed back as it was. A file that is
@@ -327,8 +631,8 @@ pub fn rollback(journal_path: &Path) -> Result<(Summary, Vec<String>), Error> {
             continue;
         };
         let path = Path::new(item);
-        let read = Stamp::of(path).and_then(|stamp| Ok((stamp, std::fs::read(path)?)));
-        let (stamp, current) = match read {
+        let current = Stamp::of(path).and_then(|stamp| Ok((stamp, hash_file(path)?)));
+        let (stamp, current_hash) = match current {
             Ok(read) => read,
             Err(e) => {
                 summary.counts.failed += 1;
@@ -336,20 +640,8 @@ pub fn rollback(journal_path: &Path) -> Result<(Summary, Vec<String>), Error> {
                 continue;
             }
         };
-        let current_hash = journal::sha256(&current);
         if current_hash == *new_sha256 && !seen.contains(item) {
-            let original = undo_original(undo, &current)?;
-            if journal::sha256(&original) != *old_sha256 {
-                return Err(Error::new(ErrorKind::BadInput, format!("the journal's undo record of {item} is damaged")));
-            }
-            let mut file =
-                AtomicFile::create(path, Some(path)).map_err(|e| Error::io(format!("cannot restore {item}"), &e))?;
-            std::io::Write::write_all(&mut file, &original)
-                .map_err(|e| Error::io(format!("cannot restore {item}"), &e))?;
-            let restored = file
-                .commit_if_original(|displaced| Stamp::of(displaced).ok() == Some(stamp))
-                .map_err(|e| Error::io(format!("cannot restore {item}"), &e))?;
-            if restored {
+            if restore(path, stamp, undo, old_sha256)? {
                 summary.restored += 1;
                 seen.insert(item.clone());
             } else {

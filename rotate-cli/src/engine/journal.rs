@@ -111,6 +111,11 @@ pub enum Undo {
         /// The original bytes, base64.
         b64: String,
     },
+    /// The original kept as a file beside the item (a streamed re-encryption).
+    Backup {
+        /// Where it is.
+        path: String,
+    },
 }
 
 /// An open, locked journal, shared by the workers.

@@ -47,12 +47,15 @@ pub struct Item {
     pub attempts: u32,
     /// Context pairs binding the item to where it is stored (a row's tenant id); usually empty.
     pub context: EncryptionContext,
+    /// `bytes` is only the header of a framed envelope too large to hold:
+    /// the sink streams the body (re-wraps copy it, re-encryptions re-seal it).
+    pub header_only: bool,
 }
 
 impl Item {
     /// An item named `name` holding `bytes`.
     pub fn new(name: String, bytes: Vec<u8>) -> Self {
-        Self { name, bytes, result: None, attempts: 0, context: EncryptionContext::new() }
+        Self { name, bytes, result: None, attempts: 0, context: EncryptionContext::new(), header_only: false }
     }
 }
 
@@ -567,7 +570,7 @@ async fn process<S: Source, K: Sink<S::Payload>>(
     if let Some(transform) = transform {
         // Items the source already failed (a missing field) keep their error.
         for item in unit.items.iter_mut().filter(|i| i.result.is_none()) {
-            let (result, tries) = apply_with_retries(transform, &item.bytes, &item.context, attempts).await;
+            let (result, tries) = apply_with_retries(transform, item, attempts).await;
             item.result = Some(result);
             item.attempts = tries;
         }
@@ -596,7 +599,7 @@ async fn preflight<S: Source>(transform: &Transform, unit: &mut Unit<S::Payload>
     let Some(item) = unit.items.iter().find(|i| i.result.is_none()) else {
         return Ok(());
     };
-    let (result, _) = apply_with_retries(transform, &item.bytes, &item.context, attempts).await;
+    let (result, _) = apply_with_retries(transform, item, attempts).await;
     match result {
         Err(e) if e.code.is_systemic() => Err(Error::new(
             e.keyring.map_or(ErrorKind::Usage, ErrorKind::Keyring),
@@ -617,13 +620,12 @@ async fn preflight<S: Source>(transform: &Transform, unit: &mut Unit<S::Payload>
 /// Returns the outcome and the attempts made.
 pub async fn apply_with_retries(
     transform: &Transform,
-    item: &[u8],
-    row: &EncryptionContext,
+    item: &Item,
     attempts: u32,
 ) -> (Result<Outcome, ItemError>, u32) {
     let mut attempt = 1;
     loop {
-        match transform.apply(item, row).await {
+        match transform.apply(item).await {
             Err(e) if e.code.is_transient() && attempt < attempts => {
                 let backoff = Duration::from_millis(100u64 << attempt.min(6));
                 tracing::info!(code = %e.code, attempt, "transient failure; retrying the item");

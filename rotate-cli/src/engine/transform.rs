@@ -24,6 +24,7 @@ use envelope_core::{
 };
 use tokio::sync::OnceCell;
 
+use super::Item;
 use super::error::{ItemError, ItemErrorCode};
 
 /// How an item was stored, so the new one is stored the same way.
@@ -94,7 +95,35 @@ pub enum Outcome {
         /// For a rewrap, the old key list: with the new item's unchanged
         /// header core and body it rebuilds the original (a small undo record).
         old_edks: Option<Vec<EncryptedDataKey>>,
+        /// For an item too large to hold (only its header was read): the
+        /// re-encryption the sink streams from the stored item.
+        job: Option<Arc<StreamJob>>,
     },
+}
+
+/// A re-encryption streamed by the sink, frame by frame in constant memory:
+/// the keys are resolved here (they may need KMS), the bytes move there.
+pub struct StreamJob {
+    /// The item's data key, checked against its commitment.
+    pub data_key: Arc<DataKey>,
+    /// The new data key and its wrapped copies.
+    pub materials: Arc<Materials>,
+    /// The new envelope's context.
+    pub context: EncryptionContext,
+    /// The new envelope's frame length: the old one's.
+    pub frame_len: u32,
+    /// Decrypt the new envelope after writing it and compare (`--verify`).
+    pub verify: bool,
+}
+
+impl std::fmt::Debug for StreamJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // No key material: only what the job does.
+        f.debug_struct("StreamJob")
+            .field("context", &self.context)
+            .field("frame_len", &self.frame_len)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What kind of change.
@@ -194,14 +223,63 @@ impl Transform {
     ///
     /// # Errors
     /// Why the item cannot be transformed.
-    pub async fn apply(&self, item: &[u8], row: &EncryptionContext) -> Result<Outcome, ItemError> {
-        if item.is_empty() {
+    pub async fn apply(&self, item: &Item) -> Result<Outcome, ItemError> {
+        if item.bytes.is_empty() {
             return Ok(Outcome::Empty);
         }
         if self.dry_run {
-            return self.plan(item);
+            return self.plan(&item.bytes);
         }
-        self.apply_now(item, row).await
+        if item.header_only
+            && let Mode::Reencrypt { context, .. } = &self.mode
+        {
+            return self.plan_stream(&item.bytes, context.as_ref(), &item.context).await;
+        }
+        self.apply_now(&item.bytes, &item.context).await
+    }
+
+    /// The keys of a streamed re-encryption of an item of which only the
+    /// header (of a framed envelope) was read.
+    async fn plan_stream(
+        &self,
+        header: &[u8],
+        context: Option<&EncryptionContext>,
+        row: &EncryptionContext,
+    ) -> Result<Outcome, ItemError> {
+        let envelope = Envelope::parse(header, &self.parse)?;
+        let old = envelope.header();
+        let BodyForm::Framed { frame_len } = old.body_form else {
+            return Err(ItemError::input("only framed envelopes are streamed"));
+        };
+        let new_context = match context {
+            Some(c) => with_row(c, row)?,
+            None => with_row(&old.context, row)?,
+        };
+        if new_context == old.context && old.encrypted_data_keys.iter().any(|e| self.is_destination(e)) {
+            let destination = [self.destination.as_ref()];
+            if self.unwrap_committed(&envelope, &destination).await.is_ok() {
+                return Ok(Outcome::Skipped);
+            }
+        }
+        let data_key = self.unwrap_committed(&envelope, &self.sources()).await?;
+        let materials = self.materials_for(&new_context).await?;
+        if self.verify {
+            // The destination must really open the new data key.
+            let key = self.destination.unwrap(&materials.encrypted_data_keys, &new_context).await?;
+            if key != materials.data_key {
+                return Err(ItemError::new(
+                    ItemErrorCode::VerifyFailed,
+                    "the destination does not unwrap the new data key",
+                ));
+            }
+        }
+        let job = StreamJob { data_key, materials, context: new_context, frame_len, verify: self.verify };
+        Ok(Outcome::Changed {
+            new: Vec::new(),
+            kind: ChangeKind::Reencrypted,
+            old_edks: None,
+            job: Some(Arc::new(job)),
+        })
     }
 
     /// Transforms one item in memory even in a dry run (the dry run's sample).
@@ -252,7 +330,11 @@ impl Transform {
         };
         let kind =
             if matches!(self.mode, Mode::Reencrypt { .. }) { ChangeKind::Reencrypted } else { ChangeKind::Rewrapped };
-        Ok(if would_change { Outcome::Changed { new: item.to_vec(), kind, old_edks: None } } else { Outcome::Skipped })
+        Ok(if would_change {
+            Outcome::Changed { new: item.to_vec(), kind, old_edks: None, job: None }
+        } else {
+            Outcome::Skipped
+        })
     }
 
     /// Whether a rewrap has work to do (idempotence). Skipping needs no
@@ -359,7 +441,12 @@ impl Transform {
             return Err(ItemError::input("removing those keys would leave the item with no wrapped key"));
         }
         let out = envelope.with_encrypted_data_keys(&keep)?;
-        Ok(Outcome::Changed { new: encoding.encode(&out), kind: ChangeKind::Rewrapped, old_edks: Some(edks.clone()) })
+        Ok(Outcome::Changed {
+            new: encoding.encode(&out),
+            kind: ChangeKind::Rewrapped,
+            old_edks: Some(edks.clone()),
+            job: None,
+        })
     }
 
     /// Unwraps one of `edks` that is not `excluded` and checks it against
@@ -493,7 +580,7 @@ impl Transform {
                 text
             }
         };
-        Ok(Outcome::Changed { new: out, kind: ChangeKind::Rewrapped, old_edks: None })
+        Ok(Outcome::Changed { new: out, kind: ChangeKind::Rewrapped, old_edks: None, job: None })
     }
 
     async fn reencrypt(
@@ -565,7 +652,7 @@ impl Transform {
         }
         let encoding =
             if kind == ChangeKind::FromLegacy { Encoding::Text { newline: item.ends_with(b"\n") } } else { encoding };
-        Ok(Outcome::Changed { new: encoding.encode(&sealed), kind, old_edks: None })
+        Ok(Outcome::Changed { new: encoding.encode(&sealed), kind, old_edks: None, job: None })
     }
 
     /// Encryption materials for `context`: one data key serves up to
