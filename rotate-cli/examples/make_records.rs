@@ -4,6 +4,7 @@
 //!
 //! `cargo run --release -p rotate-cli --example make_records -- envelope KEYSTORE KEY COUNT OUT`
 //! `cargo run --release -p rotate-cli --example make_records -- legacy KEYFILE COUNT OUT`
+//! `cargo run --release -p rotate-cli --example make_records -- files KEYSTORE KEY COUNT DIR` (small envelope files)
 
 use std::io::{BufWriter, Write};
 
@@ -45,8 +46,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             w.flush()?;
         }
+        ["files", keystore, key, count, dir] => {
+            let keyring = LocalKeyring::new(Keystore::new(keystore).load(key)?);
+            let context = EncryptionContext::from_pairs([("app", "vault")])?;
+            for i in 0..count.parse::<u64>()? {
+                // A directory per thousand files, as stores of documents are laid out.
+                let sub = std::path::Path::new(dir).join(format!("{:04}", i / 1000));
+                std::fs::create_dir_all(&sub)?;
+                let (data_key, edk) = keyring.generate_sync(&context)?;
+                let m = Materials { data_key, encrypted_data_keys: vec![edk] };
+                std::fs::write(
+                    sub.join(format!("{i:08}.rky")),
+                    seal(&m, &context, format!("document {i}").as_bytes())?,
+                )?;
+            }
+        }
         _ => {
-            return Err("usage: make_records envelope KEYSTORE KEY COUNT OUT | legacy KEYFILE COUNT OUT".into());
+            return Err(
+                "usage: make_records envelope KEYSTORE KEY COUNT OUT | legacy KEYFILE COUNT OUT | files KEYSTORE KEY COUNT DIR"
+                    .into(),
+            );
         }
     }
     Ok(())

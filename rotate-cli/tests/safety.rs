@@ -361,7 +361,7 @@ fn run_measuring_rss(env: &Env, args: &[&str]) -> (Option<i32>, u64) {
 fn a_large_framed_file_is_streamed_in_constant_memory_and_keeps_its_form() {
     let env = Env::with_keys(&["old", "new"]);
     std::fs::create_dir_all(env.path("vault")).expect("mkdir");
-    let plaintext: Vec<u8> = (0..64u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let plaintext: Vec<u8> = (0..64u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0]).collect();
     std::fs::write(env.path("big.bin"), &plaintext).expect("write");
     env.ok(&["encrypt", "--key", "local:old", "--frame-size", "1048576", "big.bin", "-o", "vault/big.rky"]);
     std::fs::remove_file(env.path("big.bin")).expect("rm");
@@ -399,4 +399,34 @@ fn a_large_framed_file_is_streamed_in_constant_memory_and_keeps_its_form() {
     assert!(std::fs::read(env.path("vault/big.rky")).expect("read") == original);
     let left: Vec<_> = walk(&env.path("vault")).into_iter().map(|p| p.display().to_string()).collect();
     assert_eq!(left.len(), 1, "{left:?}");
+}
+
+#[test]
+#[cfg(unix)]
+fn journals_and_failure_reports_are_private_and_never_followed_through_a_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::with_keys(&["old", "new"]);
+    env.vault(3);
+    std::fs::write(env.path("vault/garbage.rky"), "not an envelope").expect("write");
+    // A journal path planted as a link to a file the attacker can read.
+    std::fs::write(env.path("public.txt"), "").expect("write");
+    std::os::unix::fs::symlink(env.path("public.txt"), env.path("linked.journal")).expect("symlink");
+    env.fails(&["rewrap", "--to", "local:new", "--journal", "linked.journal", "vault"], 2);
+    let stderr = env.fails(&["rewrap", "--to", "local:new", "--journal", "linked.journal", "--resume", "vault"], 4);
+    assert!(stderr.contains("linked.journal"), "{stderr}");
+    assert_eq!(std::fs::read(env.path("public.txt")).expect("read"), b"", "nothing written through the link");
+
+    let umask_proof = std::process::Command::new("sh")
+        .args(["-c", "umask 000; exec \"$0\" \"$@\""])
+        .arg(Env::bin())
+        .args(["rewrap", "--to", "local:new", "--no-progress", "vault"])
+        .current_dir(env.dir.path())
+        .env("REKEY_KEYSTORE", env.path("keys"))
+        .output()
+        .expect("run");
+    assert_eq!(umask_proof.status.code(), Some(6), "{}", String::from_utf8_lossy(&umask_proof.stderr));
+    for file in ["vault.rekey-journal", "vault.rekey-journal.failures.jsonl"] {
+        let mode = std::fs::metadata(env.path(file)).expect(file).permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file} is private even with umask 000");
+    }
 }

@@ -358,7 +358,6 @@ impl Change {
             Some(job) => {
                 reencrypt_stream(job, &mut reader, &mut writer)?;
                 writer.flush().map_err(|e| io_error("cannot write beside the file", &e))?;
-                drop(writer);
                 file.sync().map_err(|e| io_error("cannot sync", &e))?;
                 if job.verify {
                     verify_stream(job, file.temp_path())?;
