@@ -210,7 +210,8 @@ pub(crate) enum ItemKind {
 /// What to work on: files and directories, or one record stream.
 #[derive(Debug, Args)]
 pub(crate) struct InventoryArgs {
-    /// Files or directories (recursed) rewritten in place, or one record file with --field/--column ('-' is stdin)
+    /// Files or directories (recursed) rewritten in place, one record file with --field/--column ('-' is stdin),
+    /// or a database (sqlite:PATH, postgres://...) with --table
     #[arg(required = true, value_name = "TARGET")]
     pub(crate) targets: Vec<PathBuf>,
     /// Only files matching this glob (relative to the directory); repeatable
@@ -222,9 +223,24 @@ pub(crate) struct InventoryArgs {
     /// JSON Lines record stream: the field holding the item, as a JSON Pointer; repeatable
     #[arg(long, value_name = "POINTER", conflicts_with = "column")]
     pub(crate) field: Vec<String>,
-    /// CSV record stream: the column holding the item; repeatable
+    /// CSV record stream or --table: the column holding the item; repeatable
     #[arg(long, value_name = "NAME")]
     pub(crate) column: Vec<String>,
+    /// Database table (TARGET is sqlite:PATH or postgres://...; PG* variables and ~/.pgpass apply)
+    #[arg(long, value_name = "[SCHEMA.]TABLE", conflicts_with_all = ["field", "include", "exclude"])]
+    pub(crate) table: Option<String>,
+    /// Table: the columns identifying a row (a primary key or unique index on exactly them)
+    #[arg(long = "id", value_name = "COL[,COL]", value_delimiter = ',', requires = "table")]
+    pub(crate) ids: Vec<String>,
+    /// Table: write new values into this shadow column, leaving --column untouched
+    #[arg(long, value_name = "COLUMN", requires = "table")]
+    pub(crate) into: Option<String>,
+    /// Table: bind each item to its row with this column's value in the encryption context; repeatable
+    #[arg(long, value_name = "COL", requires = "table")]
+    pub(crate) context_column: Vec<String>,
+    /// Table: rows per page and per transaction
+    #[arg(long, default_value_t = rotate_cli::engine::table::DEFAULT_BATCH_SIZE, value_name = "N")]
+    pub(crate) batch_size: usize,
     /// Only shard I of N (0 <= I < N), by a hash of each item's id: N copies on N machines cover every item once
     #[arg(long, value_name = "I/N")]
     pub(crate) shard: Option<rotate_cli::engine::Shard>,
@@ -391,6 +407,7 @@ Examples:
   rekey rewrap --to kms:alias/new --from kms:alias/old --verify ./vault
   rekey rewrap --to local:k2 --field /card export.jsonl -o export.new.jsonl
   rekey rewrap --items edk --to kms:alias/new --source-context app=x keys/
+  rekey rewrap --to local:k2 sqlite:app.db --table users --column ssn --id id
   rekey rollback --journal ./vault.rekey-journal";
 
 const SCAN_EXAMPLES: &str = "\
@@ -402,4 +419,6 @@ Examples:
 const REENCRYPT_EXAMPLES: &str = "\
 Examples:
   rekey reencrypt --items legacy --legacy-edk datakey.bin --to kms:alias/new --field /ssn users.jsonl -o users.new.jsonl
-  rekey reencrypt --to local:k2 --context app=billing ./vault";
+  rekey reencrypt --to local:k2 --context app=billing ./vault
+  rekey reencrypt --items legacy --legacy-edk datakey.bin --to kms:alias/new postgres://app@127.0.0.1/app \\
+    --table users --column ssn --id id --context-column tenant_id";

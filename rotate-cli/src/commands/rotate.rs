@@ -16,6 +16,7 @@ use rotate_cli::engine::journal::RunParams;
 use rotate_cli::engine::records::{RecordFormat, RecordSource, StreamSink};
 use rotate_cli::engine::report::{FailureLog, Stop, Summary};
 use rotate_cli::engine::scan::{DryRun, Expect, ScanSink};
+use rotate_cli::engine::table::{TableSink, TableSource, TableSpec};
 use rotate_cli::engine::transform::{Mode, Outcome, Transform};
 use rotate_cli::engine::{Engine, Progress, Settings};
 use serde_json::json;
@@ -120,7 +121,17 @@ fn key_ids(keyrings: &[Box<dyn Keyring>]) -> String {
 }
 
 pub(crate) fn rollback(args: RollbackArgs) -> Result<ExitCode, CliError> {
-    let (summary, conflicts) = rotate_cli::engine::files::rollback(&args.journal)?;
+    let table = {
+        // Only to see what the run was on; the lock is released before the rollback takes it.
+        let (_lock, entries) = rotate_cli::engine::journal::read_locked(&args.journal)?;
+        matches!(entries.first(), Some(rotate_cli::engine::journal::Entry::Run { params, .. })
+            if rotate_cli::engine::table::is_table_run(params))
+    };
+    let (summary, conflicts) = if table {
+        rotate_cli::engine::table::rollback(&args.journal, None)?
+    } else {
+        rotate_cli::engine::files::rollback(&args.journal)?
+    };
     for c in conflicts {
         eprintln!("rekey: rollback: {c}");
     }
@@ -143,6 +154,7 @@ pub(crate) async fn scan(args: ScanArgs) -> Result<ExitCode, CliError> {
     let summary = match inventory(&args.inventory)? {
         Inventory::Files(source) => engine.run(source, Arc::clone(&sink)).await?,
         Inventory::Records(source) => engine.run(source, Arc::clone(&sink)).await?,
+        Inventory::Table(source, _) => engine.run(source, Arc::clone(&sink)).await?,
     };
     let report = sink.report();
     if args.json {
@@ -158,10 +170,37 @@ pub(crate) async fn scan(args: ScanArgs) -> Result<ExitCode, CliError> {
 enum Inventory {
     Files(FileSource),
     Records(RecordSource),
+    Table(TableSource, TableSpec),
 }
 
-/// The source a command line names: one record stream, or files.
+/// The source a command line names: one record stream, a table, or files.
 fn inventory(args: &InventoryArgs) -> Result<Inventory, CliError> {
+    let url = match &args.targets[..] {
+        [one] => one.to_str().filter(|t| rotate_cli::engine::table::is_database_url(t)),
+        _ => None,
+    };
+    match (&args.table, url) {
+        (Some(table), Some(url)) => {
+            let spec = TableSpec {
+                url: url.to_owned(),
+                table: table.clone(),
+                columns: args.column.clone(),
+                ids: args.ids.clone(),
+                into: args.into.clone(),
+                context_columns: args.context_column.clone(),
+                batch_size: args.batch_size,
+            };
+            return Ok(Inventory::Table(TableSource::open(&spec)?, spec));
+        }
+        (Some(_), None) => {
+            return Err(CliError::usage("--table needs one database TARGET: sqlite:PATH or postgres://..."));
+        }
+        (None, Some(_)) => {
+            return Err(CliError::usage("a database TARGET needs --table, --column and --id")
+                .hint("e.g. rekey scan sqlite:app.db --table users --column ssn --id id"));
+        }
+        (None, None) => {}
+    }
     if args.field.is_empty() && args.column.is_empty() {
         return Ok(Inventory::Files(FileSource::new(args.targets.clone(), &args.include, &args.exclude)?));
     }
@@ -202,6 +241,11 @@ async fn run(
         .map(|t| t.canonicalize().unwrap_or_else(|_| t.clone()).display().to_string())
         .collect();
     params.insert("targets".into(), targets.join(","));
+    if let Inventory::Table(_, spec) = &inventory {
+        // The URL without its password: the journal never holds one.
+        params.append(&mut rotate_cli::engine::table::run_params(spec));
+        params.insert("targets".into(), rotate_cli::engine::table::redact_url(&spec.url));
+    }
 
     let (journal_path, stdout_busy) = match &inventory {
         Inventory::Files(files) => {
@@ -209,6 +253,14 @@ async fn run(
                 return Err(CliError::usage("-o is for record streams; files and directories are rewritten in place"));
             }
             (Some(target.journal.clone().unwrap_or_else(|| files.default_journal())), false)
+        }
+        Inventory::Table(_, spec) => {
+            if target.output.is_some() {
+                return Err(CliError::usage(
+                    "-o is for record streams; a table is updated in place (or --into a column)",
+                ));
+            }
+            (Some(target.journal.clone().unwrap_or_else(|| spec.default_journal())), false)
         }
         Inventory::Records(_) => {
             let output = target.output.as_ref().filter(|o| *o != Path::new("-"));
@@ -260,6 +312,11 @@ async fn run(
     let mut summary = match inventory {
         Inventory::Files(source) if target.dry_run => engine.run(source, Arc::clone(&dry)).await?,
         Inventory::Records(source) if target.dry_run => engine.run(source, Arc::clone(&dry)).await?,
+        Inventory::Table(source, _) if target.dry_run => engine.run(source, Arc::clone(&dry)).await?,
+        Inventory::Table(source, spec) => {
+            let source = if target.no_progress { source } else { source.with_total()? };
+            engine.run(source, Arc::new(TableSink::new(spec))).await?
+        }
         Inventory::Files(source) => {
             let source = if target.no_progress { source } else { source.with_total()? };
             engine.run(source, Arc::new(InPlaceSink::default())).await?

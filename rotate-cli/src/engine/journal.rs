@@ -76,6 +76,31 @@ pub enum Entry {
         /// Counts up to here, so a resumed run reports the whole job.
         counts: Counts,
     },
+    /// Written and synced before a table row's column is updated: what
+    /// rollback needs to put it back (ciphertext only).
+    Row {
+        /// How reports name the item (`users id=42 ssn`); an `Abandoned`
+        /// entry with this name says the update did not happen.
+        item: String,
+        /// The row's key: a JSON array of the id columns' values.
+        key: String,
+        /// The column written.
+        column: String,
+        /// SHA-256 of the value before; absent when it was NULL.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        old_sha256: Option<String>,
+        /// SHA-256 of the value rekey wrote.
+        new_sha256: String,
+        /// The value before, base64; absent when it was NULL.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        old_b64: Option<String>,
+        /// The value is binary (a blob or bytea), not text.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        binary: bool,
+        /// The value was a legacy CBC record, never authenticated.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        legacy: bool,
+    },
     /// A stream finished and its output was renamed into place.
     Complete {
         /// The output path.

@@ -17,6 +17,7 @@ pub mod journal;
 pub mod records;
 pub mod report;
 pub mod scan;
+pub mod table;
 pub mod transform;
 
 use std::collections::{HashSet, VecDeque};

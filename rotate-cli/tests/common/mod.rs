@@ -174,3 +174,34 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+impl Env {
+    /// Seals `plaintext` in process under local key `key` with `context`
+    /// pairs (a fresh data key each time): binary form.
+    pub fn seal_local(&self, key: &str, context: &[(&str, &str)], plaintext: &[u8]) -> Vec<u8> {
+        let context = envelope_core::EncryptionContext::from_pairs(context.iter().copied()).expect("context");
+        let keyring = self.keyring(key);
+        let (data_key, edk) = keyring.generate_sync(&context).expect("generate");
+        let materials = envelope_core::Materials { data_key, encrypted_data_keys: vec![edk] };
+        envelope_core::seal(&materials, &context, plaintext).expect("seal")
+    }
+
+    /// Opens an envelope (binary or text form) allowing only the local keys
+    /// `keys`: the plaintext and the envelope's context pairs.
+    pub fn open_with(&self, item: &[u8], keys: &[&str]) -> Result<(Vec<u8>, BTreeMap<String, String>), String> {
+        let store = Keystore::new(self.path("keys"));
+        let allowed = keys.iter().map(|k| store.load(k).map_err(|e| e.to_string())).collect::<Result<Vec<_>, _>>()?;
+        let keyring = LocalKeyring::with_allowed(None, allowed);
+        let bytes = if item.starts_with(b"RKY") {
+            item.to_vec()
+        } else {
+            decode_text(std::str::from_utf8(item).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?
+        };
+        let envelope = Envelope::parse(&bytes, &ParseOptions::default()).map_err(|e| e.to_string())?;
+        let header = envelope.header();
+        let key = keyring.unwrap_sync(&header.encrypted_data_keys, &header.context).map_err(|e| e.to_string())?;
+        let plain = envelope.open(&key).map_err(|e| e.to_string())?.to_vec();
+        let context = header.context.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        Ok((plain, context))
+    }
+}

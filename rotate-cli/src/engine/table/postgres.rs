@@ -1,0 +1,640 @@
+//! PostgreSQL through tokio-postgres, without TLS.
+//!
+//! The connection settings come as libpq users expect: the URL first, then
+//! `PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSWORD`, and the
+//! password file (`PGPASSFILE` or `~/.pgpass`, ignored when others may read
+//! it). No TLS stack is linked: `sslmode=require` (or stricter) is refused
+//! rather than silently downgraded; loopback and socket connections need none.
+//!
+//! Keys travel as text (`id::text`) and are cast back to the column's type
+//! in SQL, so any id type with a text form works. A batch of updates is one
+//! statement: the keys, expected and new values are arrays joined with
+//! `unnest`, and `RETURNING` names the rows that matched.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, NoTls};
+
+use super::{Cell, Db, Group, KeyValue, Row, TableSpec, quote, quote_table};
+use crate::engine::error::{Error, ErrorKind};
+
+/// How a column's values are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Bytea,
+}
+
+/// A checked connection to one PostgreSQL table.
+pub(crate) struct PgDb {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    table: String,
+    /// Quoted id columns and their types (for casts from text).
+    ids: Vec<(String, String)>,
+    kinds: std::collections::HashMap<String, Kind>,
+    select: tokio_postgres::Statement,
+    select_after: tokio_postgres::Statement,
+    text_cells: Vec<Kind>,
+}
+
+fn db_error(what: &str, e: &tokio_postgres::Error) -> Error {
+    let message = match e.as_db_error() {
+        Some(db) => format!("{what}: {} (SQLSTATE {})", db.message(), db.code().code()),
+        None => format!("{what}: {e}"),
+    };
+    let error = Error::new(ErrorKind::Io, message);
+    match e.code() {
+        Some(c) if *c == tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE => {
+            error.hint("grant this role SELECT and UPDATE on the table (GRANT SELECT, UPDATE ON ... TO ...)")
+        }
+        Some(c) if *c == tokio_postgres::error::SqlState::INVALID_PASSWORD => {
+            error.hint("set PGPASSWORD or add the password to ~/.pgpass (0600)")
+        }
+        _ if e.is_closed() => error.hint("the connection was lost; rerun the same command with --resume"),
+        _ => error,
+    }
+}
+
+/// The URL without a password, for journals and messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{user}@{host}")
+        }
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let kept: Vec<&str> = query.split('&').filter(|p| !p.starts_with("password=")).collect();
+            if kept.is_empty() { path.to_owned() } else { format!("{path}?{}", kept.join("&")) }
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// The connection settings: the URL, then the libpq environment and password file.
+fn config(url: &str) -> Result<Config, Error> {
+    let mut config = Config::from_str(url).map_err(|e| {
+        Error::usage(format!("{} is not a PostgreSQL URL this build reads: {e}", redact_url(url)))
+            .hint("write postgres://USER@HOST:PORT/DB (sslmode may be disable or prefer)")
+    })?;
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let ssl_env = env("PGSSLMODE");
+    let strict = matches!(config.get_ssl_mode(), SslMode::Require)
+        || (!url.contains("sslmode=")
+            && ssl_env.as_deref().is_some_and(|m| matches!(m, "require" | "verify-ca" | "verify-full")));
+    if strict {
+        return Err(Error::usage("sslmode=require: this build of rekey speaks PostgreSQL without TLS").hint(
+            "connect over loopback or a Unix socket with sslmode=disable (or prefer), or through a local TLS tunnel",
+        ));
+    }
+    if config.get_hosts().is_empty() {
+        match env("PGHOST") {
+            Some(h) => {
+                config.host(h.split(',').next().unwrap_or(&h));
+            }
+            None if std::path::Path::new("/var/run/postgresql").is_dir() => {
+                config.host("/var/run/postgresql");
+            }
+            None => {
+                config.host("localhost");
+            }
+        }
+    }
+    if config.get_ports().is_empty() {
+        let port = env("PGPORT").and_then(|p| p.parse().ok()).unwrap_or(5432);
+        config.port(port);
+    }
+    if config.get_user().is_none() {
+        let user = env("PGUSER").or_else(|| env("USER")).or_else(|| env("LOGNAME")).ok_or_else(|| {
+            Error::usage("no PostgreSQL user: put one in the URL (postgres://USER@...) or set PGUSER")
+        })?;
+        config.user(&user);
+    }
+    if config.get_dbname().is_none()
+        && let Some(db) = env("PGDATABASE")
+    {
+        config.dbname(&db);
+    }
+    if config.get_password().is_none() {
+        if let Some(p) = env("PGPASSWORD") {
+            config.password(p);
+        } else if let Some(p) = pgpass(&config) {
+            config.password(p);
+        }
+    }
+    config.application_name("rekey");
+    Ok(config)
+}
+
+/// The password file's entry for this connection, as libpq reads it.
+fn pgpass(config: &Config) -> Option<String> {
+    let path = std::env::var_os("PGPASSFILE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".pgpass")))?;
+    let meta = std::fs::metadata(&path).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(file = %path.display(), "password file ignored: group or others may read it (chmod 0600)");
+            return None;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    let text = std::fs::read_to_string(&path).ok()?;
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        _ => "localhost".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432).to_string();
+    let user = config.get_user().unwrap_or_default();
+    let db = config.get_dbname().unwrap_or(user);
+    let wanted = [host.as_str(), port.as_str(), db, user];
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let fields = split_pgpass(line);
+        let [h, p, d, u, password] = &fields[..] else {
+            continue;
+        };
+        if [h, p, d, u].iter().zip(wanted).all(|(f, w)| f.as_str() == "*" || f.as_str() == w) {
+            return Some(password.clone());
+        }
+    }
+    None
+}
+
+/// Splits a password file line on unescaped colons, unescaping `\:` and `\\`.
+fn split_pgpass(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(next) = chars.next()
+                    && let Some(f) = fields.last_mut()
+                {
+                    f.push(next);
+                }
+            }
+            ':' if fields.len() < 5 => fields.push(String::new()),
+            c => {
+                if let Some(f) = fields.last_mut() {
+                    f.push(c);
+                }
+            }
+        }
+    }
+    fields
+}
+
+impl PgDb {
+    /// Connects (settings as libpq reads them) and checks the table.
+    pub(crate) fn open(url: &str, spec: &TableSpec) -> Result<Self, Error> {
+        let config = config(url)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("cannot start the database runtime", &e))?;
+        let (client, connection) = rt.block_on(config.connect(NoTls)).map_err(|e| {
+            let mut err = db_error(&format!("cannot connect to {}", redact_url(url)), &e);
+            if err.hint.is_none() {
+                err = err.hint("check the URL, PGHOST/PGPORT/PGUSER, and that the server is running");
+            }
+            err
+        })?;
+        rt.spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!("PostgreSQL connection: {e}");
+            }
+        });
+        rt.block_on(check(&client, spec)).and_then(|(ids, kinds)| {
+            let table = quote_table(&spec.table);
+            let key = ids.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", ");
+            let mut selected: Vec<String> = ids.iter().map(|(c, _)| format!("{c}::text")).collect();
+            let mut text_cells = Vec::new();
+            for c in &spec.columns {
+                let kind = kinds.get(c).copied().unwrap_or(Kind::Text);
+                text_cells.push(kind);
+                selected.push(match kind {
+                    Kind::Text => format!("{}::text", quote(c)),
+                    Kind::Bytea => quote(c),
+                });
+            }
+            selected.extend(spec.context_columns.iter().map(|c| format!("{}::text", quote(c))));
+            selected
+                .push(spec.into.as_ref().map_or_else(|| "false".to_owned(), |c| format!("{} IS NOT NULL", quote(c))));
+            let n = ids.len();
+            let casts: Vec<String> =
+                ids.iter().enumerate().map(|(i, (_, t))| format!("(${}::text)::{t}", i + 1)).collect();
+            let select = format!("SELECT {} FROM {table} ORDER BY {key} LIMIT $1", selected.join(", "));
+            let select_after = format!(
+                "SELECT {} FROM {table} WHERE ({key}) > ({}) ORDER BY {key} LIMIT ${}",
+                selected.join(", "),
+                casts.join(", "),
+                n + 1
+            );
+            let (select, select_after) = rt
+                .block_on(async {
+                    Ok::<_, tokio_postgres::Error>((
+                        client.prepare(&select).await?,
+                        client.prepare(&select_after).await?,
+                    ))
+                })
+                .map_err(|e| db_error("cannot read the table", &e))?;
+            Ok(Self { rt, client, table, ids, kinds, select, select_after, text_cells })
+        })
+    }
+
+    fn kind(&self, column: &str) -> Kind {
+        self.kinds.get(column).copied().unwrap_or(Kind::Text)
+    }
+
+    /// `unnest($1::text[], ..., ) AS v(k0, ...,` for the keys, then the caller's arrays.
+    fn unnest_keys(&self) -> (String, String) {
+        let arrays: Vec<String> = (1..=self.ids.len()).map(|i| format!("${i}::text[]")).collect();
+        let names: Vec<String> = (0..self.ids.len()).map(|i| format!("k{i}")).collect();
+        (arrays.join(", "), names.join(", "))
+    }
+
+    fn key_join(&self) -> String {
+        self.ids
+            .iter()
+            .enumerate()
+            .map(|(i, (c, t))| format!("t.{c} = (v.k{i})::{t}"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
+    /// The keys as one text array per id column.
+    fn key_arrays(&self, keys: impl Iterator<Item = Vec<KeyValue>> + Clone) -> Vec<Vec<String>> {
+        (0..self.ids.len())
+            .map(|i| {
+                keys.clone()
+                    .map(|k| match k.get(i) {
+                        Some(KeyValue::Text(s)) => s.clone(),
+                        Some(KeyValue::Int(n)) => n.to_string(),
+                        Some(KeyValue::Real(f)) => f.to_string(),
+                        Some(KeyValue::Blob(b)) => format!("\\x{}", super::journal::hex(b)),
+                        None => String::new(),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+type Ids = Vec<(String, String)>;
+type Kinds = std::collections::HashMap<String, Kind>;
+
+/// The table exists, has the columns (text or bytea for the rotated ones),
+/// and the ids identify rows.
+async fn check(client: &Client, spec: &TableSpec) -> Result<(Ids, Kinds), Error> {
+    let err = |e: tokio_postgres::Error| db_error("cannot read the table's definition", &e);
+    let oid: Option<u32> =
+        client.query_one("SELECT to_regclass($1::text)::oid", &[&quote_table(&spec.table)]).await.map_err(err)?.get(0);
+    let Some(oid) = oid else {
+        let rows = client
+            .query(
+                "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+                 WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+                &[],
+            )
+            .await
+            .map_err(err)?;
+        let tables: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        return Err(Error::usage(format!(
+            "the database has no table {:?} (or this role may not see it); its tables are: {}",
+            spec.table,
+            tables.join(", ")
+        ))
+        .hint("name the table with --table (SCHEMA.TABLE outside the search path)"));
+    };
+    let rows = client
+        .query(
+            "SELECT a.attname::text, a.attnum, format_type(a.atttypid, NULL), \
+                    CASE WHEN t.typname = 'bytea' THEN 'b' WHEN t.typcategory = 'S' THEN 's' ELSE 'o' END, a.attnotnull \
+             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            &[&oid],
+        )
+        .await
+        .map_err(err)?;
+    let columns: Vec<(String, i16, String, String, bool)> =
+        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect();
+    let find = |name: &str| columns.iter().find(|c| c.0 == name);
+    for c in spec.columns.iter().chain(&spec.ids).chain(&spec.into).chain(&spec.context_columns) {
+        if find(c).is_none() {
+            let names: Vec<&str> = columns.iter().map(|c| c.0.as_str()).collect();
+            return Err(Error::usage(format!(
+                "table {} has no column {c:?}; its columns are: {}",
+                spec.table,
+                names.join(", ")
+            )));
+        }
+    }
+    let mut kinds = Kinds::new();
+    for c in spec.columns.iter().chain(&spec.into) {
+        let Some((_, _, ty, cat, _)) = find(c) else { continue };
+        let kind = match cat.as_str() {
+            "b" => Kind::Bytea,
+            "s" => Kind::Text,
+            _ => {
+                return Err(Error::usage(format!(
+                    "column {c:?} is of type {ty}; rekey rotates text (text form) and bytea (binary form) columns"
+                )));
+            }
+        };
+        kinds.insert(c.clone(), kind);
+    }
+    if let Some(into) = &spec.into
+        && kinds.get(into) != kinds.get(&spec.columns[0])
+    {
+        return Err(Error::usage(format!(
+            "--into {into:?} and --column {:?} are of different kinds (text and bytea); make the shadow column the same type",
+            spec.columns[0]
+        )));
+    }
+    let ids: Ids = spec.ids.iter().filter_map(|c| find(c).map(|col| (quote(c), col.2.clone()))).collect();
+
+    // Unique: a unique index (the primary key is one) on exactly the ids, without a predicate or expressions.
+    let want: HashSet<i16> = spec.ids.iter().filter_map(|c| find(c).map(|col| col.1)).collect();
+    let indexes = client
+        .query(
+            "SELECT i.indkey::int2[], i.indnkeyatts FROM pg_index i \
+             WHERE i.indrelid = $1 AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL",
+            &[&oid],
+        )
+        .await
+        .map_err(err)?;
+    let unique = indexes.iter().any(|r| {
+        let keys: Vec<i16> = r.get(0);
+        let n: i16 = r.get(1);
+        let keys: HashSet<i16> = keys.into_iter().take(usize::try_from(n).unwrap_or(0)).collect();
+        keys == want
+    });
+    let table = quote_table(&spec.table);
+    let nullable = spec.ids.iter().any(|c| find(c).is_some_and(|col| !col.4));
+    let key = ids.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", ");
+    let nulls = ids.iter().map(|(c, _)| format!("{c} IS NULL")).collect::<Vec<_>>().join(" OR ");
+    let (dups, null_rows): (i64, i64) = match (unique, nullable) {
+        (true, false) => (0, 0),
+        (true, true) => {
+            let r = client
+                .query_one(&format!("SELECT 0::int8, (SELECT COUNT(*) FROM {table} WHERE {nulls})"), &[])
+                .await
+                .map_err(err)?;
+            (r.get(0), r.get(1))
+        }
+        (false, _) => {
+            let r = client
+                .query_one(
+                    &format!(
+                        "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM {table} GROUP BY {key} HAVING COUNT(*) > 1) d), \
+                                (SELECT COUNT(*) FROM {table} WHERE {nulls})"
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(err)?;
+            (r.get(0), r.get(1))
+        }
+    };
+    if dups > 0 || null_rows > 0 {
+        return Err(Error::usage(format!(
+            "the id columns ({}) do not identify rows of {}: {dups} values occur more than once, {null_rows} rows have a NULL id",
+            spec.ids.join(", "),
+            spec.table
+        ))
+        .hint("name a primary key or the columns of a unique index with --id; nothing was written"));
+    }
+    if !unique {
+        tracing::warn!(
+            table = %spec.table,
+            "no primary key or unique index on exactly the --id columns; they are unique now, but nothing keeps them so"
+        );
+    }
+    Ok((ids, kinds))
+}
+
+fn cell_of(row: &tokio_postgres::Row, i: usize, kind: Kind) -> Result<Cell, tokio_postgres::Error> {
+    Ok(match kind {
+        Kind::Text => row.try_get::<_, Option<&str>>(i)?.map_or(Cell::Null, |s| Cell::Text(s.as_bytes().to_vec())),
+        Kind::Bytea => row.try_get::<_, Option<&[u8]>>(i)?.map_or(Cell::Null, |b| Cell::Blob(b.to_vec())),
+    })
+}
+
+/// A column of cells as the array parameter of its kind.
+fn cell_array(cells: impl Iterator<Item = Cell>, kind: Kind) -> Box<dyn ToSql + Sync + Send> {
+    match kind {
+        Kind::Text => Box::new(
+            cells
+                .map(|c| match c {
+                    Cell::Null => None,
+                    Cell::Text(b) | Cell::Blob(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                })
+                .collect::<Vec<Option<String>>>(),
+        ),
+        Kind::Bytea => Box::new(
+            cells
+                .map(|c| match c {
+                    Cell::Null => None,
+                    Cell::Text(b) | Cell::Blob(b) => Some(b),
+                })
+                .collect::<Vec<Option<Vec<u8>>>>(),
+        ),
+    }
+}
+
+fn array_type(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Text => "text[]",
+        Kind::Bytea => "bytea[]",
+    }
+}
+
+impl Db for PgDb {
+    fn page(&mut self, after: Option<&[KeyValue]>, limit: usize) -> Result<Vec<Row>, Error> {
+        let err = |e: tokio_postgres::Error| db_error("cannot read the table", &e);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = match after {
+            None => self.rt.block_on(self.client.query(&self.select, &[&limit])),
+            Some(key) => {
+                let texts: Vec<String> = self.key_arrays(std::iter::once(key.to_vec())).into_iter().flatten().collect();
+                let mut params: Vec<&(dyn ToSql + Sync)> = texts.iter().map(|t| t as &(dyn ToSql + Sync)).collect();
+                params.push(&limit);
+                self.rt.block_on(self.client.query(&self.select_after, &params))
+            }
+        }
+        .map_err(err)?;
+        let n = self.ids.len();
+        let columns = self.text_cells.len();
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let width = r.len();
+            let mut key = Vec::with_capacity(n);
+            for i in 0..n {
+                let v: Option<String> = r.try_get(i).map_err(err)?;
+                key.push(KeyValue::Text(v.ok_or_else(|| {
+                    Error::new(ErrorKind::BadInput, "a row has a NULL id; rows need a unique, non-NULL id")
+                })?));
+            }
+            let mut cells = Vec::with_capacity(columns);
+            for (j, kind) in self.text_cells.iter().enumerate() {
+                cells.push(cell_of(r, n + j, *kind).map_err(err)?);
+            }
+            let mut context = Vec::new();
+            for i in n + columns..width - 1 {
+                context.push(r.try_get::<_, Option<String>>(i).map_err(err)?);
+            }
+            let shadow_filled: bool = r.try_get(width - 1).map_err(err)?;
+            out.push(Row { key, cells, context, shadow_filled });
+        }
+        Ok(out)
+    }
+
+    fn fetch(&mut self, column: &str, keys: &[Vec<KeyValue>]) -> Result<Vec<Option<Cell>>, Error> {
+        let err = |e: tokio_postgres::Error| db_error("cannot read the table", &e);
+        let kind = self.kind(column);
+        let (arrays, names) = self.unnest_keys();
+        let n = self.ids.len();
+        let value = match kind {
+            Kind::Text => format!("t.{}::text", quote(column)),
+            Kind::Bytea => format!("t.{}", quote(column)),
+        };
+        let sql = format!(
+            "SELECT v.i, {value} FROM unnest({arrays}, ${}::int4[]) AS v({names}, i) JOIN {} t ON {}",
+            n + 1,
+            self.table,
+            self.key_join()
+        );
+        let key_arrays = self.key_arrays(keys.iter().cloned());
+        let index: Vec<i32> = (0..keys.len()).filter_map(|i| i32::try_from(i).ok()).collect();
+        let mut params: Vec<&(dyn ToSql + Sync)> = key_arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        params.push(&index);
+        let rows = self.rt.block_on(self.client.query(&sql, &params)).map_err(err)?;
+        let mut out = vec![None; keys.len()];
+        for r in &rows {
+            let i: i32 = r.try_get(0).map_err(err)?;
+            if let Some(slot) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) {
+                *slot = Some(cell_of(r, 1, kind).map_err(err)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn update(&mut self, groups: &[Group]) -> Result<Vec<Vec<bool>>, Error> {
+        let err = |e: tokio_postgres::Error| db_error("cannot update the table", &e);
+        let n = self.ids.len();
+        let (arrays, names) = self.unnest_keys();
+        let mut statements = Vec::with_capacity(groups.len());
+        for g in groups {
+            let (set_kind, guard_kind) = (self.kind(&g.set), self.kind(&g.guard));
+            let null = if g.set_must_be_null { format!(" AND t.{} IS NULL", quote(&g.set)) } else { String::new() };
+            let sql = format!(
+                "UPDATE {} AS t SET {} = v.val FROM unnest({arrays}, ${}::{}, ${}::{}, ${}::int4[]) AS v({names}, expect, val, i) \
+                 WHERE {} AND t.{} IS NOT DISTINCT FROM v.expect{null} RETURNING v.i",
+                self.table,
+                quote(&g.set),
+                n + 1,
+                array_type(guard_kind),
+                n + 2,
+                array_type(set_kind),
+                n + 3,
+                self.key_join(),
+                quote(&g.guard),
+            );
+            let key_arrays = self.key_arrays(g.rows.iter().map(|u| u.key.clone()));
+            let mut params: Vec<Box<dyn ToSql + Sync + Send>> =
+                key_arrays.into_iter().map(|a| Box::new(a) as Box<dyn ToSql + Sync + Send>).collect();
+            params.push(cell_array(g.rows.iter().map(|u| u.expect.clone()), guard_kind));
+            params.push(cell_array(g.rows.iter().map(|u| u.value.clone()), set_kind));
+            params.push(Box::new((0..g.rows.len()).filter_map(|i| i32::try_from(i).ok()).collect::<Vec<i32>>()));
+            statements.push((sql, params, g.rows.len()));
+        }
+        let client = &self.client;
+        self.rt
+            .block_on(async move {
+                // One statement is a transaction of its own: one round trip. Several run in one.
+                let single = statements.len() == 1;
+                if !single {
+                    client.batch_execute("BEGIN").await?;
+                }
+                let run = async {
+                    let mut out = Vec::with_capacity(statements.len());
+                    for (sql, params, len) in &statements {
+                        let refs: Vec<&(dyn ToSql + Sync)> =
+                            params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+                        let rows = client.query(sql.as_str(), &refs).await?;
+                        let mut applied = vec![false; *len];
+                        for r in rows {
+                            let i: i32 = r.try_get(0)?;
+                            if let Some(slot) = usize::try_from(i).ok().and_then(|i| applied.get_mut(i)) {
+                                *slot = true;
+                            }
+                        }
+                        out.push(applied);
+                    }
+                    Ok::<_, tokio_postgres::Error>(out)
+                };
+                match run.await {
+                    Ok(out) => {
+                        if !single {
+                            client.batch_execute("COMMIT").await?;
+                        }
+                        Ok(out)
+                    }
+                    Err(e) => {
+                        if !single {
+                            let _ = client.batch_execute("ROLLBACK").await;
+                        }
+                        Err(e)
+                    }
+                }
+            })
+            .map_err(err)
+    }
+
+    fn count(&mut self) -> Option<u64> {
+        let sql = format!("SELECT COUNT(*) FROM {}", self.table);
+        let row = self.rt.block_on(self.client.query_one(sql.as_str(), &[])).ok()?;
+        u64::try_from(row.get::<_, i64>(0)).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_journals() {
+        assert_eq!(redact_url("postgres://u:secret@h:5/db?sslmode=disable"), "postgres://u@h:5/db?sslmode=disable");
+        assert_eq!(redact_url("postgresql://h/db?password=x&user=u"), "postgresql://h/db?user=u");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn password_file_lines_unescape_like_libpq() {
+        assert_eq!(split_pgpass(r"h:5432:*:u:p\:w\\d:x"), vec!["h", "5432", "*", "u", r"p:w\d:x"]);
+    }
+
+    #[test]
+    fn require_is_refused_not_downgraded() {
+        let e = config("postgres://u@127.0.0.1/db?sslmode=require").expect_err("refused");
+        assert!(e.message.contains("without TLS"), "{}", e.message);
+    }
+}
