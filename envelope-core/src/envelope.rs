@@ -40,37 +40,36 @@ pub fn seal_with_message_id(
         // Encoded from the materials directly below, not cloned.
         encrypted_data_keys: Vec::new(),
     };
-    let mut head =
-        Vec::with_capacity(HEADER_CAPACITY + if plaintext.len() < LARGE { plaintext.len() + TAG_LEN } else { 0 });
+    let in_place = plaintext.len() < LARGE;
+    let mut head = Vec::with_capacity(HEADER_CAPACITY + if in_place { plaintext.len() + TAG_LEN } else { 0 });
     header.encode_core(&mut head);
     let core_len = head.len();
     encode_edks(&materials.encrypted_data_keys, &mut head)?;
     let body_start = head.len();
     let body_end = body_start + plaintext.len();
-    let mut out = if plaintext.len() < LARGE {
-        // One allocation: the header, then the plaintext encrypted in place.
+    let mut out = if in_place {
+        // One allocation: the header, then the plaintext, encrypted in place.
+        head.reserve_exact(plaintext.len() + TAG_LEN);
         head.extend_from_slice(plaintext);
+        head.resize(body_end + TAG_LEN, 0);
         head
     } else {
-        // A zeroed allocation this large comes from fresh zero pages, so
-        // encrypting straight into it is the only pass over the output.
+        // A large zeroed allocation often comes as fresh zero pages, and
+        // encrypting from the caller's buffer into it reads the plaintext once.
         let mut out = vec![0u8; body_end + TAG_LEN];
         out[..body_start].copy_from_slice(&head);
         out
     };
-    let (head, body) = out.split_at_mut(body_start);
+    let (head, rest) = out.split_at_mut(body_start);
+    let (body, tag_slot) = rest.split_at_mut(plaintext.len());
     let tag = crate::suite::with_single_shot_aad(&head[..core_len], |nonce, aad| {
-        if body.len() == plaintext.len() {
+        if in_place {
             keys.cipher().seal_in_place(nonce, aad, body)
         } else {
-            keys.cipher().seal_to(nonce, aad, plaintext, &mut body[..plaintext.len()])
+            keys.cipher().seal_to(nonce, aad, plaintext, body)
         }
     })?;
-    if out.len() == body_end {
-        out.extend_from_slice(&tag);
-    } else {
-        out[body_end..].copy_from_slice(&tag);
-    }
+    tag_slot.copy_from_slice(&tag);
     Ok(out)
 }
 
