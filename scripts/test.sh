@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test, on a fresh clone: formatting, lints, the workspace's tests
-# against a local KMS server (moto, installed into .venv), doc tests, and a
+# against a local KMS server (moto, installed into .venv) and a throwaway
+# PostgreSQL cluster (scripts/postgres.sh), doc tests, and a
 # short run of every fuzz target when a nightly toolchain is present.
 #
 #   bash scripts/test.sh            # everything
@@ -13,7 +14,9 @@ fuzz=1
 
 # shellcheck source=scripts/moto.sh
 source scripts/moto.sh
-trap moto_stop EXIT
+# shellcheck source=scripts/postgres.sh
+source scripts/postgres.sh
+trap 'moto_stop; pg_stop' EXIT
 
 echo "== cargo fmt"
 cargo fmt --all -- --check
@@ -22,6 +25,7 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 moto_start
+pg_start
 
 echo "== cargo test"
 # Benches are compiled by clippy above and run by `cargo bench`; in test mode their 1 GiB cases would dominate.

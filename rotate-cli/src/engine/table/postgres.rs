@@ -225,17 +225,21 @@ impl PgDb {
         rt.block_on(check(&client, spec)).and_then(|(ids, kinds)| {
             let table = quote_table(&spec.table);
             let key = ids.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", ");
-            let mut selected: Vec<String> = ids.iter().map(|(c, _)| format!("{c}::text")).collect();
+            // Aliased: an output column named like an id would otherwise be what ORDER BY sorts (as text).
+            let mut selected: Vec<String> =
+                ids.iter().enumerate().map(|(i, (c, _))| format!("{c}::text AS rekey_k{i}")).collect();
             let mut text_cells = Vec::new();
-            for c in &spec.columns {
+            for (i, c) in spec.columns.iter().enumerate() {
                 let kind = kinds.get(c).copied().unwrap_or(Kind::Text);
                 text_cells.push(kind);
                 selected.push(match kind {
-                    Kind::Text => format!("{}::text", quote(c)),
-                    Kind::Bytea => quote(c),
+                    Kind::Text => format!("{}::text AS rekey_c{i}", quote(c)),
+                    Kind::Bytea => format!("{} AS rekey_c{i}", quote(c)),
                 });
             }
-            selected.extend(spec.context_columns.iter().map(|c| format!("{}::text", quote(c))));
+            selected.extend(
+                spec.context_columns.iter().enumerate().map(|(i, c)| format!("{}::text AS rekey_x{i}", quote(c))),
+            );
             selected
                 .push(spec.into.as_ref().map_or_else(|| "false".to_owned(), |c| format!("{} IS NOT NULL", quote(c))));
             let n = ids.len();
