@@ -89,6 +89,9 @@ pub(crate) enum Command {
     /// Count items per wrapping key (and legacy, bare, unreadable) without any key
     #[command(after_help = SCAN_EXAMPLES)]
     Scan(ScanArgs),
+    /// S3 operations that are not item rotations (SSE-KMS key changes)
+    #[command(subcommand)]
+    S3(S3Command),
     /// Print shell completions
     Completions {
         /// The shell
@@ -244,6 +247,8 @@ pub(crate) struct InventoryArgs {
     /// Only shard I of N (0 <= I < N), by a hash of each item's id: N copies on N machines cover every item once
     #[arg(long, value_name = "I/N")]
     pub(crate) shard: Option<rotate_cli::engine::Shard>,
+    #[command(flatten)]
+    pub(crate) s3: S3Args,
 }
 
 /// Targets and engine settings shared by rewrap and reencrypt.
@@ -408,6 +413,7 @@ Examples:
   rekey rewrap --to local:k2 --field /card export.jsonl -o export.new.jsonl
   rekey rewrap --items edk --to kms:alias/new --source-context app=x keys/
   rekey rewrap --to local:k2 sqlite:app.db --table users --column ssn --id id
+  rekey rewrap s3://bucket/docs/ --metadata-key edk --to kms:alias/new --from kms:alias/old
   rekey rollback --journal ./vault.rekey-journal";
 
 const SCAN_EXAMPLES: &str = "\
@@ -422,3 +428,69 @@ Examples:
   rekey reencrypt --to local:k2 --context app=billing ./vault
   rekey reencrypt --items legacy --legacy-edk datakey.bin --to kms:alias/new postgres://app@127.0.0.1/app \\
     --table users --column ssn --id id --context-column tenant_id";
+
+/// S3 targets (TARGET `s3://BUCKET/PREFIX`). The client uses the standard
+/// AWS chain, like KMS (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3, AWS_REGION).
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct S3Args {
+    /// S3: the user-metadata entry (x-amz-meta-NAME) holding a KMS-encrypted data key in base64; implies --items edk
+    #[arg(long, value_name = "NAME")]
+    pub(crate) metadata_key: Option<String>,
+    /// S3: path-style addressing, as S3-compatible servers need (also AWS_S3_FORCE_PATH_STYLE=true)
+    #[arg(long)]
+    pub(crate) s3_path_style: bool,
+    /// Set by `rewrap --metadata-key`: the destination context, with which a
+    /// rerun recognises data keys already under the destination.
+    #[arg(skip)]
+    pub(crate) probe_context: Option<Vec<String>>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum S3Command {
+    /// Change the SSE-KMS key of objects: UpdateObjectEncryption (no data moved), or a self-copy
+    #[command(after_help = SSE_ROTATE_EXAMPLES)]
+    SseRotate(SseRotateArgs),
+}
+
+/// How `rekey s3 sse-rotate` changes an object's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SseMethodArg {
+    /// UpdateObjectEncryption; the copy where the endpoint does not implement it
+    Auto,
+    /// UpdateObjectEncryption only
+    Update,
+    /// A self-copy carrying every property over (multipart above --multipart-threshold)
+    Copy,
+}
+
+/// `rekey s3 sse-rotate`.
+#[derive(Debug, Args)]
+pub(crate) struct SseRotateArgs {
+    /// The KMS key objects should be under (key id, ARN or alias; `kms:` prefix optional)
+    #[arg(long, value_name = "KMS_KEY")]
+    pub(crate) to: String,
+    /// Only objects under this KMS key; repeatable (default: every object not under --to)
+    #[arg(long, value_name = "KMS_KEY")]
+    pub(crate) from: Vec<String>,
+    /// How to change the key
+    #[arg(long, value_enum, default_value_t = SseMethodArg::Auto)]
+    pub(crate) method: SseMethodArg,
+    /// Set the S3 Bucket Key on (true) or off (false) [default: keep each object's]
+    #[arg(long, value_name = "BOOL")]
+    pub(crate) bucket_key: Option<bool>,
+    /// Copies of objects larger than this are made in parts (UploadPartCopy); S3 allows one copy up to 5 GiB
+    #[arg(long, default_value_t = rotate_cli::engine::s3::MAX_SINGLE_COPY, value_name = "BYTES")]
+    pub(crate) multipart_threshold: u64,
+    /// Part size of a multipart copy (at least 5 MiB)
+    #[arg(long, default_value_t = rotate_cli::engine::s3::DEFAULT_PART_SIZE, value_name = "BYTES")]
+    pub(crate) part_size: u64,
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+}
+
+const SSE_ROTATE_EXAMPLES: &str = "\
+Examples:
+  rekey s3 sse-rotate s3://bucket/logs/ --to alias/logs-2026 --dry-run
+  rekey s3 sse-rotate s3://bucket/logs/ --to alias/logs-2026 --from alias/logs --sample 1
+  rekey s3 sse-rotate s3://bucket/logs/ --to alias/logs-2026 --from alias/logs --resume
+  rekey rollback --journal s3-bucket-logs.rekey-journal";

@@ -53,6 +53,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Reencrypt(args) => commands::rotate::reencrypt(&keys, args).await,
         Command::Rollback(args) => commands::rotate::rollback(args),
         Command::Scan(args) => commands::rotate::scan(args).await,
+        Command::S3(cli::S3Command::SseRotate(args)) => commands::s3::sse_rotate(args).await,
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "rekey", &mut std::io::stdout());

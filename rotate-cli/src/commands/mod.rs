@@ -5,6 +5,7 @@ pub(crate) mod encrypt;
 pub(crate) mod inspect;
 pub(crate) mod keys;
 pub(crate) mod rotate;
+pub(crate) mod s3;
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};

@@ -31,6 +31,13 @@ use crate::keys::{KeySpec, Keys, kms_keys, parse_context};
 const INTERRUPTED: u8 = 130;
 
 pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs) -> Result<ExitCode, CliError> {
+    let mut args = args;
+    if args.target.inventory.s3.metadata_key.is_some() {
+        // S3 method A: the metadata entry holds a bare KMS blob.
+        args.items = ItemKind::Edk;
+        let dest = if args.dest_context.is_empty() { &args.source_context } else { &args.dest_context };
+        args.target.inventory.s3.probe_context = Some(dest.clone());
+    }
     let destination = keys.wrapping(&args.to, &[]).await?;
     let mut params = RunParams::new();
     let sources = match args.items {
@@ -127,7 +134,14 @@ pub(crate) fn rollback(args: RollbackArgs) -> Result<ExitCode, CliError> {
         matches!(entries.first(), Some(rotate_cli::engine::journal::Entry::Run { params, .. })
             if rotate_cli::engine::table::is_table_run(params))
     };
-    let (summary, conflicts) = if table {
+    let s3 = {
+        let (_lock, entries) = rotate_cli::engine::journal::read_locked(&args.journal)?;
+        matches!(entries.first(), Some(rotate_cli::engine::journal::Entry::Run { params, .. })
+            if crate::commands::s3::is_s3_journal(params))
+    };
+    let (summary, conflicts) = if s3 {
+        crate::commands::s3::rollback(&args.journal)?
+    } else if table {
         rotate_cli::engine::table::rollback(&args.journal, None)?
     } else {
         rotate_cli::engine::files::rollback(&args.journal)?
@@ -152,6 +166,7 @@ pub(crate) async fn scan(args: ScanArgs) -> Result<ExitCode, CliError> {
         cancel: cancel_on_signals(),
     };
     let summary = match inventory(&args.inventory)? {
+        Inventory::S3(spec) => return spec.scan(engine, args.json).await,
         Inventory::Files(source) => engine.run(source, Arc::clone(&sink)).await?,
         Inventory::Records(source) => engine.run(source, Arc::clone(&sink)).await?,
         Inventory::Table(source, _) => engine.run(source, Arc::clone(&sink)).await?,
@@ -171,10 +186,14 @@ enum Inventory {
     Files(FileSource),
     Records(RecordSource),
     Table(TableSource, TableSpec),
+    S3(crate::commands::s3::S3Spec),
 }
 
 /// The source a command line names: one record stream, a table, or files.
 fn inventory(args: &InventoryArgs) -> Result<Inventory, CliError> {
+    if crate::commands::s3::is_s3_target(args) {
+        return Ok(Inventory::S3(crate::commands::s3::spec(args)?));
+    }
     let url = match &args.targets[..] {
         [one] => one.to_str().filter(|t| rotate_cli::engine::table::is_database_url(t)),
         _ => None,
@@ -223,7 +242,7 @@ async fn run(
     target: TargetArgs,
     operation: &'static str,
     mut params: RunParams,
-    iam: Vec<String>,
+    mut iam: Vec<String>,
     source_keys: Vec<String>,
 ) -> Result<ExitCode, CliError> {
     let inventory = inventory(&target.inventory)?;
@@ -246,6 +265,10 @@ async fn run(
         params.append(&mut rotate_cli::engine::table::run_params(spec));
         params.insert("targets".into(), rotate_cli::engine::table::redact_url(&spec.url));
     }
+    if let Inventory::S3(spec) = &inventory {
+        params.append(&mut spec.run_params()?);
+        iam.extend(spec.iam_actions());
+    }
 
     let (journal_path, stdout_busy) = match &inventory {
         Inventory::Files(files) => {
@@ -259,6 +282,12 @@ async fn run(
                 return Err(CliError::usage(
                     "-o is for record streams; a table is updated in place (or --into a column)",
                 ));
+            }
+            (Some(target.journal.clone().unwrap_or_else(|| spec.default_journal())), false)
+        }
+        Inventory::S3(spec) => {
+            if target.output.is_some() {
+                return Err(CliError::usage("-o is for record streams; S3 objects are copied onto themselves"));
             }
             (Some(target.journal.clone().unwrap_or_else(|| spec.default_journal())), false)
         }
@@ -313,6 +342,12 @@ async fn run(
         Inventory::Files(source) if target.dry_run => engine.run(source, Arc::clone(&dry)).await?,
         Inventory::Records(source) if target.dry_run => engine.run(source, Arc::clone(&dry)).await?,
         Inventory::Table(source, _) if target.dry_run => engine.run(source, Arc::clone(&dry)).await?,
+        Inventory::S3(spec) if target.dry_run => {
+            engine.run(spec.rotation_source(&transform).await?, Arc::clone(&dry)).await?
+        }
+        Inventory::S3(spec) => {
+            engine.run(spec.rotation_source(&transform).await?, rotate_cli::engine::s3::ObjectSink::new()).await?
+        }
         Inventory::Table(source, spec) => {
             let source = if target.no_progress { source } else { source.with_total()? };
             engine.run(source, Arc::new(TableSink::new(spec))).await?
@@ -358,7 +393,7 @@ async fn run(
 }
 
 /// Refuses a journal location that cannot be written, before any side effect.
-fn check_writable(journal: &Path) -> Result<(), CliError> {
+pub(crate) fn check_writable(journal: &Path) -> Result<(), CliError> {
     let dir = match journal.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -376,7 +411,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     rotate_cli::engine::files::with_suffix(path, suffix)
 }
 
-fn print_summary(summary: &Summary, json: bool, stdout_busy: bool) {
+pub(crate) fn print_summary(summary: &Summary, json: bool, stdout_busy: bool) {
     let text = if json { summary.to_json().to_string() + "\n" } else { summary.to_text() };
     if stdout_busy {
         eprint!("{text}");
@@ -387,7 +422,7 @@ fn print_summary(summary: &Summary, json: bool, stdout_busy: bool) {
 
 /// A flag set by SIGINT or SIGTERM: the engine stops taking new units,
 /// finishes those in flight, syncs the journal and returns.
-fn cancel_on_signals() -> Arc<AtomicBool> {
+pub(crate) fn cancel_on_signals() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let set = Arc::clone(&flag);
     tokio::spawn(async move {
@@ -435,7 +470,7 @@ fn style(template: &str) -> indicatif::ProgressStyle {
     indicatif::ProgressStyle::with_template(template).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
 }
 
-fn progress(enabled: bool) -> Arc<dyn Progress> {
+pub(crate) fn progress(enabled: bool) -> Arc<dyn Progress> {
     use std::io::IsTerminal;
     if !enabled || !std::io::stderr().is_terminal() {
         return Arc::new(rotate_cli::engine::Silent);

@@ -101,6 +101,25 @@ pub enum Entry {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         legacy: bool,
     },
+    /// Written and synced before an S3 object is copied onto itself (or its
+    /// encryption updated): what rollback needs to put it back, and what
+    /// rekey wrote, so rollback only touches objects still as rekey left them.
+    Object {
+        /// How reports name the object (`s3://bucket/key`); `Done` and
+        /// `Abandoned` entries use the same name.
+        item: String,
+        /// The bucket.
+        bucket: String,
+        /// The object key.
+        key: String,
+        /// The version read (versioned buckets: it stays as the backup).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version_id: Option<String>,
+        /// The ETag read.
+        etag: String,
+        /// What changed, and its old value.
+        undo: ObjectUndo,
+    },
     /// A stream finished and its output was renamed into place.
     Complete {
         /// The output path.
@@ -140,6 +159,35 @@ pub enum Undo {
     Backup {
         /// Where it is.
         path: String,
+    },
+}
+
+/// What rollback needs to put an S3 object back (ciphertext and key ids only).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ObjectUndo {
+    /// A user-metadata entry holding a wrapped data key was replaced.
+    Metadata {
+        /// The metadata entry's name (without `x-amz-meta-`).
+        name: String,
+        /// Its old value, base64 of the stored text.
+        old_b64: String,
+        /// SHA-256 of the value rekey wrote.
+        new_sha256: String,
+    },
+    /// The object's server-side encryption was changed.
+    Sse {
+        /// The old `x-amz-server-side-encryption` (`aws:kms`, `AES256`), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        old_algorithm: Option<String>,
+        /// The old SSE-KMS key id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        old_kms_key: Option<String>,
+        /// The old S3 Bucket Key setting.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        old_bucket_key: Option<bool>,
+        /// The SSE-KMS key rekey set.
+        new_kms_key: String,
     },
 }
 

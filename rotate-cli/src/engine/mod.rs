@@ -16,6 +16,7 @@ pub mod files;
 pub mod journal;
 pub mod records;
 pub mod report;
+pub mod s3;
 pub mod scan;
 pub mod table;
 pub mod transform;

@@ -1,0 +1,279 @@
+//! S3 targets on the command line: `rekey rewrap s3://... --metadata-key`
+//! (method A), `rekey scan s3://...`, `rekey s3 sse-rotate` (method B) and
+//! the rollback of their journals. The work is in
+//! [`rotate_cli::engine::s3`]; this turns flags into a source and a sink.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use aws_sdk_s3::Client;
+use rotate_cli::engine::journal::RunParams;
+use rotate_cli::engine::report::{FailureLog, Stop, Summary};
+use rotate_cli::engine::s3::{
+    ClientSettings, ObjectSink, Probe, S3Job, S3ScanSink, S3Source, S3Url, SseJob, SseMethod,
+};
+use rotate_cli::engine::scan::DryRun;
+use rotate_cli::engine::transform::Transform;
+use rotate_cli::engine::{Engine, Settings};
+use serde_json::json;
+
+use super::rotate::{cancel_on_signals, check_writable, print_summary, progress};
+use crate::cli::{InventoryArgs, S3Args, SseMethodArg, SseRotateArgs};
+use crate::exit::{CliError, Code};
+
+/// Exit code of a run stopped by SIGINT or SIGTERM.
+const INTERRUPTED: u8 = 130;
+
+/// An S3 target named on the command line.
+pub(crate) struct S3Spec {
+    url: S3Url,
+    include: Vec<String>,
+    exclude: Vec<String>,
+    args: S3Args,
+}
+
+/// Whether the command line's targets are one S3 URL.
+pub(crate) fn is_s3_target(args: &InventoryArgs) -> bool {
+    matches!(&args.targets[..], [one] if one.to_str().is_some_and(rotate_cli::engine::s3::is_s3_url))
+}
+
+/// The S3 target of `args` (see [`is_s3_target`]).
+pub(crate) fn spec(args: &InventoryArgs) -> Result<S3Spec, CliError> {
+    if !args.field.is_empty() || !args.column.is_empty() || args.table.is_some() {
+        return Err(CliError::usage("--field, --column and --table are not for S3 targets")
+            .hint("name the metadata entry holding the data key with --metadata-key NAME"));
+    }
+    let target = args.targets[0].to_str().unwrap_or_default();
+    Ok(S3Spec {
+        url: target.parse()?,
+        include: args.include.clone(),
+        exclude: args.exclude.clone(),
+        args: args.s3.clone(),
+    })
+}
+
+impl S3Spec {
+    fn job(&self) -> Result<S3Job, CliError> {
+        match &self.args.metadata_key {
+            Some(name) if !name.is_empty() => Ok(S3Job::MetadataKey { name: name.clone() }),
+            _ => Err(CliError::usage(
+                "rewrapping S3 objects needs --metadata-key NAME: the user-metadata entry holding the data key",
+            )
+            .hint("to change the SSE-KMS key of objects, use `rekey s3 sse-rotate`")),
+        }
+    }
+
+    /// The default journal: in the current directory, named after the target.
+    pub(crate) fn default_journal(&self) -> PathBuf {
+        S3Source::default_journal(&self.url)
+    }
+
+    /// The journal parameters of a rotation of this target.
+    pub(crate) fn run_params(&self) -> Result<RunParams, CliError> {
+        Ok(rotate_cli::engine::s3::run_params(&self.url, &self.job()?))
+    }
+
+    /// The S3 actions a rotation needs, for the dry run.
+    pub(crate) fn iam_actions(&self) -> Vec<String> {
+        let b = &self.url.bucket;
+        vec![
+            format!("s3:ListBucket on arn:aws:s3:::{b}"),
+            format!(
+                "s3:GetObject, s3:PutObject, s3:GetObjectTagging, s3:PutObjectTagging on arn:aws:s3:::{b}/{}*",
+                self.url.prefix
+            ),
+            "kms:Decrypt and kms:GenerateDataKey on the SSE-KMS key of SSE-KMS objects (the self-copy)".into(),
+        ]
+    }
+
+    async fn client(&self) -> Result<Client, CliError> {
+        s3_client(self.args.s3_path_style).await
+    }
+
+    /// The source of a rotation; `probe_context` (a rewrap of bare data keys)
+    /// lets a rerun skip objects already under the destination key.
+    pub(crate) async fn rotation_source(&self, transform: &Arc<Transform>) -> Result<S3Source, CliError> {
+        let probe = match &self.args.probe_context {
+            Some(pairs) => Some(Probe::new(Arc::clone(transform), crate::keys::parse_context(pairs)?)),
+            None => None,
+        };
+        Ok(S3Source::new(self.client().await?, self.url.clone(), self.job()?, &self.include, &self.exclude, probe)?)
+    }
+
+    /// `rekey scan s3://...`.
+    pub(crate) async fn scan(&self, engine: Engine, json: bool) -> Result<ExitCode, CliError> {
+        let job = S3Job::Scan { metadata_key: self.args.metadata_key.clone() };
+        let source = S3Source::new(self.client().await?, self.url.clone(), job, &self.include, &self.exclude, None)?;
+        let sink = S3ScanSink::new();
+        let summary = engine.run(source, Arc::clone(&sink)).await?;
+        let report = sink.report();
+        if json {
+            let mut v = report.to_json();
+            v["objects"] = json!(report.sse.values().sum::<u64>() + report.unreadable);
+            println!("{v}");
+        } else {
+            print!("{}", report.to_text(self.args.metadata_key.as_deref()));
+        }
+        Ok(if summary.stopped == Some(Stop::Interrupted) { ExitCode::from(INTERRUPTED) } else { ExitCode::SUCCESS })
+    }
+}
+
+async fn s3_client(path_style: bool) -> Result<Client, CliError> {
+    Ok(rotate_cli::engine::s3::client(&ClientSettings { path_style, ..ClientSettings::default() }).await?)
+}
+
+/// A KMS key as S3 reports it (an ARN), from DescribeKey; also checks it is usable.
+async fn resolve_key(kms: &kms_adapter::Kms, key: &str) -> Result<String, CliError> {
+    let key = key.strip_prefix("kms:").unwrap_or(key);
+    let d = kms.describe(key).await.map_err(|e| {
+        let e: envelope_core::KeyringError = e.into();
+        CliError::new(Code::Kms, format!("cannot use KMS key {key}: {e}"))
+    })?;
+    Ok(d.arn)
+}
+
+/// `rekey s3 sse-rotate`: method B on the engine.
+pub(crate) async fn sse_rotate(args: SseRotateArgs) -> Result<ExitCode, CliError> {
+    let target = args.target;
+    let inventory = &target.inventory;
+    if !is_s3_target(inventory) {
+        return Err(CliError::usage("sse-rotate takes one target, s3://BUCKET or s3://BUCKET/PREFIX"));
+    }
+    if inventory.s3.metadata_key.is_some() || target.output.is_some() || target.verify {
+        return Err(CliError::usage("--metadata-key, -o and --verify are not for sse-rotate")
+            .hint("to re-wrap data keys kept in metadata, use `rekey rewrap s3://... --metadata-key NAME`"));
+    }
+    let spec = spec(inventory)?;
+    if args.part_size < rotate_cli::engine::s3::MIN_PART_SIZE {
+        return Err(CliError::usage("--part-size must be at least 5 MiB (5242880), S3's smallest part"));
+    }
+    let kms = kms_adapter::Kms::from_env(&kms_adapter::KmsConfig::default()).await;
+    let to = resolve_key(&kms, &args.to).await?;
+    let mut from = Vec::new();
+    for key in &args.from {
+        // A retired source key may not be describable any more: keep it as given.
+        from.push(resolve_key(&kms, key).await.unwrap_or_else(|_| key.strip_prefix("kms:").unwrap_or(key).to_owned()));
+    }
+    let mut method = match args.method {
+        SseMethodArg::Auto => SseMethod::Auto,
+        SseMethodArg::Update => SseMethod::Update,
+        SseMethodArg::Copy => SseMethod::Copy,
+    };
+    let client = spec.client().await?;
+    if method != SseMethod::Copy && !target.dry_run {
+        let supported =
+            rotate_cli::engine::s3::update_supported(&client, &spec.url.bucket, &spec.url.prefix, &to).await?;
+        match (supported, method) {
+            (true, _) => {}
+            (false, SseMethod::Update) => {
+                return Err(CliError::usage("the endpoint does not implement UpdateObjectEncryption")
+                    .hint("rerun with --method copy (or --method auto) to change keys by self-copies"));
+            }
+            (false, _) => {
+                eprintln!(
+                    "rekey: the endpoint does not implement UpdateObjectEncryption; changing keys by self-copies"
+                );
+                method = SseMethod::Copy;
+            }
+        }
+    }
+    let job = S3Job::Sse(SseJob {
+        to: to.clone(),
+        from: from.clone(),
+        method,
+        bucket_key: args.bucket_key,
+        multipart_from: args.multipart_threshold,
+        part_size: args.part_size,
+    });
+    let mut params = rotate_cli::engine::s3::run_params(&spec.url, &job);
+    params.insert("shard".into(), inventory.shard.map(|s| s.to_string()).unwrap_or_default());
+    let journal_path = target.journal.clone().unwrap_or_else(|| spec.default_journal());
+    if !target.dry_run {
+        check_writable(&journal_path)?;
+    }
+    let failures_path = target
+        .failures
+        .clone()
+        .or_else(|| Some(rotate_cli::engine::files::with_suffix(&journal_path, ".failures.jsonl")))
+        .filter(|_| !target.dry_run);
+    let settings = Settings {
+        concurrency: target.concurrency,
+        item_attempts: target.item_attempts,
+        max_failures: target.max_failures,
+        sample_percent: target.sample,
+        shard: inventory.shard,
+        limit: target.limit,
+        dry_run: target.dry_run,
+        resume: target.resume,
+        preflight: false,
+        journal: Some((journal_path, params)),
+    };
+    let versioning = client.get_bucket_versioning().bucket(&spec.url.bucket).send().await.ok();
+    let versioned = versioning.as_ref().and_then(|v| v.status()).is_some_and(|s| s.as_str() == "Enabled");
+    let source = S3Source::new(client, spec.url.clone(), job, &spec.include, &spec.exclude, None)?;
+    let engine = Engine {
+        operation: "sse-rotate",
+        settings,
+        transform: None,
+        failures: Arc::new(FailureLog::new(failures_path)),
+        progress: progress(!target.no_progress),
+        cancel: cancel_on_signals(),
+    };
+    let mut summary = if target.dry_run {
+        let dry = DryRun::new();
+        let mut summary = engine.run(source, Arc::clone(&dry)).await?;
+        let update = match method {
+            SseMethod::Copy => "s3:GetObject, s3:PutObject, s3:GetObjectTagging, s3:PutObjectTagging (the copy)",
+            SseMethod::Update => "s3:UpdateObjectEncryption",
+            SseMethod::Auto => {
+                "s3:UpdateObjectEncryption (or, where unavailable, s3:GetObject, s3:PutObject, s3:GetObjectTagging, s3:PutObjectTagging)"
+            }
+        };
+        let mut iam = vec![format!("s3:ListBucket on arn:aws:s3:::{}", spec.url.bucket), update.to_owned()];
+        iam.push(format!("kms:GenerateDataKey and kms:Decrypt on {to}"));
+        if !from.is_empty() {
+            iam.push(format!("kms:Decrypt on {}", from.join(", ")));
+        }
+        summary.extra.push(("iam_actions".into(), json!(iam)));
+        summary.extra.push(("destination".into(), json!(to)));
+        summary
+            .extra
+            .push(("journal_estimate".into(), json!(format!("about {} KiB", dry.journal_bytes().div_ceil(1024)))));
+        if !versioned {
+            summary.extra.push((
+                "warning".into(),
+                json!("versioning is off on this bucket: no earlier version is kept; the journal holds what rollback needs (the old key settings)"),
+            ));
+        }
+        summary
+    } else {
+        engine.run(source, ObjectSink::new()).await?
+    };
+    summary.extra.push(("versioned_bucket".into(), json!(versioned)));
+    summary.extra.push(("method".into(), json!(format!("{method:?}").to_lowercase())));
+    print_summary(&summary, target.json, false);
+    if summary.stopped == Some(Stop::Interrupted) {
+        eprintln!("rekey: interrupted; rerun the same command with --resume");
+        return Ok(ExitCode::from(INTERRUPTED));
+    }
+    Ok(if summary.counts.failed > 0 { ExitCode::from(Code::Partial as u8) } else { ExitCode::SUCCESS })
+}
+
+/// Whether a journal is of an S3 run.
+pub(crate) fn is_s3_journal(params: &RunParams) -> bool {
+    rotate_cli::engine::s3::is_s3_run(params)
+}
+
+/// Rolls back an S3 run (`rekey rollback` is synchronous: this steps aside
+/// from the async worker while the requests run).
+pub(crate) fn rollback(journal: &Path) -> Result<(Summary, Vec<String>), CliError> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| {
+        handle.block_on(async {
+            let path_style = std::env::var("AWS_S3_FORCE_PATH_STYLE").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+            let client = s3_client(path_style).await?;
+            Ok(rotate_cli::engine::s3::rollback(&client, journal).await?)
+        })
+    })
+}

@@ -1,0 +1,1320 @@
+//! S3 objects as engine targets: the operations guide's methods A and B.
+//!
+//! - **Method A** ([`S3Job::MetadataKey`]): a KMS-encrypted data key kept
+//!   (base64) in a user-metadata entry is re-wrapped by the engine's
+//!   transform (KMS ReEncrypt: the data key never leaves KMS), and the object
+//!   is copied onto itself with only that entry replaced. The body is never
+//!   read.
+//! - **Method B** ([`S3Job::Sse`]): the SSE-KMS key of an object is changed,
+//!   with `UpdateObjectEncryption` where the endpoint has it (no data moves;
+//!   ETag, metadata and dates are kept) and by a self-copy otherwise
+//!   (multipart `UploadPartCopy` above a threshold, 5 GB by default, S3's
+//!   limit for one copy).
+//!
+//! Every self-copy carries over what a copy with `MetadataDirective=REPLACE`
+//! would otherwise drop: the other user metadata, Content-Type, -Encoding,
+//! -Disposition, -Language, Cache-Control, Expires, the website redirect, the
+//! storage class, the object lock settings when HeadObject shows them, and the
+//! server-side encryption (a self-copy without the SSE headers turns an
+//! SSE-KMS object into SSE-S3). Tags are kept by `TaggingDirective=COPY` (and
+//! read and resent for a multipart copy). The copy names the version read
+//! (versioned buckets) and is conditional on the ETag read
+//! (`x-amz-copy-source-if-match`); since some S3-compatible servers ignore
+//! that condition, the object is also read again just before the copy and
+//! compared (ETag, version, modification time, metadata), so a concurrent
+//! writer is reported as `changed_during_rotation` and never overwritten.
+//!
+//! Inventory: ListObjectsV2, one page at a time (never the whole listing),
+//! in key order, filtered by globs on the key relative to the prefix. Only
+//! current versions are rotated: older versions of a versioned bucket stay
+//! under the old key until they expire.
+//!
+//! Journal: an [`Entry::Object`] holding the old metadata value or the old
+//! encryption settings, synced before the change; `rekey rollback` puts them
+//! back, each conditional on the object still being what rekey wrote.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::{DateTime, DateTimeFormat};
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, MetadataDirective, ObjectEncryption, ObjectLockLegalHoldStatus,
+    ObjectLockMode, ServerSideEncryption, SsekmsEncryption, StorageClass, TaggingDirective,
+};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use envelope_core::{EncryptedDataKey, EncryptionContext};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde_json::{Value, json};
+
+use super::error::{Error, ErrorKind, ItemError, ItemErrorCode};
+use super::journal::{self, Checkpoint, Entry, Journal, ObjectUndo, RunParams};
+use super::report::{Counts, Summary};
+use super::transform::{ChangeKind, Outcome, Transform};
+use super::{Item, Rejected, Sink, Source, Unit};
+
+/// S3's limit for one CopyObject: larger objects are copied in parts.
+pub const MAX_SINGLE_COPY: u64 = 5 * 1024 * 1024 * 1024;
+/// Default part size of a multipart copy.
+pub const DEFAULT_PART_SIZE: u64 = 512 * 1024 * 1024;
+/// S3's smallest part (all but the last).
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// Keys per ListObjectsV2 page.
+const PAGE: i32 = 1000;
+
+/// Whether a command-line target names S3 (`s3://BUCKET[/PREFIX]`).
+pub fn is_s3_url(target: &str) -> bool {
+    target.starts_with("s3://")
+}
+
+/// A bucket and a key prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Url {
+    /// The bucket.
+    pub bucket: String,
+    /// The key prefix (may be empty: the whole bucket).
+    pub prefix: String,
+}
+
+impl std::str::FromStr for S3Url {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let bad = || Error::usage(format!("{s:?} is not an S3 target; write s3://BUCKET or s3://BUCKET/PREFIX"));
+        let rest = s.strip_prefix("s3://").ok_or_else(bad)?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() || bucket.contains(['*', '?', ' ']) {
+            return Err(bad());
+        }
+        Ok(Self { bucket: bucket.to_owned(), prefix: prefix.to_owned() })
+    }
+}
+
+impl std::fmt::Display for S3Url {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.prefix)
+    }
+}
+
+/// How to reach S3: the standard AWS chain (`AWS_PROFILE`, `AWS_REGION`,
+/// `AWS_ENDPOINT_URL`, SSO, IMDS), as for KMS.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// Path-style addressing (`http://host/bucket/key`), which S3-compatible
+    /// servers need; also turned on by `AWS_S3_FORCE_PATH_STYLE=true`.
+    pub path_style: bool,
+    /// Most attempts per S3 call, retries included.
+    pub max_attempts: u32,
+    /// Seconds before one attempt is abandoned.
+    pub attempt_timeout: Duration,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self { path_style: false, max_attempts: 8, attempt_timeout: Duration::from_secs(120) }
+    }
+}
+
+/// An S3 client from the standard AWS configuration chain.
+///
+/// Checksums are computed and checked only where S3 requires them, so
+/// S3-compatible servers that do not know the newer checksum headers work.
+///
+/// # Errors
+/// A plain `http://` endpoint off the loopback interface: credentials and
+/// data keys' ciphertexts would cross the network unprotected.
+pub async fn client(settings: &ClientSettings) -> Result<Client, Error> {
+    use aws_config::retry::RetryConfig;
+    use aws_config::timeout::TimeoutConfig;
+    let retry = RetryConfig::standard().with_max_attempts(settings.max_attempts.max(1));
+    let timeouts = TimeoutConfig::builder().operation_attempt_timeout(settings.attempt_timeout).build();
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(retry)
+        .timeout_config(timeouts)
+        .load()
+        .await;
+    let s3_endpoint = std::env::var("AWS_ENDPOINT_URL_S3").ok();
+    let endpoint = s3_endpoint.as_deref().or(shared.endpoint_url());
+    if let Some(url) = endpoint {
+        check_endpoint(url)?;
+    }
+    // An endpoint named by an IP address or `localhost` cannot take the
+    // bucket in its host name: path style is the only style that works there.
+    let by_address = endpoint.is_some_and(|url| {
+        let host = endpoint_host(url);
+        host == "localhost" || host.parse::<std::net::IpAddr>().is_ok()
+    });
+    let path_style = settings.path_style
+        || by_address
+        || std::env::var("AWS_S3_FORCE_PATH_STYLE").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+    let conf = aws_sdk_s3::config::Builder::from(&shared)
+        .force_path_style(path_style)
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
+        .build();
+    Ok(Client::from_conf(conf))
+}
+
+/// Refuses a plain-HTTP endpoint that is not on the loopback interface.
+fn check_endpoint(url: &str) -> Result<(), Error> {
+    if !url.starts_with("http://") {
+        return Ok(());
+    }
+    let host = endpoint_host(url);
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err(Error::usage(format!("refusing the plain-HTTP S3 endpoint {url}: only loopback endpoints may skip TLS"))
+            .hint("use an https:// endpoint (AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_S3)"))
+    }
+}
+
+/// The host of an endpoint URL, without port or brackets.
+fn endpoint_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    if let Some(v6) = host.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    }
+}
+
+/// How method B changes an object's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SseMethod {
+    /// `UpdateObjectEncryption`, falling back to the copy when the endpoint
+    /// answers that it does not implement it.
+    Auto,
+    /// `UpdateObjectEncryption` only.
+    Update,
+    /// The self-copy only.
+    Copy,
+}
+
+/// Method B's parameters.
+#[derive(Debug, Clone)]
+pub struct SseJob {
+    /// The destination KMS key (its ARN, ideally: S3 reports ARNs).
+    pub to: String,
+    /// Only objects under these keys (empty: every object not under `to`).
+    pub from: Vec<String>,
+    /// How.
+    pub method: SseMethod,
+    /// The S3 Bucket Key setting to set; `None` keeps each object's.
+    pub bucket_key: Option<bool>,
+    /// Objects larger than this are copied in parts.
+    pub multipart_from: u64,
+    /// Part size of a multipart copy.
+    pub part_size: u64,
+}
+
+/// What a run does to each object.
+#[derive(Debug, Clone)]
+pub enum S3Job {
+    /// Method A: the user-metadata entry `name` holds a wrapped data key.
+    MetadataKey {
+        /// The entry's name, without `x-amz-meta-` (S3 lowercases it).
+        name: String,
+    },
+    /// Method B: change the SSE-KMS key.
+    Sse(SseJob),
+    /// Count keys: SSE-KMS key ids, and the metadata entry when named.
+    Scan {
+        /// The user-metadata entry holding a data key, if any.
+        metadata_key: Option<String>,
+    },
+}
+
+/// Everything the workers share.
+struct Shared {
+    client: Client,
+    bucket: String,
+    job: S3Job,
+    probe: Option<Probe>,
+    /// `UpdateObjectEncryption` was found missing: copy from now on.
+    update_unavailable: AtomicBool,
+}
+
+/// Tells whether a bare data key is already under the destination key,
+/// without any plaintext: KMS ReEncrypt from the destination to itself,
+/// with the destination context, succeeds only for such a key. Opaque
+/// blobs name no key, so this is how a rerun skips what is done.
+pub struct Probe {
+    transform: Arc<Transform>,
+    context: EncryptionContext,
+    /// Probe before the transform while every object so far was already
+    /// done (a rerun: one call per object, and the preflight passes);
+    /// after the first object that needed work, probe only objects whose
+    /// transform failed (a first run: no extra call per object).
+    first: AtomicBool,
+}
+
+impl Probe {
+    /// A probe with the run's transform and destination context.
+    pub fn new(transform: Arc<Transform>, context: EncryptionContext) -> Self {
+        Self { transform, context, first: AtomicBool::new(true) }
+    }
+
+    async fn under_destination(&self, value: &[u8]) -> bool {
+        let blob = std::str::from_utf8(value)
+            .ok()
+            .and_then(|t| STANDARD.decode(t.trim_ascii()).ok())
+            .unwrap_or_else(|| value.to_vec());
+        let destination = self.transform.destination();
+        let Ok(edk) = EncryptedDataKey::new(destination.provider_id(), destination.key_id(), blob) else {
+            return false;
+        };
+        destination.rewrap(&edk, &self.context, &self.context, &[destination]).await.is_ok()
+    }
+}
+
+impl std::fmt::Debug for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probe").finish_non_exhaustive()
+    }
+}
+
+/// What HeadObject said about an object: everything a self-copy must carry.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Head {
+    etag: String,
+    version_id: Option<String>,
+    last_modified: Option<DateTime>,
+    size: u64,
+    metadata: BTreeMap<String, String>,
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+    content_disposition: Option<String>,
+    content_language: Option<String>,
+    cache_control: Option<String>,
+    expires: Option<String>,
+    website_redirect: Option<String>,
+    storage_class: Option<StorageClass>,
+    sse: Option<ServerSideEncryption>,
+    kms_key: Option<String>,
+    bucket_key: Option<bool>,
+    sse_customer: bool,
+    lock_mode: Option<ObjectLockMode>,
+    lock_until: Option<DateTime>,
+    legal_hold: Option<ObjectLockLegalHoldStatus>,
+}
+
+impl Head {
+    /// The SSE-KMS key id, when the object is under one.
+    pub fn kms_key(&self) -> Option<&str> {
+        self.kms_key.as_deref().filter(|_| self.is_kms())
+    }
+
+    fn is_kms(&self) -> bool {
+        matches!(&self.sse, Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse))
+    }
+}
+
+/// What an S3 unit carries.
+pub struct ObjectUnit {
+    shared: Arc<Shared>,
+    key: String,
+    head: Option<Head>,
+}
+
+impl std::fmt::Debug for ObjectUnit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectUnit").field("key", &self.key).finish_non_exhaustive()
+    }
+}
+
+/// The objects under a prefix, listed one page at a time.
+pub struct S3Source {
+    shared: Arc<Shared>,
+    url: S3Url,
+    include: Option<GlobSet>,
+    exclude: Option<GlobSet>,
+    page: VecDeque<String>,
+    token: Option<String>,
+    listed_all: bool,
+}
+
+impl S3Source {
+    /// The objects of `url` for `job`, filtered by globs on the key relative
+    /// to the prefix. `probe` (method A) lets reruns skip objects already
+    /// under the destination.
+    ///
+    /// # Errors
+    /// A bad glob.
+    pub fn new(
+        client: Client,
+        url: S3Url,
+        job: S3Job,
+        include: &[String],
+        exclude: &[String],
+        probe: Option<Probe>,
+    ) -> Result<Self, Error> {
+        let shared = Arc::new(Shared {
+            client,
+            bucket: url.bucket.clone(),
+            job,
+            probe,
+            update_unavailable: AtomicBool::new(false),
+        });
+        Ok(Self {
+            shared,
+            url,
+            include: globs(include)?,
+            exclude: globs(exclude)?,
+            page: VecDeque::new(),
+            token: None,
+            listed_all: false,
+        })
+    }
+
+    /// The default journal, in the current directory, named after the target.
+    pub fn default_journal(url: &S3Url) -> std::path::PathBuf {
+        let name: String = format!("{}-{}", url.bucket, url.prefix)
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+            .collect();
+        std::path::PathBuf::from(format!("s3-{}.rekey-journal", name.trim_end_matches(['-', '_'])))
+    }
+
+    fn wanted(&self, key: &str) -> bool {
+        let relative = key.strip_prefix(&self.url.prefix).unwrap_or(key).trim_start_matches('/');
+        !key.ends_with('/')
+            && self.include.as_ref().is_none_or(|g| g.is_match(relative))
+            && !self.exclude.as_ref().is_some_and(|g| g.is_match(relative))
+    }
+
+    fn fetch_page(&mut self) -> Result<(), Error> {
+        let request = self
+            .shared
+            .client
+            .list_objects_v2()
+            .bucket(&self.url.bucket)
+            .prefix(&self.url.prefix)
+            .max_keys(PAGE)
+            .set_continuation_token(self.token.clone());
+        let out =
+            blocking(move || tokio::runtime::Handle::current().block_on(request.send()).map_err(|e| describe(&e)))
+                .map_err(|e| {
+                    Error::new(ErrorKind::Io, format!("cannot list {}: {e}", self.url))
+                        .hint("check the bucket name, the region and s3:ListBucket on the bucket")
+                })?;
+        for object in out.contents() {
+            if let Some(key) = object.key() {
+                self.page.push_back(key.to_owned());
+            }
+        }
+        self.token = out.next_continuation_token().map(str::to_owned);
+        self.listed_all = !out.is_truncated().unwrap_or(false) || self.token.is_none();
+        Ok(())
+    }
+}
+
+/// Runs a blocking call; on a multi-thread async worker, lets the runtime
+/// move its other tasks elsewhere meanwhile.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+impl Source for S3Source {
+    type Payload = ObjectUnit;
+
+    fn next_unit(&mut self) -> Result<Option<Unit<ObjectUnit>>, Error> {
+        loop {
+            if let Some(key) = self.page.pop_front() {
+                if !self.wanted(&key) {
+                    continue;
+                }
+                let id = format!("s3://{}/{key}", self.url.bucket);
+                return Ok(Some(Unit::new(id, ObjectUnit { shared: Arc::clone(&self.shared), key, head: None })));
+            }
+            if self.listed_all {
+                return Ok(None);
+            }
+            self.fetch_page()?;
+        }
+    }
+
+    async fn load(unit: &mut Unit<ObjectUnit>) -> Result<(), ItemError> {
+        let shared = Arc::clone(&unit.payload.shared);
+        let head = head(&shared.client, &shared.bucket, &unit.payload.key).await?;
+        if head.sse_customer {
+            return Err(ItemError::new(
+                ItemErrorCode::BadInput,
+                "the object is encrypted with a customer-provided key (SSE-C), which rekey cannot copy",
+            ));
+        }
+        let mut item = Item::new(unit.id.clone(), Vec::new());
+        match &shared.job {
+            S3Job::MetadataKey { name } => match head.metadata.get(&name.to_ascii_lowercase()) {
+                None => {
+                    item.result = Some(Err(ItemError::new(
+                        ItemErrorCode::MissingField,
+                        format!("the object has no metadata entry {name:?} (x-amz-meta-{name})"),
+                    )));
+                }
+                Some(value) => {
+                    item.bytes = value.as_bytes().to_vec();
+                    if let Some(probe) = &shared.probe
+                        && probe.first.load(Ordering::Relaxed)
+                    {
+                        if probe.under_destination(&item.bytes).await {
+                            item.result = Some(Ok(Outcome::Skipped));
+                        } else {
+                            probe.first.store(false, Ordering::Relaxed);
+                        }
+                    }
+                }
+            },
+            S3Job::Sse(job) => {
+                item.bytes = head.kms_key().unwrap_or_default().as_bytes().to_vec();
+                let current = head.kms_key();
+                if current.is_some_and(|k| same_key(k, &job.to)) {
+                    item.result = Some(Ok(Outcome::Skipped));
+                } else if !job.from.is_empty() && !current.is_some_and(|k| job.from.iter().any(|f| same_key(k, f))) {
+                    // Under another key (or not SSE-KMS): not this run's business.
+                    unit.selected = false;
+                } else {
+                    item.result = Some(Ok(Outcome::Changed {
+                        new: job.to.as_bytes().to_vec(),
+                        kind: ChangeKind::Rewrapped,
+                        old_edks: None,
+                        job: None,
+                    }));
+                }
+            }
+            S3Job::Scan { metadata_key } => {
+                if let Some(value) = metadata_key.as_ref().and_then(|n| head.metadata.get(&n.to_ascii_lowercase())) {
+                    item.bytes = value.as_bytes().to_vec();
+                }
+            }
+        }
+        unit.payload.head = Some(head);
+        unit.items = vec![item];
+        Ok(())
+    }
+}
+
+/// Whether two KMS key references name the same key: equal, or an ARN
+/// and the key id (or alias name) it ends with.
+pub fn same_key(a: &str, b: &str) -> bool {
+    fn tail(k: &str) -> &str {
+        if k.starts_with("arn:") { k.rsplit_once(':').map_or(k, |(_, t)| t) } else { k }
+    }
+    let (a, b) = (a.strip_prefix("kms:").unwrap_or(a), b.strip_prefix("kms:").unwrap_or(b));
+    a == b || tail(a) == tail(b) || tail(a).strip_prefix("key/") == Some(b) || tail(b).strip_prefix("key/") == Some(a)
+}
+
+type Response = aws_sdk_s3::config::http::HttpResponse;
+
+fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(e: &SdkError<E, Response>) -> String {
+    match e {
+        SdkError::ServiceError(s) => {
+            let err = s.err();
+            match (err.code(), err.message()) {
+                (Some(c), Some(m)) => format!("{c}: {m}"),
+                (Some(c), None) => c.to_owned(),
+                _ => format!("{err:?}"),
+            }
+        }
+        other => format!("{}", aws_sdk_s3::error::DisplayErrorContext(other)),
+    }
+}
+
+fn status<E>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Option<u16> {
+    e.raw_response().map(|r| r.status().as_u16())
+}
+
+/// An S3 failure as an item failure: 412 is a concurrent change, 5xx and
+/// timeouts are transient, 403 is access denied, 404 the object is gone.
+fn item_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    what: &str,
+    e: &SdkError<E, Response>,
+) -> ItemError {
+    let text = format!("{what}: {}", describe(e));
+    let code = match status(e) {
+        Some(412) => ItemErrorCode::ChangedDuringRotation,
+        Some(403) => ItemErrorCode::AccessDenied,
+        Some(429 | 503) => ItemErrorCode::Throttled,
+        Some(500..) => ItemErrorCode::Unavailable,
+        Some(_) => ItemErrorCode::Io,
+        None => ItemErrorCode::Unavailable,
+    };
+    ItemError::new(code, text)
+}
+
+/// HeadObject, as a [`Head`].
+async fn head(client: &Client, bucket: &str, key: &str) -> Result<Head, ItemError> {
+    let out = client.head_object().bucket(bucket).key(key).send().await.map_err(|e| item_error("HeadObject", &e))?;
+    Ok(Head {
+        etag: out.e_tag().unwrap_or_default().to_owned(),
+        version_id: out.version_id().filter(|v| *v != "null").map(str::to_owned),
+        last_modified: out.last_modified().copied(),
+        size: out.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+        metadata: out.metadata().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
+        content_type: out.content_type().map(str::to_owned),
+        content_encoding: out.content_encoding().map(str::to_owned),
+        content_disposition: out.content_disposition().map(str::to_owned),
+        content_language: out.content_language().map(str::to_owned),
+        cache_control: out.cache_control().map(str::to_owned),
+        expires: out.expires_string().map(str::to_owned),
+        website_redirect: out.website_redirect_location().map(str::to_owned),
+        storage_class: out.storage_class().cloned(),
+        sse: out.server_side_encryption().cloned(),
+        kms_key: out.ssekms_key_id().map(str::to_owned),
+        bucket_key: out.bucket_key_enabled(),
+        sse_customer: out.sse_customer_algorithm().is_some(),
+        lock_mode: out.object_lock_mode().cloned(),
+        lock_until: out.object_lock_retain_until_date().copied(),
+        legal_hold: out.object_lock_legal_hold_status().cloned(),
+    })
+}
+
+/// What a self-copy changes; everything else is carried over.
+#[derive(Debug, Clone)]
+enum CopyChange {
+    /// One user-metadata entry gets a new value.
+    Metadata { name: String, value: String },
+    /// The server-side encryption.
+    Sse { algorithm: Option<ServerSideEncryption>, kms_key: Option<String>, bucket_key: Option<bool> },
+}
+
+/// The result of a write.
+#[derive(Debug)]
+struct Written {
+    version_id: Option<String>,
+}
+
+/// Reads the object again and compares it with what was read: some servers
+/// ignore `x-amz-copy-source-if-match`, so this closes all but a tiny window
+/// there (and S3 itself closes that one with the condition).
+async fn still_as_read(client: &Client, bucket: &str, key: &str, read: &Head) -> Result<(), ItemError> {
+    let now = head(client, bucket, key).await?;
+    if now.etag != read.etag
+        || now.version_id != read.version_id
+        || now.last_modified != read.last_modified
+        || now.metadata != read.metadata
+        || now.kms_key != read.kms_key
+    {
+        return Err(changed());
+    }
+    Ok(())
+}
+
+fn changed() -> ItemError {
+    ItemError::new(
+        ItemErrorCode::ChangedDuringRotation,
+        "the object changed after it was read; the other writer's version was kept",
+    )
+}
+
+fn copy_source(bucket: &str, key: &str, version: Option<&str>) -> String {
+    let mut source = format!("{bucket}/{}", encode_key(key));
+    if let Some(v) = version {
+        source.push_str("?versionId=");
+        source.push_str(&encode_key(v));
+    }
+    source
+}
+
+/// Percent-encodes a key for `x-amz-copy-source` (slashes kept).
+fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn parse_expires(head: &Head) -> Result<Option<DateTime>, ItemError> {
+    match &head.expires {
+        None => Ok(None),
+        Some(text) => DateTime::from_str(text, DateTimeFormat::HttpDate).map(Some).map_err(|_| {
+            ItemError::new(
+                ItemErrorCode::BadInput,
+                format!("the object's Expires header {text:?} is not an HTTP date; a copy could not keep it"),
+            )
+        }),
+    }
+}
+
+/// Copies an object onto itself with `change`, carrying everything else
+/// over; in parts above `multipart_from`.
+async fn self_copy(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    read: &Head,
+    change: &CopyChange,
+    multipart_from: u64,
+    part_size: u64,
+) -> Result<Written, ItemError> {
+    let mut metadata: HashMap<String, String> = read.metadata.clone().into_iter().collect();
+    let (sse, kms_key, bucket_key) = match change {
+        CopyChange::Metadata { name, value } => {
+            metadata.insert(name.to_ascii_lowercase(), value.clone());
+            (read.sse.clone(), read.kms_key().map(str::to_owned), read.bucket_key.filter(|_| read.is_kms()))
+        }
+        CopyChange::Sse { algorithm, kms_key, bucket_key } => (algorithm.clone(), kms_key.clone(), *bucket_key),
+    };
+    let expires = parse_expires(read)?;
+    if read.size > multipart_from {
+        return multipart_copy(client, bucket, key, read, metadata, (sse, kms_key, bucket_key), expires, part_size)
+            .await;
+    }
+    #[allow(deprecated)]
+    let request = client
+        .copy_object()
+        .bucket(bucket)
+        .key(key)
+        .copy_source(copy_source(bucket, key, read.version_id.as_deref()))
+        .copy_source_if_match(&read.etag)
+        .metadata_directive(MetadataDirective::Replace)
+        .set_metadata(Some(metadata))
+        .tagging_directive(TaggingDirective::Copy)
+        .set_content_type(read.content_type.clone())
+        .set_content_encoding(read.content_encoding.clone())
+        .set_content_disposition(read.content_disposition.clone())
+        .set_content_language(read.content_language.clone())
+        .set_cache_control(read.cache_control.clone())
+        .set_expires(expires)
+        .set_website_redirect_location(read.website_redirect.clone())
+        .set_storage_class(read.storage_class.clone())
+        .set_server_side_encryption(sse)
+        .set_ssekms_key_id(kms_key)
+        .set_bucket_key_enabled(bucket_key)
+        .set_object_lock_mode(read.lock_mode.clone())
+        .set_object_lock_retain_until_date(read.lock_until)
+        .set_object_lock_legal_hold_status(read.legal_hold.clone());
+    let out = request.send().await.map_err(|e| item_error("CopyObject", &e))?;
+    Ok(Written { version_id: out.version_id().map(str::to_owned) })
+}
+
+/// A copy in parts: CreateMultipartUpload with every property, UploadPartCopy
+/// per range (each conditional on the ETag read), CompleteMultipartUpload;
+/// the upload is aborted on any failure.
+#[allow(clippy::too_many_arguments)]
+async fn multipart_copy(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    read: &Head,
+    metadata: HashMap<String, String>,
+    (sse, kms_key, bucket_key): (Option<ServerSideEncryption>, Option<String>, Option<bool>),
+    expires: Option<DateTime>,
+    part_size: u64,
+) -> Result<Written, ItemError> {
+    let part_size = part_size.max(MIN_PART_SIZE);
+    let tags = client
+        .get_object_tagging()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(read.version_id.clone())
+        .send()
+        .await
+        .map_err(|e| item_error("GetObjectTagging", &e))?;
+    let tagging: Vec<String> =
+        tags.tag_set().iter().map(|t| format!("{}={}", form_encode(t.key()), form_encode(t.value()))).collect();
+    #[allow(deprecated)]
+    let created = client
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .set_metadata(Some(metadata))
+        .set_tagging(if tagging.is_empty() { None } else { Some(tagging.join("&")) })
+        .set_content_type(read.content_type.clone())
+        .set_content_encoding(read.content_encoding.clone())
+        .set_content_disposition(read.content_disposition.clone())
+        .set_content_language(read.content_language.clone())
+        .set_cache_control(read.cache_control.clone())
+        .set_expires(expires)
+        .set_website_redirect_location(read.website_redirect.clone())
+        .set_storage_class(read.storage_class.clone())
+        .set_server_side_encryption(sse)
+        .set_ssekms_key_id(kms_key)
+        .set_bucket_key_enabled(bucket_key)
+        .set_object_lock_mode(read.lock_mode.clone())
+        .set_object_lock_retain_until_date(read.lock_until)
+        .set_object_lock_legal_hold_status(read.legal_hold.clone())
+        .send()
+        .await
+        .map_err(|e| item_error("CreateMultipartUpload", &e))?;
+    let upload_id = created
+        .upload_id()
+        .ok_or_else(|| ItemError::new(ItemErrorCode::Io, "CreateMultipartUpload returned no upload id"))?
+        .to_owned();
+    let parts = async {
+        let mut parts = Vec::new();
+        let mut start = 0u64;
+        let mut number = 1i32;
+        while start < read.size {
+            let end = (start + part_size).min(read.size) - 1;
+            let out = client
+                .upload_part_copy()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .part_number(number)
+                .copy_source(copy_source(bucket, key, read.version_id.as_deref()))
+                .copy_source_if_match(&read.etag)
+                .copy_source_range(format!("bytes={start}-{end}"))
+                .send()
+                .await
+                .map_err(|e| item_error("UploadPartCopy", &e))?;
+            let etag = out.copy_part_result().and_then(|r| r.e_tag()).unwrap_or_default().to_owned();
+            parts.push(CompletedPart::builder().part_number(number).e_tag(etag).build());
+            start = end + 1;
+            number += 1;
+        }
+        let done = client
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(|e| item_error("CompleteMultipartUpload", &e))?;
+        Ok::<_, ItemError>(Written { version_id: done.version_id().map(str::to_owned) })
+    }
+    .await;
+    if parts.is_err() {
+        let _ = client.abort_multipart_upload().bucket(bucket).key(key).upload_id(&upload_id).send().await;
+    }
+    parts
+}
+
+/// `application/x-www-form-urlencoded` for the tagging header.
+fn form_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `UpdateObjectEncryption`: the new SSE-KMS key, no data moved.
+/// `Ok(false)` when the endpoint says it does not implement the operation.
+async fn update_encryption(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    read: &Head,
+    to: &str,
+    bucket_key: Option<bool>,
+) -> Result<bool, ItemError> {
+    let encryption = SsekmsEncryption::builder()
+        .kms_key_arn(to)
+        .set_bucket_key_enabled(bucket_key)
+        .build()
+        .map_err(|e| ItemError::new(ItemErrorCode::BadInput, format!("UpdateObjectEncryption: {e}")))?;
+    let sent = client
+        .update_object_encryption()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(read.version_id.clone())
+        .object_encryption(ObjectEncryption::Ssekms(encryption))
+        .send()
+        .await;
+    match sent {
+        Ok(_) => Ok(true),
+        Err(e) if not_implemented(&e) => Ok(false),
+        Err(e) => Err(item_error("UpdateObjectEncryption", &e)),
+    }
+}
+
+/// Whether the endpoint really implements `UpdateObjectEncryption`, asked
+/// once before any object is touched, on a key that does not exist: S3
+/// answers 404. A server that does not know the operation may answer that it
+/// does not implement it, or (as moto does) take the request for a PutObject
+/// and create an object holding the XML body, which would destroy a real
+/// object's data: that object is deleted again and the answer is no.
+///
+/// # Errors
+/// Failures that say nothing about the operation (network, access).
+pub async fn update_supported(client: &Client, bucket: &str, prefix: &str, to: &str) -> Result<bool, Error> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let key = format!("{prefix}.rekey-update-probe-{}-{nanos}", std::process::id());
+    let encryption = SsekmsEncryption::builder()
+        .kms_key_arn(to)
+        .build()
+        .map_err(|e| Error::usage(format!("UpdateObjectEncryption: {e}")))?;
+    let sent = client
+        .update_object_encryption()
+        .bucket(bucket)
+        .key(&key)
+        .object_encryption(ObjectEncryption::Ssekms(encryption))
+        .send()
+        .await;
+    match sent {
+        Err(e) if status(&e) == Some(404) => Ok(true),
+        Err(e) if not_implemented(&e) => Ok(false),
+        Err(e) => Err(Error::new(
+            ErrorKind::Io,
+            format!("cannot tell whether the endpoint implements UpdateObjectEncryption: {}", describe(&e)),
+        )
+        .hint("pass --method copy to use self-copies, or check s3:UpdateObjectEncryption permissions")),
+        Ok(_) => {
+            tracing::warn!(
+                "the endpoint accepted UpdateObjectEncryption on a missing key (it took it for a PutObject); \
+                 removing {key} and copying instead"
+            );
+            let _ = client.delete_object().bucket(bucket).key(&key).send().await;
+            Ok(false)
+        }
+    }
+}
+
+/// The endpoint's way of saying it lacks an operation: 501 NotImplemented
+/// (S3 and most compatible servers), or 405 / 400 with such a code.
+fn not_implemented<E: ProvideErrorMetadata>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> bool {
+    let code = match e {
+        SdkError::ServiceError(s) => s.err().code().map(str::to_owned),
+        _ => None,
+    };
+    status(e) == Some(501)
+        || matches!(code.as_deref(), Some("NotImplemented" | "MethodNotAllowed" | "UnsupportedOperation"))
+}
+
+/// Changes objects, journal first: method A (a metadata entry) or B (SSE).
+#[derive(Debug, Default)]
+pub struct ObjectSink {
+    journal: OnceLock<Arc<Journal>>,
+}
+
+impl ObjectSink {
+    /// A sink writing to the journal it is started with.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+}
+
+fn io_error(what: &str, e: &dyn std::fmt::Display) -> ItemError {
+    ItemError::new(ItemErrorCode::Io, format!("{what}: {e}"))
+}
+
+impl Sink<ObjectUnit> for ObjectSink {
+    fn start(&self, journal: Option<Arc<Journal>>, _checkpoint: Option<&Checkpoint>) -> Result<(), Error> {
+        let journal = journal.ok_or_else(|| Error::usage("changing S3 objects needs a journal"))?;
+        let _ = self.journal.set(journal);
+        Ok(())
+    }
+
+    async fn write(&self, unit: &mut Unit<ObjectUnit>) -> Result<(), ItemError> {
+        let shared = Arc::clone(&unit.payload.shared);
+        let Some(read) = unit.payload.head.clone() else {
+            return Ok(());
+        };
+        let Some(item) = unit.items.first_mut() else {
+            return Ok(());
+        };
+        // Method A, a failed transform: maybe the key is already under the destination.
+        if let (Some(probe), Some(Err(e))) = (&shared.probe, &item.result)
+            && !e.code.is_transient()
+            && !matches!(e.code, ItemErrorCode::MissingField | ItemErrorCode::ChangedDuringRotation)
+            && probe.under_destination(&item.bytes).await
+        {
+            item.result = Some(Ok(Outcome::Skipped));
+            return Ok(());
+        }
+        let Some(Ok(Outcome::Changed { new, .. })) = &item.result else {
+            return Ok(());
+        };
+        let journal = Arc::clone(self.journal.get().ok_or_else(|| ItemError::new(ItemErrorCode::Io, "no journal"))?);
+        let (client, bucket, key) = (&shared.client, shared.bucket.as_str(), unit.payload.key.as_str());
+        let new = String::from_utf8(new.clone())
+            .map_err(|_| ItemError::new(ItemErrorCode::BadInput, "internal: a new value that is not text"))?;
+        let (undo, change, sse_job) = match &shared.job {
+            S3Job::MetadataKey { name } => {
+                let old = String::from_utf8_lossy(&item.bytes).into_owned();
+                let undo = ObjectUndo::Metadata {
+                    name: name.to_ascii_lowercase(),
+                    old_b64: journal::b64(old.as_bytes()),
+                    new_sha256: journal::sha256(new.as_bytes()),
+                };
+                (undo, CopyChange::Metadata { name: name.clone(), value: new }, None)
+            }
+            S3Job::Sse(job) => {
+                let undo = ObjectUndo::Sse {
+                    old_algorithm: read.sse.as_ref().map(|s| s.as_str().to_owned()),
+                    old_kms_key: read.kms_key().map(str::to_owned),
+                    old_bucket_key: read.bucket_key,
+                    new_kms_key: job.to.clone(),
+                };
+                let bucket_key = job.bucket_key.or(read.bucket_key.filter(|_| read.is_kms()));
+                let change = CopyChange::Sse {
+                    algorithm: Some(ServerSideEncryption::AwsKms),
+                    kms_key: Some(job.to.clone()),
+                    bucket_key,
+                };
+                (undo, change, Some(job))
+            }
+            S3Job::Scan { .. } => return Ok(()),
+        };
+        still_as_read(client, bucket, key, &read).await?;
+        let entry = Entry::Object {
+            item: unit.id.clone(),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            version_id: read.version_id.clone(),
+            etag: read.etag.clone(),
+            undo,
+        };
+        journal.append(&entry, true).map_err(|e| io_error("cannot write the journal", &e))?;
+        let result = match sse_job {
+            Some(job) if job.method != SseMethod::Copy && !shared.update_unavailable.load(Ordering::Relaxed) => {
+                let CopyChange::Sse { bucket_key, .. } = &change else { unreachable!("an SSE job changes SSE") };
+                match update_encryption(client, bucket, key, &read, &job.to, *bucket_key).await {
+                    Ok(true) => {
+                        // The operation keeps the data and the ETag: anything else is not it.
+                        let now = head(client, bucket, key).await?;
+                        if now.etag != read.etag || !now.kms_key().is_some_and(|k| same_key(k, &job.to)) {
+                            Err(ItemError::new(
+                                ItemErrorCode::Io,
+                                "UpdateObjectEncryption was answered but the object is not the one read under the new key; \
+                                 check it (and its previous version), and rerun with --method copy",
+                            ))
+                        } else {
+                            Ok(Written { version_id: read.version_id.clone() })
+                        }
+                    }
+                    Ok(false) if job.method == SseMethod::Auto => {
+                        if !shared.update_unavailable.swap(true, Ordering::Relaxed) {
+                            tracing::warn!("the endpoint does not implement UpdateObjectEncryption; copying instead");
+                        }
+                        self_copy(client, bucket, key, &read, &change, job.multipart_from, job.part_size).await
+                    }
+                    Ok(false) => Err(ItemError::new(
+                        ItemErrorCode::Io,
+                        "the endpoint does not implement UpdateObjectEncryption; rerun with --method copy",
+                    )),
+                    Err(e) => Err(e),
+                }
+            }
+            Some(job) => self_copy(client, bucket, key, &read, &change, job.multipart_from, job.part_size).await,
+            None => self_copy(client, bucket, key, &read, &change, MAX_SINGLE_COPY, DEFAULT_PART_SIZE).await,
+        };
+        match result {
+            Ok(written) => {
+                tracing::debug!(item = %unit.id, version = ?written.version_id, "object written");
+                journal
+                    .append(&Entry::Done { item: unit.id.clone() }, false)
+                    .map_err(|e| io_error("cannot write the journal", &e))
+            }
+            Err(e) => {
+                if e.code == ItemErrorCode::ChangedDuringRotation || e.code == ItemErrorCode::AccessDenied {
+                    let _ = journal.append(&Entry::Abandoned { item: unit.id.clone() }, false);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn commit(&self, _unit: Unit<ObjectUnit>, _counts: &Counts) -> Result<Vec<Rejected>, Error> {
+        Ok(Vec::new())
+    }
+
+    fn finish(&self, _complete: bool, _counts: &Counts) -> Result<Vec<Rejected>, Error> {
+        Ok(Vec::new())
+    }
+}
+
+/// `rekey scan s3://...`: objects per SSE-KMS key, per server-side
+/// encryption, and the metadata data keys.
+#[derive(Debug, Default)]
+pub struct S3ScanSink {
+    report: Mutex<S3ScanReport>,
+}
+
+/// What a scan of objects found.
+#[derive(Debug, Default, Clone)]
+pub struct S3ScanReport {
+    /// Objects per SSE-KMS key id.
+    pub sse_kms_keys: BTreeMap<String, u64>,
+    /// Objects per server-side encryption (`aws:kms`, `AES256`, `none`).
+    pub sse: BTreeMap<String, u64>,
+    /// Metadata data keys per KMS key, where the value names its key (a rekey
+    /// envelope); bare KMS blobs name their key only to KMS.
+    pub metadata_keys: BTreeMap<String, u64>,
+    /// Objects with the metadata entry holding a bare KMS blob.
+    pub metadata_bare: u64,
+    /// Objects without the metadata entry.
+    pub metadata_missing: u64,
+    /// Objects that could not be read.
+    pub unreadable: u64,
+}
+
+impl S3ScanSink {
+    /// An empty report.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// The report so far.
+    pub fn report(&self) -> S3ScanReport {
+        self.report.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+impl S3ScanReport {
+    /// As JSON.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "sse_kms_keys": self.sse_kms_keys,
+            "server_side_encryption": self.sse,
+            "metadata_keys": self.metadata_keys,
+            "metadata_bare_data_keys": self.metadata_bare,
+            "metadata_missing": self.metadata_missing,
+            "unreadable": self.unreadable,
+        })
+    }
+
+    /// As text for a person.
+    pub fn to_text(&self, metadata_key: Option<&str>) -> String {
+        let mut out = String::from("objects per SSE-KMS key:\n");
+        if self.sse_kms_keys.is_empty() {
+            out.push_str("  (none)\n");
+        }
+        for (key, n) in &self.sse_kms_keys {
+            out.push_str(&format!("  {n:>10}  {key}\n"));
+        }
+        out.push_str("objects per server-side encryption:\n");
+        for (sse, n) in &self.sse {
+            out.push_str(&format!("  {n:>10}  {sse}\n"));
+        }
+        if let Some(name) = metadata_key {
+            out.push_str(&format!("metadata data keys ({name}):\n"));
+            for (key, n) in &self.metadata_keys {
+                out.push_str(&format!("  {n:>10}  {key}\n"));
+            }
+            out.push_str(&format!(
+                "  {:>10}  bare KMS blobs (they name their key only to KMS)\n  {:>10}  objects without the entry\n",
+                self.metadata_bare, self.metadata_missing
+            ));
+        }
+        if self.unreadable > 0 {
+            out.push_str(&format!("{:>12}  unreadable\n", self.unreadable));
+        }
+        out
+    }
+}
+
+impl Sink<ObjectUnit> for S3ScanSink {
+    fn start(&self, _journal: Option<Arc<Journal>>, _checkpoint: Option<&Checkpoint>) -> Result<(), Error> {
+        Ok(())
+    }
+
+    async fn write(&self, unit: &mut Unit<ObjectUnit>) -> Result<(), ItemError> {
+        let Some(head) = &unit.payload.head else {
+            return Ok(());
+        };
+        let mut report = self.report.lock().map_err(|_| ItemError::input("internal: scan lock poisoned"))?;
+        if let Some(key) = head.kms_key() {
+            *report.sse_kms_keys.entry(key.to_owned()).or_default() += 1;
+        }
+        let sse = head.sse.as_ref().map_or("none", |s| s.as_str()).to_owned();
+        *report.sse.entry(sse).or_default() += 1;
+        if let S3Job::Scan { metadata_key: Some(_) } = &unit.payload.shared.job {
+            match unit.items.first().map(|i| i.bytes.as_slice()) {
+                None | Some([]) => report.metadata_missing += 1,
+                Some(bytes) => {
+                    let keys: Option<Vec<String>> = std::str::from_utf8(bytes)
+                        .ok()
+                        .and_then(|t| envelope_core::decode_text(t.trim_ascii()).ok())
+                        .and_then(|b| {
+                            let parsed =
+                                envelope_core::Envelope::parse(&b, &envelope_core::ParseOptions::default()).ok()?;
+                            let header = parsed.header();
+                            Some(
+                                header
+                                    .encrypted_data_keys
+                                    .iter()
+                                    .map(|edk| format!("{}:{}", edk.provider_id(), edk.key_id()))
+                                    .collect(),
+                            )
+                        });
+                    match keys {
+                        Some(keys) => {
+                            for key in keys {
+                                *report.metadata_keys.entry(key).or_default() += 1;
+                            }
+                        }
+                        None => report.metadata_bare += 1,
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&self, unit: Unit<ObjectUnit>, _counts: &Counts) -> Result<Vec<Rejected>, Error> {
+        if unit.error.is_some() {
+            let mut report = self.report.lock().map_err(|_| Error::new(ErrorKind::Io, "scan lock poisoned"))?;
+            report.unreadable += 1;
+        }
+        Ok(Vec::new())
+    }
+
+    fn finish(&self, _complete: bool, _counts: &Counts) -> Result<Vec<Rejected>, Error> {
+        Ok(Vec::new())
+    }
+}
+
+/// The journal parameters naming an S3 run; [`is_s3_run`] recognises them.
+pub fn run_params(url: &S3Url, job: &S3Job) -> RunParams {
+    let mut params = RunParams::new();
+    params.insert("target".into(), "s3".into());
+    params.insert("targets".into(), url.to_string());
+    match job {
+        S3Job::MetadataKey { name } => {
+            params.insert("metadata_key".into(), name.clone());
+        }
+        S3Job::Sse(job) => {
+            params.insert("sse_to".into(), job.to.clone());
+            params.insert("from".into(), job.from.join(","));
+            params.insert("method".into(), format!("{:?}", job.method).to_lowercase());
+        }
+        S3Job::Scan { .. } => {}
+    }
+    params
+}
+
+/// Whether a journal's parameters are of an S3 run.
+pub fn is_s3_run(params: &RunParams) -> bool {
+    params.get("target").is_some_and(|t| t == "s3")
+}
+
+/// Puts every object a journal changed back, latest change first, each only
+/// if it is still what rekey wrote (the metadata value's hash, or the key);
+/// an object already back is skipped, one changed since is reported.
+/// Returns the summary and the conflicts.
+///
+/// # Errors
+/// A journal that cannot be read.
+pub async fn rollback(client: &Client, journal_path: &std::path::Path) -> Result<(Summary, Vec<String>), Error> {
+    let start = std::time::Instant::now();
+    let (_lock, entries) = journal::read_locked(journal_path)?;
+    let mut summary = Summary::new("rollback");
+    let mut conflicts = Vec::new();
+    let mut abandoned: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for entry in entries.iter().rev() {
+        let (item, bucket, key, undo) = match entry {
+            Entry::Abandoned { item } => {
+                abandoned.insert(item);
+                continue;
+            }
+            Entry::Object { item, bucket, key, undo, .. } => (item, bucket, key, undo),
+            _ => continue,
+        };
+        if abandoned.remove(item.as_str()) || !seen.insert(item) {
+            continue;
+        }
+        match restore_object(client, bucket, key, undo).await {
+            Ok(Restoration::Done) => summary.restored += 1,
+            Ok(Restoration::AlreadyBack) => summary.counts.skipped += 1,
+            Ok(Restoration::Conflict(why)) => {
+                summary.counts.failed += 1;
+                conflicts.push(format!("{item}: {why}; left as it is"));
+            }
+            Err(e) => {
+                summary.counts.failed += 1;
+                conflicts.push(format!("{item}: {e}"));
+            }
+        }
+    }
+    summary.elapsed = start.elapsed();
+    Ok((summary, conflicts))
+}
+
+enum Restoration {
+    Done,
+    AlreadyBack,
+    Conflict(String),
+}
+
+async fn restore_object(client: &Client, bucket: &str, key: &str, undo: &ObjectUndo) -> Result<Restoration, ItemError> {
+    let now = head(client, bucket, key).await?;
+    let change = match undo {
+        ObjectUndo::Metadata { name, old_b64, new_sha256 } => {
+            let old = String::from_utf8(journal::unb64(old_b64).map_err(|e| ItemError::input(e.message))?)
+                .map_err(|_| ItemError::input("the journal's old metadata value is not text"))?;
+            match now.metadata.get(name) {
+                Some(v) if journal::sha256(v.as_bytes()) == *new_sha256 => {}
+                Some(v) if *v == old => return Ok(Restoration::AlreadyBack),
+                _ => return Ok(Restoration::Conflict("the metadata entry changed since the run".into())),
+            }
+            CopyChange::Metadata { name: name.clone(), value: old }
+        }
+        ObjectUndo::Sse { old_algorithm, old_kms_key, old_bucket_key, new_kms_key } => {
+            let current = now.kms_key();
+            let back = match old_kms_key {
+                Some(old) => current.is_some_and(|c| same_key(c, old)),
+                None => now.sse.as_ref().map(|s| s.as_str().to_owned()) == *old_algorithm && current.is_none(),
+            };
+            if back {
+                return Ok(Restoration::AlreadyBack);
+            }
+            if !current.is_some_and(|c| same_key(c, new_kms_key)) {
+                return Ok(Restoration::Conflict("the object's encryption changed since the run".into()));
+            }
+            CopyChange::Sse {
+                algorithm: old_algorithm.as_deref().map(ServerSideEncryption::from),
+                kms_key: old_kms_key.clone(),
+                bucket_key: *old_bucket_key,
+            }
+        }
+    };
+    still_as_read(client, bucket, key, &now).await?;
+    self_copy(client, bucket, key, &now, &change, MAX_SINGLE_COPY, DEFAULT_PART_SIZE).await?;
+    Ok(Restoration::Done)
+}
+
+fn globs(patterns: &[String]) -> Result<Option<GlobSet>, Error> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut builder = GlobSetBuilder::new();
+    for p in patterns {
+        builder.add(Glob::new(p).map_err(|e| Error::usage(format!("bad glob {p:?}: {e}")))?);
+    }
+    builder.build().map(Some).map_err(|e| Error::usage(format!("bad globs: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_keys_and_endpoints() {
+        let u: S3Url = "s3://b/p/q".parse().expect("url");
+        assert_eq!((u.bucket.as_str(), u.prefix.as_str()), ("b", "p/q"));
+        let whole: S3Url = "s3://b".parse().expect("url");
+        assert_eq!(whole.prefix, "");
+        assert!("s3:///x".parse::<S3Url>().is_err() && "b/x".parse::<S3Url>().is_err());
+        let arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        assert!(same_key(arn, "1234abcd-12ab-34cd-56ef-1234567890ab"));
+        assert!(same_key("kms:1234abcd-12ab-34cd-56ef-1234567890ab", arn));
+        assert!(!same_key(arn, "other"));
+        assert_eq!(encode_key("a b/c+d"), "a%20b/c%2Bd");
+        assert!(check_endpoint("http://127.0.0.1:5000").is_ok());
+        assert!(check_endpoint("http://[::1]:5000/").is_ok());
+        assert!(check_endpoint("https://s3.example.com").is_ok());
+        assert!(check_endpoint("http://s3.example.com").is_err());
+    }
+}

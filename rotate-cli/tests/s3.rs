@@ -1,0 +1,449 @@
+//! S3 targets against the local server (moto: S3 and KMS on one endpoint),
+//! through the real binary. Fixtures and every check of the result are made
+//! by boto3 (scripts/interop/s3_fixtures.py), independently of rekey. What
+//! moto does not do (enforce `x-amz-copy-source-if-match`, implement
+//! UpdateObjectEncryption) is shown by a recording proxy in front of it
+//! (scripts/interop/s3_proxy.py).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::Value;
+
+fn endpoint() -> String {
+    std::env::var("REKEY_TEST_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "REKEY_TEST_ENDPOINT is not set: these tests need the local KMS and S3 server; run `bash scripts/test.sh`"
+        )
+    })
+}
+
+fn python() -> String {
+    std::env::var("REKEY_TEST_PYTHON")
+        .unwrap_or_else(|_| panic!("REKEY_TEST_PYTHON is not set: run the tests with `bash scripts/test.sh`"))
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/interop").join(name)
+}
+
+/// What the AWS SDKs need to reach the local server.
+fn aws_env(endpoint: &str) -> [(&'static str, String); 5] {
+    [
+        ("AWS_ENDPOINT_URL", endpoint.to_owned()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ]
+}
+
+static BUCKETS: AtomicU32 = AtomicU32::new(0);
+
+struct Env {
+    dir: tempfile::TempDir,
+    endpoint: String,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self { dir: tempfile::tempdir().expect("tempdir"), endpoint: endpoint() }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// A fresh bucket with a name no other test uses.
+    fn bucket(&self, versioned: bool) -> String {
+        let name = format!("rekey-{}-{}", std::process::id(), BUCKETS.fetch_add(1, Ordering::Relaxed));
+        let mut args = vec!["create-bucket", name.as_str()];
+        if versioned {
+            args.push("versioned");
+        }
+        self.fixtures(&args);
+        name
+    }
+
+    fn run_py(&self, script_name: &str, args: &[&str]) -> String {
+        let out = Command::new(python())
+            .arg(script(script_name))
+            .args(args)
+            .envs(aws_env(&self.endpoint))
+            .output()
+            .expect("python");
+        assert!(out.status.success(), "{script_name} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
+    }
+
+    fn fixtures(&self, args: &[&str]) -> String {
+        self.run_py("s3_fixtures.py", args)
+    }
+
+    fn create_key(&self) -> String {
+        self.run_py("kms_fixtures.py", &["create-key"])
+    }
+
+    fn snapshot(&self, bucket: &str, prefix: &str) -> BTreeMap<String, Value> {
+        serde_json::from_str(&self.fixtures(&["snapshot", bucket, prefix])).expect("snapshot JSON")
+    }
+
+    fn rekey_via(&self, endpoint: &str, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_rekey"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run rekey")
+    }
+
+    fn ok(&self, args: &[&str]) -> Value {
+        let out = self.rekey_via(&self.endpoint, args);
+        assert!(out.status.success(), "rekey {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("JSON: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// The recording proxy in front of moto; returns it and its URL.
+    fn proxy(&self, record: &Path, extra: &[&str]) -> (Proxy, String) {
+        let mut child = Command::new(python())
+            .arg(script("s3_proxy.py"))
+            .arg(&self.endpoint)
+            .arg("--record")
+            .arg(record)
+            .args(extra)
+            .envs(aws_env(&self.endpoint))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("proxy");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("port");
+        let url = format!("http://127.0.0.1:{}", line.trim());
+        (Proxy(child), url)
+    }
+}
+
+struct Proxy(Child);
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn recorded(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("record JSON"))
+        .collect()
+}
+
+/// Every field of two snapshots equal, except those named.
+fn same_except(before: &BTreeMap<String, Value>, after: &BTreeMap<String, Value>, except: &[&str]) {
+    assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>(), "the same objects");
+    for (key, b) in before {
+        let a = &after[key];
+        for (field, value) in b.as_object().expect("object") {
+            if !except.contains(&field.as_str()) {
+                assert_eq!(&a[field], value, "{key}: {field} changed");
+            }
+        }
+    }
+}
+
+const SOURCE_CONTEXT: &str = r#"{"purpose":"s3-object"}"#;
+const DEST_CONTEXT: &str = r#"{"purpose":"s3-object","rotated":"2026-11"}"#;
+
+fn rewrap_args<'a>(url: &'a str, k1: &'a str, k2: &'a str, journal: &'a str) -> Vec<&'a str> {
+    vec![
+        "rewrap",
+        url,
+        "--metadata-key",
+        "edk",
+        "--from",
+        k1,
+        "--to",
+        k2,
+        "--source-context",
+        "purpose=s3-object",
+        "--dest-context",
+        "purpose=s3-object",
+        "--dest-context",
+        "rotated=2026-11",
+        "--journal",
+        journal,
+        "--json",
+        "--no-progress",
+    ]
+}
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn method_a_500_objects_rewrapped_every_other_property_kept_rerun_skips_rollback_restores() {
+    let env = Env::new();
+    let (k1, k2, k3) = (env.create_key(), env.create_key(), env.create_key());
+    let bucket = env.bucket(false);
+    let expected = env.path("expected.json");
+    env.fixtures(&[
+        "edk-objects",
+        &bucket,
+        "docs/",
+        "500",
+        &k1,
+        &k3,
+        SOURCE_CONTEXT,
+        expected.to_str().expect("utf-8"),
+    ]);
+    let before = env.snapshot(&bucket, "docs/");
+    let url = format!("s3://{bucket}/docs/");
+    let (from, to) = (format!("kms:{k1}"), format!("kms:{k2}"));
+
+    // The dry run: nothing written, the plan and the S3 and KMS actions named.
+    let mut dry = rewrap_args(&url, &from, &to, "dry.journal");
+    dry.push("--dry-run");
+    let d = env.ok(&dry);
+    assert_eq!(d["rewrapped"], 500, "{d}");
+    assert!(
+        d["iam_actions"].to_string().contains("s3:PutObject")
+            && d["iam_actions"].to_string().contains("kms:ReEncryptTo")
+    );
+    same_except(&before, &env.snapshot(&bucket, "docs/"), &[]);
+
+    let s = env.ok(&rewrap_args(&url, &from, &to, "run1.journal"));
+    assert_eq!((s["rewrapped"].as_u64(), s["failed"].as_u64()), (Some(500), Some(0)), "{s}");
+    // One ReEncrypt per object, plus the one probe of a first object.
+    assert!(s["kms"]["calls"]["ReEncrypt"].as_u64().is_some_and(|n| n <= 502), "{s}");
+
+    // boto3 decrypts every new data key under K2 with the new context, to the same bytes.
+    let decrypted: BTreeMap<String, String> =
+        serde_json::from_str(&env.fixtures(&["decrypt-edks", &bucket, "docs/", &k2, DEST_CONTEXT])).expect("JSON");
+    let wanted: BTreeMap<String, String> =
+        serde_json::from_str(&std::fs::read_to_string(&expected).expect("expected")).expect("JSON");
+    assert_eq!(decrypted.len(), 500);
+    assert_eq!(decrypted, wanted);
+
+    // Everything but the one metadata entry is as it was, field by field
+    // (other metadata, content headers, cache control, expires, storage class,
+    // SSE-KMS under K3 with the bucket key, tags, body, ETag).
+    let after = env.snapshot(&bucket, "docs/");
+    same_except(&before, &after, &["Metadata"]);
+    for (key, b) in &before {
+        let (mut old, mut new) = (b["Metadata"].clone(), after[key]["Metadata"].clone());
+        assert_ne!(old["edk"], new["edk"], "{key}: edk replaced");
+        old.as_object_mut().expect("map").remove("edk");
+        new.as_object_mut().expect("map").remove("edk");
+        assert_eq!(old, new, "{key}: the other metadata kept");
+        assert!(after[key]["SSEKMSKeyId"].as_str().is_some_and(|k| k == k3), "{key}: still SSE-KMS under K3");
+    }
+
+    // A second run (its own journal) skips every object and writes nothing.
+    let again = env.ok(&rewrap_args(&url, &from, &to, "run2.journal"));
+    assert_eq!((again["skipped"].as_u64(), again["rewrapped"].as_u64()), (Some(500), Some(0)), "{again}");
+    same_except(&after, &env.snapshot(&bucket, "docs/"), &[]);
+
+    // Rollback puts every original data key back.
+    let r = env.ok(&["rollback", "--journal", "run1.journal", "--json"]);
+    assert_eq!(r["restored"], 500, "{r}");
+    same_except(&before, &env.snapshot(&bucket, "docs/"), &[]);
+    let r = env.ok(&["rollback", "--journal", "run1.journal", "--json"]);
+    assert_eq!((r["restored"].as_u64(), r["skipped"].as_u64()), (Some(0), Some(500)), "a second rollback: {r}");
+}
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn method_a_copy_is_conditional_and_a_concurrent_writer_is_never_overwritten() {
+    let env = Env::new();
+    let (k1, k2, k3) = (env.create_key(), env.create_key(), env.create_key());
+    let bucket = env.bucket(false);
+    let expected = env.path("expected.json");
+    env.fixtures(&["edk-objects", &bucket, "docs/", "6", &k1, &k3, SOURCE_CONTEXT, expected.to_str().expect("utf-8")]);
+    let before = env.snapshot(&bucket, "docs/");
+    let record = env.path("requests.jsonl");
+    let victim = format!("/{bucket}/docs/obj0003.bin");
+    let (_proxy, via) = env.proxy(&record, &["--race", &victim]);
+    let url = format!("s3://{bucket}/docs/");
+    let (from, to) = (format!("kms:{k1}"), format!("kms:{k2}"));
+    let mut args = rewrap_args(&url, &from, &to, "run.journal");
+    args.extend(["--no-preflight", "--concurrency", "1"]);
+    let out = env.rekey_via(&via, &args);
+    assert_eq!(out.status.code(), Some(6), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!((s["rewrapped"].as_u64(), s["failed"].as_u64()), (Some(5), Some(1)), "{s}");
+    let failures = std::fs::read_to_string(env.path("run.journal.failures.jsonl")).expect("failure report");
+    assert!(failures.contains("obj0003.bin") && failures.contains("changed_during_rotation"), "{failures}");
+
+    // The other writer's version is intact.
+    let after = env.snapshot(&bucket, "docs/");
+    let victim_key = "docs/obj0003.bin";
+    assert_eq!(after[victim_key]["Metadata"]["edk"], "b3RoZXI=");
+    assert_ne!(after[victim_key]["BodySha256"], before[victim_key]["BodySha256"]);
+
+    // Every copy rekey sent was conditional on the ETag it read, named its
+    // source, replaced the metadata, copied the tags and resent SSE-KMS under K3.
+    let copies: Vec<Value> = recorded(&record)
+        .into_iter()
+        .filter(|r| r["method"] == "PUT" && r["headers"].get("x-amz-copy-source").is_some())
+        .collect();
+    assert_eq!(copies.len(), 5);
+    for copy in &copies {
+        let h = &copy["headers"];
+        let key = copy["path"].as_str().expect("path").trim_start_matches(&format!("/{bucket}/")).to_owned();
+        assert_eq!(h["x-amz-copy-source-if-match"], before[&key]["ETag"], "{copy}");
+        assert_eq!(h["x-amz-metadata-directive"], "REPLACE");
+        assert_eq!(h["x-amz-tagging-directive"], "COPY");
+        assert_eq!(h["x-amz-server-side-encryption"], "aws:kms");
+        assert_eq!(h["x-amz-server-side-encryption-aws-kms-key-id"], k3.as_str());
+        assert_eq!(h["x-amz-server-side-encryption-bucket-key-enabled"], "true");
+        assert_eq!(h["x-amz-meta-owner"], before[&key]["Metadata"]["owner"]);
+        assert_eq!(h["cache-control"], "max-age=3600, private");
+    }
+}
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn method_b_300_objects_moved_by_copy_with_a_20_mib_multipart_object_others_left_alone() {
+    let env = Env::new();
+    let (k1, k2, k3) = (env.create_key(), env.create_key(), env.create_key());
+    let bucket = env.bucket(true);
+    env.fixtures(&["sse-objects", &bucket, "logs/", "299", &k1, "20"]);
+    env.fixtures(&["sse-objects", &bucket, "logs/other-", "12", &k3]);
+    let before = env.snapshot(&bucket, "logs/");
+    assert_eq!(before.len(), 312);
+    let url = format!("s3://{bucket}/logs/");
+    let args = [
+        "s3",
+        "sse-rotate",
+        &url,
+        "--to",
+        &k2,
+        "--from",
+        &k1,
+        "--method",
+        "copy",
+        "--multipart-threshold",
+        "8388608",
+        "--part-size",
+        "5242880",
+        "--journal",
+        "sse.journal",
+        "--json",
+        "--no-progress",
+    ];
+    let s = env.ok(&args);
+    assert_eq!((s["rewrapped"].as_u64(), s["failed"].as_u64()), (Some(300), Some(0)), "{s}");
+    assert_eq!(s["not_selected"], 12, "objects under K3 are not this run's: {s}");
+    let after = env.snapshot(&bucket, "logs/");
+    for (key, b) in &before {
+        let a = &after[key];
+        let wanted = if key.contains("other-") { &k3 } else { &k2 };
+        assert_eq!(a["SSEKMSKeyId"].as_str(), Some(wanted.as_str()), "{key}");
+        for field in
+            ["BodySha256", "Metadata", "Tags", "ContentType", "CacheControl", "ContentLength", "ServerSideEncryption"]
+        {
+            assert_eq!(a[field], b[field], "{key}: {field}");
+        }
+    }
+    // The 20 MiB object went through UploadPartCopy (its ETag is a multipart one now).
+    assert!(after["logs/big.bin"]["ETag"].as_str().is_some_and(|e| e.contains('-')));
+
+    // A rerun skips everything; rollback puts K1 back, and the versioned bucket kept the old versions.
+    let mut rerun = args.to_vec();
+    rerun[14] = "sse2.journal";
+    let again = env.ok(&rerun);
+    assert_eq!((again["skipped"].as_u64(), again["rewrapped"].as_u64()), (Some(300), Some(0)), "{again}");
+    let r = env.ok(&["rollback", "--journal", "sse.journal", "--json"]);
+    assert_eq!(r["restored"], 300, "{r}");
+    let back = env.snapshot(&bucket, "logs/");
+    for (key, b) in &before {
+        assert_eq!(back[key]["SSEKMSKeyId"], b["SSEKMSKeyId"], "{key}");
+        assert_eq!(back[key]["BodySha256"], b["BodySha256"], "{key}");
+        assert_eq!(back[key]["Tags"], b["Tags"], "{key}");
+    }
+}
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn method_b_update_object_encryption_is_sent_right_and_falls_back_to_the_copy() {
+    let env = Env::new();
+    let (k1, k2) = (env.create_key(), env.create_key());
+    let bucket = env.bucket(false);
+    env.fixtures(&["sse-objects", &bucket, "a/", "4", &k1]);
+    let before = env.snapshot(&bucket, "a/");
+    let url = format!("s3://{bucket}/a/");
+
+    // An endpoint that implements it (the proxy does it the way S3 does).
+    let record = env.path("emulated.jsonl");
+    let (proxy, via) = env.proxy(&record, &["--update-encryption", "emulate"]);
+    let args = ["s3", "sse-rotate", &url, "--to", &k2, "--journal", "u.journal", "--json", "--no-progress"];
+    let out = env.rekey_via(&via, &args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    drop(proxy);
+    let s: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!((s["rewrapped"].as_u64(), s["method"].as_str()), (Some(4), Some("auto")), "{s}");
+    let updates: Vec<Value> = recorded(&record).into_iter().filter(|r| r["query"] == "encryption").collect();
+    // One capability probe on a missing key, then one request per object; no copy, no PutObject.
+    assert_eq!(updates.len(), 5, "{updates:?}");
+    // (KMS requests go through the proxy too; S3 writes are what matter.)
+    let others: Vec<Value> = recorded(&record)
+        .into_iter()
+        .filter(|r| r["query"] != "encryption" && r["headers"].get("x-amz-target").is_none())
+        .collect();
+    assert!(others.is_empty(), "only UpdateObjectEncryption was sent: {others:?}");
+    for u in &updates {
+        assert_eq!(u["method"], "PUT");
+        let body = u["body"].as_str().expect("body");
+        assert!(body.contains("<ObjectEncryption") && body.contains("<SSE-KMS>"), "{body}");
+        assert!(body.contains(&format!("<KMSKeyArn>{k2}</KMSKeyArn>")), "{body}");
+    }
+    let after = env.snapshot(&bucket, "a/");
+    for (key, b) in &before {
+        assert_eq!(after[key]["SSEKMSKeyId"].as_str(), Some(k2.as_str()));
+        assert_eq!(after[key]["BodySha256"], b["BodySha256"]);
+    }
+
+    // An endpoint that does not implement it: --method update stops before
+    // touching anything; auto falls back to the copy.
+    let record = env.path("missing.jsonl");
+    let (_proxy, via) = env.proxy(&record, &[]);
+    let back = ["s3", "sse-rotate", &url, "--to", &k1, "--method", "update", "--journal", "x.journal", "--json"];
+    let refused = env.rekey_via(&via, &back);
+    assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--method copy"));
+    let auto = ["s3", "sse-rotate", &url, "--to", &k1, "--journal", "y.journal", "--json", "--no-progress"];
+    let out = env.rekey_via(&via, &auto);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!((s["rewrapped"].as_u64(), s["method"].as_str()), (Some(4), Some("copy")), "{s}");
+    let copies = recorded(&record).iter().filter(|r| r["headers"].get("x-amz-copy-source").is_some()).count();
+    assert_eq!(copies, 4);
+    let restored = env.snapshot(&bucket, "a/");
+    same_except(&before, &restored, &["ETag"]);
+}
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn scan_counts_objects_per_kms_key() {
+    let env = Env::new();
+    let (k1, k2, k3) = (env.create_key(), env.create_key(), env.create_key());
+    let bucket = env.bucket(false);
+    let expected = env.path("expected.json");
+    env.fixtures(&["edk-objects", &bucket, "m/", "5", &k1, &k3, SOURCE_CONTEXT, expected.to_str().expect("utf-8")]);
+    env.fixtures(&["sse-objects", &bucket, "m/logs/", "7", &k2]);
+    let s = env.ok(&["scan", &format!("s3://{bucket}/m/"), "--metadata-key", "edk", "--json", "--no-progress"]);
+    assert_eq!(s["objects"], 12, "{s}");
+    assert_eq!(s["sse_kms_keys"][&k3], 5, "{s}");
+    assert_eq!(s["sse_kms_keys"][&k2], 7, "{s}");
+    assert_eq!(s["metadata_bare_data_keys"], 5, "{s}");
+    assert_eq!(s["metadata_missing"], 7, "{s}");
+}
