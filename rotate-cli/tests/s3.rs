@@ -362,6 +362,12 @@ fn method_b_300_objects_moved_by_copy_with_a_20_mib_multipart_object_others_left
     rerun[14] = "sse2.journal";
     let again = env.ok(&rerun);
     assert_eq!((again["skipped"].as_u64(), again["rewrapped"].as_u64()), (Some(300), Some(0)), "{again}");
+    // The versioned bucket kept each original as a previous version.
+    let versions: BTreeMap<String, u64> =
+        serde_json::from_str(&env.fixtures(&["versions", &bucket, "logs/"])).expect("JSON");
+    for (key, n) in &versions {
+        assert_eq!(*n, if key.contains("other-") { 1 } else { 2 }, "{key}");
+    }
     let r = env.ok(&["rollback", "--journal", "sse.journal", "--json"]);
     assert_eq!(r["restored"], 300, "{r}");
     let back = env.snapshot(&bucket, "logs/");
@@ -446,4 +452,60 @@ fn scan_counts_objects_per_kms_key() {
     assert_eq!(s["sse_kms_keys"][&k2], 7, "{s}");
     assert_eq!(s["metadata_bare_data_keys"], 5, "{s}");
     assert_eq!(s["metadata_missing"], 7, "{s}");
+}
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn method_a_killed_at_random_moments_and_resumed_loses_nothing() {
+    let env = Env::new();
+    let (k1, k2, k3) = (env.create_key(), env.create_key(), env.create_key());
+    let bucket = env.bucket(false);
+    let expected = env.path("expected.json");
+    env.fixtures(&[
+        "edk-objects",
+        &bucket,
+        "docs/",
+        "300",
+        &k1,
+        &k3,
+        SOURCE_CONTEXT,
+        expected.to_str().expect("utf-8"),
+    ]);
+    let url = format!("s3://{bucket}/docs/");
+    let (from, to) = (format!("kms:{k1}"), format!("kms:{k2}"));
+    let mut args = rewrap_args(&url, &from, &to, "run.journal");
+    args.extend(["--resume", "--concurrency", "8"]);
+    // A deterministic pseudo-random schedule of SIGKILLs, then runs until one finishes.
+    let mut seed = u64::from(std::process::id()) | 1;
+    let mut kills = 0;
+    let finished = loop {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rekey"))
+            .args(&args)
+            .current_dir(env.dir.path())
+            .envs(aws_env(&env.endpoint))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("rekey");
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let wait = std::time::Duration::from_millis(150 + (seed >> 33) % 700);
+        std::thread::sleep(wait);
+        if kills < 5 && child.try_wait().expect("wait").is_none() {
+            child.kill().expect("SIGKILL");
+            let _ = child.wait();
+            kills += 1;
+            continue;
+        }
+        let out = child.wait_with_output().expect("rekey");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        break serde_json::from_slice::<Value>(&out.stdout).expect("JSON");
+    };
+    assert_eq!(finished["failed"], 0, "{finished}");
+    assert!(kills > 0, "no run was killed; the schedule is too slow for this machine");
+    // Every object's data key opens under K2 (and only there) to the original bytes.
+    let decrypted: BTreeMap<String, String> =
+        serde_json::from_str(&env.fixtures(&["decrypt-edks", &bucket, "docs/", &k2, DEST_CONTEXT])).expect("JSON");
+    let wanted: BTreeMap<String, String> =
+        serde_json::from_str(&std::fs::read_to_string(&expected).expect("expected")).expect("JSON");
+    assert_eq!(decrypted, wanted, "after {kills} kills");
 }

@@ -14,6 +14,7 @@ Used by rotate-cli/tests/s3.rs and scripts/bench-s3.sh.
   s3_fixtures.py snapshot BUCKET PREFIX        -> JSON {key: HeadObject fields, tags, body sha256}
   s3_fixtures.py decrypt-edks BUCKET PREFIX KEY CTX_JSON -> JSON {key: base64 data key}
   s3_fixtures.py put BUCKET KEY BODY           -> overwrites one object (a concurrent writer)
+  s3_fixtures.py versions BUCKET PREFIX        -> JSON {key: number of versions}
 
 The endpoint comes from AWS_ENDPOINT_URL.
 """
@@ -137,6 +138,12 @@ def main(argv):
             assert plain["KeyId"].endswith(key_id.split("/")[-1]), plain["KeyId"]
             out[key] = base64.b64encode(plain["Plaintext"]).decode()
         json.dump(out, sys.stdout)
+    elif command == "versions":
+        counts = {}
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=argv[1], Prefix=argv[2]):
+            for v in page.get("Versions", []):
+                counts[v["Key"]] = counts.get(v["Key"], 0) + 1
+        json.dump(counts, sys.stdout)
     elif command == "put":
         s3.put_object(Bucket=argv[1], Key=argv[2], Body=argv[3].encode(), Metadata={"edk": "b3RoZXI="})
     else:
