@@ -22,7 +22,6 @@ can stream), bytes of a 64 B record, and the peak RSS of the 1 GiB run.
 import base64
 import json
 import os
-import resource
 import shutil
 import socket
 import statistics
@@ -55,16 +54,31 @@ def median_rate(fn, n):
 
 
 def run_measured(argv, env=None):
-    """Runs a command; returns (stdout, wall seconds, peak RSS in MiB) of that child alone."""
+    """Runs a command; returns (stdout, wall seconds, peak RSS in MiB) of that child alone.
+
+    The peak is the child's VmHWM, sampled every 5 ms: a high-water mark, so a
+    sample taken any time after the peak sees it. (getrusage's ru_maxrss is no
+    use here: a child forked from this Python process starts from its size.)
+    """
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    out = proc.stdout.read()
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed: {err.decode(errors='replace')[-2000:]}")
-    return out.decode(), seconds, usage.ru_maxrss / 1024
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
+        peak_kib = 0
+        while proc.poll() is None:
+            try:
+                with open(f"/proc/{proc.pid}/status") as status:
+                    for line in status:
+                        if line.startswith("VmHWM:"):
+                            peak_kib = max(peak_kib, int(line.split()[1]))
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.005)
+        seconds = time.perf_counter() - t0
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed: {err.read().decode(errors='replace')[-2000:]}")
+        return out.read().decode(), seconds, peak_kib / 1024
 
 
 def build_peer(features, name):
