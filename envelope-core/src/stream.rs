@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 
 use crate::aead::{Gcm, TAG_LEN};
 use crate::context::EncryptionContext;
@@ -60,7 +60,10 @@ impl Default for StreamOptions {
     /// One thread per available core, at most eight. Inputs of a single
     /// batch (up to 1 MiB) never start a thread.
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        // Asked once: on Linux the answer reads the cgroup limits from /proc,
+        // which would cost more than a small message's encryption.
+        static CORES: OnceLock<usize> = OnceLock::new();
+        let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
         Self::with_threads(cores.min(MAX_DEFAULT_THREADS))
     }
 }
