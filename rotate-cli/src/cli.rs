@@ -484,6 +484,9 @@ pub(crate) struct SseRotateArgs {
     /// Part size of a multipart copy (at least 5 MiB)
     #[arg(long, default_value_t = rotate_cli::engine::s3::DEFAULT_PART_SIZE, value_name = "BYTES")]
     pub(crate) part_size: u64,
+    /// Change nothing: write an S3 Batch Operations manifest and job definition for the same change into DIR
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["dry_run", "resume"])]
+    pub(crate) emit_batch_job: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub(crate) target: TargetArgs,
 }

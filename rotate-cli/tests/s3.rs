@@ -218,6 +218,7 @@ fn method_a_500_objects_rewrapped_every_other_property_kept_rerun_skips_rollback
         d["iam_actions"].to_string().contains("s3:PutObject")
             && d["iam_actions"].to_string().contains("kms:ReEncryptTo")
     );
+    assert!(d["preflight"].to_string().contains("versioning is off"), "{d}");
     same_except(&before, &env.snapshot(&bucket, "docs/"), &[]);
 
     let s = env.ok(&rewrap_args(&url, &from, &to, "run1.journal"));
@@ -508,4 +509,57 @@ fn method_a_killed_at_random_moments_and_resumed_loses_nothing() {
     let wanted: BTreeMap<String, String> =
         serde_json::from_str(&std::fs::read_to_string(&expected).expect("expected")).expect("JSON");
     assert_eq!(decrypted, wanted, "after {kills} kills");
+}
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn emit_batch_job_writes_the_documented_manifest_and_job_and_changes_nothing() {
+    let env = Env::new();
+    let (k1, k2, k3) = (env.create_key(), env.create_key(), env.create_key());
+    let bucket = env.bucket(false);
+    env.fixtures(&["sse-objects", &bucket, "b/", "9", &k1]);
+    env.fixtures(&["sse-objects", &bucket, "b/k3 ", "3", &k3]);
+    let before = env.snapshot(&bucket, "b/");
+    let url = format!("s3://{bucket}/b/");
+    for (method, operation) in [("auto", "S3UpdateObjectEncryption"), ("copy", "S3PutObjectCopy")] {
+        let dir = format!("batch-{method}");
+        let s = env.ok(&[
+            "s3",
+            "sse-rotate",
+            &url,
+            "--to",
+            &k2,
+            "--from",
+            &k1,
+            "--method",
+            method,
+            "--emit-batch-job",
+            &dir,
+            "--json",
+            "--no-progress",
+        ]);
+        assert_eq!(s["manifest_objects"], 9, "{s}");
+        // The manifest: S3BatchOperations_CSV_20180820, bucket and URL-encoded key, no header.
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_path(env.path(&format!("{dir}/manifest.csv")))
+            .expect("manifest");
+        let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
+        assert_eq!(rows.len(), 9);
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(row.len(), 2);
+            assert_eq!(&row[0], bucket.as_str());
+            assert_eq!(&row[1], format!("b/log{i:04}.txt").as_str(), "objects under K3 are not listed");
+        }
+        let job: Value =
+            serde_json::from_str(&std::fs::read_to_string(env.path(&format!("{dir}/job.json"))).expect("job"))
+                .expect("job JSON");
+        assert_eq!(job["Manifest"]["Spec"]["Format"], "S3BatchOperations_CSV_20180820");
+        assert_eq!(job["Manifest"]["Spec"]["Fields"], serde_json::json!(["Bucket", "Key"]));
+        assert_eq!(job["Report"]["Format"], "Report_CSV_20180820");
+        let op = &job["Operation"][operation];
+        let arn = if method == "copy" { &op["SSEAwsKmsKeyId"] } else { &op["ObjectEncryption"]["SSEKMS"]["KMSKeyArn"] };
+        assert_eq!(arn.as_str(), Some(k2.as_str()), "{job}");
+    }
+    same_except(&before, &env.snapshot(&bucket, "b/"), &[]);
 }

@@ -327,6 +327,9 @@ async fn run(
         for key in destination.into_iter().chain(source_keys) {
             preflight.push(keys.kms().preflight(&key).await?);
         }
+        if let Inventory::S3(spec) = &inventory {
+            preflight.extend(spec.dry_run_notes().await?);
+        }
     }
     let transform = Arc::new(transform);
     let engine = Engine {

@@ -87,6 +87,23 @@ impl S3Spec {
         ]
     }
 
+    /// What the dry run should say about the bucket: whether versioning
+    /// keeps earlier versions as backups.
+    pub(crate) async fn dry_run_notes(&self) -> Result<Vec<String>, CliError> {
+        let client = self.client().await?;
+        let versioning = client.get_bucket_versioning().bucket(&self.url.bucket).send().await.ok();
+        let enabled = versioning.as_ref().and_then(|v| v.status()).is_some_and(|s| s.as_str() == "Enabled");
+        Ok(vec![if enabled {
+            format!("s3://{}: versioning is on; each object's previous version stays as a backup", self.url.bucket)
+        } else {
+            format!(
+                "s3://{}: WARNING versioning is off: no earlier version is kept; the journal holds the old data keys \
+                 rollback needs (keep it)",
+                self.url.bucket
+            )
+        }])
+    }
+
     async fn client(&self) -> Result<Client, CliError> {
         s3_client(self.args.s3_path_style).await
     }
@@ -161,6 +178,10 @@ pub(crate) async fn sse_rotate(args: SseRotateArgs) -> Result<ExitCode, CliError
         SseMethodArg::Copy => SseMethod::Copy,
     };
     let client = spec.client().await?;
+    if let Some(dir) = &args.emit_batch_job {
+        let sizes = (args.bucket_key, args.multipart_threshold, args.part_size);
+        return emit_batch_job(dir, client, &spec, &target, method, (to, from), sizes).await;
+    }
     if method != SseMethod::Copy && !target.dry_run {
         let supported =
             rotate_cli::engine::s3::update_supported(&client, &spec.url.bucket, &spec.url.prefix, &to).await?;
@@ -257,6 +278,57 @@ pub(crate) async fn sse_rotate(args: SseRotateArgs) -> Result<ExitCode, CliError
         eprintln!("rekey: interrupted; rerun the same command with --resume");
         return Ok(ExitCode::from(INTERRUPTED));
     }
+    Ok(if summary.counts.failed > 0 { ExitCode::from(Code::Partial as u8) } else { ExitCode::SUCCESS })
+}
+
+/// `sse-rotate --emit-batch-job DIR`: the engine reads each object (HeadObject:
+/// `--from`, objects already under the key, `--sample`, `--shard`, `--limit`
+/// apply), changes nothing, and writes the manifest and the job for S3 Batch
+/// Operations.
+async fn emit_batch_job(
+    dir: &Path,
+    client: Client,
+    spec: &S3Spec,
+    target: &crate::cli::TargetArgs,
+    method: SseMethod,
+    (to, from): (String, Vec<String>),
+    (bucket_key, multipart_from, part_size): (Option<bool>, u64, u64),
+) -> Result<ExitCode, CliError> {
+    let job = SseJob { to, from, method, bucket_key, multipart_from, part_size };
+    let sink = rotate_cli::engine::s3::BatchJobSink::new(dir, &spec.url.bucket, job.clone())?;
+    let source = S3Source::new(client, spec.url.clone(), S3Job::Sse(job), &spec.include, &spec.exclude, None)?;
+    let settings = Settings {
+        concurrency: target.concurrency,
+        sample_percent: target.sample,
+        shard: target.inventory.shard,
+        limit: target.limit,
+        preflight: false,
+        ..Settings::default()
+    };
+    let engine = Engine {
+        operation: "emit-batch-job",
+        settings,
+        transform: None,
+        failures: Arc::new(FailureLog::new(target.failures.clone())),
+        progress: progress(!target.no_progress),
+        cancel: cancel_on_signals(),
+    };
+    let mut summary = engine.run(source, Arc::clone(&sink)).await?;
+    let manifest = dir.join("manifest.csv");
+    let job_file = dir.join("job.json");
+    summary.extra.push(("manifest".into(), json!(manifest.display().to_string())));
+    summary.extra.push(("manifest_objects".into(), json!(sink.rows())));
+    summary.extra.push(("job".into(), json!(job_file.display().to_string())));
+    print_summary(&summary, target.json, false);
+    eprintln!(
+        "rekey: nothing was changed. To run the job with S3 Batch Operations:\n  \
+         aws s3 cp {m} s3://MANIFEST_BUCKET/MANIFEST_KEY\n  \
+         aws s3api head-object --bucket MANIFEST_BUCKET --key MANIFEST_KEY --query ETag --output text\n  \
+         # fill ACCOUNT_ID, MANIFEST_BUCKET, MANIFEST_KEY, MANIFEST_ETAG, REPORT_BUCKET and the role in {j}, then:\n  \
+         aws s3control create-job --cli-input-json file://{j}",
+        m = manifest.display(),
+        j = job_file.display()
+    );
     Ok(if summary.counts.failed > 0 { ExitCode::from(Code::Partial as u8) } else { ExitCode::SUCCESS })
 }
 

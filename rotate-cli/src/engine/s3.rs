@@ -1034,6 +1034,135 @@ impl Sink<ObjectUnit> for ObjectSink {
     }
 }
 
+/// `--emit-batch-job DIR`: instead of changing objects, writes an S3 Batch
+/// Operations manifest (`manifest.csv`, the documented
+/// `S3BatchOperations_CSV_20180820` format: bucket and URL-encoded key per
+/// line) of the objects the run would change, in listing order, and the job
+/// definition (`job.json`, the `aws s3control create-job --cli-input-json`
+/// input) doing the same change: `S3UpdateObjectEncryption`, or
+/// `S3PutObjectCopy` with the new key for `--method copy`.
+#[derive(Debug)]
+pub struct BatchJobSink {
+    dir: std::path::PathBuf,
+    bucket: String,
+    job: SseJob,
+    manifest: Mutex<Option<std::io::BufWriter<std::fs::File>>>,
+    rows: std::sync::atomic::AtomicU64,
+}
+
+impl BatchJobSink {
+    /// A sink writing into `dir` (created; existing manifest and job files are refused).
+    ///
+    /// # Errors
+    /// The directory cannot be made or already holds a manifest.
+    pub fn new(dir: &std::path::Path, bucket: &str, job: SseJob) -> Result<Arc<Self>, Error> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), &e))?;
+        let path = dir.join("manifest.csv");
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(|e| {
+            Error::io(format!("cannot create {}", path.display()), &e)
+                .hint("choose an empty --emit-batch-job directory")
+        })?;
+        Ok(Arc::new(Self {
+            dir: dir.to_path_buf(),
+            bucket: bucket.to_owned(),
+            job,
+            manifest: Mutex::new(Some(std::io::BufWriter::new(file))),
+            rows: std::sync::atomic::AtomicU64::new(0),
+        }))
+    }
+
+    /// Objects written to the manifest.
+    pub fn rows(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
+    }
+
+    /// The job definition, with placeholders (in capitals) for what only the
+    /// operator knows: the account, the role, where the manifest and the
+    /// report go.
+    pub fn job_definition(&self) -> Value {
+        let operation = match self.job.method {
+            SseMethod::Copy => {
+                let mut copy = json!({
+                    "TargetResource": format!("arn:aws:s3:::{}", self.bucket),
+                    "MetadataDirective": "COPY",
+                    "SSEAwsKmsKeyId": self.job.to,
+                });
+                if let Some(b) = self.job.bucket_key {
+                    copy["BucketKeyEnabled"] = json!(b);
+                }
+                json!({ "S3PutObjectCopy": copy })
+            }
+            _ => {
+                let mut sse = json!({ "KMSKeyArn": self.job.to });
+                if let Some(b) = self.job.bucket_key {
+                    sse["BucketKeyEnabled"] = json!(b);
+                }
+                json!({ "S3UpdateObjectEncryption": { "ObjectEncryption": { "SSEKMS": sse } } })
+            }
+        };
+        json!({
+            "AccountId": "ACCOUNT_ID",
+            "ConfirmationRequired": true,
+            "Operation": operation,
+            "Manifest": {
+                "Spec": { "Format": "S3BatchOperations_CSV_20180820", "Fields": ["Bucket", "Key"] },
+                "Location": { "ObjectArn": "arn:aws:s3:::MANIFEST_BUCKET/MANIFEST_KEY", "ETag": "MANIFEST_ETAG" },
+            },
+            "Report": {
+                "Bucket": "arn:aws:s3:::REPORT_BUCKET",
+                "Format": "Report_CSV_20180820",
+                "Enabled": true,
+                "Prefix": "rekey-batch-reports",
+                "ReportScope": "AllTasks",
+            },
+            "Priority": 10,
+            "RoleArn": "arn:aws:iam::ACCOUNT_ID:role/BATCH_OPERATIONS_ROLE",
+            "Description": format!("rekey: objects of s3://{} to KMS key {}", self.bucket, self.job.to),
+        })
+    }
+}
+
+impl Sink<ObjectUnit> for BatchJobSink {
+    fn start(&self, _journal: Option<Arc<Journal>>, _checkpoint: Option<&Checkpoint>) -> Result<(), Error> {
+        Ok(())
+    }
+
+    async fn write(&self, _unit: &mut Unit<ObjectUnit>) -> Result<(), ItemError> {
+        Ok(())
+    }
+
+    fn commit(&self, unit: Unit<ObjectUnit>, _counts: &Counts) -> Result<Vec<Rejected>, Error> {
+        if unit.selected && unit.changed() {
+            use std::io::Write;
+            let mut manifest = self.manifest.lock().map_err(|_| Error::new(ErrorKind::Io, "manifest lock poisoned"))?;
+            if let Some(out) = manifest.as_mut() {
+                writeln!(out, "{},{}", self.bucket, form_encode_key(&unit.payload.key))
+                    .map_err(|e| Error::io("cannot write the manifest", &e))?;
+                self.rows.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    fn finish(&self, _complete: bool, _counts: &Counts) -> Result<Vec<Rejected>, Error> {
+        use std::io::Write;
+        let mut manifest = self.manifest.lock().map_err(|_| Error::new(ErrorKind::Io, "manifest lock poisoned"))?;
+        if let Some(mut out) = manifest.take() {
+            out.flush().map_err(|e| Error::io("cannot write the manifest", &e))?;
+            out.get_ref().sync_all().map_err(|e| Error::io("cannot sync the manifest", &e))?;
+        }
+        let path = self.dir.join("job.json");
+        let text = serde_json::to_string_pretty(&self.job_definition()).unwrap_or_default() + "\n";
+        std::fs::write(&path, text).map_err(|e| Error::io(format!("cannot write {}", path.display()), &e))?;
+        Ok(Vec::new())
+    }
+}
+
+/// A key as S3 Batch Operations CSV manifests want it: URL-encoded, slashes kept.
+fn form_encode_key(key: &str) -> String {
+    encode_key(key)
+}
+
 /// `rekey scan s3://...`: objects per SSE-KMS key, per server-side
 /// encryption, and the metadata data keys.
 #[derive(Debug, Default)]
