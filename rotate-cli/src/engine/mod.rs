@@ -257,6 +257,9 @@ impl Settings {
     /// chosen on every run and every machine, so a later full run finishes
     /// the rest and N shards cover every unit exactly once.
     pub fn selects(&self, id: &str) -> bool {
+        if self.sample_percent.is_none() && self.shard.is_none() {
+            return true;
+        }
         let digest = Sha256::digest(id.as_bytes());
         let in_sample = self.sample_percent.is_none_or(|percent| {
             let bucket = u64::from(u16::from_be_bytes([digest[0], digest[1]])) % 10_000;
@@ -379,12 +382,12 @@ impl Engine {
             let Some(mut unit) = source.next_unit()? else {
                 return Ok(None);
             };
-            unit.selected = self.settings.selects(&unit.id)
-                && !resume.done.contains(&id_hash(&unit.id))
-                && self.settings.limit.is_none_or(|l| selected < l);
+            let done = !resume.done.is_empty() && resume.done.contains(&id_hash(&unit.id));
+            unit.selected =
+                !done && self.settings.selects(&unit.id) && self.settings.limit.is_none_or(|l| selected < l);
             if unit.selected {
                 selected += 1;
-            } else if resume.done.contains(&id_hash(&unit.id)) {
+            } else if done {
                 done_before += 1;
             }
             Ok(Some(unit))
@@ -430,7 +433,8 @@ impl Engine {
         sink.start(journal.clone(), resume.checkpoint.as_ref().map(|(at, _)| at))?;
 
         let attempts = self.settings.item_attempts.max(1);
-        let window = self.settings.concurrency.max(1).div_ceil(S::BATCH).max(2);
+        // --concurrency tasks in flight, each a batch of units handled in turn.
+        let window = self.settings.concurrency.max(2);
         let mut in_flight: VecDeque<tokio::task::JoinHandle<Batch<S::Payload>>> = VecDeque::new();
         let mut exhausted = false;
         let mut stop = None;

@@ -11,6 +11,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -21,8 +22,8 @@ use super::transform::Outcome;
 use super::{Item, Rejected, Sink, Source, Unit};
 use crate::fsio;
 
-/// Records between durable checkpoints.
-const CHECKPOINT_EVERY: u64 = 4096;
+/// Time between durable checkpoints: a crash costs at most this much work again.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// The longest record accepted.
 const MAX_RECORD: usize = 64 << 20;
 
@@ -50,6 +51,9 @@ pub struct RecordUnit {
     /// The record exactly as read, line ending included.
     raw: Vec<u8>,
     fields: Arc<Fields>,
+    /// Per JSON field: where its value's literal is in `raw`, when it is a
+    /// plain top-level string (then a change is spliced in exactly).
+    spans: Vec<Option<Range<usize>>>,
     /// The changed record, when an item changed.
     output: Option<Vec<u8>>,
 }
@@ -170,27 +174,49 @@ impl Source for RecordSource {
             return Ok(None);
         };
         self.number += 1;
-        let unit = RecordUnit { number: self.number, raw, fields: Arc::clone(&self.fields), output: None };
+        let unit =
+            RecordUnit { number: self.number, raw, fields: Arc::clone(&self.fields), spans: Vec::new(), output: None };
         Ok(Some(Unit::new(format!("record {}", self.number), unit)))
     }
 
     async fn load(unit: &mut Unit<RecordUnit>) -> Result<(), ItemError> {
-        let record = &unit.payload;
+        let record = &mut unit.payload;
         let body = strip_line_ending(&record.raw);
-        let name = |field: &str| format!("record {} {field}", record.number);
+        let number = record.number;
+        let name = |field: &str| format!("record {number} {field}");
         unit.items = match &*record.fields {
-            Fields::Json(pointers) => {
-                let value: serde_json::Value = serde_json::from_slice(body)
-                    .map_err(|e| ItemError::input(format!("the record is not JSON: {e}")))?;
-                pointers
-                    .iter()
-                    .map(|p| match value.pointer(p) {
-                        Some(serde_json::Value::String(s)) => Item::new(name(p), s.clone().into_bytes()),
-                        Some(serde_json::Value::Null) => Item::new(name(p), Vec::new()),
-                        _ => failed_item(name(p), "the field is missing or not a string"),
-                    })
-                    .collect()
-            }
+            Fields::Json(pointers) => match top_level_fields(body, pointers) {
+                // The common case: top-level fields, read in place, their spans kept.
+                Some(fields) => {
+                    let mut items = Vec::with_capacity(pointers.len());
+                    record.spans = Vec::with_capacity(pointers.len());
+                    for (p, field) in pointers.iter().zip(fields) {
+                        let (item, span) = match field {
+                            Field::Plain(span) => {
+                                (Item::new(name(p), body[span.start + 1..span.end - 1].to_vec()), Some(span))
+                            }
+                            Field::Escaped(text) => (Item::new(name(p), text.into_bytes()), None),
+                            Field::Null => (Item::new(name(p), Vec::new()), None),
+                            Field::Missing => (failed_item(name(p), "the field is missing or not a string"), None),
+                        };
+                        items.push(item);
+                        record.spans.push(span);
+                    }
+                    items
+                }
+                None => {
+                    let value: serde_json::Value = serde_json::from_slice(body)
+                        .map_err(|e| ItemError::input(format!("the record is not JSON: {e}")))?;
+                    pointers
+                        .iter()
+                        .map(|p| match value.pointer(p) {
+                            Some(serde_json::Value::String(s)) => Item::new(name(p), s.clone().into_bytes()),
+                            Some(serde_json::Value::Null) => Item::new(name(p), Vec::new()),
+                            _ => failed_item(name(p), "the field is missing or not a string"),
+                        })
+                        .collect()
+                }
+            },
             Fields::Csv(columns) => {
                 let row = parse_csv(body).map_err(|e| ItemError::input(format!("bad CSV row: {e}")))?;
                 columns
@@ -207,6 +233,57 @@ impl Source for RecordSource {
         };
         Ok(())
     }
+}
+
+/// A top-level string field of a JSON record.
+enum Field {
+    /// A literal without escapes, at this span (quotes included).
+    Plain(Range<usize>),
+    /// A literal with escapes, decoded.
+    Escaped(String),
+    Null,
+    /// Missing, or not a string.
+    Missing,
+}
+
+/// The fields at one-segment pointers (`/name`) of a JSON object, read in
+/// place without building the whole value; `None` when a pointer is deeper,
+/// a key is escaped or the record is not a plain object (the caller then
+/// parses the whole value, and reports what is wrong with it).
+fn top_level_fields(body: &[u8], pointers: &[String]) -> Option<Vec<Field>> {
+    let keys: Vec<&str> =
+        pointers.iter().map(|p| p.strip_prefix('/').filter(|k| !k.contains(['/', '~']))).collect::<Option<_>>()?;
+    let map: std::collections::HashMap<&str, &serde_json::value::RawValue> = serde_json::from_slice(body).ok()?;
+    let base = body.as_ptr() as usize;
+    Some(
+        keys.iter()
+            .map(|key| match map.get(key).map(|raw| raw.get()) {
+                Some("null") => Field::Null,
+                Some(text) if text.starts_with('"') && !text.contains('\\') => {
+                    let start = text.as_ptr() as usize - base;
+                    Field::Plain(start..start + text.len())
+                }
+                Some(text) if text.starts_with('"') => {
+                    serde_json::from_str(text).map_or(Field::Missing, Field::Escaped)
+                }
+                _ => Field::Missing,
+            })
+            .collect(),
+    )
+}
+
+/// A JSON string literal of `value`: quotes around it as it is when nothing
+/// in it needs escaping (base64 text never does), serde's encoding otherwise.
+fn json_literal(value: &[u8]) -> Result<Vec<u8>, String> {
+    if value.iter().all(|b| (0x20..0x7f).contains(b) && *b != b'"' && *b != b'\\') {
+        let mut out = Vec::with_capacity(value.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(value);
+        out.push(b'"');
+        return Ok(out);
+    }
+    let text = std::str::from_utf8(value).map_err(|_| "a binary item cannot go into a JSON field")?;
+    serde_json::to_vec(text).map_err(|e| e.to_string())
 }
 
 fn failed_item(name: String, message: &str) -> Item {
@@ -241,32 +318,36 @@ fn encode_changed(unit: &Unit<RecordUnit>) -> Result<Vec<u8>, String> {
     });
     let mut out = match &*record.fields {
         Fields::Json(pointers) => {
-            let mut line = body.to_vec();
-            let mut value: Option<serde_json::Value> = None;
-            for (i, item, new) in changes {
-                let new = String::from_utf8(new.clone()).map_err(|_| "a binary item cannot go into a JSON field")?;
-                let old_literal =
-                    serde_json::to_vec(&String::from_utf8_lossy(&item.bytes)).map_err(|e| e.to_string())?;
-                let new_literal = serde_json::to_vec(&new).map_err(|e| e.to_string())?;
-                // Exact splice when the old value occurs once as written; else re-encode.
-                match find_once(&line, &old_literal) {
-                    Some(at) if value.is_none() => {
-                        line.splice(at..at + old_literal.len(), new_literal);
+            let changes: Vec<(usize, &Vec<u8>)> = changes.map(|(i, _, new)| (i, new)).collect();
+            let spans: Option<Vec<(Range<usize>, &Vec<u8>)>> = changes
+                .iter()
+                .map(|(i, new)| record.spans.get(*i).cloned().flatten().map(|span| (span, *new)))
+                .collect();
+            match spans {
+                // Exact splices, left to right.
+                Some(mut spans) => {
+                    spans.sort_by_key(|(span, _)| span.start);
+                    let mut line = Vec::with_capacity(body.len() + 64);
+                    let mut at = 0;
+                    for (span, new) in spans {
+                        line.extend_from_slice(&body[at..span.start]);
+                        line.extend_from_slice(&json_literal(new)?);
+                        at = span.end;
                     }
-                    _ => {
-                        let v = match value.as_mut() {
-                            Some(v) => v,
-                            None => value.insert(serde_json::from_slice(&line).map_err(|e| e.to_string())?),
-                        };
-                        if let Some(slot) = v.pointer_mut(&pointers[i]) {
+                    line.extend_from_slice(&body[at..]);
+                    line
+                }
+                None => {
+                    let mut value: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+                    for (i, new) in changes {
+                        let new =
+                            String::from_utf8(new.clone()).map_err(|_| "a binary item cannot go into a JSON field")?;
+                        if let Some(slot) = value.pointer_mut(&pointers[i]) {
                             *slot = serde_json::Value::String(new);
                         }
                     }
+                    serde_json::to_vec(&value).map_err(|e| e.to_string())?
                 }
-            }
-            match value {
-                Some(v) => serde_json::to_vec(&v).map_err(|e| e.to_string())?,
-                None => line,
             }
         }
         Fields::Csv(columns) => {
@@ -285,12 +366,6 @@ fn encode_changed(unit: &Unit<RecordUnit>) -> Result<Vec<u8>, String> {
     };
     out.extend_from_slice(line_ending(&record.raw));
     Ok(out)
-}
-
-fn find_once(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    let mut found = haystack.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle).map(|(i, _)| i);
-    let first = found.next()?;
-    found.next().is_none().then_some(first)
 }
 
 /// Where a stream's output goes.
@@ -319,6 +394,7 @@ struct Open {
     out: Out,
     journal: Option<Arc<Journal>>,
     last: u64,
+    checkpointed: std::time::Instant,
 }
 
 impl StreamSink {
@@ -423,7 +499,7 @@ impl Sink<RecordUnit> for StreamSink {
         };
         let last = checkpoint.map_or(0, |c| c.records);
         *self.state.lock().map_err(|_| Error::new(ErrorKind::Io, "output lock poisoned"))? =
-            Some(Open { out, journal, last });
+            Some(Open { out, journal, last, checkpointed: std::time::Instant::now() });
         if checkpoint.is_none()
             && let Some(header) = &self.header
         {
@@ -446,9 +522,10 @@ impl Sink<RecordUnit> for StreamSink {
         self.with_open(|open| {
             open.out.write(record.output.as_deref().unwrap_or(&record.raw))?;
             open.last = record.number;
-            if record.number.is_multiple_of(CHECKPOINT_EVERY)
+            if open.checkpointed.elapsed() >= CHECKPOINT_EVERY
                 && let Some(journal) = &open.journal
             {
+                open.checkpointed = std::time::Instant::now();
                 let output_bytes = open.out.sync()?;
                 let at = Checkpoint { records: record.number, output_bytes, position: None };
                 journal.append(&Entry::Checkpoint { at, counts: *counts }, true)?;
@@ -459,7 +536,7 @@ impl Sink<RecordUnit> for StreamSink {
 
     fn finish(&self, complete: bool, counts: &Counts) -> Result<Vec<Rejected>, Error> {
         let mut guard = self.state.lock().map_err(|_| Error::new(ErrorKind::Io, "output lock poisoned"))?;
-        let Some(Open { mut out, journal, last }) = guard.take() else {
+        let Some(Open { mut out, journal, last, .. }) = guard.take() else {
             return Ok(Vec::new());
         };
         let bytes = out.sync()?;
