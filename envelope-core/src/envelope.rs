@@ -119,8 +119,12 @@ impl<'a> Envelope<'a> {
     /// # Errors
     /// [`Error::Authentication`] when it is not.
     pub fn verify_data_key(&self, data_key: &DataKey) -> Result<(), Error> {
-        MessageKeys::derive(self.header.suite, data_key, &self.header.message_id)
-            .check_commitment(&self.header.commitment)
+        crate::suite::check_commitment_only(
+            self.header.suite,
+            data_key,
+            &self.header.message_id,
+            &self.header.commitment,
+        )
     }
 
     /// Decrypts the body with `data_key`, checking the commitment first.

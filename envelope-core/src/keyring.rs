@@ -227,5 +227,5 @@ pub async fn unwrap_data_key_checked(
 /// # Errors
 /// [`Error::Authentication`] when `data_key` is not the envelope's data key.
 pub fn verify_commitment(header: &crate::Header, data_key: &DataKey) -> Result<(), Error> {
-    crate::suite::MessageKeys::derive(header.suite, data_key, &header.message_id).check_commitment(&header.commitment)
+    crate::suite::check_commitment_only(header.suite, data_key, &header.message_id, &header.commitment)
 }

@@ -97,19 +97,27 @@ fn key_schedule(
     message_id: &[u8; MESSAGE_ID_LEN],
 ) -> (Zeroizing<[u8; 32]>, [u8; COMMITMENT_LEN]) {
     let suite_id = suite.id().to_be_bytes();
-    let mut s = Schedule::default();
-    s.block[..32].copy_from_slice(message_id);
-    s.key_from_block();
-    s.mac(&[data_key.expose_secret()]);
-    // The PRK is the next key.
-    s.block[..32].copy_from_slice(&s.digest);
-    s.key_from_block();
+    let mut s = Schedule::extract(data_key, message_id);
     let mut body_key = Zeroizing::new([0u8; 32]);
     s.mac(&[b"rekey v1 body key", &suite_id, &[1]]);
     body_key.copy_from_slice(&s.digest);
     // The commitment is public: it is written into the header.
     s.mac(&[b"rekey v1 commitment", &suite_id, &[1]]);
     (body_key, s.digest)
+}
+
+/// Checks `data_key` against a stored commitment (MUST 5.2) without
+/// deriving the body key or building a cipher: what re-wraps and proofs
+/// need, where no body is opened.
+pub(crate) fn check_commitment_only(
+    suite: Suite,
+    data_key: &DataKey,
+    message_id: &[u8; MESSAGE_ID_LEN],
+    stored: &[u8; COMMITMENT_LEN],
+) -> Result<(), Error> {
+    let mut s = Schedule::extract(data_key, message_id);
+    s.mac(&[b"rekey v1 commitment", &suite.id().to_be_bytes(), &[1]]);
+    if bool::from(s.digest.ct_eq(stored)) { Ok(()) } else { Err(Error::Authentication) }
 }
 
 const SHA256_IV: [u32; 8] =
@@ -138,6 +146,18 @@ impl Default for Schedule {
 }
 
 impl Schedule {
+    /// HKDF-Extract with the message id as salt, leaving the PRK as the HMAC key.
+    fn extract(data_key: &DataKey, message_id: &[u8; MESSAGE_ID_LEN]) -> Self {
+        let mut s = Self::default();
+        s.block[..32].copy_from_slice(message_id);
+        s.key_from_block();
+        s.mac(&[data_key.expose_secret()]);
+        // The PRK is the next key.
+        s.block[..32].copy_from_slice(&s.digest);
+        s.key_from_block();
+        s
+    }
+
     /// Sets the HMAC key from the first 32 bytes of `block` (two compressions).
     fn key_from_block(&mut self) {
         self.block[32..].fill(0);
