@@ -15,6 +15,9 @@ Used by rotate-cli/tests/s3.rs and scripts/bench-s3.sh.
   s3_fixtures.py decrypt-edks BUCKET PREFIX KEY CTX_JSON -> JSON {key: base64 data key}
   s3_fixtures.py put BUCKET KEY BODY           -> overwrites one object (a concurrent writer)
   s3_fixtures.py versions BUCKET PREFIX        -> JSON {key: number of versions}
+  s3_fixtures.py put-file BUCKET KEY PATH SSE_KEY -> uploads a file (multipart above 8 MiB) with
+        metadata, content headers, tags and SSE-KMS under SSE_KEY
+  s3_fixtures.py get BUCKET KEY PATH           -> downloads an object
 
 The endpoint comes from AWS_ENDPOINT_URL.
 """
@@ -144,6 +147,18 @@ def main(argv):
             for v in page.get("Versions", []):
                 counts[v["Key"]] = counts.get(v["Key"], 0) + 1
         json.dump(counts, sys.stdout)
+    elif command == "put-file":
+        bucket, key, path, sse_key = argv[1:5]
+        s3.upload_file(path, bucket, key, ExtraArgs={
+            "Metadata": {"app": "vault", "name": os.path.basename(path)},
+            "ContentType": "application/vnd.rekey.envelope",
+            "CacheControl": "no-store",
+            "ServerSideEncryption": "aws:kms",
+            "SSEKMSKeyId": sse_key,
+            "Tagging": "kind=envelope",
+        })
+    elif command == "get":
+        s3.download_file(argv[1], argv[2], argv[3])
     elif command == "put":
         s3.put_object(Bucket=argv[1], Key=argv[2], Body=argv[3].encode(), Metadata={"edk": "b3RoZXI="})
     else:

@@ -57,10 +57,9 @@ impl S3Spec {
     fn job(&self) -> Result<S3Job, CliError> {
         match &self.args.metadata_key {
             Some(name) if !name.is_empty() => Ok(S3Job::MetadataKey { name: name.clone() }),
-            _ => Err(CliError::usage(
-                "rewrapping S3 objects needs --metadata-key NAME: the user-metadata entry holding the data key",
-            )
-            .hint("to change the SSE-KMS key of objects, use `rekey s3 sse-rotate`")),
+            Some(_) => Err(CliError::usage("--metadata-key needs the name of the metadata entry holding the data key")),
+            // Without --metadata-key, the objects' bodies are rekey envelopes.
+            None => Ok(S3Job::Envelope),
         }
     }
 

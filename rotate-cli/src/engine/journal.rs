@@ -175,6 +175,19 @@ pub enum ObjectUndo {
         /// SHA-256 of the value rekey wrote.
         new_sha256: String,
     },
+    /// An object whose body is a rekey envelope got a new key list.
+    Envelope {
+        /// The old key list (as in [`Undo::KeyList`]): with the new object's
+        /// unchanged header core and body it rebuilds the original.
+        edks_b64: String,
+        /// SHA-256 of what was read (the whole object, or its header).
+        old_sha256: String,
+        /// SHA-256 of what rekey wrote (the whole object, or its header).
+        new_sha256: String,
+        /// Only the header was read and rewritten (a large framed envelope).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        header_only: bool,
+    },
     /// The object's server-side encryption was changed.
     Sse {
         /// The old `x-amz-server-side-encryption` (`aws:kms`, `AES256`), if any.

@@ -223,6 +223,14 @@ pub enum S3Job {
     },
     /// Method B: change the SSE-KMS key.
     Sse(SseJob),
+    /// The object's body is a rekey envelope: its key list is re-wrapped.
+    /// Objects up to 8 MiB are read and written whole (`PutObject` with
+    /// `If-Match`); larger framed envelopes only by their header (a ranged
+    /// GET): the new object is the new header with the old body, uploaded in
+    /// parts whose first carries the header and the body's first 8 MiB and
+    /// the rest are `UploadPartCopy` ranges of the object itself (constant
+    /// memory, the body never passes through whole, no plaintext anywhere).
+    Envelope,
     /// Count keys: SSE-KMS key ids, and the metadata entry when named.
     Scan {
         /// The user-metadata entry holding a data key, if any.
@@ -488,6 +496,24 @@ impl Source for S3Source {
                         old_edks: None,
                         job: None,
                     }));
+                }
+            }
+            S3Job::Envelope => {
+                if head.size <= READ_WHOLE_UP_TO {
+                    item.bytes = get_bytes(&shared.client, &shared.bucket, &unit.payload.key, &head, None).await?;
+                } else {
+                    match read_header(&shared.client, &shared.bucket, &unit.payload.key, &head).await? {
+                        Some(header) => {
+                            item.bytes = header;
+                            item.header_only = true;
+                        }
+                        None => {
+                            item.result = Some(Err(ItemError::input(
+                                "an object over 8 MiB that is not a framed rekey envelope: only framed envelopes \
+                                 are rewritten by their header",
+                            )));
+                        }
+                    }
                 }
             }
             S3Job::Scan { metadata_key } => {
@@ -932,11 +958,51 @@ impl Sink<ObjectUnit> for ObjectSink {
             item.result = Some(Ok(Outcome::Skipped));
             return Ok(());
         }
-        let Some(Ok(Outcome::Changed { new, .. })) = &item.result else {
+        let Some(Ok(Outcome::Changed { new, old_edks, .. })) = &item.result else {
             return Ok(());
         };
         let journal = Arc::clone(self.journal.get().ok_or_else(|| ItemError::new(ItemErrorCode::Io, "no journal"))?);
         let (client, bucket, key) = (&shared.client, shared.bucket.as_str(), unit.payload.key.as_str());
+        if let S3Job::Envelope = &shared.job {
+            let Some(old_edks) = old_edks else {
+                return Err(ItemError::new(
+                    ItemErrorCode::BadInput,
+                    "re-encrypting S3 objects is not supported yet; `rekey rewrap` replaces their wrapped keys",
+                ));
+            };
+            let undo = ObjectUndo::Envelope {
+                edks_b64: encode_edks(old_edks),
+                old_sha256: journal::sha256(&item.bytes),
+                new_sha256: journal::sha256(new),
+                header_only: item.header_only,
+            };
+            still_as_read(client, bucket, key, &read).await?;
+            let entry = Entry::Object {
+                item: unit.id.clone(),
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                version_id: read.version_id.clone(),
+                etag: read.etag.clone(),
+                undo,
+            };
+            journal.append(&entry, true).map_err(|e| io_error("cannot write the journal", &e))?;
+            let written = if item.header_only {
+                rewrite_header(client, bucket, key, &read, new, item.bytes.len()).await
+            } else {
+                put_whole(client, bucket, key, &read, new.clone()).await
+            };
+            return match written {
+                Ok(()) => journal
+                    .append(&Entry::Done { item: unit.id.clone() }, false)
+                    .map_err(|e| io_error("cannot write the journal", &e)),
+                Err(e) => {
+                    if e.code == ItemErrorCode::ChangedDuringRotation {
+                        let _ = journal.append(&Entry::Abandoned { item: unit.id.clone() }, false);
+                    }
+                    Err(e)
+                }
+            };
+        }
         let new = String::from_utf8(new.clone())
             .map_err(|_| ItemError::new(ItemErrorCode::BadInput, "internal: a new value that is not text"))?;
         let (undo, change, sse_job) = match &shared.job {
@@ -964,7 +1030,7 @@ impl Sink<ObjectUnit> for ObjectSink {
                 };
                 (undo, change, Some(job))
             }
-            S3Job::Scan { .. } => return Ok(()),
+            S3Job::Scan { .. } | S3Job::Envelope => return Ok(()),
         };
         still_as_read(client, bucket, key, &read).await?;
         let entry = Entry::Object {
@@ -1318,6 +1384,9 @@ pub fn run_params(url: &S3Url, job: &S3Job) -> RunParams {
             params.insert("from".into(), job.from.join(","));
             params.insert("method".into(), format!("{:?}", job.method).to_lowercase());
         }
+        S3Job::Envelope => {
+            params.insert("objects".into(), "envelopes".into());
+        }
         S3Job::Scan { .. } => {}
     }
     params
@@ -1380,6 +1449,31 @@ enum Restoration {
 async fn restore_object(client: &Client, bucket: &str, key: &str, undo: &ObjectUndo) -> Result<Restoration, ItemError> {
     let now = head(client, bucket, key).await?;
     let change = match undo {
+        ObjectUndo::Envelope { edks_b64, old_sha256, new_sha256, header_only } => {
+            let current = if *header_only {
+                read_header(client, bucket, key, &now).await?.unwrap_or_default()
+            } else {
+                get_bytes(client, bucket, key, &now, None).await?
+            };
+            let hash = journal::sha256(&current);
+            if hash == *old_sha256 {
+                return Ok(Restoration::AlreadyBack);
+            }
+            if hash != *new_sha256 {
+                return Ok(Restoration::Conflict("the object changed since the run".into()));
+            }
+            let edks = decode_edks(edks_b64)?;
+            let original = rebuild(&current, &edks)
+                .filter(|o| journal::sha256(o) == *old_sha256)
+                .ok_or_else(|| ItemError::input("the journal's undo record does not rebuild the original"))?;
+            still_as_read(client, bucket, key, &now).await?;
+            if *header_only {
+                rewrite_header(client, bucket, key, &now, &original, current.len()).await?;
+            } else {
+                put_whole(client, bucket, key, &now, original).await?;
+            }
+            return Ok(Restoration::Done);
+        }
         ObjectUndo::Metadata { name, old_b64, new_sha256 } => {
             let old = String::from_utf8(journal::unb64(old_b64).map_err(|e| ItemError::input(e.message))?)
                 .map_err(|_| ItemError::input("the journal's old metadata value is not text"))?;
@@ -1412,6 +1506,237 @@ async fn restore_object(client: &Client, bucket: &str, key: &str, undo: &ObjectU
     still_as_read(client, bucket, key, &now).await?;
     self_copy(client, bucket, key, &now, &change, MAX_SINGLE_COPY, DEFAULT_PART_SIZE).await?;
     Ok(Restoration::Done)
+}
+
+/// Objects up to this size are read whole; larger ones only by their header.
+pub const READ_WHOLE_UP_TO: u64 = 8 << 20;
+/// The largest envelope header read.
+const MAX_HEADER: usize = 4 << 20;
+/// Body bytes sent with the new header in the first part of a rewrite.
+const FIRST_PART_BODY: u64 = 8 << 20;
+/// Ranges copied server-side per part of a rewrite.
+const COPY_PART: u64 = 256 << 20;
+
+/// GetObject of the version read, conditional on its ETag; a byte range or all.
+async fn get_bytes(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    read: &Head,
+    range: Option<(u64, u64)>,
+) -> Result<Vec<u8>, ItemError> {
+    let out = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(read.version_id.clone())
+        .if_match(&read.etag)
+        .set_range(range.map(|(a, b)| format!("bytes={a}-{b}")))
+        .send()
+        .await
+        .map_err(|e| item_error("GetObject", &e))?;
+    let body = out.body.collect().await.map_err(|e| io_error("cannot read the object", &e))?;
+    Ok(body.into_bytes().to_vec())
+}
+
+/// The header of a framed envelope (growing ranged GETs); `None` when the
+/// object is not a framed envelope.
+async fn read_header(client: &Client, bucket: &str, key: &str, read: &Head) -> Result<Option<Vec<u8>>, ItemError> {
+    let options = envelope_core::ParseOptions { max_encrypted_data_keys: 255 };
+    let mut want: u64 = 64 << 10;
+    loop {
+        let end = want.min(read.size).saturating_sub(1);
+        let mut bytes = get_bytes(client, bucket, key, read, Some((0, end))).await?;
+        match envelope_core::Header::parse_prefix(&bytes, &options) {
+            Ok((header, _, len)) => {
+                bytes.truncate(len);
+                return Ok(matches!(header.body_form, envelope_core::BodyForm::Framed { .. }).then_some(bytes));
+            }
+            Err(envelope_core::FormatError::Truncated(_))
+                if want < read.size && usize::try_from(want).is_ok_and(|w| w < MAX_HEADER) =>
+            {
+                want *= 4;
+            }
+            Err(_) => return Ok(None),
+        }
+    }
+}
+
+/// The object's tags as the `x-amz-tagging` header wants them.
+async fn tagging(client: &Client, bucket: &str, key: &str, read: &Head) -> Result<Option<String>, ItemError> {
+    let tags = client
+        .get_object_tagging()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(read.version_id.clone())
+        .send()
+        .await
+        .map_err(|e| item_error("GetObjectTagging", &e))?;
+    let pairs: Vec<String> =
+        tags.tag_set().iter().map(|t| format!("{}={}", form_encode(t.key()), form_encode(t.value()))).collect();
+    Ok(if pairs.is_empty() { None } else { Some(pairs.join("&")) })
+}
+
+/// PutObject of a whole new body, every property carried over, conditional
+/// (`If-Match`) on the ETag read.
+async fn put_whole(client: &Client, bucket: &str, key: &str, read: &Head, body: Vec<u8>) -> Result<(), ItemError> {
+    let expires = parse_expires(read)?;
+    let tags = tagging(client, bucket, key, read).await?;
+    #[allow(deprecated)]
+    client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .if_match(&read.etag)
+        .body(aws_sdk_s3::primitives::ByteStream::from(body))
+        .set_metadata(Some(read.metadata.clone().into_iter().collect()))
+        .set_tagging(tags)
+        .set_content_type(read.content_type.clone())
+        .set_content_encoding(read.content_encoding.clone())
+        .set_content_disposition(read.content_disposition.clone())
+        .set_content_language(read.content_language.clone())
+        .set_cache_control(read.cache_control.clone())
+        .set_expires(expires)
+        .set_website_redirect_location(read.website_redirect.clone())
+        .set_storage_class(read.storage_class.clone())
+        .set_server_side_encryption(read.sse.clone())
+        .set_ssekms_key_id(read.kms_key().map(str::to_owned))
+        .set_bucket_key_enabled(read.bucket_key.filter(|_| read.is_kms()))
+        .set_object_lock_mode(read.lock_mode.clone())
+        .set_object_lock_retain_until_date(read.lock_until)
+        .set_object_lock_legal_hold_status(read.legal_hold.clone())
+        .send()
+        .await
+        .map_err(|e| item_error("PutObject", &e))?;
+    Ok(())
+}
+
+/// Replaces the first `old_header_len` bytes of a large object by `header`:
+/// a multipart upload whose first part is the new header and the body's
+/// first bytes (one ranged GET), the rest ranges of the object itself copied
+/// by S3 (`UploadPartCopy`, each conditional on the ETag read).
+async fn rewrite_header(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    read: &Head,
+    header: &[u8],
+    old_header_len: usize,
+) -> Result<(), ItemError> {
+    let expires = parse_expires(read)?;
+    let tags = tagging(client, bucket, key, read).await?;
+    #[allow(deprecated)]
+    let created = client
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .set_metadata(Some(read.metadata.clone().into_iter().collect()))
+        .set_tagging(tags)
+        .set_content_type(read.content_type.clone())
+        .set_content_encoding(read.content_encoding.clone())
+        .set_content_disposition(read.content_disposition.clone())
+        .set_content_language(read.content_language.clone())
+        .set_cache_control(read.cache_control.clone())
+        .set_expires(expires)
+        .set_website_redirect_location(read.website_redirect.clone())
+        .set_storage_class(read.storage_class.clone())
+        .set_server_side_encryption(read.sse.clone())
+        .set_ssekms_key_id(read.kms_key().map(str::to_owned))
+        .set_bucket_key_enabled(read.bucket_key.filter(|_| read.is_kms()))
+        .set_object_lock_mode(read.lock_mode.clone())
+        .set_object_lock_retain_until_date(read.lock_until)
+        .set_object_lock_legal_hold_status(read.legal_hold.clone())
+        .send()
+        .await
+        .map_err(|e| item_error("CreateMultipartUpload", &e))?;
+    let upload_id = created
+        .upload_id()
+        .ok_or_else(|| ItemError::new(ItemErrorCode::Io, "CreateMultipartUpload returned no upload id"))?
+        .to_owned();
+    let result = async {
+        let body_start = old_header_len as u64;
+        let first_end = (body_start + FIRST_PART_BODY).min(read.size);
+        let mut first = header.to_vec();
+        if first_end > body_start {
+            first.extend(get_bytes(client, bucket, key, read, Some((body_start, first_end - 1))).await?);
+        }
+        let out = client
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .part_number(1)
+            .body(aws_sdk_s3::primitives::ByteStream::from(first))
+            .send()
+            .await
+            .map_err(|e| item_error("UploadPart", &e))?;
+        let mut parts = vec![CompletedPart::builder().part_number(1).set_e_tag(out.e_tag().map(str::to_owned)).build()];
+        let mut start = first_end;
+        let mut number = 2;
+        while start < read.size {
+            let end = (start + COPY_PART).min(read.size) - 1;
+            let out = client
+                .upload_part_copy()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .part_number(number)
+                .copy_source(copy_source(bucket, key, read.version_id.as_deref()))
+                .copy_source_if_match(&read.etag)
+                .copy_source_range(format!("bytes={start}-{end}"))
+                .send()
+                .await
+                .map_err(|e| item_error("UploadPartCopy", &e))?;
+            let etag = out.copy_part_result().and_then(|r| r.e_tag()).map(str::to_owned);
+            parts.push(CompletedPart::builder().part_number(number).set_e_tag(etag).build());
+            start = end + 1;
+            number += 1;
+        }
+        // The object must still be the one read before the new one replaces it.
+        still_as_read(client, bucket, key, read).await?;
+        client
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .if_match(&read.etag)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(|e| item_error("CompleteMultipartUpload", &e))?;
+        Ok::<_, ItemError>(())
+    }
+    .await;
+    if result.is_err() {
+        let _ = client.abort_multipart_upload().bucket(bucket).key(key).upload_id(&upload_id).send().await;
+    }
+    result
+}
+
+/// A key list for the journal: JSON `[provider, key id, base64 blob]` per key, base64.
+fn encode_edks(edks: &[EncryptedDataKey]) -> String {
+    let list: Vec<Value> =
+        edks.iter().map(|e| json!([e.provider_id(), e.key_id(), journal::b64(e.wrapped())])).collect();
+    journal::b64(Value::Array(list).to_string().as_bytes())
+}
+
+fn decode_edks(text: &str) -> Result<Vec<EncryptedDataKey>, ItemError> {
+    let damaged = || ItemError::input("the journal holds a damaged undo record");
+    let bytes = journal::unb64(text).map_err(|_| damaged())?;
+    let list: Vec<(String, String, String)> = serde_json::from_slice(&bytes).map_err(|_| damaged())?;
+    list.into_iter()
+        .map(|(p, k, w)| EncryptedDataKey::new(p, k, journal::unb64(&w).map_err(|_| damaged())?).map_err(|_| damaged()))
+        .collect()
+}
+
+/// `item` (a whole envelope, binary or text, or a framed header) with its key list replaced.
+fn rebuild(item: &[u8], edks: &[EncryptedDataKey]) -> Option<Vec<u8>> {
+    use super::transform::Encoding;
+    let encoding = Encoding::detect(item);
+    let bytes = encoding.decode(item).ok()?;
+    let envelope =
+        envelope_core::Envelope::parse(&bytes, &envelope_core::ParseOptions { max_encrypted_data_keys: 255 }).ok()?;
+    Some(encoding.encode(&envelope.with_encrypted_data_keys(edks).ok()?))
 }
 
 fn globs(patterns: &[String]) -> Result<Option<GlobSet>, Error> {
