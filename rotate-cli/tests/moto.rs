@@ -191,6 +191,7 @@ fn two_thousand_envelope_files_rewrapped_from_one_kms_key_to_another() {
     assert_eq!(d["rewrapped"], 2000);
     assert!(d["iam_actions"].to_string().contains("kms:ReEncryptTo"), "{d}");
     assert!(d["sample"].as_str().is_some_and(|s| s.contains("ok")), "{d}");
+    assert!(d["kms_calls"].to_string().contains("1 re-wrap call (one per distinct wrapped key, 2000 items)"), "{d}");
 
     let out = env.ok(&[
         "rewrap",

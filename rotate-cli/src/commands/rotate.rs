@@ -376,6 +376,10 @@ async fn run(
             None => "no item would change".to_owned(),
         };
         summary.extra.push(("sample".into(), json!(sample)));
+        summary.extra.push((
+            "kms_calls".into(),
+            json!(transform.planned_calls(summary.counts.rewrapped + summary.counts.reencrypted)),
+        ));
         summary.extra.push(("preflight".into(), json!(preflight)));
         summary.extra.push(("iam_actions".into(), json!(iam)));
         summary

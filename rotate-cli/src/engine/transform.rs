@@ -177,6 +177,31 @@ pub struct Transform {
     unwrapped: KeyedOnce<Arc<DataKey>>,
     /// Per context: the current materials and how many items used them.
     materials: Mutex<HashMap<Vec<u8>, (MaterialsCell, u64)>>,
+    /// A dry run's count of distinct wrapped keys and of items that would change.
+    planned: Planned,
+}
+
+/// What a dry run learns about the keyring calls a real run would make:
+/// the distinct wrapped keys it would re-wrap or unwrap.
+#[derive(Default)]
+struct Planned {
+    keys: Mutex<std::collections::HashSet<[u8; 16]>>,
+}
+
+/// Distinct keys remembered before the count becomes a lower bound.
+const PLANNED_KEYS: usize = 1 << 20;
+
+impl Planned {
+    fn note(&self, wrapped: &[u8]) {
+        use sha2::Digest;
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&sha2::Sha256::digest(wrapped)[..16]);
+        if let Ok(mut keys) = self.keys.lock()
+            && keys.len() < PLANNED_KEYS
+        {
+            keys.insert(id);
+        }
+    }
 }
 
 type MaterialsCell = Arc<OnceCell<Arc<Materials>>>;
@@ -205,7 +230,50 @@ impl Transform {
             rewrapped: KeyedOnce::default(),
             unwrapped: KeyedOnce::default(),
             materials: Mutex::new(HashMap::new()),
+            planned: Planned::default(),
         }
+    }
+
+    /// After a dry run that found `items` to change: the keyring calls the
+    /// real run would make, as sentences for the plan (remote providers
+    /// only; local keys cost none).
+    pub fn planned_calls(&self, items: u64) -> Vec<String> {
+        let keys = self.planned.keys.lock().map_or(0, |k| k.len());
+        let bound = if keys >= PLANNED_KEYS { "at least " } else { "" };
+        let remote = |provider: &str| provider != envelope_core::LOCAL_PROVIDER_ID;
+        let destination_remote = remote(self.destination.provider_id());
+        let sources_remote = self.sources.iter().any(|s| remote(s.provider_id()));
+        let verify = if self.verify { keys } else { 0 };
+        let mut calls = Vec::new();
+        match &self.mode {
+            Mode::Rewrap { .. } | Mode::RewrapBare { .. } if destination_remote || sources_remote => {
+                calls.push(format!(
+                    "{bound}{keys} re-wrap {} (one per distinct wrapped key, {items} items){}",
+                    if keys == 1 { "call" } else { "calls" },
+                    if verify > 0 { format!(", and {verify} more to --verify") } else { String::new() }
+                ));
+            }
+            Mode::Reencrypt { legacy, .. } => {
+                if sources_remote && legacy.is_none() {
+                    calls.push(format!(
+                        "{bound}{keys} unwrap {} (one per distinct data key)",
+                        if keys == 1 { "call" } else { "calls" }
+                    ));
+                }
+                if destination_remote {
+                    calls.push(format!(
+                        "about {} data key generations (one per {MESSAGES_PER_DATA_KEY} items and context){}",
+                        items.div_ceil(MESSAGES_PER_DATA_KEY).max(1),
+                        if self.verify { ", and as many unwraps to --verify" } else { "" }
+                    ));
+                }
+            }
+            _ => {}
+        }
+        if calls.is_empty() {
+            calls.push("none: local keys only".into());
+        }
+        calls
     }
 
     /// The destination keyring.
@@ -314,13 +382,24 @@ impl Transform {
             Mode::Rewrap { remove, add } => {
                 let bytes = Encoding::detect(item).decode(item)?;
                 let envelope = Envelope::parse(&bytes, &self.parse)?;
-                self.rewrap_needed(&envelope.header().encrypted_data_keys, remove, *add)?
+                let edks = &envelope.header().encrypted_data_keys;
+                let needed = self.rewrap_needed(edks, remove, *add)?;
+                if needed && let Some(source) = edks.iter().find(|e| self.is_source(e)) {
+                    self.planned.note(source.wrapped());
+                }
+                needed
             }
-            Mode::RewrapBare { .. } => true,
+            Mode::RewrapBare { .. } => {
+                self.planned.note(item);
+                true
+            }
             Mode::Reencrypt { legacy, .. } => {
                 match Encoding::detect(item).decode(item).ok().filter(|b| b.starts_with(&envelope_core::MAGIC)) {
                     Some(bytes) => {
-                        Envelope::parse(&bytes, &self.parse)?;
+                        let envelope = Envelope::parse(&bytes, &self.parse)?;
+                        if let Some(first) = envelope.header().encrypted_data_keys.first() {
+                            self.planned.note(first.wrapped());
+                        }
                     }
                     None if legacy.is_some() => {}
                     None => return Err(not_an_envelope()),
