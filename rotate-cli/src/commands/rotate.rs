@@ -452,8 +452,15 @@ pub(crate) fn cancel_on_signals() -> Arc<AtomicBool> {
     flag
 }
 
-/// A progress bar on stderr when it is a terminal.
-struct Bar(indicatif::ProgressBar);
+/// A progress bar on stderr when it is a terminal: over units, or over the
+/// input's bytes for streams.
+struct Bar(indicatif::ProgressBar, AtomicBool);
+
+impl Bar {
+    fn is_bytes(&self) -> bool {
+        self.1.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
 
 impl Progress for Bar {
     fn total(&self, units: u64) {
@@ -462,10 +469,22 @@ impl Progress for Bar {
     }
 
     fn advance(&self, units: u64, failed: u64) {
-        self.0.inc(units);
+        if !self.is_bytes() {
+            self.0.inc(units);
+        }
         if failed > 0 {
             self.0.set_message(format!("{failed} failed"));
         }
+    }
+
+    fn bytes(&self, read: u64, total: u64) {
+        if !self.is_bytes() {
+            // The spinner becomes a bar over the input's bytes.
+            self.0.set_length(total);
+            self.0.set_style(style("{bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}"));
+            self.1.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.0.set_position(read);
     }
 
     fn finish(&self) {
@@ -485,7 +504,7 @@ pub(crate) fn progress(enabled: bool) -> Arc<dyn Progress> {
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(style("{spinner} {pos} {per_sec} {msg}"));
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    Arc::new(Bar(bar))
+    Arc::new(Bar(bar, AtomicBool::new(false)))
 }
 
 /// The legacy data key: unwrapped once from its KMS ciphertext blob, or

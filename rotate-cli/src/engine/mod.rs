@@ -121,6 +121,12 @@ pub trait Source: Send {
         None
     }
 
+    /// For progress where units are not counted ahead (streams): the bytes
+    /// read so far and the input's size, when known.
+    fn bytes(&self) -> Option<(u64, u64)> {
+        None
+    }
+
     /// Reads a unit's items; runs concurrently in the workers.
     fn load(unit: &mut Unit<Self::Payload>) -> impl Future<Output = Result<(), ItemError>> + Send;
 }
@@ -172,6 +178,8 @@ pub trait Progress: Send + Sync {
     fn total(&self, _units: u64) {}
     /// `units` more were handled, `failed` of their items failed so far in all.
     fn advance(&self, _units: u64, _failed: u64) {}
+    /// Bytes of the input read so far, of `total` (streams).
+    fn bytes(&self, _read: u64, _total: u64) {}
     /// The run ended.
     fn finish(&self) {}
 }
@@ -481,6 +489,9 @@ impl Engine {
                 let rejected = sink.commit(unit, &counts)?;
                 self.reject(rejected, &mut counts)?;
                 self.progress.advance(1, counts.failed);
+            }
+            if let Some((read, total)) = source.bytes() {
+                self.progress.bytes(read, total);
             }
             if stop.is_none() && self.settings.max_failures.is_some_and(|m| counts.failed >= m) {
                 stop = Some(Stop::MaxFailures);

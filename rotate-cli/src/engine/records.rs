@@ -61,6 +61,9 @@ pub struct RecordUnit {
 /// Reads records one by one, keeping their exact bytes.
 pub struct RecordSource {
     input: BufReader<Box<dyn Read + Send>>,
+    /// The input's size, when it is a file; bytes read so far.
+    size: Option<u64>,
+    read: u64,
     csv: bool,
     fields: Arc<Fields>,
     header: Option<Vec<u8>>,
@@ -77,6 +80,7 @@ impl RecordSource {
     /// An unreadable input, a bad JSON Pointer, a missing column (listing
     /// the real ones), or an input another run holds.
     pub fn open(input: &Path, format: &RecordFormat) -> Result<Self, Error> {
+        let size = std::fs::metadata(input).ok().filter(std::fs::Metadata::is_file).map(|m| m.len());
         let (reader, lock): (Box<dyn Read + Send>, _) = if input == Path::new("-") {
             (Box::new(io::stdin()), None)
         } else {
@@ -94,6 +98,8 @@ impl RecordSource {
         };
         let mut source = Self {
             input: BufReader::with_capacity(1 << 16, reader),
+            size: if input == Path::new("-") { None } else { size },
+            read: 0,
             csv: matches!(format, RecordFormat::Csv(_)),
             fields: Arc::new(Fields::Json(Vec::new())),
             header: None,
@@ -145,6 +151,7 @@ impl RecordSource {
         loop {
             let start = raw.len();
             let n = self.input.read_until(b'\n', &mut raw).map_err(|e| Error::io("cannot read the input", &e))?;
+            self.read += n as u64;
             if n == 0 {
                 return Ok((!raw.is_empty()).then_some(raw));
             }
@@ -177,6 +184,10 @@ impl Source for RecordSource {
         let unit =
             RecordUnit { number: self.number, raw, fields: Arc::clone(&self.fields), spans: Vec::new(), output: None };
         Ok(Some(Unit::new(format!("record {}", self.number), unit)))
+    }
+
+    fn bytes(&self) -> Option<(u64, u64)> {
+        self.size.map(|size| (self.read, size))
     }
 
     async fn load(unit: &mut Unit<RecordUnit>) -> Result<(), ItemError> {
