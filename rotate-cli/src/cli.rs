@@ -439,6 +439,10 @@ pub(crate) struct S3Args {
     /// S3: path-style addressing, as S3-compatible servers need (also AWS_S3_FORCE_PATH_STYLE=true)
     #[arg(long)]
     pub(crate) s3_path_style: bool,
+    /// S3: take the objects from FILE (one key per line, or an S3 Inventory CSV data file, gunzipped)
+    /// instead of listing the bucket
+    #[arg(long, value_name = "FILE")]
+    pub(crate) object_list: Option<PathBuf>,
     /// Set by `rewrap --metadata-key`: the destination context, with which a
     /// rerun recognises data keys already under the destination.
     #[arg(skip)]

@@ -635,3 +635,48 @@ fn envelope_bodies_rewrapped_a_64_mib_one_in_constant_memory_then_decrypted_with
     let back = env.snapshot(&bucket, "env/");
     same_except(&before, &back, &["ETag"]);
 }
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn object_lists_from_an_s3_inventory_csv_or_plain_keys_replace_the_listing() {
+    let env = Env::new();
+    let (k1, k2) = (env.create_key(), env.create_key());
+    let bucket = env.bucket(false);
+    env.fixtures(&["sse-objects", &bucket, "l/with space ", "6", &k1]);
+    let url = format!("s3://{bucket}/l/");
+    // An S3 Inventory CSV data file: quoted fields, URL-encoded keys, other buckets and prefixes left out.
+    let inventory = format!(
+        "\"{bucket}\",\"l/with+space+log0001.txt\",\"12\"\n\"other-bucket\",\"l/x\",\"1\"\n\
+         \"{bucket}\",\"elsewhere/log.txt\",\"3\"\n\"{bucket}\",\"l/with%20space%20log0004.txt\",\"9\"\n"
+    );
+    std::fs::write(env.path("inventory.csv"), inventory).expect("write");
+    std::fs::write(env.path("keys.txt"), "l/with space log0002.txt\n\nl/with space log0003.txt\n").expect("write");
+    let mut changed = Vec::new();
+    for (list, journal, n) in [("inventory.csv", "a.journal", 2), ("keys.txt", "b.journal", 2)] {
+        let s = env.ok(&[
+            "s3",
+            "sse-rotate",
+            &url,
+            "--to",
+            &k2,
+            "--method",
+            "copy",
+            "--object-list",
+            list,
+            "--journal",
+            journal,
+            "--json",
+            "--no-progress",
+        ]);
+        assert_eq!((s["rewrapped"].as_u64(), s["failed"].as_u64()), (Some(n), Some(0)), "{list}: {s}");
+        changed.extend(match list {
+            "keys.txt" => vec![2, 3],
+            _ => vec![1, 4],
+        });
+    }
+    for (key, fields) in env.snapshot(&bucket, "l/") {
+        let i: usize = key.trim_start_matches("l/with space log").trim_end_matches(".txt").parse().expect("index");
+        let wanted = if changed.contains(&i) { &k2 } else { &k1 };
+        assert_eq!(fields["SSEKMSKeyId"].as_str(), Some(wanted.as_str()), "{key}");
+    }
+}

@@ -103,6 +103,14 @@ impl S3Spec {
         }])
     }
 
+    /// The source reading `--object-list` when one is named.
+    fn listed(&self, source: S3Source) -> Result<S3Source, CliError> {
+        Ok(match &self.args.object_list {
+            Some(path) => source.with_list(path)?,
+            None => source,
+        })
+    }
+
     async fn client(&self) -> Result<Client, CliError> {
         s3_client(self.args.s3_path_style).await
     }
@@ -114,13 +122,22 @@ impl S3Spec {
             Some(pairs) => Some(Probe::new(Arc::clone(transform), crate::keys::parse_context(pairs)?)),
             None => None,
         };
-        Ok(S3Source::new(self.client().await?, self.url.clone(), self.job()?, &self.include, &self.exclude, probe)?)
+        let source =
+            S3Source::new(self.client().await?, self.url.clone(), self.job()?, &self.include, &self.exclude, probe)?;
+        self.listed(source)
     }
 
     /// `rekey scan s3://...`.
     pub(crate) async fn scan(&self, engine: Engine, json: bool) -> Result<ExitCode, CliError> {
         let job = S3Job::Scan { metadata_key: self.args.metadata_key.clone() };
-        let source = S3Source::new(self.client().await?, self.url.clone(), job, &self.include, &self.exclude, None)?;
+        let source = self.listed(S3Source::new(
+            self.client().await?,
+            self.url.clone(),
+            job,
+            &self.include,
+            &self.exclude,
+            None,
+        )?)?;
         let sink = S3ScanSink::new();
         let summary = engine.run(source, Arc::clone(&sink)).await?;
         let report = sink.report();
@@ -231,7 +248,7 @@ pub(crate) async fn sse_rotate(args: SseRotateArgs) -> Result<ExitCode, CliError
     };
     let versioning = client.get_bucket_versioning().bucket(&spec.url.bucket).send().await.ok();
     let versioned = versioning.as_ref().and_then(|v| v.status()).is_some_and(|s| s.as_str() == "Enabled");
-    let source = S3Source::new(client, spec.url.clone(), job, &spec.include, &spec.exclude, None)?;
+    let source = spec.listed(S3Source::new(client, spec.url.clone(), job, &spec.include, &spec.exclude, None)?)?;
     let engine = Engine {
         operation: "sse-rotate",
         settings,
@@ -295,7 +312,8 @@ async fn emit_batch_job(
 ) -> Result<ExitCode, CliError> {
     let job = SseJob { to, from, method, bucket_key, multipart_from, part_size };
     let sink = rotate_cli::engine::s3::BatchJobSink::new(dir, &spec.url.bucket, job.clone())?;
-    let source = S3Source::new(client, spec.url.clone(), S3Job::Sse(job), &spec.include, &spec.exclude, None)?;
+    let source =
+        spec.listed(S3Source::new(client, spec.url.clone(), S3Job::Sse(job), &spec.include, &spec.exclude, None)?)?;
     let settings = Settings {
         concurrency: target.concurrency,
         sample_percent: target.sample,

@@ -345,6 +345,14 @@ pub struct S3Source {
     page: VecDeque<String>,
     token: Option<String>,
     listed_all: bool,
+    list: Option<ListFile>,
+}
+
+/// An inventory read from a file instead of ListObjectsV2, line by line.
+struct ListFile {
+    path: std::path::PathBuf,
+    lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+    line: u64,
 }
 
 impl S3Source {
@@ -377,7 +385,67 @@ impl S3Source {
             page: VecDeque::new(),
             token: None,
             listed_all: false,
+            list: None,
         })
+    }
+
+    /// Takes the objects from `path` instead of listing the bucket: one key
+    /// per line, or the rows of an S3 Inventory report's CSV data file
+    /// (`"bucket","key",...` with URL-encoded keys; gunzip it first). Rows
+    /// of other buckets, and keys outside the prefix, are left out; the
+    /// file's order is kept, so sampling, shards and resume work on it.
+    ///
+    /// # Errors
+    /// The file cannot be opened.
+    pub fn with_list(mut self, path: &std::path::Path) -> Result<Self, Error> {
+        use std::io::BufRead;
+        let file = std::fs::File::open(path)
+            .map_err(|e| Error::io(format!("cannot open the object list {}", path.display()), &e))?;
+        self.list = Some(ListFile { path: path.to_path_buf(), lines: std::io::BufReader::new(file).lines(), line: 0 });
+        Ok(self)
+    }
+
+    /// The next key of the list file, if any.
+    fn next_listed(&mut self) -> Result<Option<String>, Error> {
+        let bucket = self.url.bucket.clone();
+        let Some(list) = self.list.as_mut() else {
+            return Ok(None);
+        };
+        loop {
+            let Some(line) = list.lines.next() else {
+                return Ok(None);
+            };
+            list.line += 1;
+            let line = line.map_err(|e| Error::io(format!("cannot read {}", list.path.display()), &e))?;
+            let line = line.trim_end_matches('\r');
+            if line.trim().is_empty() {
+                continue;
+            }
+            if !line.starts_with('"') {
+                return Ok(Some(line.to_owned()));
+            }
+            let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(line.as_bytes());
+            let record = reader.records().next().and_then(Result::ok).filter(|r| r.len() >= 2).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::BadInput,
+                    format!(
+                        "{} line {}: not an S3 Inventory CSV row (\"bucket\",\"key\",...)",
+                        list.path.display(),
+                        list.line
+                    ),
+                )
+            })?;
+            if record[0] != *bucket {
+                continue;
+            }
+            let key = percent_decode(&record[1]).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::BadInput,
+                    format!("{} line {}: a key that is not URL-encoded text", list.path.display(), list.line),
+                )
+            })?;
+            return Ok(Some(key));
+        }
     }
 
     /// The default journal, in the current directory, named after the target.
@@ -442,6 +510,14 @@ impl Source for S3Source {
                 }
                 let id = format!("s3://{}/{key}", self.url.bucket);
                 return Ok(Some(Unit::new(id, ObjectUnit { shared: Arc::clone(&self.shared), key, head: None })));
+            }
+            if self.list.is_some() {
+                match self.next_listed()? {
+                    Some(key) if key.starts_with(&self.url.prefix) => self.page.push_back(key),
+                    Some(_) => {}
+                    None => return Ok(None),
+                }
+                continue;
             }
             if self.listed_all {
                 return Ok(None);
@@ -819,6 +895,31 @@ async fn multipart_copy(
         let _ = client.abort_multipart_upload().bucket(bucket).key(key).upload_id(&upload_id).send().await;
     }
     parts
+}
+
+/// Decodes `%XX` escapes (and `+` as a space, as S3 Inventory writes them).
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// `application/x-www-form-urlencoded` for the tagging header.
@@ -1766,6 +1867,8 @@ mod tests {
         assert!(same_key("kms:1234abcd-12ab-34cd-56ef-1234567890ab", arn));
         assert!(!same_key(arn, "other"));
         assert_eq!(encode_key("a b/c+d"), "a%20b/c%2Bd");
+        assert_eq!(percent_decode("a%20b/c%2Bd+e").as_deref(), Some("a b/c+d e"));
+        assert!(percent_decode("bad%2").is_none());
         assert!(check_endpoint("http://127.0.0.1:5000").is_ok());
         assert!(check_endpoint("http://[::1]:5000/").is_ok());
         assert!(check_endpoint("https://s3.example.com").is_ok());
