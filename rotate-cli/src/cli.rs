@@ -443,6 +443,9 @@ pub(crate) struct S3Args {
     /// instead of listing the bucket
     #[arg(long, value_name = "FILE")]
     pub(crate) object_list: Option<PathBuf>,
+    /// S3 reencrypt on an unversioned bucket: originals are copied under this prefix (same bucket) first
+    #[arg(long, default_value = ".rekey-backup/", value_name = "PREFIX")]
+    pub(crate) backup_prefix: String,
     /// Set by `rewrap --metadata-key`: the destination context, with which a
     /// rerun recognises data keys already under the destination.
     #[arg(skip)]

@@ -680,3 +680,62 @@ fn object_lists_from_an_s3_inventory_csv_or_plain_keys_replace_the_listing() {
         assert_eq!(fields["SSEKMSKeyId"].as_str(), Some(wanted.as_str()), "{key}");
     }
 }
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn envelope_bodies_reencrypted_with_the_originals_kept_in_the_bucket_and_rolled_back() {
+    let env = Env::new();
+    let (k1, k2, k3) = (env.create_key(), env.create_key(), env.create_key());
+    let bucket = env.bucket(false);
+    let (from, to) = (format!("kms:{k1}"), format!("kms:{k2}"));
+    for i in 0..6 {
+        let plain = format!("plain{i}");
+        std::fs::write(env.path(&plain), format!("record {i} ").repeat(1 + i * 300)).expect("write");
+        let sealed = format!("{plain}.rky");
+        let out =
+            env.rekey_via(&env.endpoint, &["encrypt", "--key", &from, "--context", "app=vault", &plain, "-o", &sealed]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        env.fixtures(&["put-file", &bucket, &format!("e/{sealed}"), env.path(&sealed).to_str().expect("utf-8"), &k3]);
+    }
+    let before = env.snapshot(&bucket, "e/");
+    let url = format!("s3://{bucket}/e/");
+    let s = env.ok(&[
+        "reencrypt",
+        &url,
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--journal",
+        "re.journal",
+        "--json",
+        "--no-progress",
+    ]);
+    assert_eq!((s["reencrypted"].as_u64(), s["failed"].as_u64()), (Some(6), Some(0)), "{s}");
+    // The originals were kept under the backup prefix, with their properties.
+    let backups = env.snapshot(&bucket, ".rekey-backup/e/");
+    assert_eq!(backups.len(), 6);
+    for (key, b) in &before {
+        let kept = &backups[&format!(".rekey-backup/{key}")];
+        for field in ["BodySha256", "Metadata", "Tags", "ContentType", "SSEKMSKeyId"] {
+            assert_eq!(kept[field], b[field], "{key}: {field}");
+        }
+    }
+    let after = env.snapshot(&bucket, "e/");
+    same_except(&before, &after, &["BodySha256", "ETag", "ContentLength"]);
+    for i in 0..6 {
+        let got = format!("got{i}");
+        env.fixtures(&["get", &bucket, &format!("e/plain{i}.rky"), env.path(&got).to_str().expect("utf-8")]);
+        let clear = format!("clear{i}");
+        let out =
+            env.rekey_via(&env.endpoint, &["decrypt", "--key", &to, "--context", "app=vault", &got, "-o", &clear]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            std::fs::read(env.path(&clear)).expect("read"),
+            std::fs::read(env.path(&format!("plain{i}"))).expect("read")
+        );
+    }
+    let r = env.ok(&["rollback", "--journal", "re.journal", "--json"]);
+    assert_eq!(r["restored"], 6, "{r}");
+    same_except(&before, &env.snapshot(&bucket, "e/"), &["ETag"]);
+}

@@ -59,7 +59,7 @@ impl S3Spec {
             Some(name) if !name.is_empty() => Ok(S3Job::MetadataKey { name: name.clone() }),
             Some(_) => Err(CliError::usage("--metadata-key needs the name of the metadata entry holding the data key")),
             // Without --metadata-key, the objects' bodies are rekey envelopes.
-            None => Ok(S3Job::Envelope),
+            None => Ok(S3Job::Envelope { backup_prefix: self.args.backup_prefix.clone() }),
         }
     }
 

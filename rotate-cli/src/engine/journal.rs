@@ -188,6 +188,19 @@ pub enum ObjectUndo {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         header_only: bool,
     },
+    /// An object was re-encrypted: its original is kept in the bucket.
+    Original {
+        /// A copy of the original in the same bucket (unversioned buckets).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        backup_key: Option<String>,
+        /// The original's version (versioned buckets).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version_id: Option<String>,
+        /// SHA-256 of the original.
+        old_sha256: String,
+        /// SHA-256 of what rekey wrote.
+        new_sha256: String,
+    },
     /// The object's server-side encryption was changed.
     Sse {
         /// The old `x-amz-server-side-encryption` (`aws:kms`, `AES256`), if any.

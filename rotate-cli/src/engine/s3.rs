@@ -230,7 +230,13 @@ pub enum S3Job {
     /// parts whose first carries the header and the body's first 8 MiB and
     /// the rest are `UploadPartCopy` ranges of the object itself (constant
     /// memory, the body never passes through whole, no plaintext anywhere).
-    Envelope,
+    /// A re-encryption (objects up to 8 MiB) first keeps the original: the
+    /// previous version on a versioned bucket, a copy under `backup_prefix`
+    /// in the same bucket otherwise.
+    Envelope {
+        /// Where originals of re-encrypted objects are copied on unversioned buckets.
+        backup_prefix: String,
+    },
     /// Count keys: SSE-KMS key ids, and the metadata entry when named.
     Scan {
         /// The user-metadata entry holding a data key, if any.
@@ -459,7 +465,12 @@ impl S3Source {
 
     fn wanted(&self, key: &str) -> bool {
         let relative = key.strip_prefix(&self.url.prefix).unwrap_or(key).trim_start_matches('/');
+        let backup = match &self.shared.job {
+            S3Job::Envelope { backup_prefix } => !backup_prefix.is_empty() && key.starts_with(backup_prefix.as_str()),
+            _ => false,
+        };
         !key.ends_with('/')
+            && !backup
             && self.include.as_ref().is_none_or(|g| g.is_match(relative))
             && !self.exclude.as_ref().is_some_and(|g| g.is_match(relative))
     }
@@ -574,7 +585,7 @@ impl Source for S3Source {
                     }));
                 }
             }
-            S3Job::Envelope => {
+            S3Job::Envelope { .. } => {
                 if head.size <= READ_WHOLE_UP_TO {
                     item.bytes = get_bytes(&shared.client, &shared.bucket, &unit.payload.key, &head, None).await?;
                 } else {
@@ -1064,12 +1075,18 @@ impl Sink<ObjectUnit> for ObjectSink {
         };
         let journal = Arc::clone(self.journal.get().ok_or_else(|| ItemError::new(ItemErrorCode::Io, "no journal"))?);
         let (client, bucket, key) = (&shared.client, shared.bucket.as_str(), unit.payload.key.as_str());
-        if let S3Job::Envelope = &shared.job {
+        if let S3Job::Envelope { backup_prefix } = &shared.job {
             let Some(old_edks) = old_edks else {
-                return Err(ItemError::new(
-                    ItemErrorCode::BadInput,
-                    "re-encrypting S3 objects is not supported yet; `rekey rewrap` replaces their wrapped keys",
-                ));
+                let (id, original) = (unit.id.clone(), item.bytes.clone());
+                let new = new.clone();
+                if item.header_only {
+                    return Err(ItemError::new(
+                        ItemErrorCode::BadInput,
+                        "re-encrypting S3 objects over 8 MiB is not supported yet; `rekey rewrap` replaces their \
+                         wrapped keys in any size",
+                    ));
+                }
+                return reencrypt_whole(client, bucket, key, &read, &journal, &id, &original, new, backup_prefix).await;
             };
             let undo = ObjectUndo::Envelope {
                 edks_b64: encode_edks(old_edks),
@@ -1131,7 +1148,7 @@ impl Sink<ObjectUnit> for ObjectSink {
                 };
                 (undo, change, Some(job))
             }
-            S3Job::Scan { .. } | S3Job::Envelope => return Ok(()),
+            S3Job::Scan { .. } | S3Job::Envelope { .. } => return Ok(()),
         };
         still_as_read(client, bucket, key, &read).await?;
         let entry = Entry::Object {
@@ -1485,8 +1502,9 @@ pub fn run_params(url: &S3Url, job: &S3Job) -> RunParams {
             params.insert("from".into(), job.from.join(","));
             params.insert("method".into(), format!("{:?}", job.method).to_lowercase());
         }
-        S3Job::Envelope => {
+        S3Job::Envelope { backup_prefix } => {
             params.insert("objects".into(), "envelopes".into());
+            params.insert("backup_prefix".into(), backup_prefix.clone());
         }
         S3Job::Scan { .. } => {}
     }
@@ -1550,6 +1568,23 @@ enum Restoration {
 async fn restore_object(client: &Client, bucket: &str, key: &str, undo: &ObjectUndo) -> Result<Restoration, ItemError> {
     let now = head(client, bucket, key).await?;
     let change = match undo {
+        ObjectUndo::Original { backup_key, version_id, old_sha256, new_sha256 } => {
+            let current = get_bytes(client, bucket, key, &now, None).await?;
+            let hash = journal::sha256(&current);
+            if hash == *old_sha256 {
+                return Ok(Restoration::AlreadyBack);
+            }
+            if hash != *new_sha256 {
+                return Ok(Restoration::Conflict("the object changed since the run".into()));
+            }
+            let (from_key, from_version) = match (backup_key, version_id) {
+                (Some(b), _) => (b.as_str(), None),
+                (None, Some(v)) => (key, Some(v.as_str())),
+                (None, None) => return Err(ItemError::input("the journal names no backup of the original")),
+            };
+            copy_object_to(client, bucket, from_key, from_version, key, Some(&now.etag)).await?;
+            return Ok(Restoration::Done);
+        }
         ObjectUndo::Envelope { edks_b64, old_sha256, new_sha256, header_only } => {
             let current = if *header_only {
                 read_header(client, bucket, key, &now).await?.unwrap_or_default()
@@ -1812,6 +1847,107 @@ async fn rewrite_header(
         let _ = client.abort_multipart_upload().bucket(bucket).key(key).upload_id(&upload_id).send().await;
     }
     result
+}
+
+/// A re-encryption of a whole object: the original is kept first (the
+/// previous version of a versioned bucket, or a copy under the backup
+/// prefix), the journal names it, then the new body is put conditionally.
+#[allow(clippy::too_many_arguments)]
+async fn reencrypt_whole(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    read: &Head,
+    journal: &Journal,
+    id: &str,
+    original: &[u8],
+    new: Vec<u8>,
+    backup_prefix: &str,
+) -> Result<(), ItemError> {
+    still_as_read(client, bucket, key, read).await?;
+    let backup_key = if read.version_id.is_some() {
+        None
+    } else {
+        let backup = format!("{backup_prefix}{key}");
+        copy_object_to(client, bucket, key, None, &backup, None).await.map_err(|mut e| {
+            e.message = format!("cannot keep the original at s3://{bucket}/{backup}: {}", e.message);
+            e
+        })?;
+        Some(backup)
+    };
+    let entry = Entry::Object {
+        item: id.to_owned(),
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        version_id: read.version_id.clone(),
+        etag: read.etag.clone(),
+        undo: ObjectUndo::Original {
+            backup_key,
+            version_id: read.version_id.clone(),
+            old_sha256: journal::sha256(original),
+            new_sha256: journal::sha256(&new),
+        },
+    };
+    journal.append(&entry, true).map_err(|e| io_error("cannot write the journal", &e))?;
+    match put_whole(client, bucket, key, read, new).await {
+        Ok(()) => journal
+            .append(&Entry::Done { item: id.to_owned() }, false)
+            .map_err(|e| io_error("cannot write the journal", &e)),
+        Err(e) => {
+            if e.code == ItemErrorCode::ChangedDuringRotation {
+                let _ = journal.append(&Entry::Abandoned { item: id.to_owned() }, false);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// CopyObject from `from` (a version of it) to `to`, keeping metadata, tags
+/// and content headers (`COPY` directives) and resending the source's
+/// storage class and server-side encryption; conditional on `to_etag` being
+/// the destination's current ETag when given (checked by a read just before).
+async fn copy_object_to(
+    client: &Client,
+    bucket: &str,
+    from: &str,
+    from_version: Option<&str>,
+    to: &str,
+    to_etag: Option<&str>,
+) -> Result<(), ItemError> {
+    let source = client
+        .head_object()
+        .bucket(bucket)
+        .key(from)
+        .set_version_id(from_version.map(str::to_owned))
+        .send()
+        .await
+        .map_err(|e| item_error("HeadObject", &e))?;
+    if let Some(etag) = to_etag {
+        let now = head(client, bucket, to).await?;
+        if now.etag != etag {
+            return Err(changed());
+        }
+    }
+    let is_kms = matches!(
+        source.server_side_encryption(),
+        Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse)
+    );
+    client
+        .copy_object()
+        .bucket(bucket)
+        .key(to)
+        .copy_source(copy_source(bucket, from, from_version))
+        .set_copy_source_if_match(source.e_tag().map(str::to_owned))
+        .metadata_directive(MetadataDirective::Copy)
+        .tagging_directive(TaggingDirective::Copy)
+        .set_storage_class(source.storage_class().cloned())
+        .set_server_side_encryption(source.server_side_encryption().cloned())
+        .set_ssekms_key_id(source.ssekms_key_id().filter(|_| is_kms).map(str::to_owned))
+        .set_bucket_key_enabled(source.bucket_key_enabled().filter(|_| is_kms))
+        .send()
+        .await
+        .map_err(|e| item_error("CopyObject", &e))?;
+    Ok(())
 }
 
 /// A key list for the journal: JSON `[provider, key id, base64 blob]` per key, base64.
