@@ -293,6 +293,24 @@ impl Journal {
         Ok(())
     }
 
+    /// Appends entries in one write (a batch of rows, say); `sync` makes
+    /// them durable before returning.
+    ///
+    /// # Errors
+    /// I/O errors writing or syncing.
+    pub fn append_all<'a>(&self, entries: impl IntoIterator<Item = &'a Entry>, sync: bool) -> Result<(), Error> {
+        let mut lines = Vec::new();
+        for entry in entries {
+            lines.extend_from_slice(&encode_line(entry)?);
+        }
+        let mut file = self.file.lock().map_err(|_| Error::new(ErrorKind::Io, "journal lock poisoned"))?;
+        file.write_all(&lines).map_err(|e| Error::io("cannot write the journal", &e))?;
+        if sync {
+            file.sync_data().map_err(|e| Error::io("cannot sync the journal", &e))?;
+        }
+        Ok(())
+    }
+
     /// Makes everything appended so far durable.
     ///
     /// # Errors

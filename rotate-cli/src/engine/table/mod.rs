@@ -564,10 +564,8 @@ impl TableSink {
         let changes = std::mem::take(&mut batch.changes);
         let mut rejected = Vec::new();
         if !changes.is_empty() {
-            for c in &changes {
-                journal.append(&row_entry(&self.spec, c), false)?;
-            }
-            journal.sync()?;
+            let entries: Vec<Entry> = changes.iter().map(|c| row_entry(&self.spec, c)).collect();
+            journal.append_all(&entries, true)?;
             let mut groups: Vec<Group> = Vec::new();
             let mut index: HashMap<usize, usize> = HashMap::new();
             let mut order = Vec::with_capacity(changes.len());
