@@ -673,38 +673,45 @@ impl Transform {
         let context = context.as_ref();
         let encoding = Encoding::detect(item);
         let envelope_bytes = encoding.decode(item).ok().filter(|b| b.starts_with(&envelope_core::MAGIC));
-        let (plaintext, old_context, frame_len, kind) = match (envelope_bytes, legacy) {
-            (Some(bytes), _) => {
-                let envelope = Envelope::parse(&bytes, &self.parse)?;
-                let header = envelope.header();
-                let wanted_context = context.is_none_or(|c| *c == header.context);
-                // Done only if the destination really opens it: a label is not proof.
-                if wanted_context && header.encrypted_data_keys.iter().any(|e| self.is_destination(e)) {
-                    let destination = [self.destination.as_ref()];
-                    if self.unwrap_committed(&envelope, &destination).await.is_ok() {
-                        return Ok(Outcome::Skipped);
+        // The plaintext, zeroized when dropped (a whole-buffer wipe for envelopes).
+        let (opened, old_context, frame_len, kind): (Box<dyn AsRef<[u8]> + Send + Sync>, _, _, _) =
+            match (envelope_bytes, legacy) {
+                (Some(bytes), _) => {
+                    let envelope = Envelope::parse(&bytes, &self.parse)?;
+                    let header = envelope.header();
+                    let wanted_context = context.is_none_or(|c| *c == header.context);
+                    // Done only if the destination really opens it: a label is not proof.
+                    if wanted_context && header.encrypted_data_keys.iter().any(|e| self.is_destination(e)) {
+                        let destination = [self.destination.as_ref()];
+                        if self.unwrap_committed(&envelope, &destination).await.is_ok() {
+                            return Ok(Outcome::Skipped);
+                        }
                     }
+                    let key = self.unwrap_committed(&envelope, &self.sources()).await?;
+                    let frame_len = match header.body_form {
+                        BodyForm::Framed { frame_len } => Some(frame_len),
+                        BodyForm::SingleShot => None,
+                    };
+                    (
+                        Box::new(envelope.open_plaintext(&key)?),
+                        header.context.clone(),
+                        frame_len,
+                        ChangeKind::Reencrypted,
+                    )
                 }
-                let key = self.unwrap_committed(&envelope, &self.sources()).await?;
-                let frame_len = match header.body_form {
-                    BodyForm::Framed { frame_len } => Some(frame_len),
-                    BodyForm::SingleShot => None,
-                };
-                (envelope.open(&key)?, header.context.clone(), frame_len, ChangeKind::Reencrypted)
-            }
-            (None, Some((key, inner))) => {
-                let text =
-                    std::str::from_utf8(item).map_err(|_| ItemError::input("a legacy record must be base64 text"))?;
-                let plain = decrypt_legacy_record(key, text, *inner)?;
-                (
-                    zeroize::Zeroizing::new(plain.as_bytes().to_vec()),
-                    EncryptionContext::new(),
-                    None,
-                    ChangeKind::FromLegacy,
-                )
-            }
-            (None, None) => return Err(not_an_envelope()),
-        };
+                (None, Some((key, inner))) => {
+                    let text = std::str::from_utf8(item)
+                        .map_err(|_| ItemError::input("a legacy record must be base64 text"))?;
+                    (
+                        Box::new(decrypt_legacy_record(key, text, *inner)?),
+                        EncryptionContext::new(),
+                        None,
+                        ChangeKind::FromLegacy,
+                    )
+                }
+                (None, None) => return Err(not_an_envelope()),
+            };
+        let plaintext: &[u8] = (*opened).as_ref();
         let new_context = match context {
             Some(c) => c.clone(),
             None => with_row(&old_context, row)?,
@@ -714,15 +721,15 @@ impl Transform {
         let sealed = match frame_len {
             Some(frame_len) => {
                 let mut out = Vec::with_capacity(plaintext.len() + 512);
-                encrypt_stream(&materials, &new_context, frame_len, plaintext.as_slice(), &mut out)?;
+                encrypt_stream(&materials, &new_context, frame_len, plaintext, &mut out)?;
                 out
             }
-            None => seal(&materials, &new_context, &plaintext)?,
+            None => seal(&materials, &new_context, plaintext)?,
         };
         if self.verify {
             let check = Envelope::parse(&sealed, &self.parse)?;
             let key = self.destination.unwrap(&check.header().encrypted_data_keys, &new_context).await?;
-            if check.open(&key)?.as_slice() != plaintext.as_slice() {
+            if check.open_plaintext(&key)?.as_bytes() != plaintext {
                 return Err(ItemError::new(
                     ItemErrorCode::VerifyFailed,
                     "the new envelope does not decrypt to the original",
