@@ -13,18 +13,15 @@ use std::sync::{Arc, OnceLock};
 
 use std::io::{Read, Seek, Write};
 
-use envelope_core::{
-    BodyForm, EncryptedDataKey, Envelope, FormatError, Header, ParseOptions, StreamDecryptor, encrypt_stream,
-};
+use envelope_core::{BodyForm, EncryptedDataKey, FormatError, Header, ParseOptions, StreamDecryptor, encrypt_stream};
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::error::{Error, ErrorKind, ItemError, ItemErrorCode};
 use super::journal::{self, Checkpoint, Entry, Journal, Undo};
 use super::report::{Counts, Summary};
-use super::transform::{ChangeKind, Encoding, Outcome, StreamJob};
+use super::transform::{ChangeKind, Outcome, StreamJob};
 use super::{Item, Rejected, Sink, Source, Unit};
 use crate::fsio::{self, AtomicFile};
 
@@ -532,28 +529,11 @@ fn read_framed_header(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
 /// for byte from the new item, the whole original otherwise.
 fn undo_record(original: &[u8], new: &[u8], old_edks: Option<&[EncryptedDataKey]>) -> Undo {
     if let Some(edks) = old_edks
-        && rebuild(new, edks).as_deref() == Some(original)
+        && journal::with_key_list(new, edks).as_deref() == Some(original)
     {
-        let list: Vec<_> =
-            edks.iter().map(|e| json!([e.provider_id(), e.key_id(), journal::b64(e.wrapped())])).collect();
-        return Undo::KeyList { edks_b64: journal::b64(serde_json::Value::Array(list).to_string().as_bytes()) };
+        return Undo::KeyList { edks_b64: journal::key_list(edks) };
     }
     Undo::Original { b64: journal::b64(original) }
-}
-
-/// The item `new` with its key list replaced by `edks`, in the same encoding.
-fn rebuild(new: &[u8], edks: &[EncryptedDataKey]) -> Option<Vec<u8>> {
-    let encoding = Encoding::detect(new);
-    let bytes = encoding.decode(new).ok()?;
-    let envelope = Envelope::parse(&bytes, &ParseOptions { max_encrypted_data_keys: 255 }).ok()?;
-    Some(encoding.encode(&envelope.with_encrypted_data_keys(edks).ok()?))
-}
-
-fn undo_edks(edks_b64: &str) -> Result<Vec<EncryptedDataKey>, Error> {
-    let damaged = || Error::new(ErrorKind::BadInput, "the journal holds a damaged undo record");
-    let list: Vec<(String, String, String)> =
-        serde_json::from_slice(&journal::unb64(edks_b64)?).map_err(|_| damaged())?;
-    list.into_iter().map(|(p, k, w)| EncryptedDataKey::new(p, k, journal::unb64(&w)?).map_err(|_| damaged())).collect()
 }
 
 /// SHA-256 of a file, streamed.
@@ -583,7 +563,8 @@ fn restore(path: &Path, stamp: Stamp, undo: &Undo, old_sha256: &str) -> Result<b
     let header = if stamp.len >= STREAM_FROM { read_framed_header(path).map_err(|e| failed(&e))? } else { None };
     match (undo, header) {
         (Undo::KeyList { edks_b64 }, Some(header)) => {
-            let old_header = rebuild(&header, &undo_edks(edks_b64)?).ok_or_else(damaged)?;
+            let old_header =
+                journal::with_key_list(&header, &journal::parse_key_list(edks_b64)?).ok_or_else(damaged)?;
             let mut body = File::open(path).map_err(|e| failed(&e))?;
             body.seek(std::io::SeekFrom::Start(header.len() as u64)).map_err(|e| failed(&e))?;
             let mut writer = HashingWriter { inner: &mut file, hash: &mut hash };
@@ -592,7 +573,7 @@ fn restore(path: &Path, stamp: Stamp, undo: &Undo, old_sha256: &str) -> Result<b
         }
         (Undo::KeyList { edks_b64 }, None) => {
             let current = std::fs::read(path).map_err(|e| failed(&e))?;
-            let original = rebuild(&current, &undo_edks(edks_b64)?).ok_or_else(damaged)?;
+            let original = journal::with_key_list(&current, &journal::parse_key_list(edks_b64)?).ok_or_else(damaged)?;
             HashingWriter { inner: &mut file, hash: &mut hash }.write_all(&original).map_err(|e| failed(&e))?;
         }
         (Undo::Original { b64 }, _) => {
@@ -681,7 +662,8 @@ fn lock_target(root: &Path) -> Result<File, Error> {
     }
 }
 
-fn globs(patterns: &[String]) -> Result<Option<GlobSet>, Error> {
+/// A glob set, `None` for no patterns.
+pub(crate) fn globs(patterns: &[String]) -> Result<Option<GlobSet>, Error> {
     if patterns.is_empty() {
         return Ok(None);
     }

@@ -25,7 +25,9 @@ use sha2::{Digest, Sha256};
 
 use super::error::{Error, ErrorKind};
 use super::report::Counts;
+use super::transform::Encoding;
 use crate::fsio;
+use envelope_core::{EncryptedDataKey, Envelope, ParseOptions};
 
 /// The journal format this build writes.
 const FORMAT_VERSION: u32 = 2;
@@ -421,6 +423,33 @@ fn check_same_run(before: &RunParams, now: &RunParams) -> Result<(), Error> {
     }
     Err(Error::usage(format!("--resume needs the same command as the run it continues; {}", differences.join("; ")))
         .hint("rerun exactly the command that made this journal, or roll it back first"))
+}
+
+/// A key list as an undo record: `[provider, key id, base64 blob]` triples, base64.
+pub fn key_list(edks: &[EncryptedDataKey]) -> String {
+    let list: Vec<serde_json::Value> =
+        edks.iter().map(|e| serde_json::json!([e.provider_id(), e.key_id(), b64(e.wrapped())])).collect();
+    b64(serde_json::Value::Array(list).to_string().as_bytes())
+}
+
+/// Reads a key list written by [`key_list`].
+///
+/// # Errors
+/// A bad-input error when the record is damaged.
+pub fn parse_key_list(text: &str) -> Result<Vec<EncryptedDataKey>, Error> {
+    let damaged = || Error::new(ErrorKind::BadInput, "the journal holds a damaged undo record");
+    let list: Vec<(String, String, String)> = serde_json::from_slice(&unb64(text)?).map_err(|_| damaged())?;
+    list.into_iter().map(|(p, k, w)| EncryptedDataKey::new(p, k, unb64(&w)?).map_err(|_| damaged())).collect()
+}
+
+/// `item` (a whole envelope, binary or text, or the header of a framed one)
+/// with its key list replaced by `edks`, in the same encoding: how a rewrap's
+/// undo record rebuilds the original.
+pub fn with_key_list(item: &[u8], edks: &[EncryptedDataKey]) -> Option<Vec<u8>> {
+    let encoding = Encoding::detect(item);
+    let bytes = encoding.decode(item).ok()?;
+    let envelope = Envelope::parse(&bytes, &ParseOptions { max_encrypted_data_keys: 255 }).ok()?;
+    Some(encoding.encode(&envelope.with_encrypted_data_keys(edks).ok()?))
 }
 
 /// Lower-case hex.

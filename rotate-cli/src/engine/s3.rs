@@ -48,7 +48,7 @@ use aws_sdk_s3::types::{
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use envelope_core::{EncryptedDataKey, EncryptionContext};
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::GlobSet;
 use serde_json::{Value, json};
 
 use super::error::{Error, ErrorKind, ItemError, ItemErrorCode};
@@ -386,8 +386,8 @@ impl S3Source {
         Ok(Self {
             shared,
             url,
-            include: globs(include)?,
-            exclude: globs(exclude)?,
+            include: super::files::globs(include)?,
+            exclude: super::files::globs(exclude)?,
             page: VecDeque::new(),
             token: None,
             listed_all: false,
@@ -1089,7 +1089,7 @@ impl Sink<ObjectUnit> for ObjectSink {
                 return reencrypt_whole(client, bucket, key, &read, &journal, &id, &original, new, backup_prefix).await;
             };
             let undo = ObjectUndo::Envelope {
-                edks_b64: encode_edks(old_edks),
+                edks_b64: journal::key_list(old_edks),
                 old_sha256: journal::sha256(&item.bytes),
                 new_sha256: journal::sha256(new),
                 header_only: item.header_only,
@@ -1598,8 +1598,8 @@ async fn restore_object(client: &Client, bucket: &str, key: &str, undo: &ObjectU
             if hash != *new_sha256 {
                 return Ok(Restoration::Conflict("the object changed since the run".into()));
             }
-            let edks = decode_edks(edks_b64)?;
-            let original = rebuild(&current, &edks)
+            let edks = journal::parse_key_list(edks_b64).map_err(|e| ItemError::input(e.message))?;
+            let original = journal::with_key_list(&current, &edks)
                 .filter(|o| journal::sha256(o) == *old_sha256)
                 .ok_or_else(|| ItemError::input("the journal's undo record does not rebuild the original"))?;
             still_as_read(client, bucket, key, &now).await?;
@@ -1948,43 +1948,6 @@ async fn copy_object_to(
         .await
         .map_err(|e| item_error("CopyObject", &e))?;
     Ok(())
-}
-
-/// A key list for the journal: JSON `[provider, key id, base64 blob]` per key, base64.
-fn encode_edks(edks: &[EncryptedDataKey]) -> String {
-    let list: Vec<Value> =
-        edks.iter().map(|e| json!([e.provider_id(), e.key_id(), journal::b64(e.wrapped())])).collect();
-    journal::b64(Value::Array(list).to_string().as_bytes())
-}
-
-fn decode_edks(text: &str) -> Result<Vec<EncryptedDataKey>, ItemError> {
-    let damaged = || ItemError::input("the journal holds a damaged undo record");
-    let bytes = journal::unb64(text).map_err(|_| damaged())?;
-    let list: Vec<(String, String, String)> = serde_json::from_slice(&bytes).map_err(|_| damaged())?;
-    list.into_iter()
-        .map(|(p, k, w)| EncryptedDataKey::new(p, k, journal::unb64(&w).map_err(|_| damaged())?).map_err(|_| damaged()))
-        .collect()
-}
-
-/// `item` (a whole envelope, binary or text, or a framed header) with its key list replaced.
-fn rebuild(item: &[u8], edks: &[EncryptedDataKey]) -> Option<Vec<u8>> {
-    use super::transform::Encoding;
-    let encoding = Encoding::detect(item);
-    let bytes = encoding.decode(item).ok()?;
-    let envelope =
-        envelope_core::Envelope::parse(&bytes, &envelope_core::ParseOptions { max_encrypted_data_keys: 255 }).ok()?;
-    Some(encoding.encode(&envelope.with_encrypted_data_keys(edks).ok()?))
-}
-
-fn globs(patterns: &[String]) -> Result<Option<GlobSet>, Error> {
-    if patterns.is_empty() {
-        return Ok(None);
-    }
-    let mut builder = GlobSetBuilder::new();
-    for p in patterns {
-        builder.add(Glob::new(p).map_err(|e| Error::usage(format!("bad glob {p:?}: {e}")))?);
-    }
-    builder.build().map(Some).map_err(|e| Error::usage(format!("bad globs: {e}")))
 }
 
 #[cfg(test)]
