@@ -32,6 +32,14 @@ pub trait Keyring: Send + Sync {
     /// and the key is on its allow-list.
     fn can_unwrap(&self, edk: &EncryptedDataKey) -> bool;
 
+    /// Whether this keyring's futures need an async runtime (network I/O).
+    /// [`Encryptor`](crate::Encryptor)'s blocking `_sync` methods refuse to
+    /// call a keyring that says so. A keyring whose futures are ready at once
+    /// (the local keyring) returns `false`; the default is `true`.
+    fn needs_runtime(&self) -> bool {
+        true
+    }
+
     /// Makes a fresh data key and its wrapped form under this keyring's key.
     fn generate<'a>(&'a self, context: &'a EncryptionContext) -> KeyringFuture<'a, (DataKey, EncryptedDataKey)>;
 

@@ -3,9 +3,13 @@
 #![warn(missing_docs)]
 
 mod aead;
+#[cfg(feature = "tokio")]
+mod async_io;
 mod backend;
+mod cache;
 mod codec;
 mod context;
+mod encryptor;
 mod envelope;
 mod error;
 #[doc(hidden)]
@@ -22,7 +26,9 @@ mod text;
 
 pub use aead::{Cbc, Gcm, NONCE_LEN, TAG_LEN};
 pub use backend::AeadBackend;
+pub use cache::CachePolicy;
 pub use context::{EncryptionContext, MAX_CONTEXT_FIELD_LEN, MAX_CONTEXT_PAIRS};
+pub use encryptor::{Encryptor, EncryptorBuilder, Expect};
 pub use envelope::{Envelope, Plaintext, seal, seal_with_message_id};
 pub use error::{Error, FormatError, KeyringError, KeyringErrorKind};
 pub use header::{

@@ -540,6 +540,10 @@ impl Keyring for LocalKeyring {
         self.version_for(edk).is_some()
     }
 
+    fn needs_runtime(&self) -> bool {
+        false
+    }
+
     fn generate<'a>(&'a self, context: &'a EncryptionContext) -> KeyringFuture<'a, (DataKey, EncryptedDataKey)> {
         Box::pin(std::future::ready(self.generate_sync(context)))
     }

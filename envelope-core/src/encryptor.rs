@@ -1,0 +1,555 @@
+//! The front door: one [`Encryptor`] built from keyrings, with `encrypt` and
+//! `decrypt` for records and streams, in async and blocking forms.
+
+use std::fmt;
+use std::future::Future;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+use crate::cache::{Cache, CachePolicy};
+use crate::context::EncryptionContext;
+use crate::envelope::{Envelope, Plaintext, seal};
+use crate::error::{Error, KeyringError, KeyringErrorKind};
+use crate::header::{DEFAULT_FRAME_LEN, Header, ParseOptions};
+use crate::key::{DataKey, EncryptedDataKey};
+use crate::keyring::{
+    Keyring, KeyringFuture, Materials, generate_materials, unwrap_data_key_checked, verify_commitment,
+};
+use crate::stream::{StreamDecryptor, StreamOptions, encrypt_stream_with};
+
+/// What a decrypting caller expects of an envelope's encryption context,
+/// checked before any keyring is asked. The context travels in the clear in
+/// the header and is authenticated with the body, so a mismatch is reported
+/// as [`Error::ContextMismatch`] naming the key at fault, not as the opaque
+/// authentication error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect<'a> {
+    /// The envelope's context must be exactly this one: no pair missing,
+    /// none different, none extra.
+    Exactly(&'a EncryptionContext),
+    /// The envelope's context must hold every pair of this one, and may hold
+    /// more (the AWS Encryption SDK's required encryption context). An empty
+    /// context here accepts any envelope.
+    Contains(&'a EncryptionContext),
+}
+
+impl Expect<'_> {
+    /// Checks an envelope's context.
+    ///
+    /// # Errors
+    /// [`Error::ContextMismatch`] naming the first key (in canonical order)
+    /// that is missing, different or, for [`Expect::Exactly`], not expected.
+    pub fn check(&self, actual: &EncryptionContext) -> Result<(), Error> {
+        match self {
+            Self::Contains(required) => actual.require(required),
+            Self::Exactly(expected) => {
+                if actual == *expected {
+                    return Ok(());
+                }
+                actual.require(expected)?;
+                // Every expected pair is there, so some pair is extra.
+                let extra = actual.iter().find(|(k, _)| expected.get(k).is_none()).map(|(k, _)| k);
+                Err(Error::ContextMismatch { key: extra.unwrap_or_default().to_owned() })
+            }
+        }
+    }
+}
+
+/// Encrypts and decrypts with a fixed set of keyrings: the one obvious way
+/// in for applications.
+///
+/// Built once, shared everywhere: it is `Send + Sync`, and a clone is a
+/// reference count. Every message gets a fresh random message id (no API
+/// here takes one), so nothing a caller does can repeat a nonce.
+///
+/// - [`encrypt`](Self::encrypt) / [`decrypt`](Self::decrypt) for records,
+///   async: any keyring, AWS KMS included;
+/// - [`encrypt_sync`](Self::encrypt_sync) / [`decrypt_sync`](Self::decrypt_sync),
+///   blocking, for keyrings that need no I/O ([`LocalKeyring`](crate::LocalKeyring));
+/// - [`encrypt_stream_sync`](Self::encrypt_stream_sync) /
+///   [`decrypt_stream_sync`](Self::decrypt_stream_sync) over `std::io`, framed,
+///   in constant memory; with the `tokio` feature, `encrypt_stream` and
+///   `decrypt_stream` over tokio's `AsyncRead` / `AsyncWrite`.
+///
+/// With several keyrings, the first generates each data key and every one
+/// wraps it, so any of them can decrypt. [`EncryptorBuilder::cache`] turns
+/// on data key caching ([`CachePolicy`]).
+///
+/// Its `Debug` names the keyrings' key ids and the cache's size, never a key.
+#[derive(Clone)]
+pub struct Encryptor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Wrap every new data key; the first generates it.
+    encrypt: Vec<Arc<dyn Keyring>>,
+    /// May unwrap: `encrypt` followed by the decrypt-only keyrings.
+    decrypt: Vec<Arc<dyn Keyring>>,
+    cache: Option<Cache>,
+    frame_len: u32,
+    parse: ParseOptions,
+    stream: StreamOptions,
+}
+
+/// Builds an [`Encryptor`].
+#[must_use]
+pub struct EncryptorBuilder {
+    encrypt: Vec<Arc<dyn Keyring>>,
+    decrypt_only: Vec<Arc<dyn Keyring>>,
+    cache: Option<CachePolicy>,
+    frame_len: u32,
+    parse: ParseOptions,
+    stream: StreamOptions,
+}
+
+impl Encryptor {
+    /// An encryptor with one keyring and no cache.
+    pub fn new(keyring: impl Keyring + 'static) -> Self {
+        let keyring: Arc<dyn Keyring> = Arc::new(keyring);
+        Self {
+            inner: Arc::new(Inner {
+                encrypt: vec![Arc::clone(&keyring)],
+                decrypt: vec![keyring],
+                cache: None,
+                frame_len: DEFAULT_FRAME_LEN,
+                parse: ParseOptions::default(),
+                stream: StreamOptions::default(),
+            }),
+        }
+    }
+
+    /// A builder, for several keyrings, a cache or other options.
+    pub fn builder() -> EncryptorBuilder {
+        EncryptorBuilder {
+            encrypt: Vec::new(),
+            decrypt_only: Vec::new(),
+            cache: None,
+            frame_len: DEFAULT_FRAME_LEN,
+            parse: ParseOptions::default(),
+            stream: StreamOptions::default(),
+        }
+    }
+
+    /// Encrypts a record under `context` into a single-shot envelope.
+    ///
+    /// # Errors
+    /// [`Error::Keyring`] when a keyring fails; [`Error::Format`] when the
+    /// keyrings made too many encrypted data keys; [`Error::Io`] when the
+    /// system random source fails.
+    pub async fn encrypt(&self, context: &EncryptionContext, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+        self.encrypt_in(Mode::Async, context, plaintext).await
+    }
+
+    /// [`Encryptor::encrypt`] without an async runtime, for keyrings that
+    /// need no I/O. Do not call it from async code: it may wait for another
+    /// caller's keyring call when a cache is on.
+    ///
+    /// # Errors
+    /// As [`Encryptor::encrypt`], and [`KeyringErrorKind::Unsupported`] when
+    /// a keyring needs an async runtime ([`Keyring::needs_runtime`]).
+    pub fn encrypt_sync(&self, context: &EncryptionContext, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+        block_on(self.encrypt_in(Mode::Sync, context, plaintext))
+    }
+
+    /// Decrypts an envelope (single-shot or framed) held in memory, after
+    /// checking its context against `expected`. The plaintext is wiped when dropped.
+    ///
+    /// # Errors
+    /// [`Error::Format`] for malformed input; [`Error::ContextMismatch`] when
+    /// the context is not the expected one (no keyring is asked then);
+    /// [`Error::Keyring`] when no keyring can unwrap the data key;
+    /// [`Error::Authentication`] for a wrong key or altered data.
+    pub async fn decrypt(&self, ciphertext: &[u8], expected: Expect<'_>) -> Result<Plaintext, Error> {
+        self.decrypt_in(Mode::Async, ciphertext, expected).await
+    }
+
+    /// [`Encryptor::decrypt`] without an async runtime, for keyrings that need no I/O.
+    ///
+    /// # Errors
+    /// As [`Encryptor::decrypt`], and [`KeyringErrorKind::Unsupported`] when
+    /// the keyring that holds the data key needs an async runtime.
+    pub fn decrypt_sync(&self, ciphertext: &[u8], expected: Expect<'_>) -> Result<Plaintext, Error> {
+        block_on(self.decrypt_in(Mode::Sync, ciphertext, expected))
+    }
+
+    /// Encrypts everything `reader` yields into a framed envelope on
+    /// `writer`, in constant memory. Returns the plaintext length. A stream
+    /// always gets a data key of its own: its length is not known in advance,
+    /// so it cannot be counted against a cached key's limits.
+    ///
+    /// # Errors
+    /// As [`Encryptor::encrypt_sync`], and [`Error::Io`] when reading or
+    /// writing fails; the output is then incomplete and must be discarded.
+    pub fn encrypt_stream_sync(
+        &self,
+        context: &EncryptionContext,
+        reader: impl Read,
+        writer: impl Write,
+    ) -> Result<u64, Error> {
+        let materials = block_on(self.materials(Mode::Sync, context, None))?;
+        encrypt_stream_with(&materials, context, self.inner.frame_len, &self.inner.stream, reader, writer)
+    }
+
+    /// Decrypts an envelope read from `reader` to `writer`, in constant memory
+    /// for framed bodies, after checking its context. Returns the plaintext length.
+    ///
+    /// Frames are written as they verify: if this fails part way, discard
+    /// what was written.
+    ///
+    /// # Errors
+    /// As [`Encryptor::decrypt_sync`], and [`Error::Io`] when reading or writing fails.
+    pub fn decrypt_stream_sync(
+        &self,
+        reader: impl Read,
+        writer: impl Write,
+        expected: Expect<'_>,
+    ) -> Result<u64, Error> {
+        let decryptor = StreamDecryptor::new(reader, &self.inner.parse)?;
+        expected.check(&decryptor.header().context)?;
+        let key = block_on(self.checked_data_key(Mode::Sync, decryptor.header()))?;
+        decryptor.decrypt_to_with(&key, &self.inner.stream, writer)
+    }
+
+    /// The frame length streams are written with.
+    pub fn frame_len(&self) -> u32 {
+        self.inner.frame_len
+    }
+
+    #[cfg(feature = "tokio")]
+    pub(crate) fn parse_options(&self) -> &ParseOptions {
+        &self.inner.parse
+    }
+
+    async fn encrypt_in(&self, mode: Mode, context: &EncryptionContext, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+        let len = u64::try_from(plaintext.len()).ok();
+        let materials = self.materials(mode, context, len).await?;
+        seal(&materials, context, plaintext)
+    }
+
+    /// Materials for one message: cached when a cache is on and the length known.
+    pub(crate) async fn materials(
+        &self,
+        mode: Mode,
+        context: &EncryptionContext,
+        len: Option<u64>,
+    ) -> Result<Arc<Materials>, Error> {
+        let generate = || self.generate(mode, context);
+        let materials = match &self.inner.cache {
+            Some(cache) => cache.materials(context, len, generate).await?,
+            None => Arc::new(generate().await?),
+        };
+        Ok(materials)
+    }
+
+    async fn generate(&self, mode: Mode, context: &EncryptionContext) -> Result<Materials, KeyringError> {
+        let keyrings = Keyrings::new(mode, &self.inner.encrypt);
+        generate_materials(&keyrings.refs(), context).await
+    }
+
+    async fn decrypt_in(&self, mode: Mode, ciphertext: &[u8], expected: Expect<'_>) -> Result<Plaintext, Error> {
+        let envelope = Envelope::parse(ciphertext, &self.inner.parse)?;
+        let header = envelope.header();
+        expected.check(&header.context)?;
+        if let Some(key) = self.cached_key(header) {
+            // `open_plaintext` checks the commitment before decrypting: a
+            // cached key of another envelope with the same key list (a
+            // planted entry) fails there, and the keyrings decide instead.
+            match envelope.open_plaintext(&key) {
+                Err(Error::Authentication) => {}
+                other => return other,
+            }
+        }
+        let key = self.unwrap(mode, header, &|k| envelope.verify_data_key(k).is_ok()).await?;
+        envelope.open_plaintext(&key)
+    }
+
+    /// The data key of `header`, checked against its commitment.
+    pub(crate) async fn checked_data_key(&self, mode: Mode, header: &Header) -> Result<DataKey, Error> {
+        let check = |k: &DataKey| verify_commitment(header, k).is_ok();
+        if let Some(key) = self.cached_key(header).filter(|k| check(k)) {
+            return Ok(key);
+        }
+        self.unwrap(mode, header, &check).await
+    }
+
+    fn cached_key(&self, header: &Header) -> Option<DataKey> {
+        self.inner.cache.as_ref()?.unwrapped(&header.encrypted_data_keys, &header.context)
+    }
+
+    async fn unwrap(
+        &self,
+        mode: Mode,
+        header: &Header,
+        check: &(dyn Fn(&DataKey) -> bool + Sync),
+    ) -> Result<DataKey, Error> {
+        let keyrings = Keyrings::new(mode, &self.inner.decrypt);
+        let key =
+            unwrap_data_key_checked(&keyrings.refs(), &header.encrypted_data_keys, &header.context, check).await?;
+        if let Some(cache) = &self.inner.cache {
+            cache.remember(&header.encrypted_data_keys, &header.context, &key);
+        }
+        Ok(key)
+    }
+}
+
+impl fmt::Debug for Encryptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ids = |keyrings: &[Arc<dyn Keyring>]| -> Vec<String> {
+            keyrings.iter().map(|k| format!("{}:{}", k.provider_id(), k.key_id())).collect()
+        };
+        let decrypt_only = &self.inner.decrypt[self.inner.encrypt.len()..];
+        f.debug_struct("Encryptor")
+            .field("encrypt_keys", &ids(&self.inner.encrypt))
+            .field("decrypt_only_keys", &ids(decrypt_only))
+            .field("cache", &self.inner.cache)
+            .field("frame_len", &self.inner.frame_len)
+            .finish()
+    }
+}
+
+impl EncryptorBuilder {
+    /// Adds a keyring that wraps every new data key and may unwrap.
+    pub fn keyring(self, keyring: impl Keyring + 'static) -> Self {
+        self.shared_keyring(Arc::new(keyring))
+    }
+
+    /// [`EncryptorBuilder::keyring`] for a keyring shared with other code.
+    pub fn shared_keyring(mut self, keyring: Arc<dyn Keyring>) -> Self {
+        self.encrypt.push(keyring);
+        self
+    }
+
+    /// Adds a keyring that may only unwrap: an old key still allowed to
+    /// decrypt, say. Tried after the encrypting keyrings.
+    pub fn decrypt_only_keyring(mut self, keyring: impl Keyring + 'static) -> Self {
+        self.decrypt_only.push(Arc::new(keyring));
+        self
+    }
+
+    /// Turns on data key caching with these limits (see [`CachePolicy`] for
+    /// why reuse is safe and the bound).
+    pub fn cache(mut self, policy: CachePolicy) -> Self {
+        self.cache = Some(policy);
+        self
+    }
+
+    /// The frame length of streams (default 64 KiB; 1 to 16 MiB).
+    pub fn frame_len(mut self, frame_len: u32) -> Self {
+        self.frame_len = frame_len;
+        self
+    }
+
+    /// Limits applied when parsing envelopes to decrypt.
+    pub fn parse_options(mut self, options: ParseOptions) -> Self {
+        self.parse = options;
+        self
+    }
+
+    /// Threads used to encrypt and decrypt large streams.
+    pub fn stream_options(mut self, options: StreamOptions) -> Self {
+        self.stream = options;
+        self
+    }
+
+    /// The encryptor.
+    ///
+    /// # Errors
+    /// [`Error::Keyring`] ([`KeyringErrorKind::Invalid`]) without any
+    /// keyring; [`Error::Format`] for a frame length out of range.
+    pub fn build(self) -> Result<Encryptor, Error> {
+        crate::header::BodyForm::framed(self.frame_len)?;
+        if self.encrypt.is_empty() && self.decrypt_only.is_empty() {
+            return Err(KeyringError::new(KeyringErrorKind::Invalid, "an encryptor needs at least one keyring").into());
+        }
+        let mut decrypt = self.encrypt.clone();
+        decrypt.extend(self.decrypt_only);
+        Ok(Encryptor {
+            inner: Arc::new(Inner {
+                encrypt: self.encrypt,
+                decrypt,
+                cache: self.cache.map(Cache::new),
+                frame_len: self.frame_len,
+                parse: self.parse,
+                stream: self.stream,
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for EncryptorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncryptorBuilder")
+            .field("keyrings", &self.encrypt.len())
+            .field("decrypt_only_keyrings", &self.decrypt_only.len())
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether keyring futures may wait for I/O (async callers) or must be
+/// ready at once (the `_sync` methods, which have no runtime to drive them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Async,
+    Sync,
+}
+
+/// The keyrings of one operation, each wrapped in [`Immediate`] for a
+/// blocking caller so the shared keyring helpers can be used unchanged.
+enum Keyrings<'a> {
+    Async(&'a [Arc<dyn Keyring>]),
+    Sync(Vec<Immediate<'a>>),
+}
+
+impl<'a> Keyrings<'a> {
+    fn new(mode: Mode, keyrings: &'a [Arc<dyn Keyring>]) -> Self {
+        match mode {
+            Mode::Async => Self::Async(keyrings),
+            Mode::Sync => Self::Sync(keyrings.iter().map(|k| Immediate(k.as_ref())).collect()),
+        }
+    }
+
+    fn refs(&self) -> Vec<&dyn Keyring> {
+        match self {
+            Self::Async(keyrings) => keyrings.iter().map(|k| k.as_ref() as &dyn Keyring).collect(),
+            Self::Sync(keyrings) => keyrings.iter().map(|k| k as &dyn Keyring).collect(),
+        }
+    }
+}
+
+/// A keyring seen by a blocking caller: one that needs a runtime is refused
+/// before it is called (a KMS future polled outside its runtime could panic),
+/// and a future that is not ready at once is an error rather than a hang.
+struct Immediate<'a>(&'a dyn Keyring);
+
+fn needs_async<T: Send + 'static>(keyring: &dyn Keyring) -> KeyringFuture<'static, T> {
+    let message = format!(
+        "the key {}:{} needs network access: use the async encrypt/decrypt, not the _sync ones",
+        keyring.provider_id(),
+        keyring.key_id()
+    );
+    Box::pin(std::future::ready(Err(KeyringError::new(KeyringErrorKind::Unsupported, message))))
+}
+
+fn at_once<'a, T: Send + 'a>(keyring: &dyn Keyring, mut future: KeyringFuture<'a, T>) -> KeyringFuture<'a, T> {
+    let result = match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(result) => result,
+        Poll::Pending => Err(KeyringError::new(
+            KeyringErrorKind::Unsupported,
+            format!(
+                "the key {}:{} did not answer at once: use the async encrypt/decrypt",
+                keyring.provider_id(),
+                keyring.key_id()
+            ),
+        )),
+    };
+    Box::pin(std::future::ready(result))
+}
+
+impl Keyring for Immediate<'_> {
+    fn provider_id(&self) -> &str {
+        self.0.provider_id()
+    }
+
+    fn key_id(&self) -> &str {
+        self.0.key_id()
+    }
+
+    fn can_unwrap(&self, edk: &EncryptedDataKey) -> bool {
+        self.0.can_unwrap(edk)
+    }
+
+    fn needs_runtime(&self) -> bool {
+        false
+    }
+
+    fn generate<'a>(&'a self, context: &'a EncryptionContext) -> KeyringFuture<'a, (DataKey, EncryptedDataKey)> {
+        if self.0.needs_runtime() {
+            return needs_async(self.0);
+        }
+        at_once(self.0, self.0.generate(context))
+    }
+
+    fn wrap<'a>(&'a self, key: &'a DataKey, context: &'a EncryptionContext) -> KeyringFuture<'a, EncryptedDataKey> {
+        if self.0.needs_runtime() {
+            return needs_async(self.0);
+        }
+        at_once(self.0, self.0.wrap(key, context))
+    }
+
+    fn unwrap<'a>(
+        &'a self,
+        edks: &'a [EncryptedDataKey],
+        context: &'a EncryptionContext,
+    ) -> KeyringFuture<'a, DataKey> {
+        if self.0.needs_runtime() {
+            return needs_async(self.0);
+        }
+        at_once(self.0, self.0.unwrap(edks, context))
+    }
+}
+
+/// Runs a future on this thread. Keyring calls are ready at once here
+/// ([`Immediate`]); what may wait is a cache miss another caller is
+/// resolving, whose end wakes this thread.
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    // The common case completes in one poll: no waker to allocate.
+    if let Poll::Ready(output) = future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        return output;
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(output) => return output,
+            // A spurious wake-up only costs another poll.
+            Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn futures_are_send_and_the_encryptor_is_shareable() {
+        fn send<T: Send>(_: &T) {}
+        fn shareable<T: Send + Sync + Clone + 'static>() {}
+        shareable::<Encryptor>();
+        let encryptor = Encryptor::new(crate::LocalKeyring::new(crate::LocalKey::generate("k").expect("key")));
+        let context = EncryptionContext::new();
+        send(&encryptor.encrypt(&context, b""));
+        send(&encryptor.decrypt(b"", Expect::Contains(&context)));
+    }
+
+    #[test]
+    fn exact_expectation_names_the_key_at_fault() {
+        let ctx = |pairs: &[(&str, &str)]| EncryptionContext::from_pairs(pairs.iter().copied()).expect("context");
+        let actual = ctx(&[("a", "1"), ("b", "2")]);
+        assert!(Expect::Exactly(&actual).check(&actual).is_ok());
+        assert!(Expect::Contains(&ctx(&[("b", "2")])).check(&actual).is_ok());
+        let key = |r: Result<(), Error>| match r {
+            Err(Error::ContextMismatch { key }) => key,
+            other => panic!("expected a mismatch, got {other:?}"),
+        };
+        assert_eq!(key(Expect::Exactly(&ctx(&[("a", "1")])).check(&actual)), "b");
+        assert_eq!(key(Expect::Exactly(&ctx(&[("a", "1"), ("b", "3")])).check(&actual)), "b");
+        assert_eq!(key(Expect::Contains(&ctx(&[("c", "")])).check(&actual)), "c");
+    }
+}
