@@ -454,7 +454,14 @@ pub fn with_key_list(item: &[u8], edks: &[EncryptedDataKey]) -> Option<Vec<u8>> 
 
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    // By table: a `format!` per byte was a tenth of a table run's ordered loop.
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 /// SHA-256 of `bytes`, hex.

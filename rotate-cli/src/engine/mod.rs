@@ -520,15 +520,7 @@ impl Engine {
     /// Counts changes an ordered sink could not store as failures.
     fn reject(&self, rejected: Vec<Rejected>, counts: &mut Counts) -> Result<(), Error> {
         for r in rejected {
-            match r.kind {
-                ChangeKind::Rewrapped => counts.rewrapped = counts.rewrapped.saturating_sub(1),
-                ChangeKind::Reencrypted => counts.reencrypted = counts.reencrypted.saturating_sub(1),
-                ChangeKind::FromLegacy => {
-                    counts.reencrypted = counts.reencrypted.saturating_sub(1);
-                    counts.from_legacy = counts.from_legacy.saturating_sub(1);
-                }
-            }
-            counts.failed += 1;
+            counts.unstored(r.kind);
             self.failures.record(&r.item, self.operation, &r.error, 1)?;
         }
         Ok(())

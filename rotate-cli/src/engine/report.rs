@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::error::{Error, ErrorKind, ItemError};
+use super::transform::ChangeKind;
 use crate::fsio;
 
 /// What happened to the items of a run.
@@ -45,6 +46,19 @@ impl Counts {
     /// Every item looked at.
     pub fn items(&self) -> u64 {
         self.rewrapped + self.reencrypted + self.skipped + self.failed + self.done_before
+    }
+
+    /// Moves one change that was counted as done but could not be stored to the failures.
+    pub fn unstored(&mut self, kind: ChangeKind) {
+        match kind {
+            ChangeKind::Rewrapped => self.rewrapped = self.rewrapped.saturating_sub(1),
+            ChangeKind::Reencrypted => self.reencrypted = self.reencrypted.saturating_sub(1),
+            ChangeKind::FromLegacy => {
+                self.reencrypted = self.reencrypted.saturating_sub(1);
+                self.from_legacy = self.from_legacy.saturating_sub(1);
+            }
+        }
+        self.failed += 1;
     }
 
     /// Adds `other` to these counts.

@@ -11,7 +11,8 @@
 //! `changed_during_rotation`. On PostgreSQL a batch is one statement (the
 //! rows travel as arrays and are joined with `unnest`): one round trip per
 //! batch and column. After the commit, a checkpoint with the last key lets
-//! `--resume` continue after it.
+//! `--resume` continue after it. A batch is journaled and stored on the
+//! database thread while the engine transforms the next one.
 //!
 //! The drivers are synchronous from the engine's point of view: every
 //! connection lives on its own thread ([`DbThread`]), so neither SQLite's
@@ -527,18 +528,20 @@ struct Pending {
     kind: ChangeKind,
 }
 
-/// The batch being gathered.
+/// The batch being gathered, and the previous one while it is stored.
 #[derive(Default)]
 struct Batch {
     changes: Vec<Pending>,
     units: usize,
     records: u64,
     last: Option<Vec<KeyValue>>,
+    /// The previous batch, being journaled and written on the database thread.
+    storing: Option<mpsc::Receiver<Result<Vec<Rejected>, Error>>>,
 }
 
 /// Writes changed rows back in batches, journal first, each row only if unchanged since read.
 pub struct TableSink {
-    spec: TableSpec,
+    spec: Arc<TableSpec>,
     db: OnceLock<DbThread>,
     journal: OnceLock<Arc<Journal>>,
     batch: Mutex<Batch>,
@@ -547,35 +550,85 @@ pub struct TableSink {
 impl TableSink {
     /// A sink for `spec`; it connects when the run starts.
     pub fn new(spec: TableSpec) -> Self {
-        Self { spec, db: OnceLock::new(), journal: OnceLock::new(), batch: Mutex::new(Batch::default()) }
+        Self {
+            spec: Arc::new(spec),
+            db: OnceLock::new(),
+            journal: OnceLock::new(),
+            batch: Mutex::new(Batch::default()),
+        }
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Batch>, Error> {
         self.batch.lock().map_err(|_| Error::new(ErrorKind::Io, "internal error: batch lock poisoned"))
     }
 
-    /// Journal, one transaction, rejected rows, checkpoint.
+    /// Hands the gathered batch to the database thread and returns what the
+    /// previous batch rejected. One batch is stored while the engine
+    /// transforms the next, so the ordered loop never waits on a sync or a
+    /// transaction unless the database falls a whole batch behind.
     fn flush(&self, batch: &mut Batch, counts: &Counts) -> Result<Vec<Rejected>, Error> {
+        let earlier = Self::settle(batch)?;
         if batch.units == 0 {
-            return Ok(Vec::new());
+            return Ok(earlier);
         }
         let journal = self.journal.get().ok_or_else(|| Error::new(ErrorKind::Io, "internal error: no journal"))?;
         let db = self.db.get().ok_or_else(|| Error::new(ErrorKind::Io, "internal error: not connected"))?;
-        let changes = std::mem::take(&mut batch.changes);
+        // The engine learns of `earlier` only when this returns; the checkpoint must already count it.
+        let mut counts = *counts;
+        for r in &earlier {
+            counts.unstored(r.kind);
+        }
+        let store = Store {
+            spec: Arc::clone(&self.spec),
+            journal: Arc::clone(journal),
+            changes: std::mem::take(&mut batch.changes),
+            at: Checkpoint {
+                records: batch.records,
+                output_bytes: 0,
+                position: batch.last.as_deref().map(key_to_string),
+            },
+            counts,
+        };
+        batch.units = 0;
+        batch.storing = Some(db.send(move |db| store.run(db))?);
+        Ok(earlier)
+    }
+
+    /// Waits for the batch being stored, if any.
+    fn settle(batch: &mut Batch) -> Result<Vec<Rejected>, Error> {
+        match batch.storing.take() {
+            Some(answer) => wait(&answer)?,
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// One batch on its way to the database: journal, one transaction, rejected rows, checkpoint.
+struct Store {
+    spec: Arc<TableSpec>,
+    journal: Arc<Journal>,
+    changes: Vec<Pending>,
+    at: Checkpoint,
+    counts: Counts,
+}
+
+impl Store {
+    fn run(self, db: &mut dyn Db) -> Result<Vec<Rejected>, Error> {
+        let Self { spec, journal, changes, at, mut counts } = self;
         let mut rejected = Vec::new();
         if !changes.is_empty() {
-            let entries: Vec<Entry> = changes.iter().map(|c| row_entry(&self.spec, c)).collect();
+            let entries: Vec<Entry> = changes.iter().map(|c| row_entry(&spec, c)).collect();
             journal.append_all(&entries, true)?;
             let mut groups: Vec<Group> = Vec::new();
             let mut index: HashMap<usize, usize> = HashMap::new();
             let mut order = Vec::with_capacity(changes.len());
             for c in &changes {
                 let g = *index.entry(c.column).or_insert_with(|| {
-                    let column = &self.spec.columns[c.column];
+                    let column = &spec.columns[c.column];
                     groups.push(Group {
-                        set: self.spec.into.clone().unwrap_or_else(|| column.clone()),
+                        set: spec.into.clone().unwrap_or_else(|| column.clone()),
                         guard: column.clone(),
-                        set_must_be_null: self.spec.into.is_some(),
+                        set_must_be_null: spec.into.is_some(),
                         rows: Vec::new(),
                     });
                     groups.len() - 1
@@ -583,14 +636,11 @@ impl TableSink {
                 order.push((g, groups[g].rows.len()));
                 groups[g].rows.push(Update { key: c.key.clone(), expect: c.old.clone(), value: c.new.clone() });
             }
-            let applied = db.call(move |db| db.update(&groups))?.map_err(|e| {
-                let mut e = e;
-                if e.hint.is_none() {
-                    e = e.hint(
-                        "the rows before this batch are done and checkpointed: rerun the same command with --resume",
-                    );
+            let applied = db.update(&groups).map_err(|e| {
+                if e.hint.is_some() {
+                    return e;
                 }
-                e
+                e.hint("the rows before this batch are done and checkpointed: rerun the same command with --resume")
             })?;
             for (c, (g, r)) in changes.into_iter().zip(order) {
                 if !applied.get(g).and_then(|rows| rows.get(r)).copied().unwrap_or(false) {
@@ -600,7 +650,7 @@ impl TableSink {
                         kind: c.kind,
                         error: ItemError::new(
                             ItemErrorCode::ChangedDuringRotation,
-                            if self.spec.into.is_some() {
+                            if spec.into.is_some() {
                                 "the row changed after it was read (or its shadow column was filled); left as it is"
                             } else {
                                 "the row changed after it was read; the other writer's value was kept"
@@ -610,22 +660,10 @@ impl TableSink {
                 }
             }
         }
-        let mut counts = *counts;
         for r in &rejected {
-            match r.kind {
-                ChangeKind::Rewrapped => counts.rewrapped = counts.rewrapped.saturating_sub(1),
-                ChangeKind::Reencrypted => counts.reencrypted = counts.reencrypted.saturating_sub(1),
-                ChangeKind::FromLegacy => {
-                    counts.reencrypted = counts.reencrypted.saturating_sub(1);
-                    counts.from_legacy = counts.from_legacy.saturating_sub(1);
-                }
-            }
-            counts.failed += 1;
+            counts.unstored(r.kind);
         }
-        let at =
-            Checkpoint { records: batch.records, output_bytes: 0, position: batch.last.as_deref().map(key_to_string) };
         journal.append(&Entry::Checkpoint { at, counts }, true)?;
-        batch.units = 0;
         Ok(rejected)
     }
 }
@@ -668,7 +706,7 @@ impl Sink<RowUnit> for TableSink {
     fn start(&self, journal: Option<Arc<Journal>>, _checkpoint: Option<&Checkpoint>) -> Result<(), Error> {
         let journal = journal.ok_or_else(|| Error::usage("writing a table needs a journal"))?;
         let _ = self.journal.set(journal);
-        let db = DbThread::start(self.spec.clone())?;
+        let db = DbThread::start(TableSpec::clone(&self.spec))?;
         let _ = self.db.set(db);
         Ok(())
     }
@@ -714,7 +752,9 @@ impl Sink<RowUnit> for TableSink {
         if self.db.get().is_none() {
             return Ok(Vec::new());
         }
-        self.flush(&mut batch, counts)
+        let mut rejected = self.flush(&mut batch, counts)?;
+        rejected.extend(Self::settle(&mut batch)?);
+        Ok(rejected)
     }
 }
 
