@@ -54,6 +54,13 @@ pub enum FormatError {
     BadBase64,
     /// A field that must be empty or fixed is not, named here.
     Invalid(&'static str),
+    /// A keyset file breaks a rule of docs/format.md §12.3.
+    Keyset {
+        /// The line at fault, from 1; 0 when the problem is not on one line.
+        line: usize,
+        /// What is wrong.
+        problem: &'static str,
+    },
 }
 
 impl fmt::Display for FormatError {
@@ -84,6 +91,8 @@ impl fmt::Display for FormatError {
             Self::TrailingBytes => f.write_str("unexpected bytes after the end of the envelope"),
             Self::BadBase64 => f.write_str("the text form is not valid base64"),
             Self::Invalid(what) => write!(f, "invalid {what}"),
+            Self::Keyset { line: 0, problem } => write!(f, "keyset: {problem}"),
+            Self::Keyset { line, problem } => write!(f, "keyset file, line {line}: {problem}"),
         }
     }
 }

@@ -77,3 +77,25 @@ pub fn context_round_trip(data: &[u8]) {
         assert_eq!(again, &data[..reader.position()]);
     }
 }
+
+/// Parses a compact record and opens it with the key of the first committed
+/// known-answer vector (tests/data/keyset_vectors.json), so seeds reach the
+/// tag check; then the text form.
+pub fn compact_record(data: &[u8]) {
+    let key = DataKey::from_bytes([0x30; 32]);
+    let _ = crate::keyset::open_with_key(&key, [0x50; 16], data, &EncryptionContext::new());
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(bytes) = crate::text::decode_text(text)
+    {
+        let _ = crate::keyset::open_with_key(&key, [0x50; 16], &bytes, &EncryptionContext::new());
+    }
+}
+
+/// Parses a keyset file; what parses must re-encode to the same text.
+pub fn keyset_file(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(keyset) = crate::keyset::Keyset::from_text(text)
+    {
+        assert_eq!(keyset.to_text(), text, "a parsed keyset must re-encode to its input");
+    }
+}

@@ -17,6 +17,7 @@ pub mod fuzzing;
 mod header;
 mod key;
 mod keyring;
+pub mod keyset;
 pub mod legacy;
 mod local;
 mod random;
