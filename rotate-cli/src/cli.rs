@@ -16,15 +16,16 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "REKEY_KEYSTORE", value_name = "DIR")]
     pub(crate) keystore: Option<PathBuf>,
 
-    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides, except that the AWS SDK,
-    /// HTTP and TLS crates are capped at info whatever RUST_LOG or LOG_SIGNABLE_BODY say: their
+    /// More log output on stderr: -v what is done to each item, -vv rekey's debug lines, -vvv the AWS
+    /// SDK's debug lines too. RUST_LOG replaces the levels, but the AWS SDK, HTTP and TLS crates never
+    /// log below info (debug for the SDK with -vvv), whatever RUST_LOG or LOG_SIGNABLE_BODY say: their
     /// traces would print request bodies, and KMS requests carry data keys
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
 
-    /// KMS client settings
-    #[command(flatten)]
-    pub(crate) kms: KmsArgs,
+    /// Only errors on stderr: no warnings, notes, summaries of file commands or progress bars
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub(crate) quiet: bool,
 
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -32,27 +33,41 @@ pub(crate) struct Cli {
 
 /// How to reach AWS KMS. Credentials, region and endpoint come from the
 /// standard AWS chain (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, SSO, IMDS).
+/// Flattened, under their own heading, into the commands that use KMS only.
 #[derive(Debug, Args, Clone)]
 pub(crate) struct KmsArgs {
     /// Most attempts per KMS call, retries on throttling and faults included
-    #[arg(long, global = true, default_value_t = 8, value_name = "N")]
+    #[arg(long, default_value_t = 8, value_name = "N")]
     pub(crate) kms_max_attempts: u32,
 
     /// SDK retry mode
-    #[arg(long, global = true, value_enum, default_value_t = RetryMode::Standard)]
+    #[arg(long, value_enum, default_value_t = RetryMode::Standard)]
     pub(crate) kms_retry_mode: RetryMode,
 
     /// Seconds before one KMS request attempt is abandoned and retried
-    #[arg(long, global = true, default_value_t = 10.0, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     pub(crate) kms_attempt_timeout: f64,
 
     /// Seconds before a KMS call, retries included, fails
-    #[arg(long, global = true, default_value_t = 60.0, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
     pub(crate) kms_operation_timeout: f64,
 
     /// Most KMS requests per second, across all workers (0: no limit)
-    #[arg(long, global = true, default_value_t = 0.0, value_name = "RPS")]
+    #[arg(long, default_value_t = 0.0, value_name = "RPS")]
     pub(crate) max_rps: f64,
+}
+
+impl Default for KmsArgs {
+    /// The defaults of the options above, for commands without them.
+    fn default() -> Self {
+        Self {
+            kms_max_attempts: 8,
+            kms_retry_mode: RetryMode::Standard,
+            kms_attempt_timeout: 10.0,
+            kms_operation_timeout: 60.0,
+            max_rps: 0.0,
+        }
+    }
 }
 
 /// The AWS SDK's retry modes.
@@ -86,6 +101,9 @@ pub(crate) enum Command {
     Reencrypt(ReencryptArgs),
     /// Put every item of a rotation back as it was, from its journal
     Rollback(RollbackArgs),
+    /// Check a shadow column filled with `--into`: the same rewrap or reencrypt command, with `verify` in front
+    #[command(subcommand, after_help = VERIFY_EXAMPLES)]
+    Verify(VerifyCommand),
     /// Count items per wrapping key (and legacy, bare, unreadable) without any key
     #[command(after_help = SCAN_EXAMPLES)]
     Scan(ScanArgs),
@@ -97,9 +115,57 @@ pub(crate) enum Command {
         /// The shell
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff)
-    Man,
+    /// Print a man page (roff), or write every page into a directory
+    #[command(after_help = MAN_EXAMPLES)]
+    Man(ManArgs),
+    /// Try the main job end to end with local keys, no AWS: encrypt, rotate, verify, roll back
+    #[command(after_help = DEMO_EXAMPLES)]
+    Demo(DemoArgs),
 }
+
+impl Command {
+    /// The KMS client options of the commands that have them.
+    pub(crate) fn kms_args(&self) -> Option<&KmsArgs> {
+        match self {
+            Self::Encrypt(a) => Some(&a.kms),
+            Self::Decrypt(a) => Some(&a.kms),
+            Self::Rewrap(a) => Some(&a.kms),
+            Self::Reencrypt(a) | Self::Verify(VerifyCommand::Reencrypt(a)) => Some(&a.kms),
+            Self::Verify(VerifyCommand::Rewrap(a)) => Some(&a.kms),
+            _ => None,
+        }
+    }
+}
+
+/// `rekey man`.
+#[derive(Debug, Args)]
+pub(crate) struct ManArgs {
+    /// The page: a subcommand such as `rewrap` or `s3 sse-rotate` (`rekey-rewrap(1)`) [default: rekey(1)]
+    #[arg(value_name = "COMMAND", num_args = 0..)]
+    pub(crate) command: Vec<String>,
+    /// Write every page (rekey.1, rekey-encrypt.1, ...) into DIR instead, for packagers
+    #[arg(long, value_name = "DIR", conflicts_with = "command")]
+    pub(crate) dir: Option<PathBuf>,
+}
+
+/// `rekey demo`.
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Where to work: a new or empty directory [default: a new directory under the system's temporary directory]
+    pub(crate) dir: Option<PathBuf>,
+}
+
+const MAN_EXAMPLES: &str = "\
+Examples:
+  rekey man | man -l -
+  rekey man rewrap | man -l -
+  rekey man s3 sse-rotate > rekey-s3-sse-rotate.1
+  rekey man --dir target/man";
+
+const DEMO_EXAMPLES: &str = "\
+Examples:
+  cargo run --release -p rotate-cli -- demo
+  rekey demo ./rekey-demo";
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeysCommand {
@@ -121,6 +187,34 @@ pub(crate) enum KeysCommand {
     },
 }
 
+/// Several inputs, directories, an output directory: shared by encrypt and decrypt.
+#[derive(Debug, Args)]
+pub(crate) struct FilesArgs {
+    /// Input files or directories ('-' or none: stdin)
+    #[arg(value_name = "INPUT")]
+    pub(crate) inputs: Vec<PathBuf>,
+    /// Output file, or with several inputs or a directory the output directory (mirroring the tree)
+    /// [default: stdout]; written atomically
+    #[arg(short, long, value_name = "FILE|DIR")]
+    pub(crate) output: Option<PathBuf>,
+    /// Walk directories given as inputs
+    #[arg(short, long)]
+    pub(crate) recursive: bool,
+    /// With -r: only files matching this glob (relative to the directory); repeatable
+    #[arg(long, value_name = "GLOB", requires = "recursive")]
+    pub(crate) include: Vec<String>,
+    /// With -r: skip files matching this glob; repeatable
+    #[arg(long, value_name = "GLOB", requires = "recursive")]
+    pub(crate) exclude: Vec<String>,
+    /// Suffix of encrypted file names in an output directory: added by encrypt, removed by decrypt
+    /// (which adds .decrypted to names without it)
+    #[arg(long, default_value = ".rky", value_name = "SUFFIX")]
+    pub(crate) suffix: String,
+    /// One JSON line per input (input, output, key ids, context, sizes, outcome) appended to FILE, for audits
+    #[arg(long, value_name = "FILE")]
+    pub(crate) metadata_output: Option<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct EncryptArgs {
     /// Key to encrypt under (local:NAME or kms:KEY); repeat to let any of them decrypt
@@ -129,23 +223,23 @@ pub(crate) struct EncryptArgs {
     /// Encryption context pair, authenticated and passed to KMS; repeatable
     #[arg(long = "context", short = 'c', value_name = "KEY=VALUE")]
     pub(crate) context: Vec<String>,
-    /// Input file [default: stdin]
-    pub(crate) input: Option<PathBuf>,
-    /// Output file [default: stdout]; written atomically
-    #[arg(short, long, value_name = "FILE")]
-    pub(crate) output: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) files: FilesArgs,
     /// Write the base64 text form (single-shot; for database columns and JSON)
     #[arg(long, conflicts_with = "lines")]
     pub(crate) text: bool,
-    /// Encrypt each input line as its own record, one text envelope per output line
+    /// Encrypt each input line as its own record, one text envelope per output line (line endings and a
+    /// missing final newline are kept)
     #[arg(long)]
     pub(crate) lines: bool,
     /// Plaintext bytes per frame of the binary (framed) form
     #[arg(long, default_value_t = envelope_core::DEFAULT_FRAME_LEN, value_name = "BYTES")]
     pub(crate) frame_size: u32,
-    /// Replace OUTPUT if it exists
+    /// Replace outputs that exist
     #[arg(long)]
     pub(crate) force: bool,
+    #[command(flatten, next_help_heading = "KMS client options")]
+    pub(crate) kms: KmsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -155,23 +249,23 @@ pub(crate) struct DecryptArgs {
     pub(crate) keys: Vec<KeySpec>,
     #[command(flatten)]
     pub(crate) discovery: DiscoveryArgs,
-    /// Required encryption context pair; decryption is refused if it differs
-    #[arg(long = "context", short = 'c', value_name = "KEY=VALUE")]
+    /// Required encryption context pair, or KEY alone: that key must be present with any value;
+    /// decryption is refused otherwise. Repeatable
+    #[arg(long = "context", short = 'c', value_name = "KEY[=VALUE]")]
     pub(crate) context: Vec<String>,
-    /// Input file [default: stdin]; binary or text form, detected
-    pub(crate) input: Option<PathBuf>,
-    /// Output file [default: stdout]; written atomically, removed on failure
-    #[arg(short, long, value_name = "FILE")]
-    pub(crate) output: Option<PathBuf>,
-    /// Decrypt one text envelope per input line
+    #[command(flatten)]
+    pub(crate) files: FilesArgs,
+    /// Decrypt one text envelope per input line (line endings are kept)
     #[arg(long)]
     pub(crate) lines: bool,
-    /// Write plaintext to a terminal, or replace an existing OUTPUT
+    /// Write plaintext to a terminal, or replace outputs that exist
     #[arg(long)]
     pub(crate) force: bool,
     /// Most encrypted data keys accepted in one envelope
     #[arg(long, default_value_t = envelope_core::DEFAULT_MAX_ENCRYPTED_DATA_KEYS, value_name = "N")]
     pub(crate) max_encrypted_data_keys: usize,
+    #[command(flatten, next_help_heading = "KMS client options")]
+    pub(crate) kms: KmsArgs,
 }
 
 /// KMS discovery mode: KMS keys that are not named may decrypt, but only
@@ -298,6 +392,9 @@ pub(crate) struct TargetArgs {
     /// Skip the check of the first item before anything is written
     #[arg(long)]
     pub(crate) no_preflight: bool,
+    /// One JSON line per item (item, outcome, key ids, context, sizes) appended to FILE, for audits
+    #[arg(long, value_name = "FILE")]
+    pub(crate) metadata_output: Option<PathBuf>,
 }
 
 /// `rekey scan`.
@@ -343,6 +440,8 @@ pub(crate) struct RewrapArgs {
     pub(crate) discovery: DiscoveryArgs,
     #[command(flatten)]
     pub(crate) target: TargetArgs,
+    #[command(flatten, next_help_heading = "KMS client options")]
+    pub(crate) kms: KmsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -375,13 +474,36 @@ pub(crate) struct ReencryptArgs {
     pub(crate) legacy_raw: bool,
     #[command(flatten)]
     pub(crate) target: TargetArgs,
+    #[command(flatten, next_help_heading = "KMS client options")]
+    pub(crate) kms: KmsArgs,
 }
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum VerifyCommand {
+    /// Check copies made by `rekey rewrap … --into COLUMN` (same arguments)
+    Rewrap(RewrapArgs),
+    /// Check copies made by `rekey reencrypt … --into COLUMN` (same arguments)
+    Reencrypt(ReencryptArgs),
+}
+
+const VERIFY_EXAMPLES: &str = "\
+Every row's shadow value is checked against its original with the keys of
+the run: a re-wrapped copy by its data key's commitment and identical body
+(no body is decrypted), a re-encrypted one by decrypting both sides. Nothing
+is written. Missing copies are `not_copied`, different ones `verify_failed`.
+
+Examples:
+  rekey reencrypt --to kms:alias/new --from kms:alias/old sqlite:app.db --table users --column ssn --into ssn_v2 --id id
+  rekey verify reencrypt --to kms:alias/new --from kms:alias/old sqlite:app.db --table users --column ssn --into ssn_v2 --id id";
 
 #[derive(Debug, Args)]
 pub(crate) struct RollbackArgs {
     /// The journal of the run to undo
     #[arg(long, value_name = "FILE")]
     pub(crate) journal: PathBuf,
+    /// The database, when the journal's URL (kept without its password) does not reach it
+    #[arg(long, value_name = "DB_URL")]
+    pub(crate) database_url: Option<String>,
     /// Print the summary as JSON
     #[arg(long)]
     pub(crate) json: bool,

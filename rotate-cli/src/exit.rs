@@ -32,7 +32,7 @@ Exit codes:
   3  authentication failed: wrong key, wrong encryption context, or altered data
   4  I/O error: files, directories, the local keystore
   5  AWS KMS error: key not found, access denied, disabled key, throttled, network
-  6  rotation finished with failures (see the failure report)";
+  6  finished with failures: some items or files failed (see the report)";
 
 /// A command's failure.
 #[derive(Debug)]
@@ -40,11 +40,14 @@ pub(crate) struct CliError {
     pub(crate) code: Code,
     pub(crate) message: String,
     pub(crate) hint: Option<String>,
+    /// Standard output was closed by its reader (`| head`): not a failure
+    /// to report; `main` exits quietly.
+    pub(crate) closed_pipe: bool,
 }
 
 impl CliError {
     pub(crate) fn new(code: Code, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), hint: None }
+        Self { code, message: message.into(), hint: None, closed_pipe: false }
     }
 
     pub(crate) fn usage(message: impl Into<String>) -> Self {
@@ -52,7 +55,8 @@ impl CliError {
     }
 
     pub(crate) fn io(what: impl fmt::Display, e: std::io::Error) -> Self {
-        Self::new(Code::Io, format!("{what}: {e}"))
+        let closed_pipe = e.kind() == std::io::ErrorKind::BrokenPipe;
+        Self { closed_pipe, ..Self::new(Code::Io, format!("{what}: {e}")) }
     }
 
     #[must_use]
@@ -118,7 +122,7 @@ impl From<CoreError> for CliError {
             CoreError::Authentication => Self::new(Code::Authentication, e.to_string()),
             CoreError::ContextMismatch { .. } => Self::new(Code::Authentication, e.to_string())
                 .hint("rekey inspect shows the context it was encrypted with"),
-            CoreError::Io(io) => Self::new(Code::Io, format!("I/O error: {io}")),
+            CoreError::Io(io) => Self::io("I/O error", io),
             CoreError::Context(_) => Self::new(Code::Usage, e.to_string()),
             other => Self::new(Code::BadInput, other.to_string()).hint("rekey inspect tells what the input is"),
         }
@@ -141,6 +145,10 @@ impl From<rotate_cli::engine::Error> for CliError {
             ErrorKind::Keyring(kind) => keyring_code(kind),
             _ => Code::Io,
         };
-        Self { code, message: e.message, hint: e.hint }
+        // The engine's errors carry text only; a record stream written to a
+        // closed stdout says so in the OS's words.
+        let closed_pipe =
+            e.kind == ErrorKind::Io && e.message.ends_with(&std::io::Error::from_raw_os_error(libc::EPIPE).to_string());
+        Self { code, message: e.message, hint: e.hint, closed_pipe }
     }
 }

@@ -7,6 +7,7 @@ mod exit;
 mod keys;
 mod kms;
 mod logging;
+mod ui;
 
 use rotate_cli::fsio as output;
 
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
+use crate::commands::rotate::Action;
 use crate::exit::CliError;
 
 fn main() -> ExitCode {
@@ -25,7 +27,8 @@ fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(exit::Code::Usage as u8) } else { ExitCode::SUCCESS };
         }
     };
-    logging::init(cli.verbose);
+    ui::set_quiet(cli.quiet);
+    logging::init(cli.verbose, cli.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -33,8 +36,12 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::Code::Io as u8);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    logging::finish();
+    match result {
         Ok(code) => code,
+        // The reader of stdout went away (`| head`): what it wanted, it has.
+        Err(e) if e.closed_pipe => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rekey: error: {e}");
             e.exit_code()
@@ -43,28 +50,33 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, CliError> {
-    let keys = keys::Keys::new(cli.keystore, kms::Kms::new(cli.kms));
+    let kms_args = cli.command.kms_args().cloned().unwrap_or_default();
+    let keys = keys::Keys::new(cli.keystore, kms::Kms::new(kms_args));
     match cli.command {
         Command::Keys(command) => commands::keys::run(&keys, command),
         Command::Encrypt(args) => commands::encrypt::run(&keys, args).await,
         Command::Decrypt(args) => commands::decrypt::run(&keys, args).await,
         Command::Inspect(args) => commands::inspect::run(args),
-        Command::Rewrap(args) => commands::rotate::rewrap(&keys, args).await,
-        Command::Reencrypt(args) => commands::rotate::reencrypt(&keys, args).await,
+        Command::Rewrap(args) => commands::rotate::rewrap(&keys, args, Action::Rotate).await,
+        Command::Reencrypt(args) => commands::rotate::reencrypt(&keys, args, Action::Rotate).await,
         Command::Rollback(args) => commands::rotate::rollback(args),
+        Command::Verify(cli::VerifyCommand::Rewrap(args)) => {
+            commands::rotate::rewrap(&keys, args, Action::Verify).await
+        }
+        Command::Verify(cli::VerifyCommand::Reencrypt(args)) => {
+            commands::rotate::reencrypt(&keys, args, Action::Verify).await
+        }
         Command::Scan(args) => commands::rotate::scan(args).await,
         Command::S3(cli::S3Command::SseRotate(args)) => commands::s3::sse_rotate(args).await,
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut command, "rekey", &mut std::io::stdout());
+            // Generated into memory: clap_complete panics on a write error.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "rekey", &mut script);
+            ui::out(&String::from_utf8_lossy(&script))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man => {
-            let command = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(command)
-                .render(&mut std::io::stdout())
-                .map_err(|e| CliError::io("writing the man page", e))?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Man(args) => commands::man::run(&args),
+        Command::Demo(args) => commands::demo::run(args).await,
     }
 }

@@ -263,7 +263,7 @@ fn a_plain_http_endpoint_off_loopback_is_refused_before_any_request() {
     for variable in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KMS"] {
         let started = Instant::now();
         let out = dir.rekey(
-            &["--kms-max-attempts", "1", "--kms-attempt-timeout", "30", "encrypt", "--key", key, "plain.txt"],
+            &["encrypt", "--kms-max-attempts", "1", "--kms-attempt-timeout", "30", "--key", key, "plain.txt"],
             &[(variable, "http://192.0.2.1:9")],
         );
         let stderr = String::from_utf8_lossy(&out.stderr);

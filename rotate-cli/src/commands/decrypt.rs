@@ -8,6 +8,7 @@ use envelope_core::{
     unwrap_data_key_checked, verify_commitment,
 };
 
+use super::files::{self, CountingReader, CountingWriter, Direction, Job, Metadata, Plan, Record};
 use super::{Output, byte_progress, input_len, open_input};
 use crate::cli::DecryptArgs;
 use crate::exit::{CliError, Code};
@@ -17,46 +18,119 @@ use crate::keys::{Keys, parse_context};
 const MAX_TEXT_INPUT: u64 = 128 << 20;
 
 pub(crate) async fn run(keys: &Keys, args: DecryptArgs) -> Result<ExitCode, CliError> {
-    let expected = parse_context(&args.context)?;
+    let (pairs, required): (Vec<String>, Vec<String>) = args.context.iter().cloned().partition(|c| c.contains('='));
+    let expected = parse_context(&pairs)?;
     let options = ParseOptions { max_encrypted_data_keys: args.max_encrypted_data_keys };
+    let plan = files::plan(&args.files, Direction::Decrypt, args.force)?;
     let keyrings = keys.decrypting(&args.keys, &args.discovery).await?;
     if keyrings.is_empty() {
         return Err(CliError::usage("no key may decrypt: the local keystore is empty and no --key was given")
             .hint("pass --key local:NAME or --key kms:KEY, or --kms-discovery --discovery-account ACCOUNT_ID"));
     }
     let keyrings: Vec<&dyn Keyring> = keyrings.iter().map(AsRef::as_ref).collect();
-    let mut unwrapper = Unwrapper { keyrings, expected, last: None };
-    let mut input = BufReader::with_capacity(1 << 16, open_input(args.input.as_deref())?);
-    let mut output = Output::open(args.output.as_ref(), args.force, true)?;
+    let mut unwrapper = Unwrapper { keyrings, expected, required, last: None };
+    let mut metadata = Metadata::open(args.files.metadata_output.as_deref())?;
+    let how = How { lines: args.lines, force: args.force, options };
+    match plan {
+        Plan::Single(job) => {
+            let result = decrypt_job(&mut unwrapper, &how, &job, true).await;
+            metadata.write(&job, Direction::Decrypt, result.as_ref())?;
+            metadata.finish()?;
+            result.map_err(|e| super::naming(e, &job))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Plan::Many { jobs, out_dir } => {
+            files::run_many(jobs, &out_dir, Direction::Decrypt, &mut metadata, async |job: &Job| {
+                decrypt_job(&mut unwrapper, &how, job, false).await
+            })
+            .await
+        }
+    }
+}
 
-    if args.lines {
-        for (number, line) in input.lines().enumerate() {
-            let line = line.map_err(|e| CliError::io("cannot read the input", e))?;
-            let plaintext = unwrapper.open_text(&line, &options).await.map_err(|e| at_line(e, number + 1))?;
-            output
+/// How every input is decrypted.
+struct How {
+    lines: bool,
+    force: bool,
+    options: ParseOptions,
+}
+
+/// Decrypts one input into one output.
+async fn decrypt_job(unwrapper: &mut Unwrapper<'_>, how: &How, job: &Job, show_bar: bool) -> Result<Record, CliError> {
+    let input = BufReader::with_capacity(1 << 16, open_input(job.input.as_deref())?);
+    let mut input = CountingReader { inner: input, count: 0 };
+    let mut output = Output::open(job.output.as_ref(), how.force, true)?;
+    let mut counted = CountingWriter { inner: &mut output, count: 0 };
+    let mut record = Record::default();
+    if how.lines {
+        let mut line = Vec::new();
+        let mut number = 0u64;
+        loop {
+            line.clear();
+            if input.read_until(b'\n', &mut line).map_err(|e| CliError::io("cannot read the input", e))? == 0 {
+                break;
+            }
+            number += 1;
+            // The plaintext line gets the envelope line's ending: byte for byte what was encrypted.
+            let (text, ending): (&[u8], &[u8]) = if line.ends_with(b"\r\n") {
+                (&line[..line.len() - 2], b"\r\n")
+            } else if line.ends_with(b"\n") {
+                (&line[..line.len() - 1], b"\n")
+            } else {
+                (&line[..], b"")
+            };
+            let text = std::str::from_utf8(text)
+                .map_err(|_| at_line(CliError::new(Code::BadInput, "not a text envelope (not UTF-8)"), number))?;
+            let plaintext =
+                unwrapper.open_text(text, &how.options, &mut record).await.map_err(|e| at_line(e, number))?;
+            counted
                 .write_all(&plaintext)
-                .and_then(|()| output.write_all(b"\n"))
+                .and_then(|()| counted.write_all(ending))
                 .map_err(|e| CliError::io("cannot write the output", e))?;
         }
+        record.records = Some(number);
     } else if is_text_form(&mut input)? {
         let mut text = String::new();
-        input
+        (&mut input)
             .take(MAX_TEXT_INPUT)
             .read_to_string(&mut text)
             .map_err(|_| CliError::new(Code::BadInput, "the text form is not valid UTF-8 base64"))?;
-        let plaintext = unwrapper.open_text(&text, &options).await?;
-        output.write_all(&plaintext).map_err(|e| CliError::io("cannot write the output", e))?;
+        let plaintext = unwrapper.open_text(&text, &how.options, &mut record).await?;
+        counted.write_all(&plaintext).map_err(|e| CliError::io("cannot write the output", e))?;
     } else {
-        let bar = byte_progress(input_len(args.input.as_deref()));
-        let decryptor = StreamDecryptor::new(bar.wrap_read(input), &options)?;
+        let bar =
+            if show_bar { byte_progress(input_len(job.input.as_deref())) } else { indicatif::ProgressBar::hidden() };
+        let decryptor = StreamDecryptor::new(bar.wrap_read(&mut input), &how.options)?;
         let header = decryptor.header().clone();
+        note_header(&mut record, &header.encrypted_data_keys, &header.context);
         let check = |k: &DataKey| verify_commitment(&header, k).is_ok();
         let key = unwrapper.data_key(&header.encrypted_data_keys, &header.context, &check).await?;
-        decryptor.decrypt_to(&key, &mut output)?;
+        decryptor.decrypt_to(&key, &mut counted)?;
         bar.finish_and_clear();
     }
+    record.output_bytes = counted.count;
     output.finish()?;
-    Ok(ExitCode::SUCCESS)
+    record.input_bytes = input.count;
+    tracing::info!(
+        "decrypted {} to {} (wrapped under {})",
+        job.input_name(),
+        job.output_name(),
+        record.key_ids.join(", ")
+    );
+    Ok(record)
+}
+
+/// Adds an envelope's key ids and context to the audit record (once each).
+fn note_header(record: &mut Record, edks: &[EncryptedDataKey], context: &EncryptionContext) {
+    for e in edks {
+        let id = format!("{}:{}", e.provider_id(), e.key_id());
+        if !record.key_ids.contains(&id) {
+            record.key_ids.push(id);
+        }
+    }
+    if record.context.is_empty() {
+        record.context = context.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+    }
 }
 
 /// Unwraps data keys, checking the expected context first and reusing the
@@ -68,6 +142,8 @@ pub(crate) async fn run(keys: &Keys, args: DecryptArgs) -> Result<ExitCode, CliE
 struct Unwrapper<'a> {
     keyrings: Vec<&'a dyn Keyring>,
     expected: EncryptionContext,
+    /// Keys the context must hold, whatever their values (`--context KEY`).
+    required: Vec<String>,
     last: Option<(Vec<EncryptedDataKey>, EncryptionContext, DataKey)>,
 }
 
@@ -79,6 +155,13 @@ impl Unwrapper<'_> {
         check: &(dyn Fn(&DataKey) -> bool + Sync),
     ) -> Result<DataKey, CliError> {
         context.require(&self.expected)?;
+        if let Some(missing) = self.required.iter().find(|k| context.get(k).is_none()) {
+            return Err(CliError::new(
+                Code::Authentication,
+                format!("the encryption context has no {missing:?}, which --context {missing} requires"),
+            )
+            .hint("rekey inspect shows the context it was encrypted with"));
+        }
         if let Some((e, c, key)) = &self.last
             && e == edks
             && c == context
@@ -91,9 +174,15 @@ impl Unwrapper<'_> {
         Ok(key)
     }
 
-    async fn open_text(&mut self, text: &str, options: &ParseOptions) -> Result<zeroize::Zeroizing<Vec<u8>>, CliError> {
+    async fn open_text(
+        &mut self,
+        text: &str,
+        options: &ParseOptions,
+        record: &mut Record,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, CliError> {
         let bytes = decode_text(text)?;
         let envelope = Envelope::parse(&bytes, options)?;
+        note_header(record, &envelope.header().encrypted_data_keys, &envelope.header().context);
         let check = |k: &DataKey| envelope.verify_data_key(k).is_ok();
         let key = self.data_key(&envelope.header().encrypted_data_keys, &envelope.header().context, &check).await?;
         Ok(envelope.open(&key)?)
@@ -109,6 +198,6 @@ fn is_text_form(input: &mut impl BufRead) -> Result<bool, CliError> {
     Ok(head.trim_ascii_start().starts_with(b"UktZ"))
 }
 
-fn at_line(e: CliError, line: usize) -> CliError {
+fn at_line(e: CliError, line: u64) -> CliError {
     CliError { message: format!("line {line}: {}", e.message), ..e }
 }

@@ -1,5 +1,6 @@
 //! `rekey inspect`: what an input is and what its header says, without keys.
 
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read};
 use std::process::ExitCode;
 
@@ -9,33 +10,60 @@ use serde_json::{Value, json};
 use super::{input_len, open_input};
 use crate::cli::InspectArgs;
 use crate::exit::{CliError, Code};
+use crate::ui::outln;
 
 const MAX_TEXT_INPUT: u64 = 128 << 20;
 
 pub(crate) fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
     let mut input = BufReader::with_capacity(1 << 16, open_input(args.input.as_deref())?);
     let head = input.fill_buf().map_err(|e| CliError::io("cannot read the input", e))?.to_vec();
+    let options = ParseOptions { max_encrypted_data_keys: envelope_core::MAX_ENCRYPTED_DATA_KEYS };
     let report = if head.starts_with(&envelope_core::MAGIC) {
         let total = input_len(args.input.as_deref());
-        let options = ParseOptions { max_encrypted_data_keys: envelope_core::MAX_ENCRYPTED_DATA_KEYS };
         let decryptor = StreamDecryptor::new(input, &options)?;
         describe(decryptor.header(), "binary", total)
     } else if head.starts_with(b"\x01\x80") || head.starts_with(b"\x02\x04") || head.starts_with(b"\x02\x05") {
         json!({"format": "aws-encryption-sdk", "note": "an AWS Encryption SDK message; rekey does not read this format"})
+    } else if let Some(layout) = kms_blob_layout(&head) {
+        kms_blob(layout, head.len(), None)
     } else {
         let mut text = String::new();
         input.take(MAX_TEXT_INPUT).read_to_string(&mut text).map_err(|_| not_recognised())?;
+        let lines: Vec<&str> = text.lines().map(str::trim_ascii).filter(|l| !l.is_empty()).collect();
         let trimmed = text.trim_ascii();
+        if lines.len() > 1 && lines[0].starts_with("UktZ") {
+            // `rekey encrypt --lines`: one text envelope per line.
+            let mut reports = Vec::with_capacity(lines.len());
+            for (i, line) in lines.iter().enumerate() {
+                let at = |e: CliError| CliError { message: format!("line {}: {}", i + 1, e.message), ..e };
+                let bytes = decode_text(line).map_err(|e| at(e.into()))?;
+                let (header, _, _) = Header::parse_prefix(&bytes, &options).map_err(|e| at(e.into()))?;
+                let mut report = describe(&header, "text", Some(bytes.len() as u64));
+                report["line"] = json!(i + 1);
+                reports.push(report);
+            }
+            return print_lines(&reports, args.json);
+        }
         if trimmed.starts_with("UktZ") {
             let bytes = decode_text(trimmed)?;
-            let options = ParseOptions { max_encrypted_data_keys: envelope_core::MAX_ENCRYPTED_DATA_KEYS };
             let (header, _, _) = Header::parse_prefix(&bytes, &options)?;
             describe(&header, "text", Some(bytes.len() as u64))
+        } else if let Some(raw) = base64_bytes(trimmed)
+            && let Some(layout) = kms_blob_layout(&raw)
+        {
+            kms_blob(layout, raw.len(), Some(trimmed.len()))
         } else if looks_like_legacy_record(trimmed) {
             let raw_len = trimmed.len() / 4 * 3 - trimmed.bytes().rev().take_while(|&b| b == b'=').count();
+            // Real KMS blobs of a data key are 150 to 250 bytes; a record of
+            // that size cannot be told from one by its bytes alone.
+            let note = if (150..=250).contains(&raw_len) {
+                "looks like a legacy AES-256-CBC record (base64 of a 16-byte IV and CBC blocks), or possibly a bare KMS ciphertext blob of that size; a legacy record is unauthenticated: move it with `rekey reencrypt --items legacy`, a KMS blob with `rekey rewrap --items edk`"
+            } else {
+                "looks like a legacy AES-256-CBC record (base64 of a 16-byte IV and CBC blocks); it is unauthenticated: move it with `rekey reencrypt --items legacy`"
+            };
             json!({
                 "format": "legacy-cbc",
-                "note": "looks like a legacy AES-256-CBC record (base64 of a 16-byte IV and CBC blocks); it is unauthenticated: move it with `rekey reencrypt --items legacy`",
+                "note": note,
                 "iv_len": 16,
                 "ciphertext_len": raw_len - 16,
                 "text_len": trimmed.len(),
@@ -45,11 +73,71 @@ pub(crate) fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
         }
     };
     if args.json {
-        println!("{report}");
+        outln!("{report}")?;
     } else {
-        print_text(&report);
+        print_text(&report)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The envelopes of a `--lines` file: JSON Lines, one report per line; or
+/// the first in full, the count, and the keys and contexts of them all.
+fn print_lines(reports: &[Value], json: bool) -> Result<ExitCode, CliError> {
+    if json {
+        for report in reports {
+            outln!("{report}")?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut keys: Vec<String> = Vec::new();
+    for report in reports {
+        for e in report["encrypted_data_keys"].as_array().into_iter().flatten() {
+            let id = format!("{}: {}", e["provider_id"].as_str().unwrap_or(""), e["key_id"].as_str().unwrap_or(""));
+            if !keys.contains(&id) {
+                keys.push(id);
+            }
+        }
+    }
+    outln!(
+        "{} text envelopes, one per line (as `rekey encrypt --lines` writes them); wrapped under: {}",
+        crate::ui::count(reports.len() as u64),
+        keys.join(", ")
+    )?;
+    outln!("line 1:")?;
+    print_text(&reports[0])?;
+    outln!("(--json prints every line)")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The layout of a bare KMS ciphertext blob, if `raw` has one.
+///
+/// AWS KMS blobs of symmetric keys start with the bytes 01 02 02 00 (a
+/// version and a key reference header); the local KMS server the tests
+/// use (moto) writes the key id as a 36-character UUID first.
+fn kms_blob_layout(raw: &[u8]) -> Option<&'static str> {
+    if raw.len() >= 100 && raw.starts_with(&[0x01, 0x02, 0x02, 0x00]) {
+        return Some("AWS KMS");
+    }
+    let uuid = raw.get(..36)?;
+    let is_uuid = uuid.iter().enumerate().all(|(i, &b)| match i {
+        8 | 13 | 18 | 23 => b == b'-',
+        _ => b.is_ascii_hexdigit(),
+    });
+    (is_uuid && raw.len() > 36 + 12 + 16).then_some("a local KMS emulator (moto)")
+}
+
+fn kms_blob(layout: &str, raw_len: usize, text_len: Option<usize>) -> Value {
+    json!({
+        "format": "kms-ciphertext-blob",
+        "note": format!("a bare KMS ciphertext blob ({layout} layout), such as an encrypted data key from GenerateDataKey: it names no key rekey can read without KMS; move it with `rekey rewrap --items edk`"),
+        "blob_len": raw_len,
+        "text_len": text_len,
+    })
+}
+
+fn base64_bytes(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
 }
 
 fn not_recognised() -> CliError {
@@ -90,7 +178,14 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn print_text(report: &Value) {
+fn print_text(report: &Value) -> Result<(), CliError> {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    macro_rules! line {
+        ($($arg:tt)*) => {{
+            let _ = writeln!(out, $($arg)*);
+        }};
+    }
     let s = |v: &Value| match v {
         Value::String(s) => s.clone(),
         Value::Null => "unknown".to_owned(),
@@ -98,26 +193,26 @@ fn print_text(report: &Value) {
     };
     match report["format"].as_str() {
         Some("rekey-envelope") => {
-            println!("rekey envelope, format version {} ({} form)", report["version"], s(&report["encoding"]));
-            println!("  suite:       {} ({})", s(&report["suite"]["id"]), s(&report["suite"]["name"]));
-            println!("  message id:  {}", s(&report["message_id"]));
+            line!("rekey envelope, format version {} ({} form)", report["version"], s(&report["encoding"]));
+            line!("  suite:       {} ({})", s(&report["suite"]["id"]), s(&report["suite"]["name"]));
+            line!("  message id:  {}", s(&report["message_id"]));
             match report["body"]["form"].as_str() {
-                Some("framed") => println!("  body:        framed, {} bytes per frame", report["body"]["frame_len"]),
-                _ => println!("  body:        single-shot"),
+                Some("framed") => line!("  body:        framed, {} bytes per frame", report["body"]["frame_len"]),
+                _ => line!("  body:        single-shot"),
             }
             let ctx = report["context"]
                 .as_object()
                 .map(|m| m.iter().map(|(k, v)| format!("{k}={}", s(v))).collect::<Vec<_>>());
             match ctx {
-                Some(pairs) if !pairs.is_empty() => println!("  context:     {}", pairs.join(", ")),
-                _ => println!("  context:     (empty)"),
+                Some(pairs) if !pairs.is_empty() => line!("  context:     {}", pairs.join(", ")),
+                _ => line!("  context:     (empty)"),
             }
             let edks = report["encrypted_data_keys"].as_array().cloned().unwrap_or_default();
-            println!("  wrapped data keys: {}", edks.len());
+            line!("  wrapped data keys: {}", edks.len());
             for e in edks {
-                println!("    - {}: {} ({} bytes)", s(&e["provider_id"]), s(&e["key_id"]), e["wrapped_len"]);
+                line!("    - {}: {} ({} bytes)", s(&e["provider_id"]), s(&e["key_id"]), e["wrapped_len"]);
             }
-            println!(
+            line!(
                 "  sizes:       header {} bytes, body {} bytes, total {} bytes",
                 s(&report["sizes"]["header"]),
                 s(&report["sizes"]["body"]),
@@ -125,10 +220,11 @@ fn print_text(report: &Value) {
             );
         }
         _ => {
-            println!("{}", s(&report["format"]));
+            line!("{}", s(&report["format"]));
             if let Some(note) = report["note"].as_str() {
-                println!("  {note}");
+                line!("  {note}");
             }
         }
     }
+    crate::ui::out(&out)
 }

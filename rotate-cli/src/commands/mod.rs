@@ -1,9 +1,12 @@
 //! One module per subcommand.
 
 pub(crate) mod decrypt;
+pub(crate) mod demo;
 pub(crate) mod encrypt;
+pub(crate) mod files;
 pub(crate) mod inspect;
 pub(crate) mod keys;
+pub(crate) mod man;
 pub(crate) mod rotate;
 pub(crate) mod s3;
 
@@ -14,15 +17,34 @@ use std::path::{Path, PathBuf};
 use crate::exit::{CliError, Code};
 use crate::output::AtomicFile;
 
-/// Opens the input: a file, or stdin for none or `-`.
+/// Opens the input: a file, or stdin for none or `-`. On a terminal, stdin
+/// is read after a note saying so: a command waiting silently looks hung.
 pub(crate) fn open_input(path: Option<&Path>) -> Result<Box<dyn Read>, CliError> {
     match path {
-        None => Ok(Box::new(io::stdin().lock())),
-        Some(p) if p == Path::new("-") => Ok(Box::new(io::stdin().lock())),
-        Some(p) => {
+        Some(p) if p != Path::new("-") => {
+            if p.is_dir() {
+                return Err(CliError::usage(format!("{} is a directory", p.display()))
+                    .hint("pass -r to work on the files under it, with -o DIR for the results"));
+            }
             let file = File::open(p).map_err(|e| CliError::io(format!("cannot open {}", p.display()), e))?;
             Ok(Box::new(io::BufReader::with_capacity(1 << 16, file)))
         }
+        _ => {
+            if io::stdin().is_terminal() {
+                crate::ui::note("reading standard input from the terminal; end it with Ctrl-D (or pass a file)");
+            }
+            Ok(Box::new(io::stdin().lock()))
+        }
+    }
+}
+
+/// `e` with the input's path in front, so that an error names its file.
+pub(crate) fn naming(e: CliError, job: &files::Job) -> CliError {
+    match &job.input {
+        Some(path) if path.as_os_str() != "-" && !e.closed_pipe && !e.message.contains(&path.display().to_string()) => {
+            CliError { message: format!("{}: {}", path.display(), e.message), ..e }
+        }
+        _ => e,
     }
 }
 
@@ -85,7 +107,7 @@ impl Write for Output {
 /// for inputs big enough to be worth it.
 pub(crate) fn byte_progress(total: Option<u64>) -> indicatif::ProgressBar {
     match total {
-        Some(len) if len >= 8 << 20 && io::stderr().is_terminal() => {
+        Some(len) if len >= 8 << 20 && io::stderr().is_terminal() && !crate::ui::quiet() => {
             let bar = indicatif::ProgressBar::new(len);
             bar.set_style(
                 indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")

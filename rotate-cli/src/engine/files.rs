@@ -663,7 +663,10 @@ fn lock_target(root: &Path) -> Result<File, Error> {
 }
 
 /// A glob set, `None` for no patterns.
-pub(crate) fn globs(patterns: &[String]) -> Result<Option<GlobSet>, Error> {
+///
+/// # Errors
+/// A usage error naming a pattern that is not a glob.
+pub fn globs(patterns: &[String]) -> Result<Option<GlobSet>, Error> {
     if patterns.is_empty() {
         return Ok(None);
     }
