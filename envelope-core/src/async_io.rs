@@ -223,7 +223,7 @@ mod tests {
         let (data_key, edk) = keyring.generate_sync(&context).expect("generate");
         let materials = Materials { data_key, encrypted_data_keys: vec![edk] };
         for len in [0usize, 1, 15, 16, 17, 32, 33, 1000] {
-            let plaintext: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let plaintext: Vec<u8> = (0..len).map(|i| u8::try_from(i % 251).expect("below 251")).collect();
             let mut blocking = Vec::new();
             crate::stream::encrypt_stream_with_options_and_message_id(
                 &materials,

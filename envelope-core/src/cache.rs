@@ -458,7 +458,7 @@ impl Leading<'_> {
         side.tick += 1;
         let tick = side.tick;
         let ours = matches!(side.entries.get(self.context), Some(Slot::Pending(f)) if Arc::ptr_eq(f, &self.flight));
-        let result = match result {
+        match result {
             Ok(materials) => {
                 let materials = Arc::new(materials);
                 if ours {
@@ -483,8 +483,7 @@ impl Leading<'_> {
                 self.flight.finish(Outcome::Failed(error.kind(), error.message().to_owned()));
                 Err(error)
             }
-        };
-        result
+        }
     }
 }
 

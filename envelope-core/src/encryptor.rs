@@ -323,8 +323,13 @@ impl EncryptorBuilder {
 
     /// Adds a keyring that may only unwrap: an old key still allowed to
     /// decrypt, say. Tried after the encrypting keyrings.
-    pub fn decrypt_only_keyring(mut self, keyring: impl Keyring + 'static) -> Self {
-        self.decrypt_only.push(Arc::new(keyring));
+    pub fn decrypt_only_keyring(self, keyring: impl Keyring + 'static) -> Self {
+        self.shared_decrypt_only_keyring(Arc::new(keyring))
+    }
+
+    /// [`EncryptorBuilder::decrypt_only_keyring`] for a keyring shared with other code.
+    pub fn shared_decrypt_only_keyring(mut self, keyring: Arc<dyn Keyring>) -> Self {
+        self.decrypt_only.push(keyring);
         self
     }
 
