@@ -107,6 +107,9 @@ pub(crate) enum Command {
     /// Count items per wrapping key (and legacy, bare, unreadable) without any key
     #[command(after_help = SCAN_EXAMPLES)]
     Scan(ScanArgs),
+    /// Keysets and compact records: a few wrapped data keys in one file, records that name them by id
+    #[command(subcommand)]
+    Keyset(crate::commands::keyset::KeysetCommand),
     /// S3 operations that are not item rotations (SSE-KMS key changes)
     #[command(subcommand)]
     S3(S3Command),

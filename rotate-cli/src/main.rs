@@ -67,6 +67,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             commands::rotate::reencrypt(&keys, args, Action::Verify).await
         }
         Command::Scan(args) => commands::rotate::scan(args).await,
+        Command::Keyset(command) => commands::keyset::run(&keys, command).await,
         Command::S3(cli::S3Command::SseRotate(args)) => commands::s3::sse_rotate(args).await,
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();

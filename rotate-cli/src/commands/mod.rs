@@ -6,6 +6,7 @@ pub(crate) mod encrypt;
 pub(crate) mod files;
 pub(crate) mod inspect;
 pub(crate) mod keys;
+pub(crate) mod keyset;
 pub(crate) mod man;
 pub(crate) mod rotate;
 pub(crate) mod s3;

@@ -510,14 +510,26 @@ pub(crate) fn progress(enabled: bool) -> Arc<dyn Progress> {
 /// The legacy data key: unwrapped once from its KMS ciphertext blob, or
 /// read from a raw key file (tests and offline migrations).
 async fn legacy_key(keys: &Keys, args: &ReencryptArgs) -> Result<DataKey, CliError> {
-    if let Some(path) = &args.legacy_key_file {
+    legacy_data_key(keys, args.legacy_key_file.as_deref(), args.legacy_edk.as_deref(), &args.legacy_context).await
+}
+
+/// The legacy data key from a raw key file, or from its KMS blob (a file,
+/// raw or base64, or base64 text) with the context it was made with; shared
+/// with `rekey keyset import-legacy`.
+pub(crate) async fn legacy_data_key(
+    keys: &Keys,
+    legacy_key_file: Option<&Path>,
+    legacy_edk: Option<&str>,
+    legacy_context: &[String],
+) -> Result<DataKey, CliError> {
+    if let Some(path) = legacy_key_file {
         let bytes = zeroize::Zeroizing::new(
             std::fs::read(path).map_err(|e| CliError::io(format!("cannot read {}", path.display()), e))?,
         );
         return DataKey::try_from_slice(&bytes)
             .map_err(|_| CliError::usage("--legacy-key-file must hold exactly 32 bytes"));
     }
-    let Some(edk) = &args.legacy_edk else {
+    let Some(edk) = legacy_edk else {
         return Err(CliError::usage(
             "legacy records need their data key: --legacy-edk FILE|BASE64 (or --legacy-key-file)",
         ));
@@ -531,7 +543,7 @@ async fn legacy_key(keys: &Keys, args: &ReencryptArgs) -> Result<DataKey, CliErr
             .decode(edk.trim())
             .map_err(|_| CliError::usage("--legacy-edk is neither a readable file nor base64"))?,
     };
-    let context = parse_context(&args.legacy_context)?;
+    let context = parse_context(legacy_context)?;
     let edk = EncryptedDataKey::new(crate::kms::PROVIDER_ID, "", blob)
         .map_err(|e| CliError::usage(format!("--legacy-edk: {e}")))?;
     keys.kms().decrypt_bare(&edk, &context).await
