@@ -73,6 +73,19 @@ fn summary(env: &Env, args: &[&str], code: i32) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
+/// The error codes of a failure report, sorted.
+fn failure_codes(report: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(report).expect("failure report");
+    let mut codes: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).expect("report line")["error_code"].as_str().expect("code").to_owned()
+        })
+        .collect();
+    codes.sort();
+    codes
+}
+
 fn db_url(db: &Path) -> String {
     format!("sqlite:{}", db.display())
 }
@@ -219,6 +232,43 @@ fn shadow_column_is_filled_and_verified_and_originals_stay_untouched() {
             other => panic!("row {i}: {other:?}"),
         }
     }
+    // `rekey verify` with the same arguments proves each copy against its original.
+    let check = |failures: &str| {
+        let check: Vec<&str> = ["verify"].iter().chain(&args).copied().filter(|a| *a != "--verify").collect();
+        summary(&env, &[&check[..], &["--failures", failures, "--no-progress"]].concat(), 6)
+    };
+    let s = check("f1.jsonl");
+    assert_eq!(
+        (s["verified"].as_u64(), s["failed"].as_u64(), s["empty"].as_u64()),
+        (Some(116), Some(2), Some(2)),
+        "{s}"
+    );
+    assert_eq!(s["proven_without_decrypting"], 0, "re-encrypted copies are decrypted: {s}");
+    assert_eq!(failure_codes(&env.path("f1.jsonl")), ["not_copied", "not_copied"]);
+    // Copies swapped between rows: one of the same tenant (another plaintext), one of another tenant.
+    let conn = Connection::open(&db).expect("open");
+    let shadow = |i: usize| -> String {
+        conn.query_row("SELECT ssn_v2 FROM users WHERE id = ?1", [i64::try_from(i * 3 + 1).expect("small")], |r| {
+            r.get(0)
+        })
+        .expect("shadow")
+    };
+    let (kept10, kept11) = (shadow(10), shadow(11));
+    let set = |i: usize, v: &str| {
+        conn.execute(
+            "UPDATE users SET ssn_v2 = ?1 WHERE id = ?2",
+            rusqlite::params![v, i64::try_from(i * 3 + 1).expect("small")],
+        )
+        .expect("tamper");
+    };
+    set(10, &shadow(17));
+    set(11, &shadow(12));
+    let s = check("f2.jsonl");
+    assert_eq!((s["verified"].as_u64(), s["failed"].as_u64()), (Some(114), Some(4)), "{s}");
+    assert_eq!(failure_codes(&env.path("f2.jsonl")), ["context_mismatch", "not_copied", "not_copied", "verify_failed"]);
+    set(10, &kept10);
+    set(11, &kept11);
+
     // Filled shadows are skipped on a second run.
     let again = env.run(&[&args[..], &["--journal", "j2"]].concat());
     let again: Value = serde_json::from_slice(&again.stdout).expect("summary");
@@ -228,6 +278,57 @@ fn shadow_column_is_filled_and_verified_and_originals_stay_untouched() {
     // Rollback empties the shadow column again.
     env.json(&["rollback", "--journal", "j", "--json"]);
     assert_eq!(snapshot(&db, "users"), before);
+}
+
+#[test]
+fn verify_proves_rewrapped_shadow_copies_without_decrypting_and_decrypts_the_rest() {
+    let env = Env::with_keys(&["old", "new"]);
+    let db = sqlite_users(&env, 60);
+    Connection::open(&db).expect("open").execute_batch("ALTER TABLE users ADD COLUMN card_v2 BLOB").expect("alter");
+    let url = db_url(&db);
+    let args = [
+        "rewrap",
+        "--to",
+        "local:new",
+        "--from",
+        "local:old",
+        &url,
+        "--table",
+        "users",
+        "--column",
+        "card",
+        "--into",
+        "card_v2",
+        "--id",
+        "id",
+        "--context-column",
+        "tenant",
+        "--json",
+        "--no-progress",
+    ];
+    let cards = 60 - 6; // every tenth row (i % 10 == 3) has no card
+    assert_eq!(summary(&env, &[&args[..], &["--journal", "j"]].concat(), 0)["rewrapped"], cards);
+    let check: Vec<&str> = ["verify"].iter().chain(&args).copied().collect();
+    let s = summary(&env, &check, 0);
+    assert_eq!((s["verified"].as_u64(), s["proven_without_decrypting"].as_u64()), (Some(cards), Some(cards)), "{s}");
+    assert_eq!(s["empty"], 6, "{s}");
+
+    // Another row's copy of the same tenant holds the same plaintext under another data key:
+    // still a faithful copy, but only decryption can tell.
+    let conn = Connection::open(&db).expect("open");
+    conn.execute("UPDATE users SET card_v2 = (SELECT card_v2 FROM users WHERE id = 1 + 3 * 7) WHERE id = 1", [])
+        .expect("swap");
+    let s = summary(&env, &check, 0);
+    assert_eq!(
+        (s["verified"].as_u64(), s["proven_without_decrypting"].as_u64()),
+        (Some(cards), Some(cards - 1)),
+        "{s}"
+    );
+    // A copy under a key the run did not write to is not proof.
+    let foreign = env.seal_local("old", &[("tenant", "t0")], b"4111");
+    conn.execute("UPDATE users SET card_v2 = ?1 WHERE id = 1", [foreign]).expect("plant");
+    let s = summary(&env, &[&check[..], &["--failures", "f.jsonl"]].concat(), 6);
+    assert_eq!((s["verified"].as_u64(), s["failed"].as_u64()), (Some(cards - 1), Some(1)), "{s}");
 }
 
 #[test]

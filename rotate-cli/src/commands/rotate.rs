@@ -16,7 +16,7 @@ use rotate_cli::engine::journal::RunParams;
 use rotate_cli::engine::records::{RecordFormat, RecordSource, StreamSink};
 use rotate_cli::engine::report::{FailureLog, Stop, Summary};
 use rotate_cli::engine::scan::{DryRun, Expect, ScanSink};
-use rotate_cli::engine::table::{TableSink, TableSource, TableSpec};
+use rotate_cli::engine::table::{CopyCheck, TableSink, TableSource, TableSpec};
 use rotate_cli::engine::transform::{Mode, Outcome, Transform};
 use rotate_cli::engine::{Engine, Progress, Settings};
 use serde_json::json;
@@ -30,7 +30,16 @@ use crate::keys::{KeySpec, Keys, kms_keys, parse_context};
 /// Exit code of a run stopped by SIGINT or SIGTERM, as shells report them.
 const INTERRUPTED: u8 = 130;
 
-pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs) -> Result<ExitCode, CliError> {
+/// What a rewrap or reencrypt command line is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Rotate the items.
+    Rotate,
+    /// Check the copies such a run wrote into a shadow column (`rekey verify`); write nothing.
+    Verify,
+}
+
+pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs, action: Action) -> Result<ExitCode, CliError> {
     let mut args = args;
     if args.target.inventory.s3.metadata_key.is_some() {
         // S3 method A: the metadata entry holds a bare KMS blob.
@@ -75,10 +84,13 @@ pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs) -> Result<ExitCode, Cl
     let iam = iam_actions("rewrap", &args.to, &args.from, args.target.verify);
     let transform =
         Transform::new(mode, destination, sources, ParseOptions::default(), args.target.verify, args.target.dry_run);
-    run(keys, transform, args.target, "rewrap", params, iam, kms_keys(&args.from)).await
+    match action {
+        Action::Rotate => run(keys, transform, args.target, "rewrap", params, iam, kms_keys(&args.from)).await,
+        Action::Verify => verify_copies(transform, args.target).await,
+    }
 }
 
-pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs) -> Result<ExitCode, CliError> {
+pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs, action: Action) -> Result<ExitCode, CliError> {
     let destination = keys.wrapping(&args.to, &[]).await?;
     let context = if args.context.is_empty() { None } else { Some(parse_context(&args.context)?) };
     let mut params = RunParams::new();
@@ -100,7 +112,55 @@ pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs) -> Result<ExitCo
     let iam = iam_actions("reencrypt", &args.to, &args.from, args.target.verify);
     let transform =
         Transform::new(mode, destination, sources, ParseOptions::default(), args.target.verify, args.target.dry_run);
-    run(keys, transform, args.target, "reencrypt", params, iam, kms_keys(&args.from)).await
+    match action {
+        Action::Rotate => run(keys, transform, args.target, "reencrypt", params, iam, kms_keys(&args.from)).await,
+        Action::Verify => verify_copies(transform, args.target).await,
+    }
+}
+
+/// `rekey verify`: every copy in the shadow column checked against its
+/// original with the run's keys; nothing written, no journal.
+async fn verify_copies(transform: Transform, target: TargetArgs) -> Result<ExitCode, CliError> {
+    let Inventory::Table(source, spec) = inventory(&target.inventory)? else {
+        return Err(CliError::usage("rekey verify checks a database column filled with --into; name a database"));
+    };
+    if spec.into.is_none() {
+        return Err(CliError::usage("rekey verify needs --into COLUMN: the shadow column to check against --column"));
+    }
+    if target.dry_run || target.resume || target.journal.is_some() || target.output.is_some() {
+        return Err(CliError::usage("rekey verify writes nothing: drop --dry-run, --resume, --journal and -o"));
+    }
+    let settings = Settings {
+        concurrency: target.concurrency,
+        item_attempts: target.item_attempts,
+        max_failures: target.max_failures,
+        sample_percent: target.sample,
+        shard: target.inventory.shard,
+        limit: target.limit,
+        preflight: false,
+        ..Settings::default()
+    };
+    let engine = Engine {
+        operation: "verify",
+        settings,
+        transform: None,
+        failures: Arc::new(FailureLog::new(target.failures.clone())),
+        progress: progress(!target.no_progress),
+        cancel: cancel_on_signals(),
+    };
+    let check = CopyCheck::new(Arc::new(transform));
+    let source = if target.no_progress { source } else { source.with_total()? };
+    let mut summary = engine.run(source, Arc::clone(&check)).await?;
+    let tally = check.tally();
+    // Proven copies were left as they are, which the engine counts as skipped.
+    summary.counts.skipped = summary.counts.skipped.saturating_sub(tally.verified());
+    summary.verified = tally.verified();
+    summary.extra.push(("proven_without_decrypting".into(), json!(tally.same_data_key)));
+    print_summary(&summary, target.json, false);
+    if summary.stopped == Some(Stop::Interrupted) {
+        return Ok(ExitCode::from(INTERRUPTED));
+    }
+    Ok(if summary.counts.failed > 0 { ExitCode::from(Code::Partial as u8) } else { ExitCode::SUCCESS })
 }
 
 /// The source keyrings of a rewrap: one per `--from` key (the allow-list),
@@ -142,7 +202,7 @@ pub(crate) fn rollback(args: RollbackArgs) -> Result<ExitCode, CliError> {
     let (summary, conflicts) = if s3 {
         crate::commands::s3::rollback(&args.journal)?
     } else if table {
-        rotate_cli::engine::table::rollback(&args.journal, None)?
+        rotate_cli::engine::table::rollback(&args.journal, args.database_url.as_deref())?
     } else {
         rotate_cli::engine::files::rollback(&args.journal)?
     };

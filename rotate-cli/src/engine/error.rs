@@ -93,8 +93,10 @@ pub enum ItemErrorCode {
     Authentication,
     /// The item's encryption context does not bind it to where it is stored.
     ContextMismatch,
-    /// The written item did not check out (`--verify`).
+    /// The written item did not check out (`--verify`), or a copy differs from its original (`rekey verify`).
     VerifyFailed,
+    /// A copy that should exist (a shadow column's value) is missing.
+    NotCopied,
     /// Removing wrapped keys was refused: nothing proves the remaining ones open the item.
     Unproven,
     /// The item changed between reading and writing; the other writer won.
@@ -121,6 +123,7 @@ impl ItemErrorCode {
             Self::Authentication => "authentication",
             Self::ContextMismatch => "context_mismatch",
             Self::VerifyFailed => "verify_failed",
+            Self::NotCopied => "not_copied",
             Self::Unproven => "unproven_keys",
             Self::ChangedDuringRotation => "changed_during_rotation",
             Self::Io => "io",

@@ -155,6 +155,8 @@ pub struct Summary {
     pub counts: Counts,
     /// Units rolled back.
     pub restored: u64,
+    /// Copies proven to hold what their originals hold (`rekey verify`).
+    pub verified: u64,
     /// How long it took.
     pub elapsed: Duration,
     /// Why it ended early, if it did.
@@ -179,6 +181,7 @@ impl Summary {
             dry_run: false,
             counts: Counts::default(),
             restored: 0,
+            verified: 0,
             elapsed: Duration::ZERO,
             stopped: None,
             total: None,
@@ -191,7 +194,7 @@ impl Summary {
 
     fn rate(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
-        if secs > 0.0 { (self.counts.items() + self.restored) as f64 / secs } else { 0.0 }
+        if secs > 0.0 { (self.counts.items() + self.restored + self.verified) as f64 / secs } else { 0.0 }
     }
 
     /// The summary for machines.
@@ -200,11 +203,12 @@ impl Summary {
         let mut v = json!({
             "operation": self.operation,
             "dry_run": self.dry_run,
-            "items": c.items() + self.restored,
+            "items": c.items() + self.restored + self.verified,
             "rewrapped": c.rewrapped,
             "reencrypted": c.reencrypted,
             "from_legacy": c.from_legacy,
             "restored": self.restored,
+            "verified": self.verified,
             "skipped": c.skipped,
             "failed": c.failed,
             "done_before": c.done_before,
@@ -236,13 +240,14 @@ impl Summary {
             ("rewrapped", c.rewrapped),
             ("re-encrypted", c.reencrypted),
             ("restored", self.restored),
+            ("verified", self.verified),
             ("already done", c.skipped),
             ("done by the earlier run", c.done_before),
         ];
         let mut parts: Vec<String> =
             named.iter().filter(|(_, n)| *n > 0).map(|(name, n)| format!("{n} {name}")).collect();
         parts.push(format!("{} failed", c.failed));
-        let items = c.items() + self.restored;
+        let items = c.items() + self.restored + self.verified;
         let mut out = format!(
             "{}{}: {} {} in {:.2}s ({:.0}/s): {}\n",
             self.operation,

@@ -126,6 +126,15 @@ impl std::fmt::Debug for StreamJob {
     }
 }
 
+/// How a copy was shown to hold what its original holds ([`Transform::check_copy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// The same body under the same data key (checked against the commitment): nothing was decrypted.
+    SameDataKey,
+    /// Both were decrypted, to the same plaintext.
+    SamePlaintext,
+}
+
 /// What kind of change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {
@@ -374,6 +383,91 @@ impl Transform {
 
     fn is_source(&self, edk: &EncryptedDataKey) -> bool {
         !self.is_destination(edk) && self.sources.iter().any(|s| s.can_unwrap(edk))
+    }
+
+    /// Checks a copy this transform made of `original` (a shadow column's
+    /// value): the destination opens it, and it holds what the original
+    /// holds. A re-wrapped copy is proven without decrypting any body (same
+    /// message id, commitment and body bytes, and a data key the
+    /// destination unwraps that passes the commitment); anything else is
+    /// decrypted on both sides and compared.
+    ///
+    /// # Errors
+    /// `verify_failed` when the copy differs, or why either side cannot be opened.
+    pub async fn check_copy(&self, original: &Item, copy: &[u8]) -> Result<Proof, ItemError> {
+        let differs = |what: &str| ItemError::new(ItemErrorCode::VerifyFailed, format!("the copy {what}"));
+        let destination = [self.destination.as_ref()];
+        if let Mode::RewrapBare { source_context, dest_context } = &self.mode {
+            let (old_context, new_context) =
+                (with_row(source_context, &original.context)?, with_row(dest_context, &original.context)?);
+            let old = self.bare_data_key(&original.bytes, &old_context, &self.sources()).await?;
+            let new = self.bare_data_key(copy, &new_context, &destination).await?;
+            return if *old == *new {
+                Ok(Proof::SameDataKey)
+            } else {
+                Err(differs("holds another data key"))
+            };
+        }
+        let copy_bytes = Encoding::detect(copy).decode(copy)?;
+        let copy_envelope = Envelope::parse(&copy_bytes, &self.parse)?;
+        copy_envelope.header().context.require(&original.context).map_err(|e| {
+            ItemError::new(ItemErrorCode::ContextMismatch, format!("{e}: the copy is not bound to its row"))
+        })?;
+        let copy_key = self.unwrap_committed(&copy_envelope, &destination).await?;
+        let original_bytes = Encoding::detect(&original.bytes).decode(&original.bytes).ok();
+        if let Some(bytes) = original_bytes.as_deref().filter(|b| b.starts_with(&envelope_core::MAGIC)) {
+            let envelope = Envelope::parse(bytes, &self.parse)?;
+            let (old, new) = (envelope.header(), copy_envelope.header());
+            if old.message_id == new.message_id
+                && old.commitment == new.commitment
+                && old.body_form == new.body_form
+                && body_of(bytes, &envelope) == body_of(&copy_bytes, &copy_envelope)
+            {
+                return if old.context == new.context {
+                    Ok(Proof::SameDataKey)
+                } else {
+                    Err(differs("has another encryption context"))
+                };
+            }
+            let key = self.unwrap_committed(&envelope, &self.sources()).await?;
+            let same = envelope.open_plaintext(&key)?.as_bytes() == copy_envelope.open_plaintext(&copy_key)?.as_bytes();
+            return if same { Ok(Proof::SamePlaintext) } else { Err(differs("decrypts to another plaintext")) };
+        }
+        let Mode::Reencrypt { legacy: Some((key, inner)), .. } = &self.mode else {
+            return Err(not_an_envelope());
+        };
+        let text = std::str::from_utf8(&original.bytes)
+            .map_err(|_| ItemError::input("a legacy record must be base64 text"))?;
+        let plaintext = decrypt_legacy_record(key, text, *inner)?;
+        if plaintext.as_bytes() == copy_envelope.open_plaintext(&copy_key)?.as_bytes() {
+            Ok(Proof::SamePlaintext)
+        } else {
+            Err(differs("decrypts to another plaintext"))
+        }
+    }
+
+    /// The data key of a bare wrapped key (binary or base64 text), unwrapped by one of `keyrings`.
+    async fn bare_data_key(
+        &self,
+        item: &[u8],
+        context: &EncryptionContext,
+        keyrings: &[&dyn Keyring],
+    ) -> Result<Arc<DataKey>, ItemError> {
+        let blob = match std::str::from_utf8(item).ok().and_then(|t| STANDARD.decode(t.trim_ascii()).ok()) {
+            Some(blob) => blob,
+            None => item.to_vec(),
+        };
+        let mut last = None;
+        for keyring in keyrings {
+            let edk = EncryptedDataKey::new(keyring.provider_id(), keyring.key_id(), blob.clone())
+                .map_err(|e| ItemError::input(e.to_string()))?;
+            match self.unwrap_one(&edk, context, *keyring).await {
+                Ok(key) => return Ok(key),
+                Err(e) if e.code.is_transient() => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ItemError::new(ItemErrorCode::NoSourceKey, "no key to try")))
     }
 
     /// Decides, without any key, whether an item would change: the dry run.
@@ -783,6 +877,11 @@ fn with_row(base: &EncryptionContext, row: &EncryptionContext) -> Result<Encrypt
         }
     }
     Ok(out)
+}
+
+/// The body of a parsed envelope: its last `body_len` bytes.
+fn body_of<'b>(bytes: &'b [u8], envelope: &Envelope<'_>) -> Option<&'b [u8]> {
+    bytes.get(bytes.len().checked_sub(envelope.body_len())?..)
 }
 
 fn not_an_envelope() -> ItemError {

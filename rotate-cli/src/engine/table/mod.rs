@@ -21,6 +21,7 @@
 
 mod postgres;
 mod sqlite;
+mod verify;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc;
@@ -38,6 +39,7 @@ use super::transform::{ChangeKind, Outcome};
 use super::{Item, Rejected, Sink, Source, Unit};
 
 pub use self::postgres::redact_url;
+pub use self::verify::{CopyCheck, CopyTally};
 
 /// Rows per transaction and per page unless told otherwise.
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
@@ -223,8 +225,8 @@ pub(crate) struct Row {
     pub(crate) cells: Vec<Cell>,
     /// The context columns' values as text (`None`: NULL).
     pub(crate) context: Vec<Option<String>>,
-    /// With `--into`: the shadow column already holds a value.
-    pub(crate) shadow_filled: bool,
+    /// With `--into`: the shadow column's value (`Null` when not yet filled).
+    pub(crate) shadow: Cell,
 }
 
 /// Conditional updates of one column, made in one transaction with others.
@@ -504,7 +506,7 @@ impl Source for TableSource {
             .map(|(column, cell)| {
                 let mut item = Item::new(format!("{} {column}", unit.id), cell.bytes().to_vec());
                 item.context = context.clone();
-                if row.shadow_filled {
+                if row.shadow != Cell::Null {
                     item.result = Some(Ok(Outcome::Skipped));
                 } else if let Some(message) = &context_error
                     && *cell != Cell::Null
@@ -622,7 +624,8 @@ impl Store {
             let mut groups: Vec<Group> = Vec::new();
             let mut index: HashMap<usize, usize> = HashMap::new();
             let mut order = Vec::with_capacity(changes.len());
-            for c in &changes {
+            let mut names = Vec::with_capacity(changes.len());
+            for c in changes {
                 let g = *index.entry(c.column).or_insert_with(|| {
                     let column = &spec.columns[c.column];
                     groups.push(Group {
@@ -634,7 +637,8 @@ impl Store {
                     groups.len() - 1
                 });
                 order.push((g, groups[g].rows.len()));
-                groups[g].rows.push(Update { key: c.key.clone(), expect: c.old.clone(), value: c.new.clone() });
+                groups[g].rows.push(Update { key: c.key, expect: c.old, value: c.new });
+                names.push((c.item, c.kind));
             }
             let applied = db.update(&groups).map_err(|e| {
                 if e.hint.is_some() {
@@ -642,12 +646,12 @@ impl Store {
                 }
                 e.hint("the rows before this batch are done and checkpointed: rerun the same command with --resume")
             })?;
-            for (c, (g, r)) in changes.into_iter().zip(order) {
+            for ((item, kind), (g, r)) in names.into_iter().zip(order) {
                 if !applied.get(g).and_then(|rows| rows.get(r)).copied().unwrap_or(false) {
-                    journal.append(&Entry::Abandoned { item: c.item.clone() }, false)?;
+                    journal.append(&Entry::Abandoned { item: item.clone() }, false)?;
                     rejected.push(Rejected {
-                        item: c.item,
-                        kind: c.kind,
+                        item,
+                        kind,
                         error: ItemError::new(
                             ItemErrorCode::ChangedDuringRotation,
                             if spec.into.is_some() {

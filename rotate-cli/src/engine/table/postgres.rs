@@ -240,8 +240,12 @@ impl PgDb {
             selected.extend(
                 spec.context_columns.iter().enumerate().map(|(i, c)| format!("{}::text AS rekey_x{i}", quote(c))),
             );
-            selected
-                .push(spec.into.as_ref().map_or_else(|| "false".to_owned(), |c| format!("{} IS NOT NULL", quote(c))));
+            // The shadow column, of the same kind as the rotated one (checked above).
+            selected.push(match (&spec.into, text_cells.first()) {
+                (Some(c), Some(Kind::Bytea)) => format!("{} AS rekey_s", quote(c)),
+                (Some(c), _) => format!("{}::text AS rekey_s", quote(c)),
+                (None, _) => "NULL::text AS rekey_s".to_owned(),
+            });
             let n = ids.len();
             let casts: Vec<String> =
                 ids.iter().enumerate().map(|(i, (_, t))| format!("(${}::text)::{t}", i + 1)).collect();
@@ -505,8 +509,8 @@ impl Db for PgDb {
             for i in n + columns..width - 1 {
                 context.push(r.try_get::<_, Option<String>>(i).map_err(err)?);
             }
-            let shadow_filled: bool = r.try_get(width - 1).map_err(err)?;
-            out.push(Row { key, cells, context, shadow_filled });
+            let shadow = cell_of(r, width - 1, self.text_cells.first().copied().unwrap_or(Kind::Text)).map_err(err)?;
+            out.push(Row { key, cells, context, shadow });
         }
         Ok(out)
     }

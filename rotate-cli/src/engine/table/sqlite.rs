@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use rusqlite::types::{Value, ValueRef};
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params_from_iter};
 
 use super::{Cell, Db, Group, KeyValue, Row, TableSpec, quote, quote_table};
@@ -87,7 +87,7 @@ impl SqliteDb {
         let mut selected: Vec<String> = ids.clone();
         selected.extend(spec.columns.iter().map(|c| quote(c)));
         selected.extend(spec.context_columns.iter().map(|c| quote(c)));
-        selected.push(spec.into.as_ref().map_or_else(|| "0".to_owned(), |c| format!("{} IS NOT NULL", quote(c))));
+        selected.push(spec.into.as_ref().map_or_else(|| "NULL".to_owned(), |c| quote(c)));
         let key = ids.join(", ");
         let marks: Vec<String> = (1..=ids.len()).map(|i| format!("?{i}")).collect();
         let limit = ids.len() + 1;
@@ -195,21 +195,30 @@ fn key_value(v: ValueRef<'_>) -> Result<KeyValue, Error> {
     })
 }
 
+fn key_ref(k: &KeyValue) -> ToSqlOutput<'_> {
+    ToSqlOutput::Borrowed(match k {
+        KeyValue::Int(i) => ValueRef::Integer(*i),
+        KeyValue::Real(f) => ValueRef::Real(*f),
+        KeyValue::Text(s) => ValueRef::Text(s.as_bytes()),
+        KeyValue::Blob(b) => ValueRef::Blob(b),
+    })
+}
+
+fn cell_ref(c: &Cell) -> ToSqlOutput<'_> {
+    ToSqlOutput::Borrowed(match c {
+        Cell::Null => ValueRef::Null,
+        // Text cells hold UTF-8 (read from TEXT values or made by rekey).
+        Cell::Text(t) => ValueRef::Text(t),
+        Cell::Blob(b) => ValueRef::Blob(b),
+    })
+}
+
 fn to_value(k: &KeyValue) -> Value {
     match k {
         KeyValue::Int(i) => Value::Integer(*i),
         KeyValue::Real(f) => Value::Real(*f),
         KeyValue::Text(s) => Value::Text(s.clone()),
         KeyValue::Blob(b) => Value::Blob(b.clone()),
-    }
-}
-
-fn cell_value(c: &Cell) -> Value {
-    match c {
-        Cell::Null => Value::Null,
-        // Text cells hold UTF-8 (read from TEXT values or made by rekey).
-        Cell::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-        Cell::Blob(b) => Value::Blob(b.clone()),
     }
 }
 
@@ -249,8 +258,8 @@ impl Db for SqliteDb {
         while let Some(r) = rows.next().map_err(err)? {
             let width = r.as_ref().column_count();
             let key = (0..n_ids).map(|i| key_value(r.get_ref(i).map_err(err)?)).collect::<Result<Vec<_>, _>>()?;
-            let shadow_filled = matches!(r.get_ref(width - 1).map_err(err)?, ValueRef::Integer(1));
-            out.push(Row { key, cells: Vec::new(), context: Vec::new(), shadow_filled });
+            let shadow = cell(r.get_ref(width - 1).map_err(err)?);
+            out.push(Row { key, cells: Vec::new(), context: Vec::new(), shadow });
             let row = out.last_mut().ok_or_else(|| Error::new(ErrorKind::Io, "internal error"))?;
             for i in n_ids..n_ids + self.columns {
                 row.cells.push(cell(r.get_ref(i).map_err(err)?));
@@ -296,12 +305,14 @@ impl Db for SqliteDb {
             );
             let mut stmt = tx.prepare(&sql).map_err(err)?;
             let mut applied = Vec::with_capacity(g.rows.len());
+            let mut params = Vec::with_capacity(n + 2);
             for u in &g.rows {
-                let mut params = Vec::with_capacity(n + 2);
-                params.push(cell_value(&u.value));
-                params.push(cell_value(&u.expect));
-                params.extend(u.key.iter().map(to_value));
-                applied.push(stmt.execute(params_from_iter(params)).map_err(err)? == 1);
+                // Bound by reference: a batch's values are not copied again.
+                params.clear();
+                params.push(cell_ref(&u.value));
+                params.push(cell_ref(&u.expect));
+                params.extend(u.key.iter().map(key_ref));
+                applied.push(stmt.execute(params_from_iter(params.iter())).map_err(err)? == 1);
             }
             out.push(applied);
         }
