@@ -402,11 +402,7 @@ impl Transform {
                 (with_row(source_context, &original.context)?, with_row(dest_context, &original.context)?);
             let old = self.bare_data_key(&original.bytes, &old_context, &self.sources()).await?;
             let new = self.bare_data_key(copy, &new_context, &destination).await?;
-            return if *old == *new {
-                Ok(Proof::SameDataKey)
-            } else {
-                Err(differs("holds another data key"))
-            };
+            return if *old == *new { Ok(Proof::SameDataKey) } else { Err(differs("holds another data key")) };
         }
         let copy_bytes = Encoding::detect(copy).decode(copy)?;
         let copy_envelope = Envelope::parse(&copy_bytes, &self.parse)?;
