@@ -52,6 +52,8 @@ pub(crate) fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
             && let Some(layout) = kms_blob_layout(&raw)
         {
             kms_blob(layout, raw.len(), Some(trimmed.len()))
+        } else if let Some(report) = super::keyset::inspect_compact(&lines) {
+            report
         } else if looks_like_legacy_record(trimmed) {
             let raw_len = trimmed.len() / 4 * 3 - trimmed.bytes().rev().take_while(|&b| b == b'=').count();
             // Real KMS blobs of a data key are 150 to 250 bytes; a record of

@@ -4,6 +4,7 @@
 //! key by a 4-byte id, so a short text stays shorter than the blog's CBC
 //! record while being authenticated, key-committing and rotatable.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -575,13 +576,32 @@ fn csv_line<'a>(fields: impl Iterator<Item = &'a [u8]>) -> Result<Vec<u8>, CliEr
     writer.into_inner().map_err(|e| bad_input(&e.to_string()))
 }
 
-/// Whether `bytes` (an item, in binary or base64 text) is a compact record,
-/// and the key it names: for `inspect` and `scan`.
-pub(crate) fn compact_key_id(bytes: &[u8]) -> Option<envelope_core::keyset::KeyId> {
-    if let Ok(record) = CompactRecord::parse(bytes) {
-        return Some(record.key_id());
+/// `rekey inspect` of compact records: one per line, each naming its key.
+/// `None` when any line is not a compact record.
+pub(crate) fn inspect_compact(lines: &[&str]) -> Option<Value> {
+    let mut per_key: BTreeMap<String, u64> = BTreeMap::new();
+    let mut plaintext_len = 0;
+    for line in lines {
+        let bytes = decode_text(line).ok()?;
+        let record = CompactRecord::parse(&bytes).ok()?;
+        plaintext_len = record.plaintext_len();
+        *per_key.entry(record.key_id().to_string()).or_default() += 1;
     }
-    let text = std::str::from_utf8(bytes).ok()?;
-    let decoded = decode_text(text).ok()?;
-    looks_like_compact_record(&decoded).then(|| CompactRecord::parse(&decoded).ok().map(|r| r.key_id())).flatten()
+    let keys: Vec<String> = per_key.iter().map(|(k, n)| format!("{k} ({n})")).collect();
+    let note = if lines.len() == 1 {
+        format!(
+            "a compact keyset record (docs/format.md §12.6) under keyset key {}, {plaintext_len} bytes of \
+             plaintext, {} characters; open it with `rekey keyset decrypt --keyset FILE` (`rekey keyset list` \
+             shows a keyset's keys)",
+            keys.join(", "),
+            lines[0].len()
+        )
+    } else {
+        format!(
+            "{} compact keyset records, per keyset key: {}; open them with `rekey keyset decrypt --keyset FILE --lines`",
+            lines.len(),
+            keys.join(", ")
+        )
+    };
+    Some(json!({"format": "compact-record", "records": lines.len(), "per_key": per_key, "note": note}))
 }

@@ -34,6 +34,9 @@ pub struct ScanReport {
     pub legacy: u64,
     /// Bare KMS ciphertext blobs.
     pub bare_keys: u64,
+    /// Compact keyset records (docs/format.md §12.6), also counted per key
+    /// id in `per_key` as `keyset-key:ID`.
+    pub compact: u64,
     /// Envelopes whose header does not parse.
     pub malformed: u64,
     /// Items that are none of these.
@@ -52,6 +55,7 @@ impl ScanReport {
             "envelopes": self.envelopes,
             "legacy_cbc": self.legacy,
             "bare_data_keys": self.bare_keys,
+            "compact_records": self.compact,
             "malformed": self.malformed,
             "not_envelopes": self.not_envelopes,
             "empty": self.empty,
@@ -72,6 +76,7 @@ impl ScanReport {
             ("envelopes", self.envelopes),
             ("legacy CBC records (unauthenticated; move them with `rekey reencrypt --items legacy`)", self.legacy),
             ("bare data keys", self.bare_keys),
+            ("compact keyset records (`rekey keyset list` names their keys)", self.compact),
             ("malformed envelopes", self.malformed),
             ("not envelopes", self.not_envelopes),
             ("empty", self.empty),
@@ -109,6 +114,17 @@ impl ScanReport {
                 }
                 Err(_) => self.malformed += 1,
             }
+            return;
+        }
+        // Before the legacy test: a compact record's 0xC1 first byte is
+        // never the blog's ASCII IV (only a random-IV record may start so).
+        if let Some(record) = text
+            .and_then(|t| decode_text(t).ok())
+            .filter(|b| envelope_core::keyset::looks_like_compact_record(b))
+            .and_then(|b| envelope_core::keyset::CompactRecord::parse(&b).ok().map(|r| r.key_id()))
+        {
+            self.compact += 1;
+            *self.per_key.entry(format!("keyset-key:{record}")).or_default() += 1;
             return;
         }
         match text {
@@ -156,6 +172,7 @@ impl<P: Send + 'static> Sink<P> for ScanSink {
         total.envelopes += report.envelopes;
         total.legacy += report.legacy;
         total.bare_keys += report.bare_keys;
+        total.compact += report.compact;
         total.malformed += report.malformed;
         total.not_envelopes += report.not_envelopes;
         total.empty += report.empty;
