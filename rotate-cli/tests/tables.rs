@@ -790,3 +790,88 @@ fn postgres_bad_input_is_refused_clearly() {
         env.run(&["rewrap", "--to", "local:new", &url, "--table", "t", "--column", "v", "--id", "id,tenant", "--json"]);
     assert_eq!(out.status.code(), Some(6), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+#[ignore = "needs PostgreSQL and the local KMS server: bash scripts/test.sh"]
+fn postgres_a_role_that_may_not_update_is_refused_before_any_write() {
+    let env = Env::with_keys(&["old", "new"]);
+    let url = pg_database("rekey_grants");
+    let pg = Pg::connect(&url);
+    let sealed = envelope_core::encode_text(&env.seal_local("old", &[], b"ssn 1"));
+    pg.exec(&format!(
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, '{sealed}' FROM generate_series(1, 50) g; \
+         DROP ROLE IF EXISTS rekey_reader; CREATE ROLE rekey_reader LOGIN; GRANT SELECT ON t TO rekey_reader"
+    ));
+    let before = pg.snapshot("t");
+    let reader = url.replacen("://rekey@", "://rekey_reader@", 1);
+    assert_ne!(reader, url, "the test URL names the user rekey");
+    let args = ["rewrap", "--to", "local:new", "--from", "local:old", &reader, "--table", "t", "--column", "v"];
+    let e = env.fails(&[&args[..], &["--id", "id", "--journal", "j"]].concat(), 4);
+    assert!(e.contains("role rekey_reader may not UPDATE column \"v\""), "{e}");
+    assert!(e.contains("GRANT UPDATE (\"v\") ON"), "the hint says what to grant: {e}");
+    assert_eq!(pg.snapshot("t"), before);
+    let journal = std::fs::read_to_string(env.path("j")).unwrap_or_default();
+    assert!(!journal.contains("\"row\""), "no row was journaled: {journal}");
+    pg.exec("GRANT UPDATE (v) ON t TO rekey_reader");
+    assert_eq!(summary(&env, &[&args[..], &["--id", "id", "--journal", "j2", "--json"]].concat(), 0)["rewrapped"], 50);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL and the local KMS server: bash scripts/test.sh"]
+fn postgres_connection_lost_mid_run_is_resumable() {
+    let env = Env::with_keys(&["old", "new"]);
+    let url = pg_database("rekey_lost");
+    let pg = Pg::connect(&url);
+    let rows = 20_000;
+    let sealed = envelope_core::encode_text(&env.seal_local("old", &[], b"ssn 1"));
+    pg.exec(&format!(
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, '{sealed}' FROM generate_series(1, {rows}) g"
+    ));
+    let args = [
+        "rewrap",
+        "--to",
+        "local:new",
+        "--from",
+        "local:old",
+        &url,
+        "--table",
+        "t",
+        "--column",
+        "v",
+        "--id",
+        "id",
+        "--batch-size",
+        "200",
+        "--journal",
+        "j",
+        "--json",
+        "--no-progress",
+    ];
+    let child = env.cmd(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    // Once a batch is committed, every connection of rekey's is cut.
+    let journal = env.path("j");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&journal).unwrap_or_default().contains("\"checkpoint\"") {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint within a minute");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    pg.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'rekey'");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the run could not finish without its connections: {stderr}");
+    assert_ne!(out.status.code(), Some(101), "no panic: {stderr}");
+    assert!(stderr.contains("--resume"), "the error says how to go on: {stderr}");
+
+    let s = summary(&env, &[&args[..], &["--resume"]].concat(), 0);
+    // Resumed after the last committed batch (whose counts it carries on), not restarted: a
+    // restart would find the committed rows already under the new key and skip them.
+    assert_eq!((s["rewrapped"].as_u64(), s["skipped"].as_u64()), (Some(rows), Some(0)), "{s}");
+    let values = pg.snapshot("t");
+    assert_eq!(values.len(), usize::try_from(rows).expect("small"));
+    let mut distinct: Vec<&str> = values.iter().map(|r| r[1].as_deref().expect("value")).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    for v in distinct {
+        assert_eq!(env.open_with(v.as_bytes(), &["new"]).expect("opens with only the new key").0, b"ssn 1");
+    }
+}

@@ -259,6 +259,8 @@ pub(crate) trait Db {
     fn update(&mut self, groups: &[Group]) -> Result<Vec<Vec<bool>>, Error>;
     /// Rows in the table, for progress; `None` when unknown.
     fn count(&mut self) -> Option<u64>;
+    /// Refuses, before any write, a connection that may not update `columns`.
+    fn check_update(&mut self, columns: &[String]) -> Result<(), Error>;
 }
 
 /// Opens the database of `spec` and checks the table, its columns and ids.
@@ -711,6 +713,8 @@ impl Sink<RowUnit> for TableSink {
         let journal = journal.ok_or_else(|| Error::usage("writing a table needs a journal"))?;
         let _ = self.journal.set(journal);
         let db = DbThread::start(TableSpec::clone(&self.spec))?;
+        let written = self.spec.into.clone().map_or_else(|| self.spec.columns.clone(), |c| vec![c]);
+        db.call(move |db| db.check_update(&written))??;
         let _ = self.db.set(db);
         Ok(())
     }

@@ -617,6 +617,33 @@ impl Db for PgDb {
             .map_err(err)
     }
 
+    fn check_update(&mut self, columns: &[String]) -> Result<(), Error> {
+        let err = |e: tokio_postgres::Error| db_error("cannot check this role's privileges", &e);
+        for column in columns {
+            let row = self
+                .rt
+                .block_on(self.client.query_one(
+                    "SELECT has_column_privilege($1, $2, 'UPDATE'), current_user::text",
+                    &[&self.table, column],
+                ))
+                .map_err(err)?;
+            let (allowed, role): (bool, String) = (row.try_get(0).map_err(err)?, row.try_get(1).map_err(err)?);
+            if !allowed {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!("role {role} may not UPDATE column {column:?} of {}; nothing was written", self.table),
+                )
+                .hint(format!(
+                    "GRANT UPDATE ({}) ON {} TO {}",
+                    quote(column),
+                    self.table,
+                    quote(&role)
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn count(&mut self) -> Option<u64> {
         let sql = format!("SELECT COUNT(*) FROM {}", self.table);
         let row = self.rt.block_on(self.client.query_one(sql.as_str(), &[])).ok()?;

@@ -320,6 +320,15 @@ impl Db for SqliteDb {
         Ok(out)
     }
 
+    fn check_update(&mut self, _columns: &[String]) -> Result<(), Error> {
+        // SQLite has no grants: what matters is whether the file opened writable.
+        if self.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+            return Err(Error::new(ErrorKind::Io, "the SQLite database opened read-only: this user may not write it")
+                .hint("check that this user may write the database file and its directory"));
+        }
+        Ok(())
+    }
+
     fn count(&mut self) -> Option<u64> {
         let sql = format!("SELECT COUNT(*) FROM {}", self.table);
         self.conn.query_row(&sql, [], |r| r.get::<_, i64>(0)).ok().and_then(|n| u64::try_from(n).ok())
