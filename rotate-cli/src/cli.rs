@@ -220,9 +220,13 @@ pub(crate) struct FilesArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct EncryptArgs {
-    /// Key to encrypt under (local:NAME or kms:KEY); repeat to let any of them decrypt
-    #[arg(long = "key", short = 'k', required = true, value_name = "KEYREF")]
+    /// Key to encrypt under (local:NAME or kms:KEY); repeat to let any of them decrypt. With --keyset: keys
+    /// that may unwrap the keyset
+    #[arg(long = "key", short = 'k', required_unless_present = "keyset", value_name = "KEYREF")]
     pub(crate) keys: Vec<KeySpec>,
+    /// Write compact records of this keyset (one input, whole or --lines; see `rekey keyset`)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) keyset: Option<PathBuf>,
     /// Encryption context pair, authenticated and passed to KMS; repeatable
     #[arg(long = "context", short = 'c', value_name = "KEY=VALUE")]
     pub(crate) context: Vec<String>,
@@ -250,6 +254,9 @@ pub(crate) struct DecryptArgs {
     /// Key allowed to decrypt (local:NAME or kms:KEY); repeatable. Default: every local key
     #[arg(long = "key", short = 'k', value_name = "KEYREF")]
     pub(crate) keys: Vec<KeySpec>,
+    /// Read compact records of this keyset (one input, whole or --lines; see `rekey keyset`)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) keyset: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) discovery: DiscoveryArgs,
     /// Required encryption context pair, or KEY alone: that key must be present with any value;

@@ -332,3 +332,20 @@ fn inspect_and_scan_recognise_compact_records_and_count_them_per_key() {
     assert_eq!(scan["compact_records"], 2, "{scan}");
     assert_eq!(scan["per_key"][format!("keyset-key:{second}")], 2, "{scan}");
 }
+
+#[test]
+fn encrypt_and_decrypt_take_a_keyset_for_records() {
+    let env = Env::with_keys(&["k1"]);
+    env.ok(&["keyset", "create", "--key", "local:k1", "app.keyset"]);
+    std::fs::write(env.path("msg.txt"), "i want to back to home").expect("write");
+    let out = env.ok(&["encrypt", "--keyset", "app.keyset", "msg.txt"]);
+    let record = String::from_utf8(out.stdout).expect("utf-8");
+    assert_eq!(record.trim_end().len(), 76, "{record}");
+    std::fs::write(env.path("r.txt"), &record).expect("write");
+    let out = env.ok(&["decrypt", "--keyset", "app.keyset", "--key", "local:k1", "r.txt", "-o", "-", "--force"]);
+    assert_eq!(out.stdout, b"i want to back to home");
+    lines_file(&env, "in.txt", 10, "line");
+    env.ok(&["encrypt", "--keyset", "app.keyset", "--lines", "in.txt", "-o", "in.rec"]);
+    let out = env.ok(&["decrypt", "--keyset", "app.keyset", "--lines", "in.rec"]);
+    assert_eq!(out.stdout, std::fs::read(env.path("in.txt")).expect("read"));
+}

@@ -605,3 +605,42 @@ pub(crate) fn inspect_compact(lines: &[&str]) -> Option<Value> {
     };
     Some(json!({"format": "compact-record", "records": lines.len(), "per_key": per_key, "note": note}))
 }
+
+/// `rekey encrypt --keyset FILE`: compact records of one input (whole, or
+/// `--lines`); `--key` names keys that may unwrap the keyset.
+pub(crate) async fn encrypt(keys: &Keys, args: crate::cli::EncryptArgs) -> Result<ExitCode, CliError> {
+    let record_args = from_files(args.keyset, args.keys, args.context, args.lines, &args.files, args.force)?;
+    records(keys, &record_args, Action::Encrypt).await
+}
+
+/// `rekey decrypt --keyset FILE`, as [`encrypt`].
+pub(crate) async fn decrypt(keys: &Keys, args: crate::cli::DecryptArgs) -> Result<ExitCode, CliError> {
+    let record_args = from_files(args.keyset, args.keys, args.context, args.lines, &args.files, args.force)?;
+    records(keys, &record_args, Action::Decrypt).await
+}
+
+fn from_files(
+    keyset: Option<PathBuf>,
+    keys: Vec<KeySpec>,
+    context: Vec<String>,
+    lines: bool,
+    files: &crate::cli::FilesArgs,
+    force: bool,
+) -> Result<RecordArgs, CliError> {
+    let keyset = keyset.ok_or_else(|| CliError::usage("--keyset is missing"))?;
+    if files.inputs.len() > 1 || files.recursive {
+        return Err(CliError::usage("--keyset works on one input: a record, or a file of records with --lines")
+            .hint("for JSON fields or CSV columns use `rekey keyset encrypt|decrypt --field/--column`"));
+    }
+    Ok(RecordArgs {
+        keyset,
+        keys,
+        context,
+        lines,
+        field: Vec::new(),
+        column: Vec::new(),
+        output: files.output.clone(),
+        force,
+        input: files.inputs.first().cloned(),
+    })
+}
