@@ -562,6 +562,38 @@ fn emit_batch_job_writes_the_documented_manifest_and_job_and_changes_nothing() {
         assert_eq!(arn.as_str(), Some(k2.as_str()), "{job}");
     }
     same_except(&before, &env.snapshot(&bucket, "b/"), &[]);
+
+    // On a versioned bucket, the UpdateObjectEncryption manifest pins the version that was read;
+    // the copy manifest does not (a pinned copy would bring old content back over a newer write).
+    let versioned = env.bucket(true);
+    env.fixtures(&["sse-objects", &versioned, "v/", "4", &k1]);
+    for (method, width) in [("auto", 3), ("copy", 2)] {
+        let dir = format!("batch-versioned-{method}");
+        let url = format!("s3://{versioned}/v/");
+        let args = ["s3", "sse-rotate", &url, "--to", &k2, "--method", method, "--emit-batch-job", &dir, "--json"];
+        assert_eq!(env.ok(&args)["manifest_objects"], 4);
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_path(env.path(&format!("{dir}/manifest.csv")))
+            .expect("manifest");
+        let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
+        assert!(rows.iter().all(|r| r.len() == width), "{method}: {rows:?}");
+        if width == 3 {
+            let mut ids: Vec<&str> = rows.iter().map(|r| &r[2]).collect();
+            assert!(ids.iter().all(|v| !v.is_empty() && *v != "null"), "{ids:?}");
+            ids.dedup();
+            assert_eq!(ids.len(), 4, "one version per object");
+        }
+        let job: Value =
+            serde_json::from_str(&std::fs::read_to_string(env.path(&format!("{dir}/job.json"))).expect("job"))
+                .expect("job JSON");
+        let fields = if width == 3 {
+            serde_json::json!(["Bucket", "Key", "VersionId"])
+        } else {
+            serde_json::json!(["Bucket", "Key"])
+        };
+        assert_eq!(job["Manifest"]["Spec"]["Fields"], fields);
+    }
 }
 
 #[test]

@@ -1225,13 +1225,26 @@ impl Sink<ObjectUnit> for ObjectSink {
 /// definition (`job.json`, the `aws s3control create-job --cli-input-json`
 /// input) doing the same change: `S3UpdateObjectEncryption`, or
 /// `S3PutObjectCopy` with the new key for `--method copy`.
+///
+/// On a versioned bucket the `S3UpdateObjectEncryption` manifest also names
+/// the version that was read, so the job changes exactly that version and
+/// never one an application wrote since. A copy manifest names no version:
+/// copying a pinned version would make the old content current again over
+/// a newer write, while copying the current version loses nothing.
 #[derive(Debug)]
 pub struct BatchJobSink {
     dir: std::path::PathBuf,
     bucket: String,
     job: SseJob,
-    manifest: Mutex<Option<std::io::BufWriter<std::fs::File>>>,
+    manifest: Mutex<Manifest>,
     rows: std::sync::atomic::AtomicU64,
+}
+
+/// The manifest being written, and whether its rows carry version ids (known at the first row).
+#[derive(Debug)]
+struct Manifest {
+    out: Option<std::io::BufWriter<std::fs::File>>,
+    versioned: Option<bool>,
 }
 
 impl BatchJobSink {
@@ -1250,7 +1263,7 @@ impl BatchJobSink {
             dir: dir.to_path_buf(),
             bucket: bucket.to_owned(),
             job,
-            manifest: Mutex::new(Some(std::io::BufWriter::new(file))),
+            manifest: Mutex::new(Manifest { out: Some(std::io::BufWriter::new(file)), versioned: None }),
             rows: std::sync::atomic::AtomicU64::new(0),
         }))
     }
@@ -1284,12 +1297,14 @@ impl BatchJobSink {
                 json!({ "S3UpdateObjectEncryption": { "ObjectEncryption": { "SSEKMS": sse } } })
             }
         };
+        let versioned = self.manifest.lock().map_or(false, |m| m.versioned == Some(true));
+        let fields = if versioned { json!(["Bucket", "Key", "VersionId"]) } else { json!(["Bucket", "Key"]) };
         json!({
             "AccountId": "ACCOUNT_ID",
             "ConfirmationRequired": true,
             "Operation": operation,
             "Manifest": {
-                "Spec": { "Format": "S3BatchOperations_CSV_20180820", "Fields": ["Bucket", "Key"] },
+                "Spec": { "Format": "S3BatchOperations_CSV_20180820", "Fields": fields },
                 "Location": { "ObjectArn": "arn:aws:s3:::MANIFEST_BUCKET/MANIFEST_KEY", "ETag": "MANIFEST_ETAG" },
             },
             "Report": {
@@ -1319,9 +1334,17 @@ impl Sink<ObjectUnit> for BatchJobSink {
         if unit.selected && unit.changed() {
             use std::io::Write;
             let mut manifest = self.manifest.lock().map_err(|_| Error::new(ErrorKind::Io, "manifest lock poisoned"))?;
-            if let Some(out) = manifest.as_mut() {
-                writeln!(out, "{},{}", self.bucket, form_encode_key(&unit.payload.key))
-                    .map_err(|e| Error::io("cannot write the manifest", &e))?;
+            let version = unit.payload.head.as_ref().and_then(|h| h.version_id.as_deref());
+            let versioned = *manifest.versioned.get_or_insert(version.is_some() && self.job.method != SseMethod::Copy);
+            if let Some(out) = manifest.out.as_mut() {
+                let key = form_encode_key(&unit.payload.key);
+                match version.filter(|_| versioned) {
+                    Some(v) => writeln!(out, "{},{key},{}", self.bucket, form_encode_key(v)),
+                    // An object older than the bucket's versioning has the version id `null`.
+                    None if versioned => writeln!(out, "{},{key},null", self.bucket),
+                    None => writeln!(out, "{},{key}", self.bucket),
+                }
+                .map_err(|e| Error::io("cannot write the manifest", &e))?;
                 self.rows.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -1331,10 +1354,11 @@ impl Sink<ObjectUnit> for BatchJobSink {
     fn finish(&self, _complete: bool, _counts: &Counts) -> Result<Vec<Rejected>, Error> {
         use std::io::Write;
         let mut manifest = self.manifest.lock().map_err(|_| Error::new(ErrorKind::Io, "manifest lock poisoned"))?;
-        if let Some(mut out) = manifest.take() {
+        if let Some(mut out) = manifest.out.take() {
             out.flush().map_err(|e| Error::io("cannot write the manifest", &e))?;
             out.get_ref().sync_all().map_err(|e| Error::io("cannot sync the manifest", &e))?;
         }
+        drop(manifest);
         let path = self.dir.join("job.json");
         let text = serde_json::to_string_pretty(&self.job_definition()).unwrap_or_default() + "\n";
         std::fs::write(&path, text).map_err(|e| Error::io(format!("cannot write {}", path.display()), &e))?;
