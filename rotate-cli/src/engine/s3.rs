@@ -1297,7 +1297,7 @@ impl BatchJobSink {
                 json!({ "S3UpdateObjectEncryption": { "ObjectEncryption": { "SSEKMS": sse } } })
             }
         };
-        let versioned = self.manifest.lock().map_or(false, |m| m.versioned == Some(true));
+        let versioned = self.manifest.lock().is_ok_and(|m| m.versioned == Some(true));
         let fields = if versioned { json!(["Bucket", "Key", "VersionId"]) } else { json!(["Bucket", "Key"]) };
         json!({
             "AccountId": "ACCOUNT_ID",
