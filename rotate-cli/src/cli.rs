@@ -12,8 +12,11 @@ use crate::keys::KeySpec;
 #[derive(Debug, Parser)]
 #[command(name = "rekey", version, after_help = EXIT_CODES_HELP, max_term_width = 100)]
 pub(crate) struct Cli {
-    /// Local keystore directory [default: $XDG_DATA_HOME/rekey/keys or ~/.local/share/rekey/keys]
-    #[arg(long, global = true, env = "REKEY_KEYSTORE", value_name = "DIR")]
+    /// Local keystore directory [env: REKEY_KEYSTORE] [default: $XDG_DATA_HOME/rekey/keys or
+    /// ~/.local/share/rekey/keys]
+    // REKEY_KEYSTORE is read in main, not by clap: an `env` argument counts
+    // as given, and clap's usage lines then show it as if it were required.
+    #[arg(long, global = true, value_name = "DIR")]
     pub(crate) keystore: Option<PathBuf>,
 
     /// More log output on stderr: -v what is done to each item, -vv rekey's debug lines, -vvv the AWS

@@ -73,10 +73,22 @@ impl Kms {
     }
 
     /// DescribeKey preflight: a line saying the key is usable, or an error.
+    /// Properties the server leaves out (local KMS servers do) are said to
+    /// be unreported, not printed as `unknown`.
     pub(crate) async fn preflight(&self, key: &str) -> Result<String, CliError> {
         let d = self.client().await?.describe(key).await.map_err(kms_error)?;
         d.check_usable().map_err(kms_error)?;
-        Ok(format!("{}: {}, {}, {}", d.arn, d.state, d.spec, d.usage))
+        let mut known = vec![d.state.to_lowercase()];
+        let mut unreported = Vec::new();
+        for (name, value) in [("key spec", &d.spec), ("key usage", &d.usage)] {
+            if value == "unknown" { unreported.push(name) } else { known.push(value.clone()) }
+        }
+        let named = if d.arn.ends_with(key) { String::new() } else { format!("kms:{key} is ") };
+        let mut line = format!("{named}{}: {}", d.arn, known.join(", "));
+        if !unreported.is_empty() {
+            line.push_str(&format!(" ({} not reported by the server)", unreported.join(" and ")));
+        }
+        Ok(line)
     }
 
     /// Decrypts a bare KMS ciphertext blob (the legacy data key), once.

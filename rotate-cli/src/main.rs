@@ -51,7 +51,9 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let kms_args = cli.command.kms_args().cloned().unwrap_or_default();
-    let keys = keys::Keys::new(cli.keystore, kms::Kms::new(kms_args));
+    let keystore =
+        cli.keystore.or_else(|| std::env::var_os("REKEY_KEYSTORE").filter(|v| !v.is_empty()).map(Into::into));
+    let keys = keys::Keys::new(keystore, kms::Kms::new(kms_args));
     match cli.command {
         Command::Keys(command) => commands::keys::run(&keys, command),
         Command::Encrypt(args) if args.keyset.is_some() => commands::keyset::encrypt(&keys, args).await,

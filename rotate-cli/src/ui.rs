@@ -78,6 +78,19 @@ pub(crate) fn bytes(n: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// A progress bar style from `template`, where `{rate}` is the items per
+/// second as a whole number with separators (`1,912/s`; indicatif's own
+/// `{per_sec}` prints four decimals).
+pub(crate) fn bar_style(template: &str) -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let per_sec = state.per_sec();
+            let _ =
+                write!(w, "{}/s", count(if per_sec.is_finite() && per_sec > 0.0 { per_sec.round() as u64 } else { 0 }));
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -204,10 +204,7 @@ where
 {
     let bar = if io::stderr().is_terminal() && !ui::quiet() {
         let bar = indicatif::ProgressBar::new(jobs.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} files {per_sec} eta {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
+        bar.set_style(ui::bar_style("{bar:30} {pos}/{len} files {rate} eta {eta}"));
         bar
     } else {
         indicatif::ProgressBar::hidden()

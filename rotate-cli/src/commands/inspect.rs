@@ -31,6 +31,9 @@ pub(crate) fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
         input.take(MAX_TEXT_INPUT).read_to_string(&mut text).map_err(|_| not_recognised())?;
         let lines: Vec<&str> = text.lines().map(str::trim_ascii).filter(|l| !l.is_empty()).collect();
         let trimmed = text.trim_ascii();
+        if trimmed.is_empty() {
+            return Err(CliError::new(Code::BadInput, "the input is empty"));
+        }
         if lines.len() > 1 && lines[0].starts_with("UktZ") {
             // `rekey encrypt --lines`: one text envelope per line.
             let mut reports = Vec::with_capacity(lines.len());

@@ -81,7 +81,7 @@ pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs, action: Action) -> Res
         }
     };
     params.insert("items".into(), format!("{:?}", args.items).to_lowercase());
-    let iam = iam_actions("rewrap", &args.to, &args.from, args.target.verify);
+    let iam = iam_actions("rewrap", &args.to, &args.from, args.target.verify, local_keys_exist(keys));
     let transform =
         Transform::new(mode, destination, sources, ParseOptions::default(), args.target.verify, args.target.dry_run);
     match action {
@@ -109,7 +109,7 @@ pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs, action: Action) 
     };
     let sources = keys.decrypting(&args.from, &args.discovery).await?;
     let mode = Mode::Reencrypt { context, legacy };
-    let iam = iam_actions("reencrypt", &args.to, &args.from, args.target.verify);
+    let iam = iam_actions("reencrypt", &args.to, &args.from, args.target.verify, local_keys_exist(keys));
     let transform =
         Transform::new(mode, destination, sources, ParseOptions::default(), args.target.verify, args.target.dry_run);
     match action {
@@ -440,6 +440,9 @@ async fn run(
             "kms_calls".into(),
             json!(transform.planned_calls(summary.counts.rewrapped + summary.counts.reencrypted)),
         ));
+        if preflight.is_empty() {
+            preflight.push("no KMS key named: nothing to check with DescribeKey".to_owned());
+        }
         summary.extra.push(("preflight".into(), json!(preflight)));
         summary.extra.push(("iam_actions".into(), json!(iam)));
         summary
@@ -525,7 +528,7 @@ impl Bar {
 impl Progress for Bar {
     fn total(&self, units: u64) {
         self.0.set_length(units);
-        self.0.set_style(style("{bar:30} {pos}/{len} {per_sec} eta {eta} {msg}"));
+        self.0.set_style(style("{bar:30} {pos}/{len} {rate} eta {eta} {msg}"));
     }
 
     fn advance(&self, units: u64, failed: u64) {
@@ -553,16 +556,16 @@ impl Progress for Bar {
 }
 
 fn style(template: &str) -> indicatif::ProgressStyle {
-    indicatif::ProgressStyle::with_template(template).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    crate::ui::bar_style(template)
 }
 
 pub(crate) fn progress(enabled: bool) -> Arc<dyn Progress> {
     use std::io::IsTerminal;
-    if !enabled || !std::io::stderr().is_terminal() {
+    if !enabled || crate::ui::quiet() || !std::io::stderr().is_terminal() {
         return Arc::new(rotate_cli::engine::Silent);
     }
     let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(style("{spinner} {pos} {per_sec} {msg}"));
+    bar.set_style(style("{spinner} {pos} {rate} {msg}"));
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     Arc::new(Bar(bar, AtomicBool::new(false)))
 }
@@ -609,10 +612,16 @@ pub(crate) async fn legacy_data_key(
     keys.kms().decrypt_bare(&edk, &context).await
 }
 
+/// Whether the local keystore holds a key: without `--from`, those are the sources.
+fn local_keys_exist(keys: &Keys) -> bool {
+    keys.keystore().list().is_ok_and(|list| !list.is_empty())
+}
+
 /// The IAM actions a run needs, for the dry run's report: only what applies.
-fn iam_actions(operation: &str, to: &KeySpec, from: &[KeySpec], verify: bool) -> Vec<String> {
+fn iam_actions(operation: &str, to: &KeySpec, from: &[KeySpec], verify: bool, local_keys: bool) -> Vec<String> {
     let kms_from: Vec<String> = kms_keys(from);
-    let has_local_source = from.is_empty() || from.iter().any(|s| matches!(s, KeySpec::Local(_)));
+    // Items under local keys need kms:Encrypt only when a local key can be a source.
+    let has_local_source = from.iter().any(|s| matches!(s, KeySpec::Local(_))) || (from.is_empty() && local_keys);
     let mut actions = Vec::new();
     match (operation, to) {
         ("rewrap", KeySpec::Kms(key)) => {

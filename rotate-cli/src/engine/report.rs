@@ -14,6 +14,19 @@ use super::error::{Error, ErrorKind, ItemError};
 use super::transform::ChangeKind;
 use crate::fsio;
 
+/// `n` with thousands separators, as people read counts and rates: `1,912`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// What happened to the items of a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
@@ -249,13 +262,13 @@ impl Summary {
         parts.push(format!("{} failed", c.failed));
         let items = c.items() + self.restored + self.verified;
         let mut out = format!(
-            "{}{}: {} {} in {:.2}s ({:.0}/s): {}\n",
+            "{}{}: {} {} in {:.2}s ({}/s): {}\n",
             self.operation,
             if self.dry_run { " (dry run: nothing written; would be)" } else { "" },
-            items,
+            grouped(items),
             if items == 1 { "item" } else { "items" },
             self.elapsed.as_secs_f64(),
-            self.rate(),
+            grouped(if self.rate().is_finite() { self.rate().round() as u64 } else { 0 }),
             parts.join(", ")
         );
         if c.from_legacy > 0 {
