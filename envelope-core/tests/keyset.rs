@@ -469,3 +469,19 @@ fn nothing_secret_in_debug_or_the_file() {
 fn base64(bytes: &[u8]) -> String {
     envelope_core::encode_text(bytes)
 }
+
+#[test]
+fn encrypt_many_seals_each_with_its_own_nonce() {
+    let kr = keyring("app");
+    let handle = block_on(create(&kr).unwrap(&[&kr])).expect("unwrap");
+    let ctx = context(&[("t", "u")]);
+    let plaintexts: Vec<Vec<u8>> = (0..100).map(|i| format!("record {i}").into_bytes()).collect();
+    let refs: Vec<&[u8]> = plaintexts.iter().map(Vec::as_slice).collect();
+    let records = handle.encrypt_many(&refs, &ctx).expect("seal");
+    let nonces: std::collections::HashSet<&[u8]> = records.iter().map(|r| &r[5..17]).collect();
+    assert_eq!(nonces.len(), 100);
+    for (record, plaintext) in records.iter().zip(&plaintexts) {
+        assert_eq!(handle.decrypt(record, &ctx).expect("open").as_bytes(), plaintext.as_slice());
+    }
+    assert_eq!(handle.records_sealed(), 100);
+}

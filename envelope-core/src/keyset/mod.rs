@@ -534,6 +534,19 @@ impl KeysetHandle {
         record::seal(cipher, id, plaintext, context)
     }
 
+    /// Seals many plaintexts at once under the primary key, as
+    /// [`KeysetHandle::encrypt`] does each. Faster per record: the random
+    /// generator's fork check (a system call, a few hundred nanoseconds on a
+    /// VM) is made once for the batch instead of once per record.
+    ///
+    /// # Errors
+    /// As [`KeysetHandle::encrypt`]; nothing is returned if any plaintext fails.
+    pub fn encrypt_many(&self, plaintexts: &[&[u8]], context: &EncryptionContext) -> Result<Vec<Vec<u8>>, Error> {
+        let (id, cipher) = self.primary_cipher()?;
+        self.sealed.fetch_add(u64::try_from(plaintexts.len()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        record::seal_many(cipher, id, plaintexts, context)
+    }
+
     /// As [`KeysetHandle::encrypt`], in the text form (standard base64, MUST 12.13).
     ///
     /// # Errors

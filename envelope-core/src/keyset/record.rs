@@ -1,4 +1,4 @@
-//! The compact record (docs/format.md §12.4): a message sealed under a
+//! The compact record (docs/format.md §12.6): a message sealed under a
 //! keyset's data key, naming that key by its 4-byte id.
 //!
 //! ```text
@@ -114,6 +114,33 @@ pub(crate) fn seal(
     let mut nonce = [0u8; NONCE_LEN];
     nonce.copy_from_slice(&random[..NONCE_LEN]);
     seal_with_nonce(cipher, key_id, &nonce, plaintext, context)
+}
+
+/// Seals every plaintext of `plaintexts` under `cipher`, each with a fresh
+/// random nonce (MUST 12.12), drawing the nonces together (one fork check).
+pub(crate) fn seal_many(
+    cipher: &Gcm,
+    key_id: KeyId,
+    plaintexts: &[&[u8]],
+    context: &EncryptionContext,
+) -> Result<Vec<Vec<u8>>, Error> {
+    let mut random = vec![[0u8; 32]; plaintexts.len()];
+    crate::random::message_ids(&mut random)?;
+    let mut out = Vec::with_capacity(plaintexts.len());
+    for (plaintext, random) in plaintexts.iter().zip(&random) {
+        if plaintext.len() > MAX_COMPACT_PLAINTEXT {
+            return Err(FormatError::TooLong {
+                field: "compact record plaintext",
+                len: plaintext.len(),
+                max: MAX_COMPACT_PLAINTEXT,
+            }
+            .into());
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&random[..NONCE_LEN]);
+        out.push(seal_with_nonce(cipher, key_id, &nonce, plaintext, context)?);
+    }
+    Ok(out)
 }
 
 /// Seals with a given nonce: for [`seal`] and the known-answer tests only,
