@@ -578,6 +578,10 @@ pub(crate) struct S3Args {
     /// instead of listing the bucket
     #[arg(long, value_name = "FILE")]
     pub(crate) object_list: Option<PathBuf>,
+    /// S3: the SSE-KMS encryption context (KEY=VALUE, repeatable) the objects were written with, given again
+    /// on every copy; S3 never returns it, so without this a copy keeps only S3's own (the object's ARN)
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub(crate) sse_context: Vec<String>,
     /// S3 reencrypt on an unversioned bucket: originals are copied under this prefix (same bucket) first
     #[arg(long, default_value = ".rekey-backup/", value_name = "PREFIX")]
     pub(crate) backup_prefix: String,

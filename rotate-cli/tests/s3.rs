@@ -276,7 +276,8 @@ fn method_a_copy_is_conditional_and_a_concurrent_writer_is_never_overwritten() {
     let url = format!("s3://{bucket}/docs/");
     let (from, to) = (format!("kms:{k1}"), format!("kms:{k2}"));
     let mut args = rewrap_args(&url, &from, &to, "run.journal");
-    args.extend(["--no-preflight", "--concurrency", "1"]);
+    // The SSE-KMS context the objects were written with: S3 never returns it, so the operator names it.
+    args.extend(["--no-preflight", "--concurrency", "1", "--sse-context", "app=docs"]);
     let out = env.rekey_via(&via, &args);
     assert_eq!(out.status.code(), Some(6), "{}", String::from_utf8_lossy(&out.stderr));
     let s: Value = serde_json::from_slice(&out.stdout).expect("JSON");
@@ -306,6 +307,8 @@ fn method_a_copy_is_conditional_and_a_concurrent_writer_is_never_overwritten() {
         assert_eq!(h["x-amz-server-side-encryption"], "aws:kms");
         assert_eq!(h["x-amz-server-side-encryption-aws-kms-key-id"], k3.as_str());
         assert_eq!(h["x-amz-server-side-encryption-bucket-key-enabled"], "true");
+        // base64 of {"app":"docs"}
+        assert_eq!(h["x-amz-server-side-encryption-context"], "eyJhcHAiOiJkb2NzIn0=");
         assert_eq!(h["x-amz-meta-owner"], before[&key]["Metadata"]["owner"]);
         assert_eq!(h["cache-control"], "max-age=3600, private");
     }

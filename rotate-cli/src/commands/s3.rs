@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use aws_sdk_s3::Client;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use rotate_cli::engine::journal::RunParams;
 use rotate_cli::engine::report::{FailureLog, Stop, Summary};
 use rotate_cli::engine::s3::{
@@ -70,7 +72,7 @@ impl S3Spec {
 
     /// The journal parameters of a rotation of this target.
     pub(crate) fn run_params(&self) -> Result<RunParams, CliError> {
-        Ok(rotate_cli::engine::s3::run_params(&self.url, &self.job()?))
+        Ok(rotate_cli::engine::s3::run_params(&self.url, &self.job()?, self.sse_context()?.as_deref()))
     }
 
     /// The S3 actions a rotation needs, for the dry run.
@@ -103,12 +105,24 @@ impl S3Spec {
         }])
     }
 
-    /// The source reading `--object-list` when one is named.
+    /// The source reading `--object-list` when one is named, giving copies `--sse-context`.
     fn listed(&self, source: S3Source) -> Result<S3Source, CliError> {
+        let source = source.with_sse_context(self.sse_context()?);
         Ok(match &self.args.object_list {
             Some(path) => source.with_list(path)?,
             None => source,
         })
+    }
+
+    /// `--sse-context` as S3's `x-amz-server-side-encryption-context` takes it: base64 of a JSON object.
+    fn sse_context(&self) -> Result<Option<String>, CliError> {
+        if self.args.sse_context.is_empty() {
+            return Ok(None);
+        }
+        let context = crate::keys::parse_context(&self.args.sse_context)?;
+        let object: serde_json::Map<String, serde_json::Value> =
+            context.iter().map(|(k, v)| (k.to_owned(), json!(v))).collect();
+        Ok(Some(STANDARD.encode(serde_json::Value::Object(object).to_string())))
     }
 
     async fn client(&self) -> Result<Client, CliError> {
@@ -223,7 +237,7 @@ pub(crate) async fn sse_rotate(args: SseRotateArgs) -> Result<ExitCode, CliError
         multipart_from: args.multipart_threshold,
         part_size: args.part_size,
     });
-    let mut params = rotate_cli::engine::s3::run_params(&spec.url, &job);
+    let mut params = rotate_cli::engine::s3::run_params(&spec.url, &job, spec.sse_context()?.as_deref());
     params.insert("shard".into(), inventory.shard.map(|s| s.to_string()).unwrap_or_default());
     let journal_path = target.journal.clone().unwrap_or_else(|| spec.default_journal());
     if !target.dry_run {

@@ -252,6 +252,8 @@ struct Shared {
     probe: Option<Probe>,
     /// `UpdateObjectEncryption` was found missing: copy from now on.
     update_unavailable: AtomicBool,
+    /// `--sse-context`, base64 JSON: see [`Head`].
+    sse_context: Option<String>,
 }
 
 /// Tells whether a bare data key is already under the destination key,
@@ -316,6 +318,10 @@ pub struct Head {
     lock_mode: Option<ObjectLockMode>,
     lock_until: Option<DateTime>,
     legal_hold: Option<ObjectLockLegalHoldStatus>,
+    /// The SSE-KMS encryption context to give every copy (base64 JSON, as
+    /// the header takes it). S3 never returns an object's context, so this
+    /// is the run's `--sse-context`, not something read.
+    sse_context: Option<String>,
 }
 
 impl Head {
@@ -326,6 +332,12 @@ impl Head {
 
     fn is_kms(&self) -> bool {
         matches!(&self.sse, Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse))
+    }
+
+    /// The encryption context for a write under `sse`: only SSE-KMS takes one.
+    fn context_for(&self, sse: Option<&ServerSideEncryption>) -> Option<String> {
+        let kms = matches!(sse, Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse));
+        self.sse_context.clone().filter(|_| kms)
     }
 }
 
@@ -382,6 +394,7 @@ impl S3Source {
             job,
             probe,
             update_unavailable: AtomicBool::new(false),
+            sse_context: None,
         });
         Ok(Self {
             shared,
@@ -393,6 +406,17 @@ impl S3Source {
             listed_all: false,
             list: None,
         })
+    }
+
+    /// Gives every copy this SSE-KMS encryption context (base64 JSON, as S3's
+    /// header takes it): S3 never returns an object's context, so a copy
+    /// can carry one only when the operator names it (`--sse-context`).
+    #[must_use]
+    pub fn with_sse_context(mut self, context: Option<String>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.sse_context = context;
+        }
+        self
     }
 
     /// Takes the objects from `path` instead of listing the bucket: one key
@@ -539,7 +563,8 @@ impl Source for S3Source {
 
     async fn load(unit: &mut Unit<ObjectUnit>) -> Result<(), ItemError> {
         let shared = Arc::clone(&unit.payload.shared);
-        let head = head(&shared.client, &shared.bucket, &unit.payload.key).await?;
+        let mut head = head(&shared.client, &shared.bucket, &unit.payload.key).await?;
+        head.sse_context.clone_from(&shared.sse_context);
         if head.sse_customer {
             return Err(ItemError::new(
                 ItemErrorCode::BadInput,
@@ -687,6 +712,7 @@ async fn head(client: &Client, bucket: &str, key: &str) -> Result<Head, ItemErro
         lock_mode: out.object_lock_mode().cloned(),
         lock_until: out.object_lock_retain_until_date().copied(),
         legal_hold: out.object_lock_legal_hold_status().cloned(),
+        sse_context: None,
     })
 }
 
@@ -804,6 +830,7 @@ async fn self_copy(
         .set_expires(expires)
         .set_website_redirect_location(read.website_redirect.clone())
         .set_storage_class(read.storage_class.clone())
+        .set_ssekms_encryption_context(read.context_for(sse.as_ref()))
         .set_server_side_encryption(sse)
         .set_ssekms_key_id(kms_key)
         .set_bucket_key_enabled(bucket_key)
@@ -854,6 +881,7 @@ async fn multipart_copy(
         .set_expires(expires)
         .set_website_redirect_location(read.website_redirect.clone())
         .set_storage_class(read.storage_class.clone())
+        .set_ssekms_encryption_context(read.context_for(sse.as_ref()))
         .set_server_side_encryption(sse)
         .set_ssekms_key_id(kms_key)
         .set_bucket_key_enabled(bucket_key)
@@ -1513,8 +1541,11 @@ impl Sink<ObjectUnit> for S3ScanSink {
 }
 
 /// The journal parameters naming an S3 run; [`is_s3_run`] recognises them.
-pub fn run_params(url: &S3Url, job: &S3Job) -> RunParams {
+pub fn run_params(url: &S3Url, job: &S3Job, sse_context: Option<&str>) -> RunParams {
     let mut params = RunParams::new();
+    if let Some(context) = sse_context {
+        params.insert("sse_context".into(), context.to_owned());
+    }
     params.insert("target".into(), "s3".into());
     params.insert("targets".into(), url.to_string());
     match job {
@@ -1550,6 +1581,10 @@ pub fn is_s3_run(params: &RunParams) -> bool {
 pub async fn rollback(client: &Client, journal_path: &std::path::Path) -> Result<(Summary, Vec<String>), Error> {
     let start = std::time::Instant::now();
     let (_lock, entries) = journal::read_locked(journal_path)?;
+    let sse_context = match entries.first() {
+        Some(Entry::Run { params, .. }) => params.get("sse_context").filter(|c| !c.is_empty()).cloned(),
+        _ => None,
+    };
     let mut summary = Summary::new("rollback");
     let mut conflicts = Vec::new();
     let mut abandoned: std::collections::HashSet<&str> = std::collections::HashSet::new();
@@ -1566,7 +1601,7 @@ pub async fn rollback(client: &Client, journal_path: &std::path::Path) -> Result
         if abandoned.remove(item.as_str()) || !seen.insert(item) {
             continue;
         }
-        match restore_object(client, bucket, key, undo).await {
+        match restore_object(client, bucket, key, undo, sse_context.as_deref()).await {
             Ok(Restoration::Done) => summary.restored += 1,
             Ok(Restoration::AlreadyBack) => summary.counts.skipped += 1,
             Ok(Restoration::Conflict(why)) => {
@@ -1589,8 +1624,15 @@ enum Restoration {
     Conflict(String),
 }
 
-async fn restore_object(client: &Client, bucket: &str, key: &str, undo: &ObjectUndo) -> Result<Restoration, ItemError> {
-    let now = head(client, bucket, key).await?;
+async fn restore_object(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    undo: &ObjectUndo,
+    sse_context: Option<&str>,
+) -> Result<Restoration, ItemError> {
+    let mut now = head(client, bucket, key).await?;
+    now.sse_context = sse_context.map(str::to_owned);
     let change = match undo {
         ObjectUndo::Original { backup_key, version_id, old_sha256, new_sha256 } => {
             let current = get_bytes(client, bucket, key, &now, None).await?;
@@ -1606,7 +1648,8 @@ async fn restore_object(client: &Client, bucket: &str, key: &str, undo: &ObjectU
                 (None, Some(v)) => (key, Some(v.as_str())),
                 (None, None) => return Err(ItemError::input("the journal names no backup of the original")),
             };
-            copy_object_to(client, bucket, from_key, from_version, key, Some(&now.etag)).await?;
+            copy_object_to(client, bucket, from_key, from_version, key, Some(&now.etag), now.sse_context.as_deref())
+                .await?;
             return Ok(Restoration::Done);
         }
         ObjectUndo::Envelope { edks_b64, old_sha256, new_sha256, header_only } => {
@@ -1759,6 +1802,7 @@ async fn put_whole(client: &Client, bucket: &str, key: &str, read: &Head, body: 
         .set_expires(expires)
         .set_website_redirect_location(read.website_redirect.clone())
         .set_storage_class(read.storage_class.clone())
+        .set_ssekms_encryption_context(read.context_for(read.sse.as_ref()))
         .set_server_side_encryption(read.sse.clone())
         .set_ssekms_key_id(read.kms_key().map(str::to_owned))
         .set_bucket_key_enabled(read.bucket_key.filter(|_| read.is_kms()))
@@ -1800,6 +1844,7 @@ async fn rewrite_header(
         .set_expires(expires)
         .set_website_redirect_location(read.website_redirect.clone())
         .set_storage_class(read.storage_class.clone())
+        .set_ssekms_encryption_context(read.context_for(read.sse.as_ref()))
         .set_server_side_encryption(read.sse.clone())
         .set_ssekms_key_id(read.kms_key().map(str::to_owned))
         .set_bucket_key_enabled(read.bucket_key.filter(|_| read.is_kms()))
@@ -1893,10 +1938,12 @@ async fn reencrypt_whole(
         None
     } else {
         let backup = format!("{backup_prefix}{key}");
-        copy_object_to(client, bucket, key, None, &backup, None).await.map_err(|mut e| {
-            e.message = format!("cannot keep the original at s3://{bucket}/{backup}: {}", e.message);
-            e
-        })?;
+        copy_object_to(client, bucket, key, None, &backup, None, read.sse_context.as_deref()).await.map_err(
+            |mut e| {
+                e.message = format!("cannot keep the original at s3://{bucket}/{backup}: {}", e.message);
+                e
+            },
+        )?;
         Some(backup)
     };
     let entry = Entry::Object {
@@ -1937,6 +1984,7 @@ async fn copy_object_to(
     from_version: Option<&str>,
     to: &str,
     to_etag: Option<&str>,
+    sse_context: Option<&str>,
 ) -> Result<(), ItemError> {
     let source = client
         .head_object()
@@ -1966,6 +2014,7 @@ async fn copy_object_to(
         .tagging_directive(TaggingDirective::Copy)
         .set_storage_class(source.storage_class().cloned())
         .set_server_side_encryption(source.server_side_encryption().cloned())
+        .set_ssekms_encryption_context(sse_context.filter(|_| is_kms).map(str::to_owned))
         .set_ssekms_key_id(source.ssekms_key_id().filter(|_| is_kms).map(str::to_owned))
         .set_bucket_key_enabled(source.bucket_key_enabled().filter(|_| is_kms))
         .send()
