@@ -86,10 +86,11 @@ pub(crate) fn plan(args: &FilesArgs, direction: Direction, force: bool) -> Resul
         }
     }
     let Some(out_dir) = args.output.clone() else {
-        return Err(CliError::usage(format!(
-            "{} need an output directory",
-            if inputs.len() > 1 { "several inputs" } else { "a directory" }
-        ))
+        return Err(CliError::usage(if inputs.len() > 1 {
+            "several inputs need an output directory"
+        } else {
+            "a directory needs an output directory"
+        })
         .hint("pass -o DIR (created if missing); the tree under each directory is mirrored there"));
     };
     if out_dir.exists() && !out_dir.is_dir() {
@@ -218,7 +219,8 @@ where
         match each(job).await {
             Ok(record) => {
                 done += 1;
-                bytes += record.input_bytes;
+                // Plaintext bytes, whichever way.
+                bytes += if direction == Direction::Encrypt { record.input_bytes } else { record.output_bytes };
                 metadata.write(job, direction, Ok(&record))?;
             }
             Err(e) => {
