@@ -139,6 +139,9 @@ impl Encryptor {
     /// keyrings made too many encrypted data keys; [`Error::Io`] when the
     /// system random source fails.
     pub async fn encrypt(&self, context: &EncryptionContext, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+        if let Some(materials) = self.reuse(context, plaintext) {
+            return seal(&materials, context, plaintext);
+        }
         self.encrypt_in(Mode::Async, context, plaintext).await
     }
 
@@ -150,6 +153,9 @@ impl Encryptor {
     /// As [`Encryptor::encrypt`], and [`KeyringErrorKind::Unsupported`] when
     /// a keyring needs an async runtime ([`Keyring::needs_runtime`]).
     pub fn encrypt_sync(&self, context: &EncryptionContext, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+        if let Some(materials) = self.reuse(context, plaintext) {
+            return seal(&materials, context, plaintext);
+        }
         block_on(self.encrypt_in(Mode::Sync, context, plaintext))
     }
 
@@ -171,7 +177,14 @@ impl Encryptor {
     /// As [`Encryptor::decrypt`], and [`KeyringErrorKind::Unsupported`] when
     /// the keyring that holds the data key needs an async runtime.
     pub fn decrypt_sync(&self, ciphertext: &[u8], expected: Expect<'_>) -> Result<Plaintext, Error> {
-        block_on(self.decrypt_in(Mode::Sync, ciphertext, expected))
+        let envelope = Envelope::parse(ciphertext, &self.inner.parse)?;
+        let header = envelope.header();
+        expected.check(&header.context)?;
+        if let Some(opened) = self.open_cached(&envelope) {
+            return opened;
+        }
+        let key = block_on(self.unwrap(Mode::Sync, header, &|k| envelope.verify_data_key(k).is_ok()))?;
+        envelope.open_plaintext(&key)
     }
 
     /// Encrypts everything `reader` yields into a framed envelope on
@@ -252,17 +265,28 @@ impl Encryptor {
         let envelope = Envelope::parse(ciphertext, &self.inner.parse)?;
         let header = envelope.header();
         expected.check(&header.context)?;
-        if let Some(key) = self.cached_key(header) {
-            // `open_plaintext` checks the commitment before decrypting: a
-            // cached key of another envelope with the same key list (a
-            // planted entry) fails there, and the keyrings decide instead.
-            match envelope.open_plaintext(&key) {
-                Err(Error::Authentication) => {}
-                other => return other,
-            }
+        if let Some(opened) = self.open_cached(&envelope) {
+            return opened;
         }
         let key = self.unwrap(mode, header, &|k| envelope.verify_data_key(k).is_ok()).await?;
         envelope.open_plaintext(&key)
+    }
+
+    /// Opens with a cached data key, if there is one. `open_plaintext` checks
+    /// the commitment before decrypting: a cached key of another envelope
+    /// with the same key list (a planted entry) fails there, and `None` lets
+    /// the keyrings decide, as without a cache.
+    fn open_cached(&self, envelope: &Envelope<'_>) -> Option<Result<Plaintext, Error>> {
+        let key = self.cached_key(envelope.header())?;
+        match envelope.open_plaintext(&key) {
+            Err(Error::Authentication) => None,
+            other => Some(other),
+        }
+    }
+
+    /// Materials of a cached data key with room for this message, if any.
+    fn reuse(&self, context: &EncryptionContext, plaintext: &[u8]) -> Option<Arc<Materials>> {
+        self.inner.cache.as_ref()?.reuse(context, u64::try_from(plaintext.len()).ok()?)
     }
 
     /// The data key of `header`, checked against its commitment.
