@@ -17,7 +17,8 @@
 //! # Why reusing a data key is safe
 //!
 //! Every message derives its own body key and commitment from the data key
-//! and its own 32-byte random message id (docs/format.md §5, MUST 3.3), so
+//! and its own 32-byte random message id (docs/format.md §5 and §13, MUST 3.3
+//! and 13.1: `seal` draws a fresh id for every message, cached key or not), so
 //! two messages under one data key share AES-GCM keys and nonces only if
 //! their message ids collide. For `n` messages under one data key the
 //! chance that any two ids collide is at most `n(n-1)/2 · 2^-256 < n²/2^257`:

@@ -278,6 +278,7 @@ impl Encryptor {
     /// the keyrings decide, as without a cache.
     fn open_cached(&self, envelope: &Envelope<'_>) -> Option<Result<Plaintext, Error>> {
         let key = self.cached_key(envelope.header())?;
+        // MUST 13.2: the commitment decides, not the cache.
         match envelope.open_plaintext(&key) {
             Err(Error::Authentication) => None,
             other => Some(other),
@@ -292,6 +293,7 @@ impl Encryptor {
     /// The data key of `header`, checked against its commitment.
     pub(crate) async fn checked_data_key(&self, mode: Mode, header: &Header) -> Result<DataKey, Error> {
         let check = |k: &DataKey| verify_commitment(header, k).is_ok();
+        // MUST 13.2: a kept key must match this envelope's commitment.
         if let Some(key) = self.cached_key(header).filter(|k| check(k)) {
             return Ok(key);
         }
