@@ -774,3 +774,81 @@ fn envelope_bodies_reencrypted_with_the_originals_kept_in_the_bucket_and_rolled_
     assert_eq!(r["restored"], 6, "{r}");
     same_except(&before, &env.snapshot(&bucket, "e/"), &["ETag"]);
 }
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn method_b_copy_and_envelope_bodies_never_overwrite_a_concurrent_writer() {
+    let env = Env::new();
+    let (k1, k2) = (env.create_key(), env.create_key());
+    let bucket = env.bucket(false);
+    let record = env.path("requests.jsonl");
+
+    // Method B by copy: the object replaced between rekey's HeadObject and its CopyObject.
+    env.fixtures(&["sse-objects", &bucket, "logs/", "5", &k1]);
+    let (proxy, via) = env.proxy(&record, &["--race", &format!("/{bucket}/logs/log0002.txt")]);
+    let url = format!("s3://{bucket}/logs/");
+    let args = [
+        "s3",
+        "sse-rotate",
+        &url,
+        "--to",
+        &k2,
+        "--from",
+        &k1,
+        "--method",
+        "copy",
+        "--journal",
+        "sse.journal",
+        "--json",
+        "--no-progress",
+        "--no-preflight",
+        "--concurrency",
+        "1",
+    ];
+    let out = env.rekey_via(&via, &args);
+    assert_eq!(out.status.code(), Some(6), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(s["failed"], 1, "{s}");
+    let failures = std::fs::read_to_string(env.path("sse.journal.failures.jsonl")).expect("failure report");
+    assert!(failures.contains("log0002.txt") && failures.contains("changed_during_rotation"), "{failures}");
+    let after = env.snapshot(&bucket, "logs/");
+    assert_eq!(after["logs/log0002.txt"]["Metadata"]["edk"], "b3RoZXI=", "the other writer's version is kept");
+    assert_ne!(after["logs/log0002.txt"]["SSEKMSKeyId"].as_str(), Some(k2.as_str()));
+    drop(proxy);
+
+    // Envelope bodies: rewritten only if the object is still the one read (If-Match).
+    let from = format!("kms:{k1}");
+    for i in 0..4 {
+        let (plain, sealed) = (format!("p{i}"), format!("p{i}.rky"));
+        std::fs::write(env.path(&plain), format!("document {i}")).expect("write");
+        let out = env.rekey_via(&env.endpoint, &["encrypt", "--key", &from, &plain, "-o", &sealed]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        env.fixtures(&["put-file", &bucket, &format!("env/{sealed}"), env.path(&sealed).to_str().expect("utf-8"), &k1]);
+    }
+    let (_proxy, via) = env.proxy(&record, &["--race", &format!("/{bucket}/env/p1.rky")]);
+    let url = format!("s3://{bucket}/env/");
+    let to = format!("kms:{k2}");
+    let args = [
+        "rewrap",
+        &url,
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--journal",
+        "env.journal",
+        "--json",
+        "--no-progress",
+        "--no-preflight",
+        "--concurrency",
+        "1",
+    ];
+    let out = env.rekey_via(&via, &args);
+    assert_eq!(out.status.code(), Some(6), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!((s["rewrapped"].as_u64(), s["failed"].as_u64()), (Some(3), Some(1)), "{s}");
+    let failures = std::fs::read_to_string(env.path("env.journal.failures.jsonl")).expect("failure report");
+    assert!(failures.contains("p1.rky") && failures.contains("changed_during_rotation"), "{failures}");
+    env.fixtures(&["get", &bucket, "env/p1.rky", env.path("p1.got").to_str().expect("utf-8")]);
+    assert_eq!(std::fs::read(env.path("p1.got")).expect("read"), b"the other writer's version");
+}
