@@ -349,3 +349,20 @@ fn encrypt_and_decrypt_take_a_keyset_for_records() {
     let out = env.ok(&["decrypt", "--keyset", "app.keyset", "--lines", "in.rec"]);
     assert_eq!(out.stdout, std::fs::read(env.path("in.txt")).expect("read"));
 }
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn fail_kms_refuses_a_wrapped_key_moved_between_entries_of_a_keyset() {
+    let env = Env::with_keys(&[]);
+    let k1 = format!("kms:{}", py(&env, &["create-key"]));
+    kms_ok(&env, &["keyset", "create", "--key", &k1, "app.keyset"]);
+    kms_ok(&env, &["keyset", "rotate", "--key", &k1, "app.keyset"]);
+    std::fs::write(env.path("in.txt"), "secret\n").expect("write");
+    kms_ok(&env, &["keyset", "encrypt", "--keyset", "app.keyset", "--lines", "in.txt", "-o", "r.rec"]);
+    let text = std::fs::read_to_string(env.path("app.keyset")).expect("read");
+    let wraps: Vec<&str> = text.lines().filter(|l| l.starts_with("wrap ")).collect();
+    std::fs::write(env.path("app.keyset"), text.replacen(wraps[1], wraps[0], 1)).expect("write");
+    let out = kms(&env, &["keyset", "decrypt", "--keyset", "app.keyset", "--lines", "r.rec"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("could not be unwrapped"), "{err}");
+}
