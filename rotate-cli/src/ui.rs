@@ -47,10 +47,14 @@ pub(crate) fn note(message: &str) {
 
 /// `n` with thousands separators: `20,002`.
 pub(crate) fn count(n: u64) -> String {
-    let digits = n.to_string();
+    grouped(&n.to_string())
+}
+
+/// A whole number's digits with thousands separators.
+fn grouped(digits: &str) -> String {
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -86,8 +90,8 @@ pub(crate) fn bar_style(template: &str) -> indicatif::ProgressStyle {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
             let per_sec = state.per_sec();
-            let _ =
-                write!(w, "{}/s", count(if per_sec.is_finite() && per_sec > 0.0 { per_sec.round() as u64 } else { 0 }));
+            let per_sec = if per_sec.is_finite() && per_sec > 0.0 { per_sec } else { 0.0 };
+            let _ = write!(w, "{}/s", grouped(&format!("{per_sec:.0}")));
         })
 }
 

@@ -168,11 +168,11 @@ fn metadata_output_has_one_line_per_file() {
 struct Rng(u64);
 
 impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
+    fn below(&mut self, n: usize) -> usize {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+        usize::try_from(self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n as u64).expect("below n")
     }
 }
 
@@ -187,13 +187,13 @@ fn lines_round_trip_byte_for_byte() {
         let mut case = String::new();
         for _ in 0..=rng.below(6) {
             for _ in 0..rng.below(4) {
-                case.push_str(pieces[rng.below(pieces.len() as u64) as usize]);
+                case.push_str(pieces[rng.below(pieces.len())]);
             }
-            case.push_str(["\n", "\r\n"][rng.below(2) as usize]);
+            case.push_str(["\n", "\r\n"][rng.below(2)]);
         }
         if rng.below(2) == 0 {
             // No final newline.
-            case.push_str(pieces[rng.below(pieces.len() as u64) as usize]);
+            case.push_str(pieces[rng.below(pieces.len())]);
             case.push('z');
         }
         cases.push(case.into_bytes());

@@ -14,12 +14,12 @@ use super::error::{Error, ErrorKind, ItemError};
 use super::transform::ChangeKind;
 use crate::fsio;
 
-/// `n` with thousands separators, as people read counts and rates: `1,912`.
-fn grouped(n: u64) -> String {
-    let digits = n.to_string();
+/// A whole number's digits with thousands separators, as people read
+/// counts and rates: `1,912`.
+fn grouped(digits: &str) -> String {
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -265,10 +265,10 @@ impl Summary {
             "{}{}: {} {} in {:.2}s ({}/s): {}\n",
             self.operation,
             if self.dry_run { " (dry run: nothing written; would be)" } else { "" },
-            grouped(items),
+            grouped(&items.to_string()),
             if items == 1 { "item" } else { "items" },
             self.elapsed.as_secs_f64(),
-            grouped(if self.rate().is_finite() { self.rate().round() as u64 } else { 0 }),
+            grouped(&format!("{:.0}", self.rate())),
             parts.join(", ")
         );
         if c.from_legacy > 0 {
