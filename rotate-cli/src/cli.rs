@@ -574,8 +574,8 @@ pub(crate) struct S3Args {
     /// S3: path-style addressing, as S3-compatible servers need (also AWS_S3_FORCE_PATH_STYLE=true)
     #[arg(long)]
     pub(crate) s3_path_style: bool,
-    /// S3: take the objects from FILE (one key per line, or an S3 Inventory CSV data file, gunzipped)
-    /// instead of listing the bucket
+    /// S3: take the objects from FILE instead of listing the bucket: one key per line, an S3 Inventory CSV
+    /// data file (gzipped or not), or an inventory's manifest.json with its data files beside it or in data/
     #[arg(long, value_name = "FILE")]
     pub(crate) object_list: Option<PathBuf>,
     /// S3: the SSE-KMS encryption context (KEY=VALUE, repeatable) the objects were written with, given again

@@ -852,3 +852,49 @@ fn method_b_copy_and_envelope_bodies_never_overwrite_a_concurrent_writer() {
     env.fixtures(&["get", &bucket, "env/p1.rky", env.path("p1.got").to_str().expect("utf-8")]);
     assert_eq!(std::fs::read(env.path("p1.got")).expect("read"), b"the other writer's version");
 }
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn an_s3_inventory_manifest_with_gzipped_csv_data_files_is_the_object_list() {
+    let env = Env::new();
+    let k1 = env.create_key();
+    let bucket = env.bucket(true);
+    env.fixtures(&["sse-objects", &bucket, "logs/", "6", &k1]);
+    // The layout `aws s3 cp --recursive` of an inventory destination leaves: manifest.json and data/*.csv.gz.
+    std::fs::create_dir_all(env.path("inv/data")).expect("mkdir");
+    let row =
+        |key: &str, latest: bool, marker: bool| format!("\"{bucket}\",\"{key}\",\"v1\",\"{latest}\",\"{marker}\"\n");
+    let mut first = String::new();
+    for i in 0..4 {
+        first.push_str(&row(&format!("logs/log{i:04}.txt"), true, false));
+    }
+    first.push_str(&row("logs/log0000.txt", false, false)); // an older version: left alone
+    first.push_str(&row("logs/gone.txt", true, true)); // a delete marker: nothing to rotate
+    first.push_str("\"another-bucket\",\"logs/log0005.txt\",\"v1\",\"true\",\"false\"\n");
+    let second = format!("{}{}", row("logs/log0004.txt", true, false), row("logs/log%2B0005.txt", true, false));
+    for (name, text) in [("a.csv", first), ("b.csv", second)] {
+        std::fs::write(env.path(&format!("inv/data/{name}")), text).expect("write");
+        let status = Command::new("gzip").arg(env.path(&format!("inv/data/{name}"))).status().expect("gzip");
+        assert!(status.success());
+    }
+    let manifest = serde_json::json!({
+        "sourceBucket": bucket,
+        "destinationBucket": "arn:aws:s3:::inventory",
+        "fileFormat": "CSV",
+        "fileSchema": "Bucket, Key, VersionId, IsLatest, IsDeleteMarker",
+        "files": [
+            {"key": "inv/source/config/data/a.csv.gz", "size": 1, "MD5checksum": "x"},
+            {"key": "inv/source/config/data/b.csv.gz", "size": 1, "MD5checksum": "x"},
+        ],
+    });
+    std::fs::write(env.path("inv/manifest.json"), manifest.to_string()).expect("manifest");
+    let url = format!("s3://{bucket}/logs/");
+    let s = env.ok(&["scan", &url, "--object-list", "inv/manifest.json", "--json", "--no-progress"]);
+    // log0000..log0004 are current; "log+0005.txt" does not exist and is counted unreadable.
+    assert_eq!((s["sse_kms_keys"][&k1].as_u64(), s["unreadable"].as_u64()), (Some(5), Some(1)), "{s}");
+
+    std::fs::write(env.path("inv/manifest.json"), manifest.to_string().replace("\"CSV\"", "\"ORC\"")).expect("w");
+    let out = env.rekey_via(&env.endpoint, &["scan", &url, "--object-list", "inv/manifest.json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("configure the inventory as CSV"));
+}

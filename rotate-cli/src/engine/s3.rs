@@ -366,11 +366,89 @@ pub struct S3Source {
     list: Option<ListFile>,
 }
 
-/// An inventory read from a file instead of ListObjectsV2, line by line.
+/// An inventory read from files instead of ListObjectsV2, line by line.
 struct ListFile {
     path: std::path::PathBuf,
-    lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+    lines: std::io::Lines<Box<dyn std::io::BufRead + Send>>,
     line: u64,
+    /// An S3 Inventory manifest's data files not read yet.
+    rest: VecDeque<std::path::PathBuf>,
+    /// Columns of an inventory's schema that mark rows to leave out:
+    /// `IsLatest` (only current versions are rotated) and `IsDeleteMarker`.
+    is_latest: Option<usize>,
+    is_delete_marker: Option<usize>,
+}
+
+impl ListFile {
+    fn open(path: &std::path::Path) -> Result<std::io::Lines<Box<dyn std::io::BufRead + Send>>, Error> {
+        use std::io::BufRead;
+        let mut file = std::io::BufReader::new(
+            std::fs::File::open(path)
+                .map_err(|e| Error::io(format!("cannot open the object list {}", path.display()), &e))?,
+        );
+        // S3 Inventory writes its CSV data files gzipped: read them as they come.
+        let gzipped = file
+            .fill_buf()
+            .map_err(|e| Error::io(format!("cannot read {}", path.display()), &e))?
+            .starts_with(&[0x1f, 0x8b]);
+        let reader: Box<dyn BufRead + Send> = if gzipped {
+            Box::new(std::io::BufReader::new(flate2::read::MultiGzDecoder::new(file)))
+        } else {
+            Box::new(file)
+        };
+        Ok(reader.lines())
+    }
+
+    /// An S3 Inventory `manifest.json`: its CSV data files, found by name
+    /// beside the manifest or in a `data/` directory next to it (the layout
+    /// `aws s3 cp --recursive` of the inventory's destination leaves).
+    fn manifest(path: &std::path::Path) -> Result<Self, Error> {
+        let bad = |what: String| {
+            Error::new(ErrorKind::BadInput, format!("{}: {what}", path.display()))
+                .hint("pass an S3 Inventory manifest.json (CSV format), a CSV data file, or a list of keys")
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), &e))?;
+        let manifest: Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+        if manifest["fileFormat"].as_str() != Some("CSV") {
+            return Err(bad(format!(
+                "inventory format {} is not read; configure the inventory as CSV",
+                manifest["fileFormat"]
+            )));
+        }
+        let schema: Vec<String> =
+            manifest["fileSchema"].as_str().unwrap_or_default().split(',').map(|c| c.trim().to_owned()).collect();
+        if schema.first().map(String::as_str) != Some("Bucket") || schema.get(1).map(String::as_str) != Some("Key") {
+            return Err(bad(format!("the schema {schema:?} does not start with Bucket, Key")));
+        }
+        let dir = path.parent().unwrap_or_else(|| std::path::Path::new("."));
+        let mut files = VecDeque::new();
+        for file in manifest["files"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let key = file["key"].as_str().ok_or_else(|| bad("a data file without a key".into()))?;
+            let name = key.rsplit('/').next().unwrap_or(key);
+            let local =
+                [dir.join(name), dir.join("data").join(name)].into_iter().find(|p| p.is_file()).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Io,
+                        format!(
+                            "the inventory data file {name} is not beside {} nor in its data/ directory",
+                            path.display()
+                        ),
+                    )
+                    .hint("download the inventory's data files first, e.g. aws s3 cp --recursive s3://DEST/PREFIX/ .")
+                })?;
+            files.push_back(local);
+        }
+        let first = files.pop_front().ok_or_else(|| bad("the manifest names no data file".into()))?;
+        Ok(Self {
+            lines: Self::open(&first)?,
+            path: first,
+            line: 0,
+            rest: files,
+            is_latest: schema.iter().position(|c| c == "IsLatest"),
+            is_delete_marker: schema.iter().position(|c| c == "IsDeleteMarker"),
+        })
+    }
 }
 
 impl S3Source {
@@ -428,10 +506,19 @@ impl S3Source {
     /// # Errors
     /// The file cannot be opened.
     pub fn with_list(mut self, path: &std::path::Path) -> Result<Self, Error> {
-        use std::io::BufRead;
-        let file = std::fs::File::open(path)
-            .map_err(|e| Error::io(format!("cannot open the object list {}", path.display()), &e))?;
-        self.list = Some(ListFile { path: path.to_path_buf(), lines: std::io::BufReader::new(file).lines(), line: 0 });
+        let manifest = path.extension().is_some_and(|e| e == "json");
+        self.list = Some(if manifest {
+            ListFile::manifest(path)?
+        } else {
+            ListFile {
+                lines: ListFile::open(path)?,
+                path: path.to_path_buf(),
+                line: 0,
+                rest: VecDeque::new(),
+                is_latest: None,
+                is_delete_marker: None,
+            }
+        });
         Ok(self)
     }
 
@@ -443,7 +530,13 @@ impl S3Source {
         };
         loop {
             let Some(line) = list.lines.next() else {
-                return Ok(None);
+                let Some(next) = list.rest.pop_front() else {
+                    return Ok(None);
+                };
+                list.lines = ListFile::open(&next)?;
+                list.path = next;
+                list.line = 0;
+                continue;
             };
             list.line += 1;
             let line = line.map_err(|e| Error::io(format!("cannot read {}", list.path.display()), &e))?;
@@ -465,7 +558,9 @@ impl S3Source {
                     ),
                 )
             })?;
-            if record[0] != *bucket {
+            let flag = |column: Option<usize>| column.and_then(|i| record.get(i)).map(|v| v == "true");
+            if record[0] != *bucket || flag(list.is_latest) == Some(false) || flag(list.is_delete_marker) == Some(true)
+            {
                 continue;
             }
             let key = percent_decode(&record[1]).ok_or_else(|| {
