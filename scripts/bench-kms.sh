@@ -45,7 +45,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 rekey_times=() loop_times=()
 for run in $(seq "$RUNS"); do
   rm -rf "$work/a" "$work/b" && cp -r "$work/keys" "$work/a" && cp -r "$work/keys" "$work/b"
-  rekey_times+=("$(elapsed target/release/rekey rewrap --items edk --to "kms:$new" --concurrency "$CONCURRENCY" \
+  rekey_times+=("$(elapsed target/release/rekey rewrap --items edk --from "kms:$old" --to "kms:$new" --concurrency "$CONCURRENCY" \
     --no-progress --journal "$work/j$run" "$work/a")")
   loop_times+=("$(elapsed $py scripts/interop/guide_reencrypt_loop.py "$work/b" "$new")")
 done
