@@ -406,3 +406,22 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
     assert!(shown.contains("rekey: warning: the text form is not valid base64"), "{shown:?}");
     assert!(!shown.contains('\x1b'), "{shown:?}");
 }
+
+#[test]
+fn rotations_write_metadata_and_log_each_item_with_v() {
+    let env = Env::with_keys(&["old", "new"]);
+    std::fs::create_dir(env.path("v")).expect("mkdir");
+    env.encrypt("local:old", b"one", "n=1", &env.path("v/a.rky"), false);
+    let out = env.ok(&["-v", "rewrap", "--to", "local:new", "--metadata-output", "m.jsonl", "v"]);
+    let item = env.path("v/a.rky").canonicalize().expect("a").display().to_string();
+    assert!(
+        text(&out.stderr).contains(&format!("rekey: info: rewrap: {item}: rewrapped to rekey-local:new/v1\n")),
+        "{}",
+        text(&out.stderr)
+    );
+    let line: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(env.path("m.jsonl")).expect("metadata").trim()).expect("json");
+    assert_eq!(line["operation"], "rewrap");
+    assert_eq!(line["item"], item.as_str());
+    assert_eq!(line["outcome"], "rewrapped");
+}

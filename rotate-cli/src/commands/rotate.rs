@@ -397,7 +397,11 @@ async fn run(
         settings,
         transform: Some(Arc::clone(&transform)),
         failures: Arc::new(FailureLog::new(failures_path)),
-        progress: progress(!target.no_progress),
+        progress: crate::commands::audit::wrap(
+            progress(!target.no_progress),
+            target.metadata_output.as_deref(),
+            operation,
+        )?,
         cancel: cancel_on_signals(),
     };
     let dry = DryRun::new();

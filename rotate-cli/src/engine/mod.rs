@@ -180,6 +180,10 @@ pub trait Progress: Send + Sync {
     fn advance(&self, _units: u64, _failed: u64) {}
     /// Bytes of the input read so far, of `total` (streams).
     fn bytes(&self, _read: u64, _total: u64) {}
+    /// One selected item's result, as counted (audit records, `--metadata-output`).
+    fn item(&self, _item: &Item) {}
+    /// A selected unit that failed as a whole, with no item results.
+    fn unit_failed(&self, _id: &str, _error: &ItemError) {}
     /// The run ended.
     fn finish(&self) {}
 }
@@ -534,9 +538,38 @@ impl Engine {
         }
         if let Some(error) = &unit.error {
             counts.failed += 1;
+            self.progress.unit_failed(&unit.id, error);
             return self.failures.record(&unit.id, self.operation, error, 1);
         }
         for item in &unit.items {
+            if let Some(result) = &item.result {
+                self.progress.item(item);
+                // `-v`: what was done to each item, and under which key.
+                let to = self
+                    .transform
+                    .as_ref()
+                    .map(|t| format!("{}:{}", t.destination().provider_id(), t.destination().key_id()));
+                match result {
+                    Ok(Outcome::Changed { kind, .. }) => {
+                        let done = match kind {
+                            ChangeKind::Rewrapped => "rewrapped",
+                            ChangeKind::Reencrypted => "re-encrypted",
+                            ChangeKind::FromLegacy => "re-encrypted from legacy CBC",
+                        };
+                        tracing::info!("{}: {}: {done} to {}", self.operation, item.name, to.as_deref().unwrap_or("-"));
+                    }
+                    Ok(other) => tracing::info!(
+                        "{}: {}: {}",
+                        self.operation,
+                        item.name,
+                        match other {
+                            Outcome::Empty => "empty, left alone",
+                            _ => "already done",
+                        }
+                    ),
+                    Err(_) => {}
+                }
+            }
             if item.attempts > 1 {
                 counts.retried += 1;
             }
