@@ -528,13 +528,15 @@ Examples:
   rekey encrypt --key local:demo --context app=billing report.pdf -o report.pdf.rky
   echo -n 'card 4111' | rekey encrypt --key local:demo --text
   rekey encrypt --key local:demo --lines names.txt -o names.enc
-  rekey encrypt --key kms:alias/app --key local:backup data.bin -o data.rky";
+  rekey encrypt --key kms:alias/app --key local:backup data.bin -o data.rky
+  rekey encrypt --key local:demo -r docs/ --exclude '*.tmp' -o vault/ --metadata-output audit.jsonl";
 
 const DECRYPT_EXAMPLES: &str = "\
 Examples:
   rekey decrypt report.pdf.rky -o report.pdf
   rekey decrypt --key kms:alias/app --context app=billing data.rky -o data.bin
-  rekey decrypt --lines names.enc -o names.txt";
+  rekey decrypt --lines names.enc -o names.txt
+  rekey decrypt --context app -r vault/ -o docs/";
 
 const INSPECT_EXAMPLES: &str = "\
 Examples:
