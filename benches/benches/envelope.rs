@@ -18,9 +18,10 @@ use std::io::{Read, Write};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use envelope_core::internals::Gcm;
 use envelope_core::legacy::{InnerEncoding, decrypt_legacy_record, encrypt_legacy_record_for_fixtures};
 use envelope_core::{
-    AeadBackend, DataKey, EncryptionContext, Envelope, Gcm, ParseOptions, StreamDecryptor, StreamOptions,
+    AeadBackend, DataKey, EncryptionContext, Envelope, ParseOptions, StreamDecryptor, StreamOptions,
     encrypt_stream_with, seal,
 };
 use rekey_benches::local_materials;

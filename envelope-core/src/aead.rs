@@ -1,10 +1,19 @@
 //! The two block-cipher primitives, kept thin so that the Wycheproof vectors
 //! exercise exactly the code the envelope and the legacy codec run.
+//!
+//! Raw AEADs take caller-chosen nonces, so they are not part of the public
+//! API: tests, benches and fuzz targets reach them through the `internals`
+//! feature, and without it their `pub` items are reachable from nowhere.
+#![cfg_attr(not(feature = "internals"), allow(unreachable_pub))]
 
+#[cfg(feature = "internals")]
 use cbc::cipher::block_padding::Pkcs7;
+#[cfg(feature = "internals")]
 use cbc::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
 
-use crate::backend::{AeadBackend, Engine};
+#[cfg(feature = "internals")]
+use crate::backend::AeadBackend;
+use crate::backend::Engine;
 use crate::error::Error;
 
 /// AES-256-GCM tag length.
@@ -24,11 +33,13 @@ impl Gcm {
 
     /// A cipher for `key` on `backend`; `None` when this build lacks it
     /// (see [`AeadBackend::is_available`]).
+    #[cfg(feature = "internals")]
     pub fn with_backend(backend: AeadBackend, key: &[u8; 32]) -> Option<Self> {
         Engine::new(backend, key).map(Self)
     }
 
     /// The backend this cipher runs on.
+    #[cfg(feature = "internals")]
     pub fn backend(&self) -> AeadBackend {
         self.0.backend()
     }
@@ -96,9 +107,12 @@ impl Gcm {
     }
 }
 
-/// AES-256-CBC with PKCS#7 padding, for the legacy records only.
+/// AES-256-CBC with PKCS#7 padding, for legacy test fixtures and the
+/// Wycheproof vectors (the legacy reader has its own constant-time unpadding).
+#[cfg(feature = "internals")]
 pub struct Cbc;
 
+#[cfg(feature = "internals")]
 impl Cbc {
     /// Decrypts and unpads. Every failure is the same [`Error::Authentication`]
     /// (MUST 11.1), and the scratch buffer is zeroized either way.

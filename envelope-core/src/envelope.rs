@@ -20,10 +20,10 @@ pub fn seal(materials: &Materials, context: &EncryptionContext, plaintext: &[u8]
     seal_with_message_id(materials, context, plaintext, crate::random::message_id()?)
 }
 
-/// [`seal`] with a chosen message id: for known-answer tests only. Reusing a
-/// message id with the same data key reuses nonces (MUST 3.3).
-#[doc(hidden)]
-pub fn seal_with_message_id(
+/// [`seal`] with a chosen message id: for known-answer tests only (through
+/// the `internals` feature). Reusing a message id with the same data key
+/// reuses nonces (MUST 3.3).
+pub(crate) fn seal_with_message_id(
     materials: &Materials,
     context: &EncryptionContext,
     plaintext: &[u8],

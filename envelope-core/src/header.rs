@@ -77,7 +77,7 @@ pub struct Header {
 
 impl Header {
     /// Appends the header core, the authenticated part.
-    pub fn encode_core(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode_core(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
         out.extend_from_slice(&self.suite.id().to_be_bytes());

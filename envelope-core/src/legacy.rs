@@ -30,6 +30,7 @@ use cbc::cipher::{BlockModeDecrypt, KeyIvInit};
 use subtle::{Choice, ConditionallySelectable};
 use zeroize::Zeroizing;
 
+#[cfg(feature = "internals")]
 use crate::aead::Cbc;
 use crate::error::{Error, FormatError};
 use crate::key::DataKey;
@@ -261,9 +262,11 @@ fn utf8_valid(bytes: &[u8], len: u64) -> Choice {
     Choice::from(low(valid & 1))
 }
 
-/// Writes a legacy record. **For test fixtures only** (MUST 11.2): the
-/// scheme is unauthenticated, and callers that pass a fixed IV reproduce the
-/// blog's IV reuse.
+/// Writes a legacy record. **For test fixtures only** (MUST 11.2), so only
+/// with the `internals` feature: the scheme is unauthenticated, and callers
+/// that pass a fixed IV reproduce the blog's IV reuse.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
 pub fn encrypt_legacy_record_for_fixtures(
     data_key: &DataKey,
     iv: &[u8; 16],

@@ -12,9 +12,13 @@ mod context;
 mod encryptor;
 mod envelope;
 mod error;
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod header;
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals;
 mod key;
 mod keyring;
 pub mod keyset;
@@ -25,12 +29,12 @@ mod stream;
 mod suite;
 mod text;
 
-pub use aead::{Cbc, Gcm, NONCE_LEN, TAG_LEN};
+pub use aead::{NONCE_LEN, TAG_LEN};
 pub use backend::AeadBackend;
 pub use cache::CachePolicy;
 pub use context::{EncryptionContext, MAX_CONTEXT_FIELD_LEN, MAX_CONTEXT_PAIRS};
 pub use encryptor::{Encryptor, EncryptorBuilder, Expect};
-pub use envelope::{Envelope, Plaintext, seal, seal_with_message_id};
+pub use envelope::{Envelope, Plaintext, seal};
 pub use error::{Error, FormatError, KeyringError, KeyringErrorKind};
 pub use header::{
     BodyForm, DEFAULT_FRAME_LEN, DEFAULT_MAX_ENCRYPTED_DATA_KEYS, Header, MAGIC, MAX_ENCRYPTED_DATA_KEYS,
@@ -42,9 +46,6 @@ pub use keyring::{
     unwrap_data_key_checked, verify_commitment,
 };
 pub use local::{KeyInfo, Keystore, LOCAL_PROVIDER_ID, LocalKey, LocalKeyring};
-pub use stream::{
-    MAX_STREAMED_SINGLE_SHOT, StreamDecryptor, StreamOptions, encrypt_stream, encrypt_stream_with,
-    encrypt_stream_with_message_id, encrypt_stream_with_options_and_message_id,
-};
+pub use stream::{MAX_STREAMED_SINGLE_SHOT, StreamDecryptor, StreamOptions, encrypt_stream, encrypt_stream_with};
 pub use suite::{COMMITMENT_LEN, MESSAGE_ID_LEN, Suite};
 pub use text::{decode_text, encode_text};

@@ -102,24 +102,9 @@ pub fn encrypt_stream_with(
     encrypt_stream_with_options_and_message_id(materials, context, frame_len, options, reader, writer, message_id)
 }
 
-/// [`encrypt_stream`] with a chosen message id: for known-answer tests only
-/// (MUST 3.3).
-#[doc(hidden)]
-pub fn encrypt_stream_with_message_id(
-    materials: &Materials,
-    context: &EncryptionContext,
-    frame_len: u32,
-    reader: impl Read,
-    writer: impl Write,
-    message_id: [u8; MESSAGE_ID_LEN],
-) -> Result<u64, Error> {
-    let options = StreamOptions::default();
-    encrypt_stream_with_options_and_message_id(materials, context, frame_len, &options, reader, writer, message_id)
-}
-
-/// [`encrypt_stream_with`] with a chosen message id: for tests only (MUST 3.3).
-#[doc(hidden)]
-pub fn encrypt_stream_with_options_and_message_id(
+/// [`encrypt_stream_with`] with a chosen message id: for tests only, through
+/// the `internals` feature (MUST 3.3).
+pub(crate) fn encrypt_stream_with_options_and_message_id(
     materials: &Materials,
     context: &EncryptionContext,
     frame_len: u32,

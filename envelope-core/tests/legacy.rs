@@ -75,7 +75,7 @@ fn bad_padding_bad_inner_base64_and_bad_utf8_are_one_error() {
     errors.push(decrypt_legacy_record(&key, &not_b64, InnerEncoding::Base64).expect_err("inner base64"));
     // Valid padding and base64 around bytes that are not UTF-8.
     let mut raw = iv.to_vec();
-    raw.extend_from_slice(&envelope_core::Cbc::encrypt_for_fixtures(&[9; 32], &iv, b"/w=="));
+    raw.extend_from_slice(&envelope_core::internals::Cbc::encrypt_for_fixtures(&[9; 32], &iv, b"/w=="));
     use base64::Engine;
     let not_utf8 = base64::engine::general_purpose::STANDARD.encode(raw);
     errors.push(decrypt_legacy_record(&key, &not_utf8, InnerEncoding::Base64).expect_err("utf-8"));
@@ -99,7 +99,7 @@ fn record_of_bytes(key: &[u8; 32], inner: &[u8]) -> String {
     use base64::Engine;
     let iv = [3u8; 16];
     let mut raw = iv.to_vec();
-    raw.extend_from_slice(&envelope_core::Cbc::encrypt_for_fixtures(key, &iv, inner));
+    raw.extend_from_slice(&envelope_core::internals::Cbc::encrypt_for_fixtures(key, &iv, inner));
     base64::engine::general_purpose::STANDARD.encode(raw)
 }
 
@@ -110,7 +110,7 @@ fn record_with_last_block(key: &[u8; 32], body: &[u8], last_block: [u8; 16]) -> 
     let iv = [3u8; 16];
     let mut plain = body.to_vec();
     plain.extend_from_slice(&last_block);
-    let mut ciphertext = envelope_core::Cbc::encrypt_for_fixtures(key, &iv, &plain);
+    let mut ciphertext = envelope_core::internals::Cbc::encrypt_for_fixtures(key, &iv, &plain);
     ciphertext.truncate(plain.len()); // drop the block of padding PKCS#7 added
     let mut raw = iv.to_vec();
     raw.extend_from_slice(&ciphertext);

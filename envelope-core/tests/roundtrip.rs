@@ -81,7 +81,7 @@ proptest! {
         let (parsed, core_len, len) = Header::parse_prefix(&bytes, &ParseOptions::default()).expect("parse");
         prop_assert_eq!(len, bytes.len());
         let mut core = Vec::new();
-        header.encode_core(&mut core);
+        envelope_core::internals::encode_header_core(&header, &mut core);
         prop_assert_eq!(core_len, core.len());
         prop_assert_eq!(parsed, header);
     }

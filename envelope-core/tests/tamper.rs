@@ -10,7 +10,7 @@ use envelope_core::{Envelope, Error, FormatError, KeyringErrorKind, Materials, P
 fn edk_span(sealed: &[u8]) -> std::ops::Range<usize> {
     let envelope = Envelope::parse(sealed, &ParseOptions::default()).expect("parse");
     let mut core = Vec::new();
-    envelope.header().encode_core(&mut core);
+    envelope_core::internals::encode_header_core(envelope.header(), &mut core);
     let mut whole = Vec::new();
     envelope.header().encode(&mut whole).expect("encode");
     core.len()..whole.len()

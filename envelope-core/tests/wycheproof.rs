@@ -1,7 +1,7 @@
 //! Wycheproof vectors through the crate's own AES-GCM and AES-CBC layers:
 //! every valid vector passes, every invalid one is rejected.
 
-use envelope_core::{Cbc, Gcm};
+use envelope_core::internals::{Cbc, Gcm};
 use wycheproof::TestResult;
 
 #[test]

@@ -25,8 +25,8 @@ pub enum AeadBackend {
 }
 
 impl AeadBackend {
-    /// The backend [`crate::Gcm::new`] and the envelope use: aws-lc-rs when the
-    /// `aws-lc` feature is on, RustCrypto otherwise.
+    /// The backend the envelope uses: aws-lc-rs when the `aws-lc` feature is
+    /// on, RustCrypto otherwise.
     pub const DEFAULT: Self = if cfg!(feature = "aws-lc") { Self::AwsLc } else { Self::RustCrypto };
 
     /// Every backend this build contains, the default first.
@@ -60,6 +60,7 @@ pub(crate) enum Engine {
 
 impl Engine {
     /// Expands `key` for `backend`; `None` when this build lacks the backend.
+    #[cfg(feature = "internals")]
     pub(crate) fn new(backend: AeadBackend, key: &[u8; 32]) -> Option<Self> {
         match backend {
             AeadBackend::RustCrypto => Some(Self::RustCrypto(Box::new(rustcrypto::Key::new(key)))),
@@ -80,6 +81,7 @@ impl Engine {
         Self::RustCrypto(Box::new(rustcrypto::Key::new(key)))
     }
 
+    #[cfg(feature = "internals")]
     pub(crate) fn backend(&self) -> AeadBackend {
         match self {
             Self::RustCrypto(_) => AeadBackend::RustCrypto,

@@ -747,6 +747,7 @@ fn seal_with_nonce(
 }
 
 /// Opens a record with a known data key: fuzzing only.
+#[cfg(any(test, feature = "internals"))]
 pub(crate) fn open_with_key(
     data_key: &DataKey,
     keyset_id: [u8; KEYSET_ID_LEN],
