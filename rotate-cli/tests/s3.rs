@@ -898,3 +898,70 @@ fn an_s3_inventory_manifest_with_gzipped_csv_data_files_is_the_object_list() {
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("configure the inventory as CSV"));
 }
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn a_large_envelope_object_is_reencrypted_streamed_in_constant_memory_and_rolled_back() {
+    let env = Env::new();
+    let (k1, k2, k3) = (env.create_key(), env.create_key(), env.create_key());
+    let bucket = env.bucket(false);
+    let (from, to) = (format!("kms:{k1}"), format!("kms:{k2}"));
+    // Two runs, on 24 MiB and on 56 MiB: constant memory means the second costs about what the first does.
+    let mut rss = Vec::new();
+    let mut before = BTreeMap::new();
+    for (prefix, mib) in [("a", 24u32), ("b", 56)] {
+        let big: Vec<u8> = (0..mib << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        std::fs::write(env.path(prefix), &big).expect("write");
+        let sealed = format!("{prefix}.rky");
+        let out =
+            env.rekey_via(&env.endpoint, &["encrypt", "--key", &from, "--context", "app=vault", prefix, "-o", &sealed]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        env.fixtures(&[
+            "put-file",
+            &bucket,
+            &format!("{prefix}/{sealed}"),
+            env.path(&sealed).to_str().expect("utf-8"),
+            &k3,
+        ]);
+        before.extend(env.snapshot(&bucket, &format!("{prefix}/")));
+        let url = format!("s3://{bucket}/{prefix}/");
+        let journal = format!("{prefix}.journal");
+        let args = ["reencrypt", &url, "--from", &from, "--to", &to, "--journal", &journal, "--json", "--no-progress"];
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "%M", "-o"])
+            .arg(env.path("rss"))
+            .arg(env!("CARGO_BIN_EXE_rekey"))
+            .args(args)
+            .current_dir(env.dir.path())
+            .envs(aws_env(&env.endpoint))
+            .output()
+            .expect("rekey under /usr/bin/time");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let s: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!((s["reencrypted"].as_u64(), s["failed"].as_u64()), (Some(1), Some(0)), "{s}");
+        rss.push(std::fs::read_to_string(env.path("rss")).expect("rss").trim().parse::<u64>().expect("KiB"));
+
+        // Every property but the body kept; the body opens with only K2, to the same bytes.
+        let got = format!("{prefix}.got");
+        env.fixtures(&["get", &bucket, &format!("{prefix}/{sealed}"), env.path(&got).to_str().expect("utf-8")]);
+        let clear = format!("{prefix}.clear");
+        let out =
+            env.rekey_via(&env.endpoint, &["decrypt", "--key", &to, "--context", "app=vault", &got, "-o", &clear]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(std::fs::read(env.path(&clear)).expect("read") == big, "{prefix}: the same plaintext");
+        let old = env.rekey_via(&env.endpoint, &["decrypt", "--key", &from, &got, "-o", &format!("{prefix}.x")]);
+        assert!(!old.status.success(), "the old key no longer opens it");
+    }
+    eprintln!("reencrypt peak RSS: 24 MiB object {} KiB, 56 MiB object {} KiB", rss[0], rss[1]);
+    assert!(rss[1] < rss[0] + 6 * 1024, "32 MiB more object cost {} KiB more memory", rss[1].saturating_sub(rss[0]));
+    let after: BTreeMap<String, Value> = ["a/", "b/"].iter().flat_map(|p| env.snapshot(&bucket, p)).collect();
+    same_except(&before, &after, &["BodySha256", "ETag", "ContentLength"]);
+    assert_eq!(env.snapshot(&bucket, ".rekey-backup/").len(), 2, "each original kept under the backup prefix first");
+
+    // Rollback puts the originals back, byte for byte.
+    for prefix in ["a", "b"] {
+        env.ok(&["rollback", "--journal", &format!("{prefix}.journal"), "--json"]);
+    }
+    let back: BTreeMap<String, Value> = ["a/", "b/"].iter().flat_map(|p| env.snapshot(&bucket, p)).collect();
+    same_except(&before, &back, &["ETag"]);
+}

@@ -34,7 +34,7 @@ const STREAM_FROM: u64 = 8 << 20;
 /// The largest header read when streaming.
 const MAX_HEADER: usize = 4 << 20;
 /// Plaintext chunks in flight between the decrypting and the encrypting thread.
-const PIPE_CHUNKS: usize = 8;
+pub(crate) const PIPE_CHUNKS: usize = 8;
 
 /// Identifies the exact file that was read: a rename over it or a write to
 /// it changes at least one of these. (Not the ctime: renaming the file
@@ -378,7 +378,11 @@ impl Change {
 /// Decrypts `reader` with the job's data key in one thread and seals the
 /// plaintext in this one, through a bounded channel of zeroized chunks:
 /// constant memory, and no plaintext ever on disk.
-fn reencrypt_stream(job: &StreamJob, reader: &mut (dyn Read + Send), writer: &mut dyn Write) -> Result<(), ItemError> {
+pub(crate) fn reencrypt_stream(
+    job: &StreamJob,
+    reader: &mut (dyn Read + Send),
+    writer: &mut dyn Write,
+) -> Result<(), ItemError> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Zeroizing<Vec<u8>>>(PIPE_CHUNKS);
     std::thread::scope(|scope| {
         let decrypting = scope.spawn(move || -> Result<(), ItemError> {
@@ -388,13 +392,7 @@ fn reencrypt_stream(job: &StreamJob, reader: &mut (dyn Read + Send), writer: &mu
             std::io::copy(reader, &mut std::io::sink()).map_err(|e| io_error("cannot read", &e))?;
             Ok(())
         });
-        let sealed = encrypt_stream(
-            &job.materials,
-            &job.context,
-            job.frame_len,
-            PipeReader { rx, chunk: Zeroizing::new(Vec::new()), at: 0 },
-            writer,
-        );
+        let sealed = encrypt_stream(&job.materials, &job.context, job.frame_len, PipeReader::new(rx), writer);
         // The decrypting side's verdict comes first: a failure there ends the
         // pipe early, and a sealed prefix must never pass for the whole.
         decrypting.join().map_err(|_| ItemError::new(ItemErrorCode::Io, "the decrypting thread failed"))??;
@@ -477,10 +475,17 @@ impl Write for PipeWriter {
 }
 
 /// The sealing end of the pipe.
-struct PipeReader {
+pub(crate) struct PipeReader {
     rx: std::sync::mpsc::Receiver<Zeroizing<Vec<u8>>>,
     chunk: Zeroizing<Vec<u8>>,
     at: usize,
+}
+
+impl PipeReader {
+    /// Reads the chunks sent on `rx`, in order, until the sender is dropped.
+    pub(crate) fn new(rx: std::sync::mpsc::Receiver<Zeroizing<Vec<u8>>>) -> Self {
+        Self { rx, chunk: Zeroizing::new(Vec::new()), at: 0 }
+    }
 }
 
 impl Read for PipeReader {

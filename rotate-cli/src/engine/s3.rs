@@ -54,7 +54,7 @@ use serde_json::{Value, json};
 use super::error::{Error, ErrorKind, ItemError, ItemErrorCode};
 use super::journal::{self, Checkpoint, Entry, Journal, ObjectUndo, RunParams};
 use super::report::{Counts, Summary};
-use super::transform::{ChangeKind, Outcome, Transform};
+use super::transform::{ChangeKind, Outcome, StreamJob, Transform};
 use super::{Item, Rejected, Sink, Source, Unit};
 
 /// S3's limit for one CopyObject: larger objects are copied in parts.
@@ -230,9 +230,10 @@ pub enum S3Job {
     /// parts whose first carries the header and the body's first 8 MiB and
     /// the rest are `UploadPartCopy` ranges of the object itself (constant
     /// memory, the body never passes through whole, no plaintext anywhere).
-    /// A re-encryption (objects up to 8 MiB) first keeps the original: the
-    /// previous version on a versioned bucket, a copy under `backup_prefix`
-    /// in the same bucket otherwise.
+    /// A re-encryption first keeps the original: the previous version on a
+    /// versioned bucket, a copy under `backup_prefix` in the same bucket
+    /// otherwise. Objects over 8 MiB are re-encrypted as they stream, from
+    /// the download through the frames into a multipart upload.
     Envelope {
         /// Where originals of re-encrypted objects are copied on unversioned buckets.
         backup_prefix: String,
@@ -1201,14 +1202,14 @@ impl Sink<ObjectUnit> for ObjectSink {
         if let S3Job::Envelope { backup_prefix } = &shared.job {
             let Some(old_edks) = old_edks else {
                 let (id, original) = (unit.id.clone(), item.bytes.clone());
-                let new = new.clone();
                 if item.header_only {
-                    return Err(ItemError::new(
-                        ItemErrorCode::BadInput,
-                        "re-encrypting S3 objects over 8 MiB is not supported yet; `rekey rewrap` replaces their \
-                         wrapped keys in any size",
-                    ));
+                    let Some(Ok(Outcome::Changed { job: Some(job), .. })) = &item.result else {
+                        return Err(ItemError::new(ItemErrorCode::Io, "internal error: no streamed re-encryption"));
+                    };
+                    let job = Arc::clone(job);
+                    return reencrypt_streamed(client, bucket, key, &read, &journal, &id, job, backup_prefix).await;
                 }
+                let new = new.clone();
                 return reencrypt_whole(client, bucket, key, &read, &journal, &id, &original, new, backup_prefix).await;
             };
             let undo = ObjectUndo::Envelope {
@@ -1922,37 +1923,7 @@ async fn rewrite_header(
     header: &[u8],
     old_header_len: usize,
 ) -> Result<(), ItemError> {
-    let expires = parse_expires(read)?;
-    let tags = tagging(client, bucket, key, read).await?;
-    #[allow(deprecated)]
-    let created = client
-        .create_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .set_metadata(Some(read.metadata.clone().into_iter().collect()))
-        .set_tagging(tags)
-        .set_content_type(read.content_type.clone())
-        .set_content_encoding(read.content_encoding.clone())
-        .set_content_disposition(read.content_disposition.clone())
-        .set_content_language(read.content_language.clone())
-        .set_cache_control(read.cache_control.clone())
-        .set_expires(expires)
-        .set_website_redirect_location(read.website_redirect.clone())
-        .set_storage_class(read.storage_class.clone())
-        .set_ssekms_encryption_context(read.context_for(read.sse.as_ref()))
-        .set_server_side_encryption(read.sse.clone())
-        .set_ssekms_key_id(read.kms_key().map(str::to_owned))
-        .set_bucket_key_enabled(read.bucket_key.filter(|_| read.is_kms()))
-        .set_object_lock_mode(read.lock_mode.clone())
-        .set_object_lock_retain_until_date(read.lock_until)
-        .set_object_lock_legal_hold_status(read.legal_hold.clone())
-        .send()
-        .await
-        .map_err(|e| item_error("CreateMultipartUpload", &e))?;
-    let upload_id = created
-        .upload_id()
-        .ok_or_else(|| ItemError::new(ItemErrorCode::Io, "CreateMultipartUpload returned no upload id"))?
-        .to_owned();
+    let upload_id = create_upload(client, bucket, key, read).await?;
     let result = async {
         let body_start = old_header_len as u64;
         let first_end = (body_start + FIRST_PART_BODY).min(read.size);
@@ -1992,19 +1963,7 @@ async fn rewrite_header(
             start = end + 1;
             number += 1;
         }
-        // The object must still be the one read before the new one replaces it.
-        still_as_read(client, bucket, key, read).await?;
-        client
-            .complete_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(&upload_id)
-            .if_match(&read.etag)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
-            .send()
-            .await
-            .map_err(|e| item_error("CompleteMultipartUpload", &e))?;
-        Ok::<_, ItemError>(())
+        complete_upload(client, bucket, key, read, &upload_id, parts).await
     }
     .await;
     if result.is_err() {
@@ -2013,9 +1972,264 @@ async fn rewrite_header(
     result
 }
 
+/// Starts the multipart upload of an object's replacement, with every
+/// property of the object as read carried over.
+async fn create_upload(client: &Client, bucket: &str, key: &str, read: &Head) -> Result<String, ItemError> {
+    let expires = parse_expires(read)?;
+    let tags = tagging(client, bucket, key, read).await?;
+    #[allow(deprecated)]
+    let created = client
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .set_metadata(Some(read.metadata.clone().into_iter().collect()))
+        .set_tagging(tags)
+        .set_content_type(read.content_type.clone())
+        .set_content_encoding(read.content_encoding.clone())
+        .set_content_disposition(read.content_disposition.clone())
+        .set_content_language(read.content_language.clone())
+        .set_cache_control(read.cache_control.clone())
+        .set_expires(expires)
+        .set_website_redirect_location(read.website_redirect.clone())
+        .set_storage_class(read.storage_class.clone())
+        .set_ssekms_encryption_context(read.context_for(read.sse.as_ref()))
+        .set_server_side_encryption(read.sse.clone())
+        .set_ssekms_key_id(read.kms_key().map(str::to_owned))
+        .set_bucket_key_enabled(read.bucket_key.filter(|_| read.is_kms()))
+        .set_object_lock_mode(read.lock_mode.clone())
+        .set_object_lock_retain_until_date(read.lock_until)
+        .set_object_lock_legal_hold_status(read.legal_hold.clone())
+        .send()
+        .await
+        .map_err(|e| item_error("CreateMultipartUpload", &e))?;
+    Ok(created
+        .upload_id()
+        .ok_or_else(|| ItemError::new(ItemErrorCode::Io, "CreateMultipartUpload returned no upload id"))?
+        .to_owned())
+}
+
+/// Completes a replacement only if the object is still the one read.
+async fn complete_upload(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    read: &Head,
+    upload_id: &str,
+    parts: Vec<CompletedPart>,
+) -> Result<(), ItemError> {
+    // Checked here too: some servers ignore If-Match on this call (S3 honours it).
+    still_as_read(client, bucket, key, read).await?;
+    client
+        .complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .if_match(&read.etag)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+        .send()
+        .await
+        .map_err(|e| item_error("CompleteMultipartUpload", &e))?;
+    Ok(())
+}
+
 /// A re-encryption of a whole object: the original is kept first (the
 /// previous version of a versioned bucket, or a copy under the backup
 /// prefix), the journal names it, then the new body is put conditionally.
+/// Keeps the original of an object about to be re-encrypted: on a
+/// versioned bucket its version stays (nothing to do), otherwise a
+/// server-side copy under `backup_prefix`, whose key is returned.
+async fn keep_original(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    read: &Head,
+    backup_prefix: &str,
+) -> Result<Option<String>, ItemError> {
+    if read.version_id.is_some() {
+        return Ok(None);
+    }
+    let backup = format!("{backup_prefix}{key}");
+    copy_object_to(client, bucket, key, None, &backup, None, read.sse_context.as_deref()).await.map_err(|mut e| {
+        e.message = format!("cannot keep the original at s3://{bucket}/{backup}: {}", e.message);
+        e
+    })?;
+    Ok(Some(backup))
+}
+
+/// Parts of a streamed re-encryption: S3's least (but for the last part).
+/// At most three are in memory: one filling, one queued, one uploading.
+#[allow(clippy::cast_possible_truncation)] // 5 MiB
+const STREAM_PART: usize = MIN_PART_SIZE as usize;
+
+/// A re-encryption of an object too large to hold: the original is kept
+/// first (as for small objects); the object is then read, decrypted and
+/// sealed frame by frame into a multipart upload (constant memory, the
+/// plaintext only in zeroized chunks in memory); the journal entry goes in
+/// once the new object's hash is known, and the upload completes only if
+/// the object is still the one read and every frame authenticated.
+#[allow(clippy::too_many_arguments)]
+async fn reencrypt_streamed(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    read: &Head,
+    journal: &Journal,
+    id: &str,
+    job: Arc<StreamJob>,
+    backup_prefix: &str,
+) -> Result<(), ItemError> {
+    still_as_read(client, bucket, key, read).await?;
+    let backup_key = keep_original(client, bucket, key, read, backup_prefix).await?;
+    let upload_id = create_upload(client, bucket, key, read).await?;
+    let result = async {
+        let (parts, old_sha256, new_sha256) = upload_reencrypted(client, bucket, key, read, &upload_id, job).await?;
+        let entry = Entry::Object {
+            item: id.to_owned(),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            version_id: read.version_id.clone(),
+            etag: read.etag.clone(),
+            undo: ObjectUndo::Original { backup_key, version_id: read.version_id.clone(), old_sha256, new_sha256 },
+        };
+        journal.append(&entry, true).map_err(|e| io_error("cannot write the journal", &e))?;
+        complete_upload(client, bucket, key, read, &upload_id, parts).await
+    }
+    .await;
+    match result {
+        Ok(()) => journal
+            .append(&Entry::Done { item: id.to_owned() }, false)
+            .map_err(|e| io_error("cannot write the journal", &e)),
+        Err(e) => {
+            let _ = client.abort_multipart_upload().bucket(bucket).key(key).upload_id(&upload_id).send().await;
+            if e.code == ItemErrorCode::ChangedDuringRotation {
+                let _ = journal.append(&Entry::Abandoned { item: id.to_owned() }, false);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Reads the object (the version read, if it still has that ETag), re-encrypts
+/// it and uploads the result as parts of `upload_id`; returns the parts and
+/// the SHA-256 of the original and of the new object.
+async fn upload_reencrypted(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    read: &Head,
+    upload_id: &str,
+    job: Arc<StreamJob>,
+) -> Result<(Vec<CompletedPart>, String, String), ItemError> {
+    use sha2::Digest as _;
+    let object = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(read.version_id.clone())
+        .if_match(&read.etag)
+        .send()
+        .await
+        .map_err(|e| item_error("GetObject", &e))?;
+    let mut body = object.body;
+    let (chunks, chunks_rx) = std::sync::mpsc::sync_channel(super::files::PIPE_CHUNKS);
+    let (parts_tx, mut parts_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+    // Three stages at once, each waiting on the next: the download into a
+    // pipe, the decryption and sealing, and the upload of each full part.
+    let handle = tokio::runtime::Handle::current();
+    let feeding = tokio::task::spawn_blocking(move || -> Result<(), ItemError> {
+        while let Some(chunk) = handle.block_on(body.next()) {
+            let chunk = chunk.map_err(|e| io_error("cannot read the object", &e))?;
+            if chunks.send(zeroize::Zeroizing::new(chunk.to_vec())).is_err() {
+                break; // the sealing side stopped and says why
+            }
+        }
+        Ok(())
+    });
+    let sealing = tokio::task::spawn_blocking(move || -> Result<(String, String), ItemError> {
+        let mut reader = HashingPipe { pipe: super::files::PipeReader::new(chunks_rx), hash: sha2::Sha256::new() };
+        let mut writer =
+            PartWriter { parts: parts_tx, part: Vec::with_capacity(STREAM_PART), hash: sha2::Sha256::new() };
+        super::files::reencrypt_stream(&job, &mut reader, &mut writer)?;
+        writer.send_part().map_err(|e| io_error("cannot upload", &e))?;
+        Ok((journal::hex(&reader.hash.finalize()), journal::hex(&writer.hash.finalize())))
+    });
+    let uploading = async move {
+        let mut parts = Vec::new();
+        let mut number = 1;
+        while let Some(part) = parts_rx.recv().await {
+            let out = client
+                .upload_part()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(aws_sdk_s3::primitives::ByteStream::from(part))
+                .send()
+                .await
+                .map_err(|e| item_error("UploadPart", &e))?;
+            parts.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_owned)).build());
+            number += 1;
+        }
+        Ok::<_, ItemError>(parts)
+    };
+    let uploaded = uploading.await;
+    let stopped = |_| ItemError::new(ItemErrorCode::Io, "a re-encryption thread stopped");
+    let sealed = sealing.await.map_err(stopped)?;
+    let fed = feeding.await.map_err(stopped)?;
+    // The first stage to fail is the cause; the later ones only saw their input end.
+    fed?;
+    let parts = uploaded?;
+    let (old_sha256, new_sha256) = sealed?;
+    Ok((parts, old_sha256, new_sha256))
+}
+
+/// The sealing stage's input: the downloaded chunks, hashed as read.
+struct HashingPipe {
+    pipe: super::files::PipeReader,
+    hash: sha2::Sha256,
+}
+
+impl std::io::Read for HashingPipe {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest as _;
+        let n = self.pipe.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// The sealing stage's output: parts of at least `STREAM_PART` bytes (but
+/// the last) handed to the upload, hashed as written.
+struct PartWriter {
+    parts: tokio::sync::mpsc::Sender<Vec<u8>>,
+    part: Vec<u8>,
+    hash: sha2::Sha256,
+}
+
+impl PartWriter {
+    /// Hands over what is gathered (also an empty last part: an upload needs one).
+    fn send_part(&mut self) -> std::io::Result<()> {
+        let part = std::mem::replace(&mut self.part, Vec::with_capacity(STREAM_PART));
+        self.parts.blocking_send(part).map_err(|_| std::io::Error::other("the upload stopped"))
+    }
+}
+
+impl std::io::Write for PartWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use sha2::Digest as _;
+        self.part.extend_from_slice(buf);
+        self.hash.update(buf);
+        if self.part.len() >= STREAM_PART {
+            self.send_part()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn reencrypt_whole(
     client: &Client,
@@ -2029,18 +2243,7 @@ async fn reencrypt_whole(
     backup_prefix: &str,
 ) -> Result<(), ItemError> {
     still_as_read(client, bucket, key, read).await?;
-    let backup_key = if read.version_id.is_some() {
-        None
-    } else {
-        let backup = format!("{backup_prefix}{key}");
-        copy_object_to(client, bucket, key, None, &backup, None, read.sse_context.as_deref()).await.map_err(
-            |mut e| {
-                e.message = format!("cannot keep the original at s3://{bucket}/{backup}: {}", e.message);
-                e
-            },
-        )?;
-        Some(backup)
-    };
+    let backup_key = keep_original(client, bucket, key, read, backup_prefix).await?;
     let entry = Entry::Object {
         item: id.to_owned(),
         bucket: bucket.to_owned(),
