@@ -91,6 +91,27 @@ struct Inner {
     frame_len: u32,
     parse: ParseOptions,
     stream: StreamOptions,
+    /// Whether some keyring needs a runtime, so the blocking methods must
+    /// check (decided once: the keyrings are fixed).
+    encrypt_needs_runtime: bool,
+    decrypt_needs_runtime: bool,
+}
+
+impl Inner {
+    fn new(builder: EncryptorBuilder) -> Self {
+        let mut decrypt = builder.encrypt.clone();
+        decrypt.extend(builder.decrypt_only);
+        Self {
+            encrypt_needs_runtime: builder.encrypt.iter().any(|k| k.needs_runtime()),
+            decrypt_needs_runtime: decrypt.iter().any(|k| k.needs_runtime()),
+            encrypt: builder.encrypt,
+            decrypt,
+            cache: builder.cache.map(Cache::new),
+            frame_len: builder.frame_len,
+            parse: builder.parse,
+            stream: builder.stream,
+        }
+    }
 }
 
 /// Builds an [`Encryptor`].
@@ -107,17 +128,7 @@ pub struct EncryptorBuilder {
 impl Encryptor {
     /// An encryptor with one keyring and no cache.
     pub fn new(keyring: impl Keyring + 'static) -> Self {
-        let keyring: Arc<dyn Keyring> = Arc::new(keyring);
-        Self {
-            inner: Arc::new(Inner {
-                encrypt: vec![Arc::clone(&keyring)],
-                decrypt: vec![keyring],
-                cache: None,
-                frame_len: DEFAULT_FRAME_LEN,
-                parse: ParseOptions::default(),
-                stream: StreamOptions::default(),
-            }),
-        }
+        Self { inner: Arc::new(Inner::new(Self::builder().keyring(keyring))) }
     }
 
     /// A builder, for several keyrings, a cache or other options.
@@ -151,8 +162,11 @@ impl Encryptor {
     ///
     /// # Errors
     /// As [`Encryptor::encrypt`], and [`KeyringErrorKind::Unsupported`] when
-    /// a keyring needs an async runtime ([`Keyring::needs_runtime`]).
+    /// a keyring needs an async runtime ([`Keyring::needs_runtime`]), even
+    /// when a cached data key would need no call: whether a blocking call
+    /// works does not depend on what happens to be cached.
     pub fn encrypt_sync(&self, context: &EncryptionContext, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+        self.refuse_runtime_keyrings_to_encrypt()?;
         if let Some(materials) = self.reuse(context, plaintext) {
             return seal(&materials, context, plaintext);
         }
@@ -175,11 +189,13 @@ impl Encryptor {
     ///
     /// # Errors
     /// As [`Encryptor::decrypt`], and [`KeyringErrorKind::Unsupported`] when
-    /// the keyring that holds the data key needs an async runtime.
+    /// a keyring that could unwrap one of the envelope's data keys needs an
+    /// async runtime, cached or not.
     pub fn decrypt_sync(&self, ciphertext: &[u8], expected: Expect<'_>) -> Result<Plaintext, Error> {
         let envelope = Envelope::parse(ciphertext, &self.inner.parse)?;
         let header = envelope.header();
         expected.check(&header.context)?;
+        self.refuse_runtime_keyrings_to_decrypt(header)?;
         if let Some(opened) = self.open_cached(&envelope) {
             return opened;
         }
@@ -201,6 +217,7 @@ impl Encryptor {
         reader: impl Read,
         writer: impl Write,
     ) -> Result<u64, Error> {
+        self.refuse_runtime_keyrings_to_encrypt()?;
         let materials = block_on(self.materials(Mode::Sync, context, None))?;
         encrypt_stream_with(&materials, context, self.inner.frame_len, &self.inner.stream, reader, writer)
     }
@@ -221,6 +238,7 @@ impl Encryptor {
     ) -> Result<u64, Error> {
         let decryptor = StreamDecryptor::new(reader, &self.inner.parse)?;
         expected.check(&decryptor.header().context)?;
+        self.refuse_runtime_keyrings_to_decrypt(decryptor.header())?;
         let key = block_on(self.checked_data_key(Mode::Sync, decryptor.header()))?;
         decryptor.decrypt_to_with(&key, &self.inner.stream, writer)
     }
@@ -282,6 +300,27 @@ impl Encryptor {
         match envelope.open_plaintext(&key) {
             Err(Error::Authentication) => None,
             other => Some(other),
+        }
+    }
+
+    fn refuse_runtime_keyrings_to_encrypt(&self) -> Result<(), Error> {
+        if !self.inner.encrypt_needs_runtime {
+            return Ok(());
+        }
+        match self.inner.encrypt.iter().find(|k| k.needs_runtime()) {
+            Some(keyring) => Err(needs_runtime_error(keyring.as_ref()).into()),
+            None => Ok(()),
+        }
+    }
+
+    fn refuse_runtime_keyrings_to_decrypt(&self, header: &Header) -> Result<(), Error> {
+        if !self.inner.decrypt_needs_runtime {
+            return Ok(());
+        }
+        let mut runtime = self.inner.decrypt.iter().filter(|k| k.needs_runtime());
+        match runtime.find(|k| header.encrypted_data_keys.iter().any(|edk| k.can_unwrap(edk))) {
+            Some(keyring) => Err(needs_runtime_error(keyring.as_ref()).into()),
+            None => Ok(()),
         }
     }
 
@@ -394,18 +433,7 @@ impl EncryptorBuilder {
         if self.encrypt.is_empty() && self.decrypt_only.is_empty() {
             return Err(KeyringError::new(KeyringErrorKind::Invalid, "an encryptor needs at least one keyring").into());
         }
-        let mut decrypt = self.encrypt.clone();
-        decrypt.extend(self.decrypt_only);
-        Ok(Encryptor {
-            inner: Arc::new(Inner {
-                encrypt: self.encrypt,
-                decrypt,
-                cache: self.cache.map(Cache::new),
-                frame_len: self.frame_len,
-                parse: self.parse,
-                stream: self.stream,
-            }),
-        })
+        Ok(Encryptor { inner: Arc::new(Inner::new(self)) })
     }
 }
 
@@ -455,13 +483,17 @@ impl<'a> Keyrings<'a> {
 /// and a future that is not ready at once is an error rather than a hang.
 struct Immediate<'a>(&'a dyn Keyring);
 
-fn needs_async<T: Send + 'static>(keyring: &dyn Keyring) -> KeyringFuture<'static, T> {
+fn needs_runtime_error(keyring: &dyn Keyring) -> KeyringError {
     let message = format!(
         "the key {}:{} needs network access: use the async encrypt/decrypt, not the _sync ones",
         keyring.provider_id(),
         keyring.key_id()
     );
-    Box::pin(std::future::ready(Err(KeyringError::new(KeyringErrorKind::Unsupported, message))))
+    KeyringError::new(KeyringErrorKind::Unsupported, message)
+}
+
+fn needs_async<T: Send + 'static>(keyring: &dyn Keyring) -> KeyringFuture<'static, T> {
+    Box::pin(std::future::ready(Err(needs_runtime_error(keyring))))
 }
 
 fn at_once<'a, T: Send + 'a>(keyring: &dyn Keyring, mut future: KeyringFuture<'a, T>) -> KeyringFuture<'a, T> {

@@ -283,6 +283,21 @@ fn the_sync_methods_refuse_a_keyring_that_needs_a_runtime() {
     assert!(matches!(&error, Error::Keyring(e) if e.kind() == KeyringErrorKind::Unsupported), "{error}");
     assert!(error.to_string().contains("async"), "{error}");
     assert_eq!(keyring.generates(), 0, "not even called");
+
+    // The same with a warm cache: whether a blocking call works must not
+    // depend on what happens to be cached.
+    let gate = Arc::new(Gate::default());
+    gate.open();
+    let (encryptor, _) = counted(Counting::gated("k", &gate), Some(CachePolicy::new(Duration::from_secs(60))));
+    let ctx = EncryptionContext::new();
+    let sealed = block_on(encryptor.encrypt(&ctx, b"x")).expect("async encrypt");
+    block_on(encryptor.decrypt(&sealed, Expect::Exactly(&ctx))).expect("async decrypt, cached now");
+    let refused =
+        |r: Result<(), Error>| matches!(r, Err(Error::Keyring(e)) if e.kind() == KeyringErrorKind::Unsupported);
+    assert!(refused(encryptor.encrypt_sync(&ctx, b"x").map(drop)), "encrypt_sync on a warm cache");
+    assert!(refused(encryptor.decrypt_sync(&sealed, Expect::Exactly(&ctx)).map(drop)), "decrypt_sync on a warm cache");
+    assert!(refused(encryptor.decrypt_stream_sync(&sealed[..], Vec::new(), Expect::Exactly(&ctx)).map(drop)));
+    assert!(refused(encryptor.encrypt_stream_sync(&ctx, &b"x"[..], Vec::new()).map(drop)));
 }
 
 #[test]
