@@ -183,7 +183,9 @@ pub enum Error {
     Keyring(KeyringError),
     /// An encryption context given by the caller breaks a rule.
     Context(&'static str),
-    /// The envelope's context lacks a pair the caller required, or has another value.
+    /// The envelope's context lacks a pair the caller required, has another
+    /// value for it, or (for [`Expect::Exactly`](crate::Expect::Exactly)) has
+    /// a pair the caller did not expect.
     ContextMismatch {
         /// The key of the pair that differs.
         key: String,
@@ -203,7 +205,7 @@ impl fmt::Display for Error {
             Self::Context(why) => write!(f, "invalid encryption context: {why}"),
             Self::ContextMismatch { key } => write!(
                 f,
-                "the envelope's encryption context does not match the expected one (key {key:?} differs or is missing)"
+                "the envelope's encryption context does not match the expected one (key {key:?} differs, is missing, or is not expected)"
             ),
             Self::Io(e) => write!(f, "I/O error: {e}"),
         }
