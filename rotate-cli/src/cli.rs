@@ -460,8 +460,12 @@ pub(crate) struct RewrapArgs {
 #[derive(Debug, Args)]
 pub(crate) struct ReencryptArgs {
     /// The key to encrypt under
-    #[arg(long, value_name = "KEYREF")]
-    pub(crate) to: KeySpec,
+    #[arg(long, value_name = "KEYREF", required_unless_present = "keyset")]
+    pub(crate) to: Option<KeySpec>,
+    /// Re-encrypt into compact records of this keyset, under its primary key (instead of --to); the records'
+    /// context is --context (plus --context-column), which an envelope's own context must match
+    #[arg(long, value_name = "FILE", conflicts_with = "to")]
+    pub(crate) keyset: Option<PathBuf>,
     /// Keys allowed to decrypt the items (envelopes); repeatable
     #[arg(long, value_name = "KEYREF")]
     pub(crate) from: Vec<KeySpec>,

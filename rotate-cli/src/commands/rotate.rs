@@ -91,7 +91,10 @@ pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs, action: Action) -> Res
 }
 
 pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs, action: Action) -> Result<ExitCode, CliError> {
-    let destination = keys.wrapping(&args.to, &[]).await?;
+    let Some(to) = &args.to else {
+        return reencrypt_to_keyset(keys, args, action).await;
+    };
+    let destination = keys.wrapping(to, &[]).await?;
     let context = if args.context.is_empty() { None } else { Some(parse_context(&args.context)?) };
     let mut params = RunParams::new();
     params.insert("context".into(), format!("{context:?}"));
@@ -109,11 +112,53 @@ pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs, action: Action) 
     };
     let sources = keys.decrypting(&args.from, &args.discovery).await?;
     let mode = Mode::Reencrypt { context, legacy };
-    let iam = iam_actions("reencrypt", &args.to, &args.from, args.target.verify, local_keys_exist(keys));
+    let iam = iam_actions("reencrypt", to, &args.from, args.target.verify, local_keys_exist(keys));
     let transform =
         Transform::new(mode, destination, sources, ParseOptions::default(), args.target.verify, args.target.dry_run);
     match action {
         Action::Rotate => run(keys, transform, args.target, "reencrypt", params, iam, kms_keys(&args.from)).await,
+        Action::Verify => verify_copies(transform, args.target).await,
+    }
+}
+
+/// `rekey reencrypt --keyset FILE`: items into compact records of the
+/// keyset, through the same engine (journal, resume, rollback, tables).
+async fn reencrypt_to_keyset(keys: &Keys, args: ReencryptArgs, action: Action) -> Result<ExitCode, CliError> {
+    let Some(file) = &args.keyset else {
+        return Err(CliError::usage("reencrypt needs --to KEYREF or --keyset FILE"));
+    };
+    let (keyset, handle) = super::keyset::open(keys, file).await?;
+    let inner = if args.legacy_raw { InnerEncoding::Raw } else { InnerEncoding::Base64 };
+    let legacy = match args.items {
+        // The keyset's imported legacy key serves unless one is named here.
+        ItemKind::Legacy if args.legacy_edk.is_none() && args.legacy_key_file.is_none() && handle.has_legacy_key() => {
+            None
+        }
+        ItemKind::Legacy => Some(legacy_key(keys, &args).await?),
+        ItemKind::Envelope => None,
+        ItemKind::Edk => {
+            return Err(CliError::usage("bare encrypted data keys are re-wrapped, not re-encrypted")
+                .hint("use `rekey rewrap --items edk`"));
+        }
+    };
+    let context = parse_context(&args.context)?;
+    let mut params = RunParams::new();
+    params.insert("context".into(), format!("{context:?}"));
+    params.insert("items".into(), format!("{:?}", args.items).to_lowercase());
+    params.insert("keyset".into(), keyset.id().to_string());
+    let sources = keys.decrypting(&args.from, &args.discovery).await?;
+    let destination = Box::new(super::keyset::KeysetDestination::new(&keyset));
+    let mode = Mode::ReencryptToKeyset { keyset: Arc::new(handle), context, legacy, inner };
+    let kms_from = kms_keys(&args.from);
+    let iam = if kms_from.is_empty() {
+        vec!["none: the keyset's keys are unwrapped once at the start".to_owned()]
+    } else {
+        vec![format!("kms:Decrypt on {}", kms_from.join(", "))]
+    };
+    let transform =
+        Transform::new(mode, destination, sources, ParseOptions::default(), args.target.verify, args.target.dry_run);
+    match action {
+        Action::Rotate => run(keys, transform, args.target, "reencrypt", params, iam, kms_from).await,
         Action::Verify => verify_copies(transform, args.target).await,
     }
 }

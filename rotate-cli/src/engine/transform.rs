@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use envelope_core::keyset::{CompactRecord, KeyId, KeysetHandle, looks_like_compact_record};
 use envelope_core::legacy::{InnerEncoding, decrypt_legacy_record};
 use envelope_core::{
     BodyForm, DataKey, EncryptedDataKey, EncryptionContext, Envelope, Keyring, KeyringError, KeyringErrorKind,
@@ -161,6 +162,22 @@ pub enum Mode {
         source_context: EncryptionContext,
         /// The context to encrypt them with.
         dest_context: EncryptionContext,
+    },
+    /// Decrypt and seal again as compact records of a keyset, under its
+    /// primary key (docs/format.md §12). A compact record does not carry its
+    /// context, so every item gets the one given (with the row's pairs), and
+    /// an envelope whose own context differs is refused rather than
+    /// silently unbound.
+    ReencryptToKeyset {
+        /// The keyset, unwrapped.
+        keyset: Arc<KeysetHandle>,
+        /// The records' context (the application gives it again to decrypt).
+        context: EncryptionContext,
+        /// Legacy records: a data key given on the command line (else the
+        /// keyset's imported legacy key), and the inner encoding.
+        legacy: Option<DataKey>,
+        /// The inner encoding of legacy records.
+        inner: InnerEncoding,
     },
     /// Decrypt and encrypt again under a fresh data key.
     Reencrypt {
@@ -307,10 +324,19 @@ impl Transform {
         if self.dry_run {
             return self.plan(&item.bytes);
         }
-        if item.header_only
-            && let Mode::Reencrypt { context, .. } = &self.mode
-        {
-            return self.plan_stream(&item.bytes, context.as_ref(), &item.context).await;
+        if item.header_only {
+            match &self.mode {
+                Mode::Reencrypt { context, .. } => {
+                    return self.plan_stream(&item.bytes, context.as_ref(), &item.context).await;
+                }
+                Mode::ReencryptToKeyset { .. } => {
+                    return Err(ItemError::input(
+                        "a compact record is for short records, not a framed envelope of several MiB; \
+                         re-encrypt it with --to KEYREF instead",
+                    ));
+                }
+                _ => {}
+            }
         }
         self.apply_now(&item.bytes, &item.context).await
     }
@@ -370,6 +396,83 @@ impl Transform {
                 self.rewrap_bare(item, &with_row(source_context, row)?, &with_row(dest_context, row)?).await
             }
             Mode::Reencrypt { context, legacy } => self.reencrypt(item, context.as_ref(), legacy.as_ref(), row).await,
+            Mode::ReencryptToKeyset { keyset, context, legacy, inner } => {
+                self.to_keyset(item, keyset, &with_row(context, row)?, legacy.as_ref(), *inner).await
+            }
+        }
+    }
+
+    /// An item bound for a keyset: sealed again as a compact record under
+    /// the primary key, unless it already is one.
+    async fn to_keyset(
+        &self,
+        item: &[u8],
+        keyset: &KeysetHandle,
+        context: &EncryptionContext,
+        legacy: Option<&DataKey>,
+        inner: InnerEncoding,
+    ) -> Result<Outcome, ItemError> {
+        let (opened, kind, record_key) = self.open_for_keyset(item, keyset, context, legacy, inner).await?;
+        if record_key.is_some() && record_key == keyset.primary() {
+            return Ok(Outcome::Skipped);
+        }
+        let plaintext: &[u8] = (*opened).as_ref();
+        let sealed = keyset.encrypt(plaintext, context)?;
+        if self.verify && keyset.decrypt(&sealed, context)?.as_bytes() != plaintext {
+            return Err(ItemError::new(ItemErrorCode::VerifyFailed, "the new record does not decrypt to the original"));
+        }
+        let encoding = match kind {
+            ChangeKind::FromLegacy => Encoding::Text { newline: item.ends_with(b"\n") },
+            _ => keyset_encoding(item),
+        };
+        Ok(Outcome::Changed { new: encoding.encode(&sealed), kind, old_edks: None, job: None })
+    }
+
+    /// The plaintext of an item bound for a keyset, what it was, and the key
+    /// id when it is a compact record already (opened with the keyset and
+    /// `context`, so one of another keyset or context is refused): an
+    /// envelope the sources open (its context must be `context`), or a
+    /// legacy record.
+    async fn open_for_keyset(
+        &self,
+        item: &[u8],
+        keyset: &KeysetHandle,
+        context: &EncryptionContext,
+        legacy: Option<&DataKey>,
+        inner: InnerEncoding,
+    ) -> Result<(Box<dyn AsRef<[u8]> + Send + Sync>, ChangeKind, Option<KeyId>), ItemError> {
+        match keyset_encoding(item).decode(item).ok().as_deref() {
+            Some(b) if looks_like_compact_record(b) => {
+                let opened = keyset.decrypt(b, context)?;
+                let key = CompactRecord::parse(b).ok().map(|r| r.key_id());
+                Ok((Box::new(opened), ChangeKind::Reencrypted, key))
+            }
+            Some(b) if b.starts_with(&envelope_core::MAGIC) => {
+                let envelope = Envelope::parse(b, &self.parse)?;
+                if envelope.header().context != *context {
+                    return Err(ItemError::new(
+                        ItemErrorCode::ContextMismatch,
+                        format!(
+                            "the envelope's context {:?} is not the records' {:?}: a compact record keeps no context, \
+                             so give it with --context (and --context-column)",
+                            envelope.header().context,
+                            context
+                        ),
+                    ));
+                }
+                let key = self.unwrap_committed(&envelope, &self.sources()).await?;
+                Ok((Box::new(envelope.open_plaintext(&key)?), ChangeKind::Reencrypted, None))
+            }
+            _ => {
+                let text =
+                    std::str::from_utf8(item).map_err(|_| ItemError::input("a legacy record must be base64 text"))?;
+                let plain = match legacy {
+                    Some(key) => decrypt_legacy_record(key, text, inner)?,
+                    None if keyset.has_legacy_key() => keyset.decrypt_legacy(text, inner)?,
+                    None => return Err(not_an_envelope()),
+                };
+                Ok((Box::new(plain), ChangeKind::FromLegacy, None))
+            }
         }
     }
 
@@ -403,6 +506,20 @@ impl Transform {
             let old = self.bare_data_key(&original.bytes, &old_context, &self.sources()).await?;
             let new = self.bare_data_key(copy, &new_context, &destination).await?;
             return if *old == *new { Ok(Proof::SameDataKey) } else { Err(differs("holds another data key")) };
+        }
+        if let Mode::ReencryptToKeyset { keyset, context, legacy, inner } = &self.mode {
+            let context = with_row(context, &original.context)?;
+            let copy_bytes = keyset_encoding(copy).decode(copy)?;
+            if !looks_like_compact_record(&copy_bytes) {
+                return Err(differs("is not a compact record"));
+            }
+            let new = keyset.decrypt(&copy_bytes, &context)?;
+            let (old, _, _) = self.open_for_keyset(&original.bytes, keyset, &context, legacy.as_ref(), *inner).await?;
+            return if (*old).as_ref() == new.as_bytes() {
+                Ok(Proof::SamePlaintext)
+            } else {
+                Err(differs("decrypts to another plaintext"))
+            };
         }
         let copy_bytes = Encoding::detect(copy).decode(copy)?;
         let copy_envelope = Envelope::parse(&copy_bytes, &self.parse)?;
@@ -496,9 +613,25 @@ impl Transform {
                 }
                 true
             }
+            Mode::ReencryptToKeyset { keyset, .. } => match keyset_encoding(item).decode(item).ok() {
+                Some(b) if looks_like_compact_record(&b) => {
+                    CompactRecord::parse(&b).ok().map(|r| r.key_id()) != keyset.primary()
+                }
+                Some(b) if b.starts_with(&envelope_core::MAGIC) => {
+                    let envelope = Envelope::parse(&b, &self.parse)?;
+                    if let Some(first) = envelope.header().encrypted_data_keys.first() {
+                        self.planned.note(first.wrapped());
+                    }
+                    true
+                }
+                _ => true,
+            },
         };
-        let kind =
-            if matches!(self.mode, Mode::Reencrypt { .. }) { ChangeKind::Reencrypted } else { ChangeKind::Rewrapped };
+        let kind = if matches!(self.mode, Mode::Reencrypt { .. } | Mode::ReencryptToKeyset { .. }) {
+            ChangeKind::Reencrypted
+        } else {
+            ChangeKind::Rewrapped
+        };
         Ok(if would_change {
             Outcome::Changed { new: item.to_vec(), kind, old_edks: None, job: None }
         } else {
@@ -873,6 +1006,12 @@ fn with_row(base: &EncryptionContext, row: &EncryptionContext) -> Result<Encrypt
         }
     }
     Ok(out)
+}
+
+/// How an item bound for a keyset is stored: binary compact records start
+/// with their magic, binary envelopes with theirs, anything else is text.
+fn keyset_encoding(item: &[u8]) -> Encoding {
+    if looks_like_compact_record(item) { Encoding::Binary } else { Encoding::detect(item) }
 }
 
 /// The body of a parsed envelope: its last `body_len` bytes.
