@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
 use aws_sdk_kms::Client;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, KeySpec, KeyState, KeyUsageType};
@@ -16,6 +16,7 @@ use zeroize::Zeroizing;
 
 use crate::endpoint::PlainHttpGuard;
 use crate::error::{KmsError, KmsErrorKind};
+use crate::keyref::{KeyRef, arn_region};
 use crate::limiter::TokenBucket;
 use crate::metrics::{CountingInterceptor, Metrics, MetricsSnapshot};
 
@@ -64,12 +65,46 @@ impl Default for KmsConfig {
 /// A property DescribeKey did not report.
 const UNKNOWN: &str = "unknown";
 
-/// A KMS client with counters. Cloning is cheap and shares the counters.
+/// A KMS client with counters, for one region and profile. Cloning is cheap
+/// and shares the counters and the rate limit.
+///
+/// Every clone can reach other regions and profiles too: a request naming a
+/// key ARN goes to that ARN's region, and a key reference with a qualifier
+/// (`alias/app?region=eu-west-1&profile=prod`, see [`KeyRef`]) to the
+/// client for its region and profile. Those clients are made on first use,
+/// kept for the life of the first client, and share its retry and timeout
+/// settings, endpoint override, plain-HTTP guard, counters and rate limit.
 #[derive(Debug, Clone)]
 pub struct Kms {
     client: Client,
-    metrics: Arc<Metrics>,
+    /// The region this client signs for, if one is configured.
+    region: Option<String>,
+    /// The profile it was made with; `None` for the default chain.
+    profile: Option<String>,
+    shared: Arc<Shared>,
     limit: Option<Arc<TokenBucket>>,
+}
+
+/// What every client made from one [`Kms`] shares.
+#[derive(Debug)]
+struct Shared {
+    metrics: Arc<Metrics>,
+    source: Source,
+    /// Clients by (region asked for, profile), with the region each got.
+    clients: tokio::sync::Mutex<HashMap<Scope, (Client, Option<String>)>>,
+}
+
+/// A region asked for and a profile; `None` for the configuration's own.
+type Scope = (Option<String>, Option<String>);
+
+/// How to make a client for another region or profile.
+#[derive(Debug)]
+enum Source {
+    /// The standard AWS configuration chain, with these settings.
+    Env { retry: RetryConfig, timeouts: TimeoutConfig },
+    /// A fixed SDK configuration (interceptors already added): other regions
+    /// by changing its region; profiles are not available.
+    Fixed(Box<aws_sdk_kms::Config>),
 }
 
 /// What DescribeKey says about a key.
@@ -139,14 +174,18 @@ impl Kms {
             .operation_attempt_timeout(config.attempt_timeout)
             .operation_timeout(config.operation_timeout)
             .build();
-        let shared =
-            aws_config::defaults(BehaviorVersion::latest()).retry_config(retry).timeout_config(timeouts).load().await;
-        Self::from_sdk_config(aws_sdk_kms::config::Builder::from(&shared))
-            .with_rate_limit(config.max_requests_per_second)
+        let shared = Arc::new(Shared {
+            metrics: Arc::default(),
+            source: Source::Env { retry, timeouts },
+            clients: tokio::sync::Mutex::default(),
+        });
+        let (client, region) = shared.make(None, None).await;
+        Self { client, region, profile: None, shared, limit: None }.with_rate_limit(config.max_requests_per_second)
     }
 
     /// Limits this client and its clones to `rate` requests per second
-    /// (`None` or a non-positive rate: no limit).
+    /// (`None` or a non-positive rate: no limit). The clients it makes for
+    /// other regions and profiles afterwards share the same budget.
     #[must_use]
     pub fn with_rate_limit(mut self, rate: Option<f64>) -> Self {
         self.limit = rate.filter(|r| r.is_finite() && *r > 0.0).map(|r| Arc::new(TokenBucket::new(r)));
@@ -156,16 +195,90 @@ impl Kms {
     /// A client from an SDK configuration builder (tests use this with a
     /// scripted HTTP client); the counting interceptor is added here, and the
     /// guard that refuses plain `http://` endpoints off the loopback interface
-    /// (see [`KmsErrorKind::InsecureEndpoint`]).
+    /// (see [`KmsErrorKind::InsecureEndpoint`]). Clients for other regions
+    /// are this configuration with another region; profiles need
+    /// [`Kms::from_env`].
     pub fn from_sdk_config(builder: aws_sdk_kms::config::Builder) -> Self {
         let metrics = Arc::new(Metrics::default());
         let conf = builder.interceptor(PlainHttpGuard).interceptor(CountingInterceptor(Arc::clone(&metrics))).build();
-        Self { client: Client::from_conf(conf), metrics, limit: None }
+        let region = conf.region().map(ToString::to_string);
+        let client = Client::from_conf(conf.clone());
+        let shared =
+            Arc::new(Shared { metrics, source: Source::Fixed(Box::new(conf)), clients: tokio::sync::Mutex::default() });
+        Self { client, region, profile: None, shared, limit: None }
     }
 
-    /// The counters so far.
+    /// The region this client sends requests to, if one is configured.
+    pub fn region(&self) -> Option<&str> {
+        self.region.as_deref()
+    }
+
+    /// The AWS profile this client was made with; `None` for the default chain.
+    pub fn profile(&self) -> Option<&str> {
+        self.profile.as_deref()
+    }
+
+    /// The client for `region` and `profile` (each `None`: this client's),
+    /// made on first use and kept, sharing this client's counters, rate
+    /// limit and settings.
+    ///
+    /// # Errors
+    /// [`KmsErrorKind::Invalid`] for a profile when this client was made
+    /// from a fixed SDK configuration.
+    pub async fn scoped(&self, region: Option<&str>, profile: Option<&str>) -> Result<Self, KmsError> {
+        let profile = profile.or(self.profile.as_deref());
+        if region.is_none_or(|r| Some(r) == self.region.as_deref()) && profile == self.profile.as_deref() {
+            return Ok(self.clone());
+        }
+        let region = region.or(self.region.as_deref());
+        let (client, actual_region) = {
+            let key = (region.map(str::to_owned), profile.map(str::to_owned));
+            let mut clients = self.shared.clients.lock().await;
+            if let Some(found) = clients.get(&key) {
+                found.clone()
+            } else {
+                if profile.is_some() && matches!(self.shared.source, Source::Fixed(_)) {
+                    return Err(KmsError::new(
+                        KmsErrorKind::Invalid,
+                        "key reference",
+                        &format!("?profile={}", profile.unwrap_or_default()),
+                        "an AWS profile needs a client from the standard configuration chain (Kms::from_env)",
+                    ));
+                }
+                let made = self.shared.make(region, profile).await;
+                clients.insert(key, made.clone());
+                made
+            }
+        };
+        Ok(Self {
+            client,
+            region: actual_region,
+            profile: profile.map(str::to_owned),
+            shared: Arc::clone(&self.shared),
+            limit: self.limit.clone(),
+        })
+    }
+
+    /// The client for a key reference and the key part to send: a
+    /// qualified reference goes to its region and profile, a key or alias
+    /// ARN to its region (with this client's profile), anything else to
+    /// this client. A string that is not a reference (a key id from an
+    /// envelope, say) goes to this client as it is, for KMS to judge.
+    async fn route<'k>(&self, key: &'k str) -> Result<(Self, &'k str), KmsError> {
+        if key.contains('?') {
+            let parsed = KeyRef::parse(key)?;
+            let scoped = self.scoped(parsed.region(), parsed.profile()).await?;
+            return Ok((scoped, &key[..parsed.key().len()]));
+        }
+        match arn_region(key) {
+            Some(region) => Ok((self.scoped(Some(region), None).await?, key)),
+            None => Ok((self.clone(), key)),
+        }
+    }
+
+    /// The counters so far, over every region and profile.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.metrics.snapshot()
+        self.shared.metrics.snapshot()
     }
 
     /// Counts a call of `operation`, after waiting for the rate limit.
@@ -173,7 +286,21 @@ impl Kms {
         if let Some(limit) = &self.limit {
             limit.acquire().await;
         }
-        self.metrics.call(operation);
+        self.shared.metrics.call(operation);
+    }
+
+    /// ListAliases, first page (up to 100): the alias names of this
+    /// client's region and account, and whether there are more.
+    ///
+    /// # Errors
+    /// A [`KmsError`]; [`KmsErrorKind::AccessDenied`] when the caller may
+    /// not list aliases.
+    pub(crate) async fn alias_names(&self) -> Result<(Vec<String>, bool), KmsError> {
+        const OP: &str = "ListAliases";
+        self.start(OP).await;
+        let out = self.client.list_aliases().limit(100).send().await.map_err(|e| KmsError::from_sdk(OP, "", e))?;
+        let names = out.aliases().iter().filter_map(|a| a.alias_name().map(str::to_owned)).collect();
+        Ok((names, out.truncated()))
     }
 
     /// DescribeKey.
@@ -182,8 +309,18 @@ impl Kms {
     /// A [`KmsError`] naming the key.
     pub async fn describe(&self, key: &str) -> Result<KeyDescription, KmsError> {
         const OP: &str = "DescribeKey";
-        self.start(OP).await;
-        let out = self.client.describe_key().key_id(key).send().await.map_err(|e| KmsError::from_sdk(OP, key, e))?;
+        let (kms, sent) = self.route(key).await?;
+        kms.start(OP).await;
+        let out = match kms.client.describe_key().key_id(sent).send().await {
+            Ok(out) => out,
+            Err(e) => {
+                let err = KmsError::from_sdk(OP, key, e);
+                if err.kind != KmsErrorKind::KeyNotFound {
+                    return Err(err);
+                }
+                return Err(kms.explain_not_found(key, err).await);
+            }
+        };
         let meta =
             out.key_metadata().ok_or_else(|| KmsError::new(KmsErrorKind::Service, OP, key, "no key metadata"))?;
         Ok(KeyDescription {
@@ -205,11 +342,12 @@ impl Kms {
         context: &EncryptionContext,
     ) -> Result<(DataKey, Vec<u8>, String), KmsError> {
         const OP: &str = "GenerateDataKey";
-        self.start(OP).await;
-        let out = self
+        let (kms, sent) = self.route(key).await?;
+        kms.start(OP).await;
+        let out = kms
             .client
             .generate_data_key()
-            .key_id(key)
+            .key_id(sent)
             .key_spec(DataKeySpec::Aes256)
             .set_encryption_context(context_map(context))
             .send()
@@ -235,12 +373,19 @@ impl Kms {
     ) -> Result<(DataKey, String), KmsError> {
         const OP: &str = "Decrypt";
         let named = key.unwrap_or("");
-        self.start(OP).await;
-        let out = self
+        let (kms, sent) = match key {
+            Some(key) => {
+                let (kms, sent) = self.route(key).await?;
+                (kms, Some(sent))
+            }
+            None => (self.clone(), None),
+        };
+        kms.start(OP).await;
+        let out = kms
             .client
             .decrypt()
             .ciphertext_blob(Blob::new(blob))
-            .set_key_id(key.map(str::to_owned))
+            .set_key_id(sent.map(str::to_owned))
             .set_encryption_context(context_map(context))
             .send()
             .await
@@ -261,11 +406,12 @@ impl Kms {
         context: &EncryptionContext,
     ) -> Result<(Vec<u8>, String), KmsError> {
         const OP: &str = "Encrypt";
-        self.start(OP).await;
-        let out = self
+        let (kms, sent) = self.route(key).await?;
+        kms.start(OP).await;
+        let out = kms
             .client
             .encrypt()
-            .key_id(key)
+            .key_id(sent)
             // The SDK copies this into a `Blob` and a request body it does not
             // zeroize; there is no way to hand it a buffer it would wipe.
             .plaintext(Blob::new(data_key.expose_secret().as_slice()))
@@ -295,14 +441,17 @@ impl Kms {
         destination_context: &EncryptionContext,
     ) -> Result<ReEncrypted, KmsError> {
         const OP: &str = "ReEncrypt";
-        self.start(OP).await;
-        let out = self
+        // ReEncrypt runs in the destination key's region; a source key in
+        // another region is the caller's to avoid (KmsKeyring::rewrap does).
+        let (kms, sent) = self.route(destination).await?;
+        kms.start(OP).await;
+        let out = kms
             .client
             .re_encrypt()
             .ciphertext_blob(Blob::new(blob))
             .set_source_key_id(source_key.filter(|k| !k.is_empty()).map(str::to_owned))
             .set_source_encryption_context(context_map(source_context))
-            .destination_key_id(destination)
+            .destination_key_id(sent)
             .set_destination_encryption_context(context_map(destination_context))
             .send()
             .await
@@ -327,4 +476,38 @@ pub struct ReEncrypted {
     pub destination_key: String,
     /// The ARN of the key KMS decrypted the old blob with.
     pub source_key: String,
+}
+
+impl Shared {
+    /// A client for `region` and `profile` (`None`: the configuration's
+    /// own), and the region it ends up with.
+    async fn make(&self, region: Option<&str>, profile: Option<&str>) -> (Client, Option<String>) {
+        let conf = match &self.source {
+            Source::Env { retry, timeouts } => {
+                let mut loader = aws_config::defaults(BehaviorVersion::latest())
+                    .retry_config(retry.clone())
+                    .timeout_config(timeouts.clone());
+                if let Some(region) = region {
+                    loader = loader.region(Region::new(region.to_owned()));
+                }
+                if let Some(profile) = profile {
+                    loader = loader.profile_name(profile);
+                }
+                let sdk = loader.load().await;
+                aws_sdk_kms::config::Builder::from(&sdk)
+                    .interceptor(PlainHttpGuard)
+                    .interceptor(CountingInterceptor(Arc::clone(&self.metrics)))
+                    .build()
+            }
+            Source::Fixed(conf) => {
+                let mut builder = conf.to_builder();
+                if let Some(region) = region {
+                    builder = builder.region(Region::new(region.to_owned()));
+                }
+                builder.build()
+            }
+        };
+        let region = conf.region().map(ToString::to_string);
+        (Client::from_conf(conf), region)
+    }
 }

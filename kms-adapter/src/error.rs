@@ -46,11 +46,19 @@ pub struct KmsError {
     pub key: String,
     /// KMS's own message or the transport's.
     pub detail: String,
+    /// What the adapter found out about the failure, for a person: for a
+    /// key that does not exist, why the reference may be wrong and the
+    /// aliases that do exist. Part of the `Display` text.
+    pub help: Option<String>,
+    /// A key reference to try instead, when one is likely meant (an alias
+    /// close to a mistyped one, `alias/NAME` for a bare name); written with
+    /// the caller's qualifiers.
+    pub suggestion: Option<String>,
 }
 
 impl KmsError {
     pub(crate) fn new(kind: KmsErrorKind, operation: &'static str, key: &str, detail: impl Into<String>) -> Self {
-        Self { kind, operation, key: key.to_owned(), detail: detail.into() }
+        Self { kind, operation, key: key.to_owned(), detail: detail.into(), help: None, suggestion: None }
     }
 
     /// Maps an SDK error; throttling and network faults reach here only
@@ -155,6 +163,10 @@ impl fmt::Display for KmsError {
             KmsErrorKind::Invalid | KmsErrorKind::Service | KmsErrorKind::InsecureEndpoint => {
                 write!(f, "{}", self.detail)
             }
+        }?;
+        match &self.help {
+            Some(help) => write!(f, "; {help}"),
+            None => Ok(()),
         }
     }
 }

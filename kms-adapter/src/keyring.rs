@@ -7,7 +7,7 @@ use envelope_core::{
 
 use crate::client::Kms;
 use crate::error::{KmsError, KmsErrorKind};
-use crate::keyref::KeyRef;
+use crate::keyref::{KeyRef, arn_region, same_multi_region_key};
 
 /// The provider id of KMS-wrapped data keys (the AWS Encryption SDK's too).
 pub const PROVIDER_ID: &str = "aws-kms";
@@ -15,11 +15,29 @@ pub const PROVIDER_ID: &str = "aws-kms";
 /// Which keys may unwrap.
 #[derive(Debug, Clone)]
 enum Allowed {
-    /// Strict mode: only these key ARNs.
-    Keys(Vec<String>),
+    /// Strict mode: only these keys (or, for a multi-Region key, its
+    /// replicas).
+    Keys(Vec<AllowedKey>),
     /// Discovery mode: any key of these accounts, in this partition, that
     /// KMS will use. Asked for explicitly.
     Discovery(DiscoveryFilter),
+}
+
+/// A key of the allow-list: its ARN, and the client for the profile it
+/// was named with (requests go to the region of the ARN they name).
+#[derive(Debug, Clone)]
+struct AllowedKey {
+    arn: String,
+    kms: Kms,
+}
+
+impl AllowedKey {
+    /// Whether a wrapped key labelled `arn` is this key: the same ARN, or
+    /// a replica of the same multi-Region key (same partition, account and
+    /// `mrk-` key id, another region).
+    fn matches(&self, arn: &str) -> bool {
+        self.arn == arn || same_multi_region_key(&self.arn, arn)
+    }
 }
 
 /// The accounts (and partition) whose KMS keys discovery mode may use, as
@@ -122,13 +140,18 @@ impl KmsKeyring {
     /// DescribeKey: enabled, symmetric, for encryption) that may unwrap with
     /// that key and the keys in `also_allowed`.
     ///
+    /// Each reference may say which region and profile reach its key (see
+    /// [`KeyRef`]; a key ARN names its region): the keyring uses a client of
+    /// `kms` for each, so one keyring can hold keys of several regions.
+    ///
     /// # Errors
     /// A [`KmsError`] for a malformed reference, an unknown or unusable key.
     pub async fn new(kms: Kms, key: &str, also_allowed: &[String]) -> Result<Self, KmsError> {
         let key = KeyRef::parse(key)?;
-        let description = kms.describe(key.as_str()).await?;
+        let kms = kms.scoped(key.region(), key.profile()).await?;
+        let description = kms.describe(key.key()).await?;
         description.check_usable()?;
-        let mut allowed = vec![description.arn.clone()];
+        let mut allowed = vec![AllowedKey { arn: description.arn.clone(), kms: kms.clone() }];
         for other in also_allowed {
             allowed.push(resolve(&kms, other).await?);
         }
@@ -140,11 +163,11 @@ impl KmsKeyring {
     /// # Errors
     /// A [`KmsError`] for a malformed reference or an alias that does not resolve.
     pub async fn decrypt_only(kms: Kms, allowed: &[String]) -> Result<Self, KmsError> {
-        let mut arns = Vec::with_capacity(allowed.len());
+        let mut keys = Vec::with_capacity(allowed.len());
         for key in allowed {
-            arns.push(resolve(&kms, key).await?);
+            keys.push(resolve(&kms, key).await?);
         }
-        Ok(Self { kms, key_arn: String::new(), allowed: Allowed::Keys(arns) })
+        Ok(Self { kms, key_arn: String::new(), allowed: Allowed::Keys(keys) })
     }
 
     /// A decrypt-only keyring in discovery mode: any KMS key of the
@@ -163,8 +186,29 @@ impl KmsKeyring {
     /// Whether the key KMS reports having used may unwrap.
     fn allows(&self, arn: &str) -> bool {
         match &self.allowed {
-            Allowed::Keys(keys) => keys.iter().any(|k| k == arn),
+            Allowed::Keys(keys) => keys.iter().any(|k| k.matches(arn)),
             Allowed::Discovery(filter) => filter.allows(arn),
+        }
+    }
+
+    /// Where to send the Decrypt of a wrapped key labelled `label`: the
+    /// client and the key to pin. A key named on the allow-list is pinned
+    /// as labelled, so the request goes to the label's region; a replica of
+    /// an allowed multi-Region key is decrypted by the allowed key, in its
+    /// region (KMS decrypts a multi-Region key's ciphertext with any of its
+    /// replicas). Discovery pins the label, in its region.
+    fn decrypt_target<'a>(&'a self, label: &'a str) -> (&'a Kms, Option<&'a str>) {
+        match &self.allowed {
+            Allowed::Keys(keys) => {
+                if let Some(exact) = keys.iter().find(|k| k.arn == label) {
+                    (&exact.kms, Some(label))
+                } else if let Some(replica) = keys.iter().find(|k| k.matches(label)) {
+                    (&replica.kms, Some(&replica.arn))
+                } else {
+                    (&self.kms, (!label.is_empty()).then_some(label))
+                }
+            }
+            Allowed::Discovery(_) => (&self.kms, (!label.is_empty()).then_some(label)),
         }
     }
 
@@ -186,8 +230,8 @@ impl KmsKeyring {
     ) -> Result<DataKey, KeyringError> {
         let mut last_error = None;
         for edk in edks.iter().filter(|e| self.can_unwrap(e)) {
-            let pin = (!edk.key_id().is_empty()).then_some(edk.key_id());
-            match self.kms.decrypt(edk.wrapped(), pin, context).await {
+            let (kms, pin) = self.decrypt_target(edk.key_id());
+            match kms.decrypt(edk.wrapped(), pin, context).await {
                 Ok((key, used)) if self.allows(&used) => return Ok(key),
                 Ok((_key, used)) => {
                     last_error = Some(KmsError::new(
@@ -212,14 +256,14 @@ impl KmsKeyring {
     }
 }
 
-async fn resolve(kms: &Kms, key: &str) -> Result<String, KmsError> {
+/// An allowed key: its ARN and the client for its region and profile.
+async fn resolve(kms: &Kms, key: &str) -> Result<AllowedKey, KmsError> {
     let key = KeyRef::parse(key)?;
+    let kms = kms.scoped(key.region(), key.profile()).await?;
     // Key ARNs need no lookup; ids and aliases are resolved so that the ARNs
     // KMS puts in responses can be checked against the allow-list.
-    if key.as_str().starts_with("arn:") && !key.is_alias() {
-        return Ok(key.as_str().to_owned());
-    }
-    Ok(kms.describe(key.as_str()).await?.arn)
+    let arn = if key.is_key_arn() { key.key().to_owned() } else { kms.describe(key.key()).await?.arn };
+    Ok(AllowedKey { arn, kms })
 }
 
 impl Keyring for KmsKeyring {
@@ -262,7 +306,9 @@ impl Keyring for KmsKeyring {
     /// The source key is pinned to the key the wrapped key is labelled with,
     /// which must be allowed by `sources`, and the key KMS reports having
     /// decrypted with is checked against `sources` again before the result
-    /// is used: a label is not proof. Other sources unwrap here and wrap.
+    /// is used: a label is not proof. Other sources, and a KMS source in
+    /// another region than the destination (ReEncrypt works within one
+    /// region), unwrap here and wrap.
     fn rewrap<'a>(
         &'a self,
         edk: &'a EncryptedDataKey,
@@ -271,7 +317,8 @@ impl Keyring for KmsKeyring {
         sources: &'a [&'a dyn Keyring],
     ) -> KeyringFuture<'a, Rewrapped> {
         Box::pin(async move {
-            if edk.provider_id() != PROVIDER_ID {
+            let other_region = |label: &str| matches!((arn_region(label), arn_region(&self.key_arn)), (Some(from), Some(to)) if from != to);
+            if edk.provider_id() != PROVIDER_ID || other_region(edk.key_id()) {
                 let data_key = unwrap_data_key(sources, std::slice::from_ref(edk), source_context).await?;
                 let edk = self.wrap(&data_key, destination_context).await?;
                 return Ok(Rewrapped { edk, data_key: Some(data_key) });

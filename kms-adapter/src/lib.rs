@@ -9,6 +9,7 @@ mod keyref;
 mod keyring;
 mod limiter;
 mod metrics;
+mod suggest;
 
 pub use client::{KeyDescription, Kms, KmsConfig, ReEncrypted, RetryMode};
 pub use error::{KmsError, KmsErrorKind};

@@ -20,12 +20,12 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
 /// The KMS operations the adapter uses.
-pub const OPERATIONS: [&str; 5] = ["GenerateDataKey", "Decrypt", "ReEncrypt", "Encrypt", "DescribeKey"];
+pub const OPERATIONS: [&str; 6] = ["GenerateDataKey", "Decrypt", "ReEncrypt", "Encrypt", "DescribeKey", "ListAliases"];
 
 /// Shared counters; cheap to update from any task.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
-    calls: [AtomicU64; 5],
+    calls: [AtomicU64; 6],
     attempts: AtomicU64,
     throttles: AtomicU64,
 }

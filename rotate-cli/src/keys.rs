@@ -3,6 +3,13 @@
 //! `local:NAME` names a key of the local keystore; `kms:KEY` an AWS KMS key
 //! (key id, key ARN, `alias/NAME` or alias ARN). The keystore is found by
 //! `--keystore`, then `REKEY_KEYSTORE`, then a per-user default.
+//!
+//! A KMS key is reached in its own region and profile: a key ARN names its
+//! region, and any reference may end with a qualifier,
+//! `kms:alias/app?region=eu-west-1&profile=prod` (either part alone works).
+//! `?` cannot occur in a key id, alias or ARN, so the qualifier is never
+//! ambiguous; kms-adapter's `KeyRef` parses it, and one run may use keys of
+//! several regions and profiles, each through its own cached client.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -29,7 +36,10 @@ impl FromStr for KeySpec {
         match s.split_once(':') {
             Some(("local", name)) if !name.is_empty() => Ok(Self::Local(name.to_owned())),
             Some(("kms", key)) if !key.is_empty() => Ok(Self::Kms(key.to_owned())),
-            _ => Err(format!("{s:?} is not a key reference; use local:NAME or kms:KEY (key id, ARN or alias/NAME)")),
+            _ => Err(format!(
+                "{s:?} is not a key reference; use local:NAME or kms:KEY (key id, ARN or alias/NAME, \
+                 optionally ?region=REGION&profile=NAME)"
+            )),
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use envelope_core::{DataKey, EncryptedDataKey, EncryptionContext, Keyring};
-use kms_adapter::{DiscoveryFilter, Kms as KmsClient, KmsConfig, KmsKeyring, RetryMode};
+use kms_adapter::{DiscoveryFilter, Kms as KmsClient, KmsConfig, KmsErrorKind, KmsKeyring, RetryMode};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
@@ -117,11 +117,24 @@ impl Kms {
 }
 
 fn kms_error(e: kms_adapter::KmsError) -> CliError {
+    let hint = match (&e.suggestion, e.kind) {
+        (Some(key), _) => Some(format!("did you mean kms:{key}?")),
+        (None, KmsErrorKind::KeyNotFound) => Some(
+            "keys and aliases are per region and account: add ?region=REGION or ?profile=NAME to the key \
+             reference (kms:alias/NAME?region=eu-west-1), or use the key's ARN"
+                .to_owned(),
+        ),
+        _ => None,
+    };
     let keyring: envelope_core::KeyringError = e.into();
     let code = match keyring_code(keyring.kind()) {
         Code::Authentication => Code::Authentication,
         Code::Usage => Code::Usage,
         _ => Code::Kms,
     };
-    CliError::new(code, keyring.to_string())
+    let error = CliError::new(code, keyring.to_string());
+    match hint {
+        Some(hint) => error.hint(hint),
+        None => error,
+    }
 }
