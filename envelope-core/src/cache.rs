@@ -35,7 +35,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::future::Future;
-use std::hash::{BuildHasher, BuildHasherDefault};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -153,9 +153,8 @@ pub(crate) struct Cache {
     decrypt: Mutex<DecryptSide>,
 }
 
-#[derive(Default)]
 struct EncryptSide {
-    entries: HashMap<EncryptionContext, Slot>,
+    entries: HashMap<EncryptionContext, Slot, Seeded>,
     /// A use counter: the least recently used entry has the lowest stamp.
     tick: u64,
 }
@@ -214,13 +213,8 @@ impl Cache {
         Self {
             policy,
             clock,
-            encrypt: Mutex::new(EncryptSide::default()),
-            decrypt: Mutex::new(DecryptSide {
-                buckets: HashMap::default(),
-                len: 0,
-                tick: 0,
-                seed: RandomState::new().hash_one(0u8),
-            }),
+            encrypt: Mutex::new(EncryptSide { entries: HashMap::with_hasher(Seeded(seed())), tick: 0 }),
+            decrypt: Mutex::new(DecryptSide { buckets: HashMap::default(), len: 0, tick: 0, seed: seed() }),
         }
     }
 
@@ -426,35 +420,62 @@ impl fmt::Debug for Cache {
 }
 
 /// The decrypt side's hash of a key list: its wrapped keys alone (each a
-/// fresh ciphertext tells entries apart; equality still compares everything),
-/// by a multiply-rotate hash seeded per cache. SipHash over every field cost
-/// a fifth of a cached 64-byte decryption. A weak hash is safe here: only key
-/// lists that unwrapped and matched a commitment are ever stored, so only a
-/// writer who can wrap data keys for our keyrings could fill a bucket, and a
-/// bucket holds at most the cache's capacity.
+/// fresh ciphertext tells entries apart; equality still compares everything).
 fn wrapped_hash(seed: u64, edks: &[EncryptedDataKey]) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h = seed;
+    let mut h = MulRot(seed);
     for edk in edks {
-        let wrapped = edk.wrapped();
-        let mut words = wrapped.chunks_exact(8);
+        h.write(edk.wrapped());
+    }
+    h.finish()
+}
+
+/// The cache's hash: multiply-rotate over 8-byte words, seeded per cache.
+/// SipHash, the std default, was a fifth of a cached 64-byte decryption and a
+/// third of the front door's cost on a cached encryption. A weaker hash is
+/// acceptable here: the seed is secret and random, a table holds at most the
+/// cache's capacity (so the worst case is one probe over that many entries),
+/// the decrypt side stores only key lists that unwrapped and matched a
+/// commitment, and encryption contexts come from the application.
+struct MulRot(u64);
+
+const MUL: u64 = 0x517c_c1b7_2722_0a95;
+
+impl Hasher for MulRot {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
         for word in &mut words {
             let mut w = [0u8; 8];
             w.copy_from_slice(word);
-            h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(MUL);
         }
         let mut tail = [0u8; 8];
         tail[..words.remainder().len()].copy_from_slice(words.remainder());
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(tail) ^ wrapped.len() as u64).wrapping_mul(K);
+        self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(tail) ^ bytes.len() as u64).wrapping_mul(MUL);
     }
-    h
+
+    fn finish(&self) -> u64 {
+        // The product's high bits are its best mixed; the table indexes by the low ones.
+        self.0.rotate_left(26)
+    }
+}
+
+/// Builds [`MulRot`] hashers with the cache's seed.
+#[derive(Clone, Copy)]
+struct Seeded(u64);
+
+impl BuildHasher for Seeded {
+    type Hasher = MulRot;
+
+    fn build_hasher(&self) -> MulRot {
+        MulRot(self.0)
+    }
 }
 
 /// Passes a precomputed `u64` hash through, for the decrypt side's buckets.
 #[derive(Default)]
 struct PassThrough(u64);
 
-impl std::hash::Hasher for PassThrough {
+impl Hasher for PassThrough {
     fn finish(&self) -> u64 {
         self.0
     }
@@ -469,6 +490,12 @@ impl std::hash::Hasher for PassThrough {
     fn write_u64(&mut self, n: u64) {
         self.0 = n;
     }
+}
+
+/// A random seed: std's `RandomState` keys come from the OS once per thread
+/// and vary per instance.
+fn seed() -> u64 {
+    RandomState::new().hash_one(0u8)
 }
 
 /// A poisoned lock only means another thread panicked while holding it; the
