@@ -218,9 +218,10 @@ impl Kms {
         self.profile.as_deref()
     }
 
-    /// The client for `region` and `profile` (each `None`: this client's),
-    /// made on first use and kept, sharing this client's counters, rate
-    /// limit and settings.
+    /// The client for `region` and `profile` (each `None`: this client's;
+    /// with another profile and no region, the profile's region), made on
+    /// first use and kept, sharing this client's counters, rate limit and
+    /// settings.
     ///
     /// # Errors
     /// [`KmsErrorKind::Invalid`] for a profile when this client was made
@@ -230,7 +231,8 @@ impl Kms {
         if region.is_none_or(|r| Some(r) == self.region.as_deref()) && profile == self.profile.as_deref() {
             return Ok(self.clone());
         }
-        let region = region.or(self.region.as_deref());
+        // Another profile brings its own region unless one is asked for.
+        let region = if profile == self.profile.as_deref() { region.or(self.region.as_deref()) } else { region };
         let (client, actual_region) = {
             let key = (region.map(str::to_owned), profile.map(str::to_owned));
             let mut clients = self.shared.clients.lock().await;

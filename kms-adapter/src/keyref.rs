@@ -199,9 +199,13 @@ fn is_profile(s: &str) -> bool {
 
 fn is_key_id(s: &str) -> bool {
     let hex = |t: &str| t.bytes().all(|b| b.is_ascii_hexdigit());
-    if let Some(rest) = s.strip_prefix("mrk-") {
-        return rest.len() == 32 && hex(rest);
-    }
+    // KMS writes multi-Region ids as mrk- and 32 hex digits; local servers
+    // as mrk- and a UUID.
+    let s = match s.strip_prefix("mrk-") {
+        Some(rest) if rest.len() == 32 => return hex(rest),
+        Some(rest) => rest,
+        None => s,
+    };
     let groups: Vec<&str> = s.split('-').collect();
     groups.len() == 5 && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && hex(g))
 }
@@ -271,6 +275,7 @@ mod tests {
         assert!(KeyRef::parse("ux-key1?region=eu-west-1").expect("bare").is_bare_name());
         assert!(!KeyRef::parse("1234abcd-12ab-34cd-56ef-1234567890ab").expect("id").is_bare_name());
         assert!(!KeyRef::parse("mrk-1234abcd12ab34cd56ef1234567890ab").expect("mrk").is_bare_name());
+        assert!(!KeyRef::parse("mrk-1234abcd-12ab-34cd-56ef-1234567890ab").expect("local mrk").is_bare_name());
         assert!(!KeyRef::parse("alias/x").expect("alias").is_bare_name());
         assert!(KeyRef::parse("mrk-1234").expect("short mrk").is_bare_name());
     }

@@ -148,8 +148,10 @@ impl KmsKeyring {
     /// A [`KmsError`] for a malformed reference, an unknown or unusable key.
     pub async fn new(kms: Kms, key: &str, also_allowed: &[String]) -> Result<Self, KmsError> {
         let key = KeyRef::parse(key)?;
+        // Described as written, so an error names the reference with its
+        // qualifiers (the request goes to the same scoped client).
+        let description = kms.describe(key.as_str()).await?;
         let kms = kms.scoped(key.region(), key.profile()).await?;
-        let description = kms.describe(key.key()).await?;
         description.check_usable()?;
         let mut allowed = vec![AllowedKey { arn: description.arn.clone(), kms: kms.clone() }];
         for other in also_allowed {
@@ -259,10 +261,10 @@ impl KmsKeyring {
 /// An allowed key: its ARN and the client for its region and profile.
 async fn resolve(kms: &Kms, key: &str) -> Result<AllowedKey, KmsError> {
     let key = KeyRef::parse(key)?;
-    let kms = kms.scoped(key.region(), key.profile()).await?;
     // Key ARNs need no lookup; ids and aliases are resolved so that the ARNs
     // KMS puts in responses can be checked against the allow-list.
-    let arn = if key.is_key_arn() { key.key().to_owned() } else { kms.describe(key.key()).await?.arn };
+    let arn = if key.is_key_arn() { key.key().to_owned() } else { kms.describe(key.as_str()).await?.arn };
+    let kms = kms.scoped(key.region(), key.profile()).await?;
     Ok(AllowedKey { arn, kms })
 }
 

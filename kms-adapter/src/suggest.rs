@@ -34,8 +34,9 @@ impl Kms {
         match self.alias_names().await {
             Ok((names, more_pages)) => {
                 // AWS managed aliases (alias/aws/…) belong to AWS services.
-                let names: Vec<&str> =
+                let mut names: Vec<&str> =
                     names.iter().filter_map(|n| n.strip_prefix("alias/")).filter(|n| !n.starts_with("aws/")).collect();
+                names.sort_unstable();
                 err.help = Some(describe_aliases(&names, more_pages, region));
                 err.suggestion = closest(wanted, &names).map(|n| format!("alias/{n}{}", parsed.qualifiers()));
             }

@@ -1,7 +1,9 @@
 """Test fixtures made with boto3 against the local KMS server, the way the
 applications rekey migrates made them. Used by rotate-cli's moto tests.
 
-  kms_fixtures.py create-key                       -> prints a new key ARN
+  kms_fixtures.py [--region R] create-key [--multi-region] -> prints a new key ARN
+  kms_fixtures.py [--region R] create-alias alias/NAME KEY  -> points a new alias at KEY
+  kms_fixtures.py [--region R] replicate-key KEY REPLICA_REGION -> prints the replica's ARN
   kms_fixtures.py legacy-export KEY N OUT EDK_OUT  -> N legacy CBC records in JSON Lines,
         made by the blog's own code with one boto3 data key; the data key's
         CiphertextBlob goes to EDK_OUT; the plaintexts to OUT.expected
@@ -9,7 +11,8 @@ applications rekey migrates made them. Used by rotate-cli's moto tests.
         and DIR.expected.json with each data key (base64; test material only)
   kms_fixtures.py decrypt-edks DIR CTX_JSON        -> JSON {file: base64 data key}, via boto3 Decrypt
 
-The endpoint comes from AWS_ENDPOINT_URL (set by scripts/test.sh).
+The endpoint comes from AWS_ENDPOINT_URL (set by scripts/test.sh); the
+region from --region, else AWS_REGION, else us-east-1.
 """
 
 import base64
@@ -25,8 +28,9 @@ except ImportError:  # pragma: no cover
     from Crypto.Cipher import AES
 
 
-def kms():
-    return boto3.client("kms", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ.get("AWS_REGION", "us-east-1"))
+def kms(region=None):
+    region = region or os.environ.get("AWS_REGION", "us-east-1")
+    return boto3.client("kms", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=region)
 
 
 # The blog's record scheme, in its own shape: pad the base64 *string*, one
@@ -46,10 +50,19 @@ def blog_encrypt(plaintext_key, raw):
 
 
 def main(argv):
+    region = None
+    if argv[:1] == ["--region"]:
+        region, argv = argv[1], argv[2:]
     command = argv[0]
-    client = kms()
+    client = kms(region)
     if command == "create-key":
-        print(client.create_key(KeyUsage="ENCRYPT_DECRYPT", KeySpec="SYMMETRIC_DEFAULT")["KeyMetadata"]["Arn"])
+        multi_region = argv[1:] == ["--multi-region"]
+        key = client.create_key(KeyUsage="ENCRYPT_DECRYPT", KeySpec="SYMMETRIC_DEFAULT", MultiRegion=multi_region)
+        print(key["KeyMetadata"]["Arn"])
+    elif command == "create-alias":
+        client.create_alias(AliasName=argv[1], TargetKeyId=argv[2])
+    elif command == "replicate-key":
+        print(client.replicate_key(KeyId=argv[1].split(":key/")[-1], ReplicaRegion=argv[2])["ReplicaKeyMetadata"]["Arn"])
     elif command == "legacy-export":
         key, n, out, edk_out = argv[1], int(argv[2]), argv[3], argv[4]
         data_key = client.generate_data_key(KeyId=key, KeySpec="AES_256")
