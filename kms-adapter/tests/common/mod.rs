@@ -33,11 +33,30 @@ pub enum Reply {
     Decrypted,
     /// A Decrypt answer naming this key as the one used.
     DecryptedBy(String),
+    /// Any answer: the HTTP status line's code and text, and the JSON body.
+    Answer(&'static str, String),
+}
+
+/// One request the fake saw: the region it was signed for, its operation
+/// (`TrentService.Decrypt`) and its JSON body.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub region: String,
+    pub operation: String,
+    pub body: String,
 }
 
 /// Serves `script` in order (the last reply repeats); returns the endpoint
 /// and the count of requests seen.
 pub async fn fake_kms(script: Vec<Reply>) -> (String, Arc<AtomicUsize>) {
+    let (url, seen, _) = fake_kms_logged(script).await;
+    (url, seen)
+}
+
+/// As [`fake_kms`], and the requests seen, in order.
+pub async fn fake_kms_logged(script: Vec<Reply>) -> (String, Arc<AtomicUsize>, Arc<Mutex<Vec<Seen>>>) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let requests = Arc::clone(&log);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let seen = Arc::new(AtomicUsize::new(0));
@@ -45,12 +64,13 @@ pub async fn fake_kms(script: Vec<Reply>) -> (String, Arc<AtomicUsize>) {
     let counter = Arc::clone(&seen);
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
-            let (script, counter) = (Arc::clone(&script), Arc::clone(&counter));
+            let (script, counter, requests) = (Arc::clone(&script), Arc::clone(&counter), Arc::clone(&requests));
             tokio::spawn(async move {
                 loop {
-                    if read_request(&mut socket).await.is_none() {
+                    let Some(request) = read_request(&mut socket).await else {
                         return;
-                    }
+                    };
+                    requests.lock().expect("lock").push(request);
                     counter.fetch_add(1, Ordering::SeqCst);
                     let reply = {
                         let mut s = script.lock().expect("lock");
@@ -67,6 +87,7 @@ pub async fn fake_kms(script: Vec<Reply>) -> (String, Arc<AtomicUsize>) {
                         }
                         Reply::Decrypted => ("200 OK", decrypted(KEY)),
                         Reply::DecryptedBy(key) => ("200 OK", decrypted(&key)),
+                        Reply::Answer(status, body) => (status, body),
                     };
                     let response = format!(
                         "HTTP/1.1 {status}\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n{body}",
@@ -79,11 +100,11 @@ pub async fn fake_kms(script: Vec<Reply>) -> (String, Arc<AtomicUsize>) {
             });
         }
     });
-    (url, seen)
+    (url, seen, log)
 }
 
 /// Reads one HTTP request (headers and a Content-Length body).
-async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<()> {
+async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<Seen> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
@@ -100,7 +121,10 @@ async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<()> {
         .unwrap_or(0);
     let mut body = vec![0u8; len];
     socket.read_exact(&mut body).await.ok()?;
-    Some(())
+    let header = |name: &str| headers.lines().find_map(|l| l.strip_prefix(name)).unwrap_or_default().trim().to_owned();
+    // Credential=KEY/DATE/REGION/kms/aws4_request
+    let region = header("authorization:").split('/').nth(2).unwrap_or_default().to_owned();
+    Some(Seen { region, operation: header("x-amz-target:"), body: String::from_utf8_lossy(&body).into_owned() })
 }
 
 pub fn client(url: &str, max_attempts: u32, attempt_timeout: Duration) -> Kms {
