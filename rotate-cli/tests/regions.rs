@@ -201,7 +201,7 @@ fn keys_of_two_regions_in_one_run() {
     assert_eq!(summary["rewrapped"], 1, "{summary}");
     assert_eq!(summary["kms"]["calls"]["Decrypt"], 1, "{summary}");
     assert_eq!(summary["kms"]["calls"]["Encrypt"], 1, "{summary}");
-    assert_eq!(kms.key_ids("moved.rky"), [west.clone()]);
+    assert_eq!(kms.key_ids("moved.rky"), [west.as_str()]);
     assert_eq!(kms.decrypt("moved.rky", &k_west).expect("moved"), PLAIN);
     assert!(kms.decrypt("moved.rky", &k_east).is_err(), "the old key no longer decrypts it");
 }
@@ -218,7 +218,7 @@ fn aliases_and_ids_take_region_and_profile_qualifiers() {
     kms.encrypt(&[&format!("kms:{alias}?region=eu-west-1")], "by-alias.rky");
     kms.encrypt(&[&format!("kms:{id}?region=eu-west-1")], "by-id.rky");
     for file in ["by-alias.rky", "by-id.rky"] {
-        assert_eq!(kms.key_ids(file), [west.clone()], "{file}");
+        assert_eq!(kms.key_ids(file), [west.as_str()], "{file}");
         assert_eq!(kms.decrypt(file, &format!("kms:{alias}?region=eu-west-1")).expect(file), PLAIN);
     }
 
@@ -233,7 +233,7 @@ fn aliases_and_ids_take_region_and_profile_qualifiers() {
         &["encrypt", "--key", &format!("kms:{alias}?profile=europe"), "plain.txt", "-o", "by-profile.rky"],
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(kms.key_ids("by-profile.rky"), [west.clone()]);
+    assert_eq!(kms.key_ids("by-profile.rky"), [west.as_str()]);
     // Without the qualifier the alias is looked for in the default region.
     let out = kms.rekey_in(None, &["encrypt", "--key", &format!("kms:{alias}"), "plain.txt"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -270,11 +270,11 @@ fn multi_region_keys_work_in_the_replica_region() {
     // Encrypting under the replica's ARN goes to eu-west-1, which answers
     // with the replica's ARN (us-east-1 would answer with the primary's).
     kms.encrypt(&[&format!("kms:{replica}")], "replica.rky");
-    assert_eq!(kms.key_ids("replica.rky"), [replica.clone()]);
+    assert_eq!(kms.key_ids("replica.rky"), [replica.as_str()]);
     // Its id alone, qualified, names the same replica.
     let id = replica.rsplit_once("key/").expect("key ARN").1.to_owned();
     kms.encrypt(&[&format!("kms:{id}?region=eu-west-1")], "by-id.rky");
-    assert_eq!(kms.key_ids("by-id.rky"), [replica.clone()]);
+    assert_eq!(kms.key_ids("by-id.rky"), [replica.as_str()]);
     kms.encrypt(&[&format!("kms:{primary}"), &format!("kms:{replica}")], "both.rky");
     assert_eq!(kms.key_ids("both.rky"), [primary, replica]);
     // moto cannot decrypt what a multi-Region key wrapped (it stores key
