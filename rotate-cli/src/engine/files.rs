@@ -597,51 +597,70 @@ fn restore(path: &Path, stamp: Stamp, undo: &Undo, old_sha256: &str) -> Result<b
 /// Puts every file a journal changed back as it was. A file that is
 /// neither what rekey wrote nor the original (changed since) is reported
 /// and left alone; the check and the replacement are as careful as the run's.
+/// Counts files, not journal entries: a file begun in several runs, or
+/// retried, is one item; a replacement the journal says was abandoned was
+/// never made and is not an item. Reports its progress, one unit per file,
+/// to `progress`.
 ///
 /// # Errors
 /// A journal that cannot be read, is in use, or is of a record stream.
-pub fn rollback(journal_path: &Path) -> Result<(Summary, Vec<String>), Error> {
+pub fn rollback(journal_path: &Path, progress: &dyn super::Progress) -> Result<(Summary, Vec<String>), Error> {
     let start = std::time::Instant::now();
     let (_lock, entries) = journal::read_locked(journal_path)?;
+    if entries.iter().any(|e| matches!(e, Entry::Checkpoint { .. } | Entry::Complete { .. })) {
+        return Err(Error::usage("this journal is of a record stream, whose input was never modified")
+            .hint("the original records are still in the input file; remove the output to undo"));
+    }
+    // Latest first: an `Abandoned` entry cancels the `Begin` before it.
+    let mut abandoned = std::collections::HashSet::new();
+    let mut changes: Vec<(&String, &String, &String, &Undo)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for entry in entries.iter().rev() {
+        match entry {
+            Entry::Abandoned { item } => {
+                abandoned.insert(item.as_str());
+            }
+            Entry::Begin { item, old_sha256, new_sha256, undo, .. } => {
+                if abandoned.remove(item.as_str()) {
+                    continue;
+                }
+                // The latest change of a file is the one its content can
+                // show; an earlier `Begin` of it (a run stopped before the
+                // replacement, then resumed) holds the same original.
+                if seen.insert(item.as_str()) {
+                    changes.push((item, old_sha256, new_sha256, undo));
+                }
+            }
+            _ => {}
+        }
+    }
+    progress.total(changes.len() as u64);
     let mut summary = Summary::new("rollback");
     let mut conflicts = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    // Latest first, so an item changed twice (resumed runs) returns to its first original.
-    for entry in entries.iter().rev() {
-        if let Entry::Checkpoint { .. } | Entry::Complete { .. } = entry {
-            return Err(Error::usage("this journal is of a record stream, whose input was never modified")
-                .hint("the original records are still in the input file; remove the output to undo"));
-        }
-        let Entry::Begin { item, old_sha256, new_sha256, undo, .. } = entry else {
-            continue;
-        };
+    for (item, old_sha256, new_sha256, undo) in changes {
         let path = Path::new(item);
-        let current = Stamp::of(path).and_then(|stamp| Ok((stamp, hash_file(path)?)));
-        let (stamp, current_hash) = match current {
-            Ok(read) => read,
+        match Stamp::of(path).and_then(|stamp| Ok((stamp, hash_file(path)?))) {
             Err(e) => {
                 summary.counts.failed += 1;
                 conflicts.push(format!("{item}: {e}"));
-                continue;
             }
-        };
-        if current_hash == *new_sha256 && !seen.contains(item) {
-            if restore(path, stamp, undo, old_sha256)? {
-                summary.restored += 1;
-                seen.insert(item.clone());
-            } else {
+            Ok((stamp, current)) if current == *new_sha256 => {
+                if restore(path, stamp, undo, old_sha256)? {
+                    summary.restored += 1;
+                } else {
+                    summary.counts.failed += 1;
+                    conflicts.push(format!("{item}: changed during the rollback; left as it is"));
+                }
+            }
+            Ok((_, current)) if current == *old_sha256 => summary.counts.skipped += 1,
+            Ok(_) => {
                 summary.counts.failed += 1;
-                conflicts.push(format!("{item}: changed during the rollback; left as it is"));
+                conflicts.push(format!("{item}: changed since the run; left as it is"));
             }
-        } else if current_hash == *old_sha256 || seen.contains(item) {
-            if seen.insert(item.clone()) {
-                summary.counts.skipped += 1;
-            }
-        } else if seen.insert(item.clone()) {
-            summary.counts.failed += 1;
-            conflicts.push(format!("{item}: changed since the run; left as it is"));
         }
+        progress.advance(1, summary.counts.failed);
     }
+    progress.finish();
     summary.elapsed = start.elapsed();
     Ok((summary, conflicts))
 }
