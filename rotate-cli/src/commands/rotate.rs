@@ -249,7 +249,7 @@ pub(crate) fn rollback(args: RollbackArgs) -> Result<ExitCode, CliError> {
     } else if table {
         rotate_cli::engine::table::rollback(&args.journal, args.database_url.as_deref())?
     } else {
-        rotate_cli::engine::files::rollback(&args.journal)?
+        rotate_cli::engine::files::rollback(&args.journal, progress(true).as_ref())?
     };
     for c in conflicts {
         eprintln!("rekey: rollback: {c}");
