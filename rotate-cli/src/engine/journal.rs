@@ -301,12 +301,16 @@ impl Journal {
     /// # Errors
     /// I/O errors writing or syncing.
     pub fn append_all<'a>(&self, entries: impl IntoIterator<Item = &'a Entry>, sync: bool) -> Result<(), Error> {
-        let mut lines = Vec::new();
-        for entry in entries {
-            lines.extend_from_slice(&encode_line(entry)?);
-        }
+        self.append_encoded(&Encoded::new(entries)?, sync)
+    }
+
+    /// Appends entries encoded beforehand (on another thread, say) in one write.
+    ///
+    /// # Errors
+    /// I/O errors writing or syncing.
+    pub fn append_encoded(&self, lines: &Encoded, sync: bool) -> Result<(), Error> {
         let mut file = self.file.lock().map_err(|_| Error::new(ErrorKind::Io, "journal lock poisoned"))?;
-        file.write_all(&lines).map_err(|e| Error::io("cannot write the journal", &e))?;
+        file.write_all(&lines.0).map_err(|e| Error::io("cannot write the journal", &e))?;
         if sync {
             file.sync_data().map_err(|e| Error::io("cannot sync the journal", &e))?;
         }
@@ -320,6 +324,25 @@ impl Journal {
     pub fn sync(&self) -> Result<(), Error> {
         let file = self.file.lock().map_err(|_| Error::new(ErrorKind::Io, "journal lock poisoned"))?;
         file.sync_data().map_err(|e| Error::io("cannot sync the journal", &e))
+    }
+}
+
+/// Journal lines ready to append: the encoding (JSON, checksums) done
+/// where it is cheapest, the write where the order is kept.
+#[derive(Debug, Default)]
+pub struct Encoded(Vec<u8>);
+
+impl Encoded {
+    /// Encodes `entries`, one line each.
+    ///
+    /// # Errors
+    /// An entry that does not serialize.
+    pub fn new<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Result<Self, Error> {
+        let mut lines = Vec::new();
+        for entry in entries {
+            lines.extend_from_slice(&encode_line(entry)?);
+        }
+        Ok(Self(lines))
     }
 }
 

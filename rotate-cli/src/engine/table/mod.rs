@@ -582,10 +582,14 @@ impl TableSink {
         for r in &earlier {
             counts.unstored(r.kind);
         }
+        let changes = std::mem::take(&mut batch.changes);
+        // Encoded here, on the engine's ordering thread, which has time to spare; the database thread only writes.
+        let entries: Vec<Entry> = changes.iter().map(|c| row_entry(&self.spec, c)).collect();
         let store = Store {
             spec: Arc::clone(&self.spec),
             journal: Arc::clone(journal),
-            changes: std::mem::take(&mut batch.changes),
+            rows: journal::Encoded::new(&entries)?,
+            changes,
             at: Checkpoint {
                 records: batch.records,
                 output_bytes: 0,
@@ -611,6 +615,8 @@ impl TableSink {
 struct Store {
     spec: Arc<TableSpec>,
     journal: Arc<Journal>,
+    /// The changes' journal entries, encoded.
+    rows: journal::Encoded,
     changes: Vec<Pending>,
     at: Checkpoint,
     counts: Counts,
@@ -618,11 +624,10 @@ struct Store {
 
 impl Store {
     fn run(self, db: &mut dyn Db) -> Result<Vec<Rejected>, Error> {
-        let Self { spec, journal, changes, at, mut counts } = self;
+        let Self { spec, journal, rows, changes, at, mut counts } = self;
         let mut rejected = Vec::new();
         if !changes.is_empty() {
-            let entries: Vec<Entry> = changes.iter().map(|c| row_entry(&spec, c)).collect();
-            journal.append_all(&entries, true)?;
+            journal.append_encoded(&rows, true)?;
             let mut groups: Vec<Group> = Vec::new();
             let mut index: HashMap<usize, usize> = HashMap::new();
             let mut order = Vec::with_capacity(changes.len());
