@@ -25,6 +25,12 @@ pub(crate) enum Code {
 
 /// The text `--help` shows about exit codes.
 pub(crate) const EXIT_CODES_HELP: &str = "\
+Key references (KEYREF):
+  local:NAME                         a key of the local keystore
+  kms:alias/NAME, kms:KEY_ID         an AWS KMS key in the default region
+  kms:arn:aws:kms:REGION:...         a KMS key (or alias) ARN, used in its own region
+  kms:alias/NAME?region=R&profile=P  in region R and/or with the credentials of profile P
+
 Exit codes:
   0  success
   1  malformed input (not an envelope, truncated, bad base64)
