@@ -39,6 +39,8 @@ pub(crate) struct PgDb {
     select: tokio_postgres::Statement,
     select_after: tokio_postgres::Statement,
     text_cells: Vec<Kind>,
+    /// Update statements prepared so far, by their text.
+    prepared: std::collections::HashMap<String, tokio_postgres::Statement>,
 }
 
 fn db_error(what: &str, e: &tokio_postgres::Error) -> Error {
@@ -264,7 +266,17 @@ impl PgDb {
                     ))
                 })
                 .map_err(|e| db_error("cannot read the table", &e))?;
-            Ok(Self { rt, client, table, ids, kinds, select, select_after, text_cells })
+            Ok(Self {
+                rt,
+                client,
+                table,
+                ids,
+                kinds,
+                select,
+                select_after,
+                text_cells,
+                prepared: std::collections::HashMap::new(),
+            })
         })
     }
 
@@ -574,6 +586,14 @@ impl Db for PgDb {
             params.push(Box::new((0..g.rows.len()).filter_map(|i| i32::try_from(i).ok()).collect::<Vec<i32>>()));
             statements.push((sql, params, g.rows.len()));
         }
+        // Prepared once per statement shape: a batch then costs one round trip, not two.
+        for (sql, _, _) in &statements {
+            if !self.prepared.contains_key(sql) {
+                let prepared = self.rt.block_on(self.client.prepare(sql)).map_err(err)?;
+                self.prepared.insert(sql.clone(), prepared);
+            }
+        }
+        let prepared = &self.prepared;
         let client = &self.client;
         self.rt
             .block_on(async move {
@@ -587,7 +607,10 @@ impl Db for PgDb {
                     for (sql, params, len) in &statements {
                         let refs: Vec<&(dyn ToSql + Sync)> =
                             params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-                        let rows = client.query(sql.as_str(), &refs).await?;
+                        let rows = match prepared.get(sql) {
+                            Some(statement) => client.query(statement, &refs).await?,
+                            None => client.query(sql.as_str(), &refs).await?,
+                        };
                         let mut applied = vec![false; *len];
                         for r in rows {
                             let i: i32 = r.try_get(0)?;
