@@ -175,16 +175,7 @@ async fn verify_copies(transform: Transform, target: TargetArgs) -> Result<ExitC
     if target.dry_run || target.resume || target.journal.is_some() || target.output.is_some() {
         return Err(CliError::usage("rekey verify writes nothing: drop --dry-run, --resume, --journal and -o"));
     }
-    let settings = Settings {
-        concurrency: target.concurrency,
-        item_attempts: target.item_attempts,
-        max_failures: target.max_failures,
-        sample_percent: target.sample,
-        shard: target.inventory.shard,
-        limit: target.limit,
-        preflight: false,
-        ..Settings::default()
-    };
+    let settings = Settings { preflight: false, ..settings(&target) };
     let engine = Engine {
         operation: "verify",
         settings,
@@ -412,18 +403,7 @@ async fn run(
     {
         check_writable(journal)?;
     }
-    let settings = Settings {
-        concurrency: target.concurrency,
-        item_attempts: target.item_attempts,
-        max_failures: target.max_failures,
-        sample_percent: target.sample,
-        shard: target.inventory.shard,
-        limit: target.limit,
-        dry_run: target.dry_run,
-        resume: target.resume,
-        preflight: !target.no_preflight,
-        journal: journal_path.clone().map(|p| (p, params)),
-    };
+    let settings = Settings { journal: journal_path.clone().map(|p| (p, params)), ..settings(&target) };
     let mut preflight = Vec::new();
     if target.dry_run {
         // DescribeKey on the destination and on the KMS source keys named.
@@ -512,6 +492,22 @@ async fn run(
 }
 
 /// Refuses a journal location that cannot be written, before any side effect.
+/// The engine settings the rotation flags ask for (no journal: the caller names it).
+pub(crate) fn settings(target: &TargetArgs) -> Settings {
+    Settings {
+        concurrency: target.concurrency,
+        item_attempts: target.item_attempts,
+        max_failures: target.max_failures,
+        sample_percent: target.sample,
+        shard: target.inventory.shard,
+        limit: target.limit,
+        dry_run: target.dry_run,
+        resume: target.resume,
+        preflight: !target.no_preflight,
+        journal: None,
+    }
+}
+
 pub(crate) fn check_writable(journal: &Path) -> Result<(), CliError> {
     let dir = match journal.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

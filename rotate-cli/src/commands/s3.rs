@@ -20,7 +20,7 @@ use rotate_cli::engine::transform::Transform;
 use rotate_cli::engine::{Engine, Settings};
 use serde_json::json;
 
-use super::rotate::{cancel_on_signals, check_writable, print_summary, progress};
+use super::rotate::{cancel_on_signals, check_writable, print_summary, progress, settings};
 use crate::cli::{InventoryArgs, S3Args, SseMethodArg, SseRotateArgs};
 use crate::exit::{CliError, Code};
 
@@ -248,18 +248,7 @@ pub(crate) async fn sse_rotate(args: SseRotateArgs) -> Result<ExitCode, CliError
         .clone()
         .or_else(|| Some(rotate_cli::engine::files::with_suffix(&journal_path, ".failures.jsonl")))
         .filter(|_| !target.dry_run);
-    let settings = Settings {
-        concurrency: target.concurrency,
-        item_attempts: target.item_attempts,
-        max_failures: target.max_failures,
-        sample_percent: target.sample,
-        shard: inventory.shard,
-        limit: target.limit,
-        dry_run: target.dry_run,
-        resume: target.resume,
-        preflight: false,
-        journal: Some((journal_path, params)),
-    };
+    let settings = Settings { preflight: false, journal: Some((journal_path, params)), ..settings(&target) };
     let versioning = client.get_bucket_versioning().bucket(&spec.url.bucket).send().await.ok();
     let versioned = versioning.as_ref().and_then(|v| v.status()).is_some_and(|s| s.as_str() == "Enabled");
     let source = spec.listed(S3Source::new(client, spec.url.clone(), job, &spec.include, &spec.exclude, None)?)?;
@@ -328,14 +317,8 @@ async fn emit_batch_job(
     let sink = rotate_cli::engine::s3::BatchJobSink::new(dir, &spec.url.bucket, job.clone())?;
     let source =
         spec.listed(S3Source::new(client, spec.url.clone(), S3Job::Sse(job), &spec.include, &spec.exclude, None)?)?;
-    let settings = Settings {
-        concurrency: target.concurrency,
-        sample_percent: target.sample,
-        shard: target.inventory.shard,
-        limit: target.limit,
-        preflight: false,
-        ..Settings::default()
-    };
+    // --emit-batch-job conflicts with --dry-run and --resume; the sink writes only the manifest.
+    let settings = Settings { preflight: false, ..settings(target) };
     let engine = Engine {
         operation: "emit-batch-job",
         settings,

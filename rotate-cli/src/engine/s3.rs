@@ -1876,38 +1876,47 @@ async fn tagging(client: &Client, bucket: &str, key: &str, read: &Head) -> Resul
     Ok(if pairs.is_empty() { None } else { Some(pairs.join("&")) })
 }
 
+/// Every property of the object as read (a [`Head`]) on a request that
+/// replaces it (PutObject, CreateMultipartUpload): the two SDK builders
+/// share these setters but no trait.
+macro_rules! carry_properties {
+    ($request:expr, $read:expr, $tags:expr, $expires:expr) => {{
+        let read: &Head = $read;
+        #[allow(deprecated)] // `expires`, kept as the object had it
+        let request = $request
+            .set_metadata(Some(read.metadata.clone().into_iter().collect()))
+            .set_tagging($tags)
+            .set_content_type(read.content_type.clone())
+            .set_content_encoding(read.content_encoding.clone())
+            .set_content_disposition(read.content_disposition.clone())
+            .set_content_language(read.content_language.clone())
+            .set_cache_control(read.cache_control.clone())
+            .set_expires($expires)
+            .set_website_redirect_location(read.website_redirect.clone())
+            .set_storage_class(read.storage_class.clone())
+            .set_ssekms_encryption_context(read.context_for(read.sse.as_ref()))
+            .set_server_side_encryption(read.sse.clone())
+            .set_ssekms_key_id(read.kms_key().map(str::to_owned))
+            .set_bucket_key_enabled(read.bucket_key.filter(|_| read.is_kms()))
+            .set_object_lock_mode(read.lock_mode.clone())
+            .set_object_lock_retain_until_date(read.lock_until)
+            .set_object_lock_legal_hold_status(read.legal_hold.clone());
+        request
+    }};
+}
+
 /// PutObject of a whole new body, every property carried over, conditional
 /// (`If-Match`) on the ETag read.
 async fn put_whole(client: &Client, bucket: &str, key: &str, read: &Head, body: Vec<u8>) -> Result<(), ItemError> {
     let expires = parse_expires(read)?;
     let tags = tagging(client, bucket, key, read).await?;
-    #[allow(deprecated)]
-    client
+    let request = client
         .put_object()
         .bucket(bucket)
         .key(key)
         .if_match(&read.etag)
-        .body(aws_sdk_s3::primitives::ByteStream::from(body))
-        .set_metadata(Some(read.metadata.clone().into_iter().collect()))
-        .set_tagging(tags)
-        .set_content_type(read.content_type.clone())
-        .set_content_encoding(read.content_encoding.clone())
-        .set_content_disposition(read.content_disposition.clone())
-        .set_content_language(read.content_language.clone())
-        .set_cache_control(read.cache_control.clone())
-        .set_expires(expires)
-        .set_website_redirect_location(read.website_redirect.clone())
-        .set_storage_class(read.storage_class.clone())
-        .set_ssekms_encryption_context(read.context_for(read.sse.as_ref()))
-        .set_server_side_encryption(read.sse.clone())
-        .set_ssekms_key_id(read.kms_key().map(str::to_owned))
-        .set_bucket_key_enabled(read.bucket_key.filter(|_| read.is_kms()))
-        .set_object_lock_mode(read.lock_mode.clone())
-        .set_object_lock_retain_until_date(read.lock_until)
-        .set_object_lock_legal_hold_status(read.legal_hold.clone())
-        .send()
-        .await
-        .map_err(|e| item_error("PutObject", &e))?;
+        .body(aws_sdk_s3::primitives::ByteStream::from(body));
+    carry_properties!(request, read, tags, expires).send().await.map_err(|e| item_error("PutObject", &e))?;
     Ok(())
 }
 
@@ -1977,28 +1986,8 @@ async fn rewrite_header(
 async fn create_upload(client: &Client, bucket: &str, key: &str, read: &Head) -> Result<String, ItemError> {
     let expires = parse_expires(read)?;
     let tags = tagging(client, bucket, key, read).await?;
-    #[allow(deprecated)]
-    let created = client
-        .create_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .set_metadata(Some(read.metadata.clone().into_iter().collect()))
-        .set_tagging(tags)
-        .set_content_type(read.content_type.clone())
-        .set_content_encoding(read.content_encoding.clone())
-        .set_content_disposition(read.content_disposition.clone())
-        .set_content_language(read.content_language.clone())
-        .set_cache_control(read.cache_control.clone())
-        .set_expires(expires)
-        .set_website_redirect_location(read.website_redirect.clone())
-        .set_storage_class(read.storage_class.clone())
-        .set_ssekms_encryption_context(read.context_for(read.sse.as_ref()))
-        .set_server_side_encryption(read.sse.clone())
-        .set_ssekms_key_id(read.kms_key().map(str::to_owned))
-        .set_bucket_key_enabled(read.bucket_key.filter(|_| read.is_kms()))
-        .set_object_lock_mode(read.lock_mode.clone())
-        .set_object_lock_retain_until_date(read.lock_until)
-        .set_object_lock_legal_hold_status(read.legal_hold.clone())
+    let request = client.create_multipart_upload().bucket(bucket).key(key);
+    let created = carry_properties!(request, read, tags, expires)
         .send()
         .await
         .map_err(|e| item_error("CreateMultipartUpload", &e))?;
