@@ -14,10 +14,10 @@ use crate::context::EncryptionContext;
 use crate::encryptor::{Encryptor, Expect, Mode};
 use crate::envelope::{Plaintext, tag_array};
 use crate::error::{Error, FormatError};
-use crate::header::{BodyForm, Header};
+use crate::header::{BodyForm, Header, begin_message};
 use crate::keyring::Materials;
 use crate::stream::MAX_STREAMED_SINGLE_SHOT;
-use crate::suite::{MESSAGE_ID_LEN, MessageKeys, Suite};
+use crate::suite::{MESSAGE_ID_LEN, MessageKeys};
 
 const FINAL_FLAG: u32 = 1 << 31;
 
@@ -127,20 +127,16 @@ where
     W: AsyncWrite + Unpin,
 {
     let body_form = BodyForm::framed(frame_len)?;
-    let suite = Suite::Aes256GcmHkdfSha256Committing;
-    let keys = MessageKeys::derive(suite, &materials.data_key, &message_id);
-    let header = Header {
-        suite,
+    let mut head = Vec::new();
+    let (keys, core_len) = begin_message(
+        &materials.data_key,
+        &materials.encrypted_data_keys,
+        context,
         body_form,
         message_id,
-        context: context.clone(),
-        commitment: keys.commitment(),
-        encrypted_data_keys: Vec::new(),
-    };
-    let mut head = Vec::new();
-    header.encode_core(&mut head);
-    let cipher = keys.frame_cipher(&head);
-    crate::header::encode_edks(&materials.encrypted_data_keys, &mut head)?;
+        &mut head,
+    )?;
+    let cipher = keys.frame_cipher(&head[..core_len]);
     writer.write_all(&head).await?;
 
     let (gcm, aad) = cipher.parts();

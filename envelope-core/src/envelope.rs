@@ -6,10 +6,10 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::aead::TAG_LEN;
 use crate::context::EncryptionContext;
 use crate::error::{Error, FormatError};
-use crate::header::{BodyForm, Header, ParseOptions, encode_edks};
+use crate::header::{BodyForm, Header, ParseOptions, begin_message, encode_edks};
 use crate::key::{DataKey, EncryptedDataKey};
 use crate::keyring::Materials;
-use crate::suite::{MESSAGE_ID_LEN, MessageKeys, Suite};
+use crate::suite::{MESSAGE_ID_LEN, MessageKeys};
 
 /// Encrypts a record as a single-shot envelope.
 ///
@@ -29,22 +29,16 @@ pub(crate) fn seal_with_message_id(
     plaintext: &[u8],
     message_id: [u8; MESSAGE_ID_LEN],
 ) -> Result<Vec<u8>, Error> {
-    let suite = Suite::Aes256GcmHkdfSha256Committing;
-    let keys = MessageKeys::derive(suite, &materials.data_key, &message_id);
-    let header = Header {
-        suite,
-        body_form: BodyForm::SingleShot,
-        message_id,
-        context: context.clone(),
-        commitment: keys.commitment(),
-        // Encoded from the materials directly below, not cloned.
-        encrypted_data_keys: Vec::new(),
-    };
     let in_place = plaintext.len() < LARGE;
     let mut head = Vec::with_capacity(HEADER_CAPACITY + if in_place { plaintext.len() + TAG_LEN } else { 0 });
-    header.encode_core(&mut head);
-    let core_len = head.len();
-    encode_edks(&materials.encrypted_data_keys, &mut head)?;
+    let (keys, core_len) = begin_message(
+        &materials.data_key,
+        &materials.encrypted_data_keys,
+        context,
+        BodyForm::SingleShot,
+        message_id,
+        &mut head,
+    )?;
     let body_start = head.len();
     let body_end = body_start + plaintext.len();
     let mut out = if in_place {

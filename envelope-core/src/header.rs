@@ -4,8 +4,8 @@
 use crate::codec::Reader;
 use crate::context::EncryptionContext;
 use crate::error::FormatError;
-use crate::key::EncryptedDataKey;
-use crate::suite::{COMMITMENT_LEN, MESSAGE_ID_LEN, Suite};
+use crate::key::{DataKey, EncryptedDataKey};
+use crate::suite::{COMMITMENT_LEN, MESSAGE_ID_LEN, MessageKeys, Suite};
 
 /// The magic bytes every envelope starts with: ASCII `RKY`.
 pub const MAGIC: [u8; 3] = *b"RKY";
@@ -78,19 +78,7 @@ pub struct Header {
 impl Header {
     /// Appends the header core, the authenticated part.
     pub(crate) fn encode_core(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&MAGIC);
-        out.push(VERSION);
-        out.extend_from_slice(&self.suite.id().to_be_bytes());
-        match self.body_form {
-            BodyForm::SingleShot => out.push(1),
-            BodyForm::Framed { frame_len } => {
-                out.push(2);
-                out.extend_from_slice(&frame_len.to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&self.message_id);
-        self.context.encode(out);
-        out.extend_from_slice(&self.commitment);
+        encode_core(self.suite, self.body_form, &self.message_id, &self.context, &self.commitment, out);
     }
 
     /// Appends the whole header: core and EDK list.
@@ -145,6 +133,53 @@ impl Header {
         let header = Self { suite, body_form, message_id, context, commitment, encrypted_data_keys };
         Ok((header, core_len, r.position()))
     }
+}
+
+/// Starts a new message: derives its keys from `data_key` and a fresh
+/// message id, and appends its header to `out`: the core, which the body
+/// authenticates, then the key list. Returns the keys and the core's length.
+///
+/// # Errors
+/// [`FormatError`] when the key list breaks MUST 3.4.
+pub(crate) fn begin_message(
+    data_key: &DataKey,
+    encrypted_data_keys: &[EncryptedDataKey],
+    context: &EncryptionContext,
+    body_form: BodyForm,
+    message_id: [u8; MESSAGE_ID_LEN],
+    out: &mut Vec<u8>,
+) -> Result<(MessageKeys, usize), FormatError> {
+    let suite = Suite::Aes256GcmHkdfSha256Committing;
+    let keys = MessageKeys::derive(suite, data_key, &message_id);
+    let start = out.len();
+    encode_core(suite, body_form, &message_id, context, &keys.commitment(), out);
+    let core_len = out.len() - start;
+    encode_edks(encrypted_data_keys, out)?;
+    Ok((keys, core_len))
+}
+
+/// Appends a header core from its fields (format §3).
+fn encode_core(
+    suite: Suite,
+    body_form: BodyForm,
+    message_id: &[u8; MESSAGE_ID_LEN],
+    context: &EncryptionContext,
+    commitment: &[u8; COMMITMENT_LEN],
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.extend_from_slice(&suite.id().to_be_bytes());
+    match body_form {
+        BodyForm::SingleShot => out.push(1),
+        BodyForm::Framed { frame_len } => {
+            out.push(2);
+            out.extend_from_slice(&frame_len.to_be_bytes());
+        }
+    }
+    out.extend_from_slice(message_id);
+    context.encode(out);
+    out.extend_from_slice(commitment);
 }
 
 /// Appends an EDK list (MUST 3.4).

@@ -31,7 +31,7 @@
 
 use std::cell::RefCell;
 
-use aes::Aes256;
+use aes::Aes256Enc;
 use aes::cipher::{BlockCipherEncrypt, KeyInit};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -70,7 +70,7 @@ pub(crate) fn message_ids(out: &mut [[u8; 32]]) -> Result<(), Error> {
 /// Ids handed out between two reseeds from the OS.
 const RESEED_AFTER: u32 = 1 << 16;
 /// Counter blocks per refill: two for the next key, the rest for ids.
-const BLOCKS: usize = 32;
+const BLOCKS: usize = 128;
 const KEY_BLOCKS: usize = 2;
 const ID_LEN: usize = 32;
 const IDS_PER_REFILL: usize = (BLOCKS - KEY_BLOCKS) * 16 / ID_LEN;
@@ -189,9 +189,9 @@ mod fork_epoch {
 }
 
 struct Generator {
-    cipher: Aes256,
+    cipher: Aes256Enc,
     /// Output not yet handed out; the first `used` ids are already wiped.
-    ids: Zeroizing<[[u8; ID_LEN]; IDS_PER_REFILL]>,
+    ids: [[u8; ID_LEN]; IDS_PER_REFILL],
     used: usize,
     /// The fork epoch it was seeded in.
     epoch: u64,
@@ -202,8 +202,8 @@ impl Generator {
     fn seeded(epoch: u64) -> Result<Self, Error> {
         let mut seed = Zeroizing::new([0u8; 32]);
         fill(seed.as_mut())?;
-        let cipher = Aes256::new(&(*seed).into());
-        let ids = Zeroizing::new([[0; ID_LEN]; IDS_PER_REFILL]);
+        let cipher = Aes256Enc::new(&(*seed).into());
+        let ids = [[0; ID_LEN]; IDS_PER_REFILL];
         Ok(Self { cipher, ids, used: IDS_PER_REFILL, epoch, ids_left: RESEED_AFTER })
     }
 
@@ -212,14 +212,14 @@ impl Generator {
             self.refill();
         }
         let id = self.ids[self.used];
-        self.ids[self.used].zeroize();
+        self.ids[self.used].as_mut_slice().zeroize();
         self.used += 1;
         self.ids_left -= 1;
         id
     }
 
     fn refill(&mut self) {
-        let mut blocks = Zeroizing::new([[0u8; 16]; BLOCKS]);
+        let mut blocks = [[0u8; 16]; BLOCKS];
         for (counter, block) in (0u64..).zip(blocks.iter_mut()) {
             block[..8].copy_from_slice(&counter.to_le_bytes());
         }
@@ -228,12 +228,20 @@ impl Generator {
         let mut key = Zeroizing::new([0u8; 32]);
         key[..16].copy_from_slice(&blocks[0]);
         key[16..].copy_from_slice(&blocks[1]);
-        self.cipher = Aes256::new(&(*key).into());
+        self.cipher = Aes256Enc::new(&(*key).into());
         for (id, pair) in self.ids.iter_mut().zip(blocks[KEY_BLOCKS..].chunks_exact(2)) {
             id[..16].copy_from_slice(&pair[0]);
             id[16..].copy_from_slice(&pair[1]);
         }
+        // Slices are wiped in one bulk fill; arrays one element at a time.
+        blocks.as_flattened_mut().zeroize();
         self.used = 0;
+    }
+}
+
+impl Drop for Generator {
+    fn drop(&mut self) {
+        self.ids.as_flattened_mut().zeroize();
     }
 }
 

@@ -16,10 +16,10 @@ use crate::aead::{Gcm, TAG_LEN};
 use crate::context::EncryptionContext;
 use crate::envelope::{Plaintext, tag_array};
 use crate::error::{Error, FormatError};
-use crate::header::{BodyForm, Header, ParseOptions};
+use crate::header::{BodyForm, Header, ParseOptions, begin_message};
 use crate::key::DataKey;
 use crate::keyring::Materials;
-use crate::suite::{FrameAad, FrameCipher, MESSAGE_ID_LEN, MessageKeys, Suite};
+use crate::suite::{FrameAad, FrameCipher, MESSAGE_ID_LEN, MessageKeys};
 
 const FINAL_FLAG: u32 = 1 << 31;
 /// The length word before each frame.
@@ -114,20 +114,16 @@ pub(crate) fn encrypt_stream_with_options_and_message_id(
     message_id: [u8; MESSAGE_ID_LEN],
 ) -> Result<u64, Error> {
     let body_form = BodyForm::framed(frame_len)?;
-    let suite = Suite::Aes256GcmHkdfSha256Committing;
-    let keys = MessageKeys::derive(suite, &materials.data_key, &message_id);
-    let header = Header {
-        suite,
+    let mut head = Vec::new();
+    let (keys, core_len) = begin_message(
+        &materials.data_key,
+        &materials.encrypted_data_keys,
+        context,
         body_form,
         message_id,
-        context: context.clone(),
-        commitment: keys.commitment(),
-        encrypted_data_keys: Vec::new(),
-    };
-    let mut head = Vec::new();
-    header.encode_core(&mut head);
-    let cipher = keys.frame_cipher(&head);
-    crate::header::encode_edks(&materials.encrypted_data_keys, &mut head)?;
+        &mut head,
+    )?;
+    let cipher = keys.frame_cipher(&head[..core_len]);
     writer.write_all(&head)?;
 
     let frame_len = usize::try_from(frame_len).map_err(|_| FormatError::BadFrameLength(frame_len))?;

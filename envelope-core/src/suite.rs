@@ -2,7 +2,7 @@
 //! (docs/format.md §5).
 
 use subtle::ConstantTimeEq;
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::aead::{Gcm, NONCE_LEN, TAG_LEN};
 use crate::error::{Error, FormatError};
@@ -69,7 +69,7 @@ impl MessageKeys {
 
     /// Constant-time comparison with a header's commitment (MUST 5.2).
     pub(crate) fn check_commitment(&self, stored: &[u8; COMMITMENT_LEN]) -> Result<(), Error> {
-        if bool::from(self.commitment.ct_eq(stored)) { Ok(()) } else { Err(Error::Authentication) }
+        commitments_match(&self.commitment, stored)
     }
 
     /// The body cipher, for a single-shot body sealed or opened with [`with_frame_aad`].
@@ -90,7 +90,9 @@ impl MessageKeys {
 /// input is shorter than one block: that is ten compressions a message (four
 /// for the extract, two for the PRK's pads, two per expand), the least the
 /// construction allows, without the generic hashing layers' buffering and
-/// copies. Every intermediate value lives in one [`Schedule`], wiped once.
+/// copies. The compressions that do not depend on each other (the two pads
+/// of a key, the two expands) are issued side by side, so the processor
+/// overlaps them: the chain is six compressions long, not ten.
 fn key_schedule(
     suite: Suite,
     data_key: &DataKey,
@@ -98,12 +100,11 @@ fn key_schedule(
 ) -> (Zeroizing<[u8; 32]>, [u8; COMMITMENT_LEN]) {
     let suite_id = suite.id().to_be_bytes();
     let mut s = Schedule::extract(data_key, message_id);
-    let mut body_key = Zeroizing::new([0u8; 32]);
-    s.mac(&[b"rekey v1 body key", &suite_id, &[1]]);
-    body_key.copy_from_slice(&s.digest);
+    // HKDF-Expand of one block: HMAC(PRK, info || 0x01), for both outputs at once.
+    let [body_key, commitment] =
+        s.mac([&[b"rekey v1 body key", &suite_id, &[1]], &[b"rekey v1 commitment", &suite_id, &[1]]]);
     // The commitment is public: it is written into the header.
-    s.mac(&[b"rekey v1 commitment", &suite_id, &[1]]);
-    (body_key, s.digest)
+    (Zeroizing::new(body_key), commitment)
 }
 
 /// Checks `data_key` against a stored commitment (MUST 5.2) without
@@ -116,8 +117,22 @@ pub(crate) fn check_commitment_only(
     stored: &[u8; COMMITMENT_LEN],
 ) -> Result<(), Error> {
     let mut s = Schedule::extract(data_key, message_id);
-    s.mac(&[b"rekey v1 commitment", &suite.id().to_be_bytes(), &[1]]);
-    if bool::from(s.digest.ct_eq(stored)) { Ok(()) } else { Err(Error::Authentication) }
+    let [commitment] = s.mac([&[b"rekey v1 commitment", &suite.id().to_be_bytes(), &[1]]]);
+    commitments_match(&commitment, stored)
+}
+
+/// Compares two commitments in constant time: the differences of all
+/// bytes folded into one word, then one constant-time test of that word
+/// (`subtle`'s byte-slice comparison pays an optimisation barrier per byte).
+fn commitments_match(derived: &[u8; COMMITMENT_LEN], stored: &[u8; COMMITMENT_LEN]) -> Result<(), Error> {
+    let difference = derived
+        .chunks_exact(8)
+        .zip(stored.chunks_exact(8))
+        .map(|(a, b)| {
+            u64::from_ne_bytes(a.try_into().expect("8 bytes")) ^ u64::from_ne_bytes(b.try_into().expect("8 bytes"))
+        })
+        .fold(0, |acc, d| acc | d);
+    if bool::from(difference.ct_eq(&0)) { Ok(()) } else { Err(Error::Authentication) }
 }
 
 const SHA256_IV: [u32; 8] =
@@ -127,78 +142,112 @@ const BLOCK: usize = 64;
 const MAX_ONE_BLOCK: usize = BLOCK - 9;
 
 /// HMAC-SHA-256 with 32-byte keys over messages of one block, and its
-/// scratch space: zeroized when dropped.
-#[derive(Zeroize, ZeroizeOnDrop)]
+/// scratch space: every state and block is wiped in bulk when dropped.
 struct Schedule {
-    /// The states after the key's inner and outer pads.
+    /// The states after the current key's inner and outer pads.
     inner: [u32; 8],
     outer: [u32; 8],
-    state: [u32; 8],
-    block: [u8; BLOCK],
-    /// The last MAC computed.
-    digest: [u8; 32],
+    /// Two independent chains in flight, and their blocks.
+    states: [[u32; 8]; 2],
+    blocks: [[u8; BLOCK]; 2],
 }
 
-impl Default for Schedule {
-    fn default() -> Self {
-        Self { inner: [0; 8], outer: [0; 8], state: [0; 8], block: [0; BLOCK], digest: [0; 32] }
+impl Drop for Schedule {
+    fn drop(&mut self) {
+        // Slices of plain integers are wiped with one bulk fill; arrays
+        // would be wiped one volatile element at a time.
+        self.inner.as_mut_slice().zeroize();
+        self.outer.as_mut_slice().zeroize();
+        self.states.as_flattened_mut().zeroize();
+        self.blocks.as_flattened_mut().zeroize();
     }
 }
 
 impl Schedule {
     /// HKDF-Extract with the message id as salt, leaving the PRK as the HMAC key.
     fn extract(data_key: &DataKey, message_id: &[u8; MESSAGE_ID_LEN]) -> Self {
-        let mut s = Self::default();
-        s.block[..32].copy_from_slice(message_id);
-        s.key_from_block();
-        s.mac(&[data_key.expose_secret()]);
-        // The PRK is the next key.
-        s.block[..32].copy_from_slice(&s.digest);
-        s.key_from_block();
+        let mut s = Self::new();
+        s.set_key(message_id);
+        let [mut prk] = s.mac([&[data_key.expose_secret()]]);
+        s.set_key(&prk);
+        prk.as_mut_slice().zeroize();
         s
     }
 
-    /// Sets the HMAC key from the first 32 bytes of `block` (two compressions).
-    fn key_from_block(&mut self) {
-        self.block[32..].fill(0);
-        self.block.iter_mut().for_each(|b| *b ^= 0x36);
+    fn new() -> Self {
+        Self { inner: SHA256_IV, outer: SHA256_IV, states: [[0; 8]; 2], blocks: [[0; BLOCK]; 2] }
+    }
+
+    /// Sets the HMAC key (two compressions, independent of each other).
+    fn set_key(&mut self, key: &[u8; 32]) {
+        let [inner_pad, outer_pad] = &mut self.blocks;
+        for ((i, o), k) in inner_pad.iter_mut().zip(outer_pad.iter_mut()).zip(key) {
+            (*i, *o) = (k ^ 0x36, k ^ 0x5c);
+        }
+        inner_pad[32..].fill(0x36);
+        outer_pad[32..].fill(0x5c);
         self.inner = SHA256_IV;
-        sha2::block_api::compress256(&mut self.inner, std::slice::from_ref(&self.block));
-        self.block.iter_mut().for_each(|b| *b ^= 0x36 ^ 0x5c);
         self.outer = SHA256_IV;
-        sha2::block_api::compress256(&mut self.outer, std::slice::from_ref(&self.block));
+        compress(&mut self.inner, inner_pad);
+        compress(&mut self.outer, outer_pad);
     }
 
-    /// Leaves HMAC(key, concatenated `parts`) in `digest` (two compressions).
-    /// The parts are at most 55 bytes in all: every caller passes constants
-    /// or 32-byte values.
-    fn mac(&mut self, parts: &[&[u8]]) {
-        self.block = [0; BLOCK];
-        let mut len = 0;
-        for part in parts {
-            self.block[len..len + part.len()].copy_from_slice(part);
-            len += part.len();
+    /// HMAC of each message (the concatenation of its parts, at most 55
+    /// bytes: constants or 32-byte values) under the current key: two
+    /// compressions each, the inner ones side by side, then the outer ones.
+    fn mac<const N: usize>(&mut self, messages: [&[&[u8]]; N]) -> [[u8; 32]; N] {
+        const { assert!(N <= 2, "two chains at a time") };
+        for (i, parts) in messages.iter().enumerate() {
+            let len = pad_block(&mut self.blocks[i], parts);
+            finish_block(&mut self.blocks[i], len);
+            self.states[i] = self.inner;
         }
-        self.state = self.inner;
-        self.final_block(len);
-        self.block = [0; BLOCK];
-        self.block[..32].copy_from_slice(&self.digest);
-        self.state = self.outer;
-        self.final_block(32);
+        for i in 0..N {
+            compress(&mut self.states[i], &self.blocks[i]);
+        }
+        for i in 0..N {
+            let block = &mut self.blocks[i];
+            block.fill(0);
+            write_digest(&self.states[i], &mut block[..32]);
+            finish_block(block, 32);
+            self.states[i] = self.outer;
+        }
+        let mut out = [[0u8; 32]; N];
+        for (i, digest) in out.iter_mut().enumerate() {
+            compress(&mut self.states[i], &self.blocks[i]);
+            write_digest(&self.states[i], digest);
+        }
+        out
     }
+}
 
-    /// Pads the `len` message bytes at the start of `block` and hashes them
-    /// from a state that has absorbed one block (a pad), into `digest`.
-    fn final_block(&mut self, len: usize) {
-        assert!(len <= MAX_ONE_BLOCK, "HMAC input longer than one block");
-        self.block[len] = 0x80;
-        // The pad block plus the message, in bits.
-        let bits = ((BLOCK + len) as u64) * 8;
-        self.block[BLOCK - 8..].copy_from_slice(&bits.to_be_bytes());
-        sha2::block_api::compress256(&mut self.state, std::slice::from_ref(&self.block));
-        for (chunk, word) in self.digest.chunks_exact_mut(4).zip(self.state) {
-            chunk.copy_from_slice(&word.to_be_bytes());
-        }
+fn compress(state: &mut [u32; 8], block: &[u8; BLOCK]) {
+    sha2::block_api::compress256(state, std::slice::from_ref(block));
+}
+
+/// Zeroes `block` and writes the concatenated `parts` at its start; returns their length.
+fn pad_block(block: &mut [u8; BLOCK], parts: &[&[u8]]) -> usize {
+    block.fill(0);
+    let mut len = 0;
+    for part in parts {
+        block[len..len + part.len()].copy_from_slice(part);
+        len += part.len();
+    }
+    len
+}
+
+/// Adds SHA-256's padding after the `len` message bytes at the start of
+/// `block`, for a message that follows one absorbed block (a pad).
+fn finish_block(block: &mut [u8; BLOCK], len: usize) {
+    assert!(len <= MAX_ONE_BLOCK, "HMAC input longer than one block");
+    block[len] = 0x80;
+    let bits = ((BLOCK + len) as u64) * 8;
+    block[BLOCK - 8..].copy_from_slice(&bits.to_be_bytes());
+}
+
+fn write_digest(state: &[u32; 8], out: &mut [u8]) {
+    for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
+        chunk.copy_from_slice(&word.to_be_bytes());
     }
 }
 
@@ -339,10 +388,9 @@ mod tests {
     fn hmac_matches_rfc_4231_case_2() {
         let mut key = [0u8; 32];
         key[..4].copy_from_slice(b"Jefe");
-        let mut s = Schedule::default();
-        s.block[..32].copy_from_slice(&key);
-        s.key_from_block();
-        s.mac(&[b"what do ya want ", b"for nothing?"]);
-        assert_eq!(hex::encode(s.digest), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        let mut s = Schedule::new();
+        s.set_key(&key);
+        let [digest] = s.mac([&[b"what do ya want ", b"for nothing?"]]);
+        assert_eq!(hex::encode(digest), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
     }
 }
