@@ -21,8 +21,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use envelope_core::internals::Gcm;
 use envelope_core::legacy::{InnerEncoding, decrypt_legacy_record, encrypt_legacy_record_for_fixtures};
 use envelope_core::{
-    AeadBackend, DataKey, EncryptionContext, Envelope, ParseOptions, StreamDecryptor, StreamOptions,
-    encrypt_stream_with, seal,
+    AeadBackend, DataKey, EncryptionContext, Envelope, ParseOptions, Plaintext, StreamDecryptor, StreamOptions,
+    encrypt_stream_with, seal, seal_into,
 };
 use rekey_benches::local_materials;
 
@@ -69,6 +69,12 @@ fn records(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("envelope", name), &plaintext, |b, p| {
             b.iter(|| seal(&materials, &context, black_box(p)).expect("seal"));
         });
+        // The same into one output buffer reused from record to record, as
+        // the raw references below reuse theirs.
+        group.bench_with_input(BenchmarkId::new("envelope-into", name), &plaintext, |b, p| {
+            let mut out = Vec::new();
+            b.iter(|| seal_into(&materials, &context, black_box(p), &mut out).expect("seal"));
+        });
         group.bench_with_input(BenchmarkId::new("raw-rustcrypto", name), &plaintext, |b, p| {
             let mut buf = p.clone();
             b.iter(|| gcm.seal_in_place(&[0; 12], b"", black_box(&mut buf)).expect("seal"));
@@ -97,6 +103,14 @@ fn records(c: &mut Criterion) {
             b.iter(|| {
                 let envelope = Envelope::parse(black_box(s), &ParseOptions::default()).expect("parse");
                 envelope.open_plaintext(&materials.data_key).expect("open")
+            });
+        });
+        // The same into one plaintext buffer reused from record to record.
+        group.bench_with_input(BenchmarkId::new("envelope-into", name), &sealed, |b, s| {
+            let mut out = Plaintext::new();
+            b.iter(|| {
+                let envelope = Envelope::parse(black_box(s), &ParseOptions::default()).expect("parse");
+                envelope.open_into(&materials.data_key, &mut out).expect("open");
             });
         });
         // The same through `open`, whose `Zeroizing<Vec<u8>>` is wiped byte by byte.

@@ -17,54 +17,85 @@ use crate::suite::{MESSAGE_ID_LEN, MessageKeys};
 /// [`Error::Format`] when the materials have no or too many encrypted data
 /// keys; [`Error::Io`] when the system random source fails.
 pub fn seal(materials: &Materials, context: &EncryptionContext, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
-    seal_with_message_id(materials, context, plaintext, crate::random::message_id()?)
+    let mut out = Vec::new();
+    seal_into(materials, context, plaintext, &mut out)?;
+    Ok(out)
 }
 
-/// [`seal`] with a chosen message id: for known-answer tests only (through
-/// the `internals` feature). Reusing a message id with the same data key
-/// reuses nonces (MUST 3.3).
+/// [`seal`] into a buffer the caller keeps: `out`'s contents are replaced
+/// by the envelope, and its allocation is reused when it is large enough.
+///
+/// For large records sealed one after another this is the fast way: a
+/// fresh allocation of many megabytes must be zeroed (by the kernel, page
+/// by page) before the cipher writes into it, which costs about as much as
+/// the encryption itself.
+///
+/// # Errors
+/// As [`seal`]; `out` is then empty.
+pub fn seal_into(
+    materials: &Materials,
+    context: &EncryptionContext,
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    seal_with_message_id(materials, context, plaintext, crate::random::message_id()?, out).inspect_err(|_| out.clear())
+}
+
+/// [`seal_into`] with a chosen message id: for known-answer tests only
+/// (through the `internals` feature). Reusing a message id with the same
+/// data key reuses nonces (MUST 3.3).
 pub(crate) fn seal_with_message_id(
     materials: &Materials,
     context: &EncryptionContext,
     plaintext: &[u8],
     message_id: [u8; MESSAGE_ID_LEN],
-) -> Result<Vec<u8>, Error> {
-    let in_place = plaintext.len() < LARGE;
-    let mut head = Vec::with_capacity(HEADER_CAPACITY + if in_place { plaintext.len() + TAG_LEN } else { 0 });
-    let (keys, core_len) = begin_message(
-        &materials.data_key,
-        &materials.encrypted_data_keys,
-        context,
-        BodyForm::SingleShot,
-        message_id,
-        &mut head,
-    )?;
-    let body_start = head.len();
-    let body_end = body_start + plaintext.len();
-    let mut out = if in_place {
-        // One allocation: the header, then the plaintext, encrypted in place.
-        head.reserve_exact(plaintext.len() + TAG_LEN);
-        head.extend_from_slice(plaintext);
-        head.resize(body_end + TAG_LEN, 0);
-        head
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    let header = |out: &mut Vec<u8>| {
+        begin_message(
+            &materials.data_key,
+            &materials.encrypted_data_keys,
+            context,
+            BodyForm::SingleShot,
+            message_id,
+            out,
+        )
+    };
+    let (keys, core_len, body_start) = if plaintext.len() < LARGE {
+        // The header, then the plaintext, encrypted in place: one buffer, no zeroing.
+        out.clear();
+        out.reserve(HEADER_CAPACITY + plaintext.len() + TAG_LEN);
+        let (keys, core_len) = header(out)?;
+        let body_start = out.len();
+        out.extend_from_slice(plaintext);
+        out.extend_from_slice(&[0; TAG_LEN]);
+        (keys, core_len, body_start)
     } else {
-        // A large zeroed allocation often comes as fresh zero pages, and
-        // encrypting from the caller's buffer into it reads the plaintext once.
-        let mut out = vec![0u8; body_end + TAG_LEN];
-        out[..body_start].copy_from_slice(&head);
-        out
+        // Encrypted from the caller's buffer into `out` in one pass, over
+        // whatever `out` held: it is zeroed only where it has to grow.
+        let mut head = Vec::with_capacity(HEADER_CAPACITY);
+        let (keys, core_len) = header(&mut head)?;
+        let total = head.len() + plaintext.len() + TAG_LEN;
+        if out.capacity() < total {
+            // A fresh zeroed allocation usually comes as untouched zero pages.
+            *out = vec![0; total];
+        } else {
+            out.resize(total, 0);
+        }
+        out[..head.len()].copy_from_slice(&head);
+        (keys, core_len, head.len())
     };
     let (head, rest) = out.split_at_mut(body_start);
     let (body, tag_slot) = rest.split_at_mut(plaintext.len());
     let tag = crate::suite::with_single_shot_aad(&head[..core_len], |nonce, aad| {
-        if in_place {
+        if plaintext.len() < LARGE {
             keys.cipher().seal_in_place(nonce, aad, body)
         } else {
             keys.cipher().seal_to(nonce, aad, plaintext, body)
         }
     })?;
     tag_slot.copy_from_slice(&tag);
-    Ok(out)
+    Ok(())
 }
 
 /// Room for a typical header (a few EDKs and context pairs) before the body.
@@ -141,22 +172,35 @@ impl<'a> Envelope<'a> {
     /// [`Error::Authentication`] for a wrong key or any tampering;
     /// [`Error::Format`] for a framed body whose frames are malformed.
     pub fn open_plaintext(&self, data_key: &DataKey) -> Result<Plaintext, Error> {
+        let mut plaintext = Plaintext::new();
+        self.open_into(data_key, &mut plaintext)?;
+        Ok(plaintext)
+    }
+
+    /// [`Envelope::open_plaintext`] into a buffer the caller keeps: `out`'s
+    /// contents are replaced by the plaintext, and its allocation is reused
+    /// when it is large enough (see [`seal_into`] for why that matters for
+    /// large records). The old contents are wiped before any reallocation.
+    ///
+    /// # Errors
+    /// As [`Envelope::open_plaintext`]; `out` then holds only zeros.
+    pub fn open_into(&self, data_key: &DataKey, out: &mut Plaintext) -> Result<(), Error> {
         let keys = MessageKeys::derive(self.header.suite, data_key, &self.header.message_id);
-        keys.check_commitment(&self.header.commitment)?;
+        keys.check_commitment(&self.header.commitment).inspect_err(|_| out.clear())?;
         match self.header.body_form {
             BodyForm::SingleShot => {
                 let (ciphertext, tag) = self.body.split_at(self.body.len() - TAG_LEN);
-                // Decrypted straight from the input into a zeroed buffer: one
-                // pass, and no second copy of the ciphertext.
-                let mut plaintext = Plaintext::zeroed(ciphertext.len());
+                // Decrypted straight from the input: one pass, and no second
+                // copy of the ciphertext.
+                out.set_len_zeroed(ciphertext.len());
                 crate::suite::with_single_shot_aad(self.core, |nonce, aad| {
-                    keys.cipher().open_to(nonce, aad, ciphertext, &tag_array(tag), plaintext.vec_mut())
-                })?;
-                Ok(plaintext)
+                    keys.cipher().open_to(nonce, aad, ciphertext, &tag_array(tag), out)
+                })
             }
             BodyForm::Framed { frame_len } => {
                 let cipher = keys.frame_cipher(self.core);
-                crate::stream::open_frames(&cipher, frame_len, self.body)
+                *out = crate::stream::open_frames(&cipher, frame_len, self.body)?;
+                Ok(())
             }
         }
     }
@@ -183,6 +227,11 @@ impl<'a> Envelope<'a> {
 pub struct Plaintext(Vec<u8>);
 
 impl Plaintext {
+    /// An empty buffer, for [`Envelope::open_into`] to fill.
+    pub fn new() -> Self {
+        Self(Vec::new())
+    }
+
     /// `len` zero bytes: a fresh allocation, so nothing of an earlier one is copied.
     pub(crate) fn zeroed(len: usize) -> Self {
         Self(vec![0; len])
@@ -196,6 +245,23 @@ impl Plaintext {
 
     pub(crate) fn vec_mut(&mut self) -> &mut Vec<u8> {
         &mut self.0
+    }
+
+    /// Makes the contents `len` bytes long, keeping the allocation when it
+    /// is large enough: bytes already there stay until overwritten, new
+    /// ones are zero. A buffer too small is wiped and replaced, never grown
+    /// (growing would leave a copy behind in freed memory).
+    fn set_len_zeroed(&mut self, len: usize) {
+        if self.0.capacity() < len {
+            *self = Self::zeroed(len);
+        } else {
+            self.0.resize(len, 0);
+        }
+    }
+
+    /// Wipes the contents and empties the buffer, keeping its allocation.
+    fn clear(&mut self) {
+        wipe(&mut self.0);
     }
 
     /// The bytes.
@@ -226,6 +292,12 @@ impl std::ops::DerefMut for Plaintext {
 impl AsRef<[u8]> for Plaintext {
     fn as_ref(&self) -> &[u8] {
         &self.0
+    }
+}
+
+impl Default for Plaintext {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

@@ -26,7 +26,9 @@ pub fn seal_with_message_id(
     plaintext: &[u8],
     message_id: [u8; MESSAGE_ID_LEN],
 ) -> Result<Vec<u8>, Error> {
-    crate::envelope::seal_with_message_id(materials, context, plaintext, message_id)
+    let mut out = Vec::new();
+    crate::envelope::seal_with_message_id(materials, context, plaintext, message_id, &mut out)?;
+    Ok(out)
 }
 
 /// [`encrypt_stream`](crate::encrypt_stream) with a chosen message id:

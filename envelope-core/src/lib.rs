@@ -34,7 +34,7 @@ pub use backend::AeadBackend;
 pub use cache::CachePolicy;
 pub use context::{EncryptionContext, MAX_CONTEXT_FIELD_LEN, MAX_CONTEXT_PAIRS};
 pub use encryptor::{Encryptor, EncryptorBuilder, Expect};
-pub use envelope::{Envelope, Plaintext, seal};
+pub use envelope::{Envelope, Plaintext, seal, seal_into};
 pub use error::{Error, FormatError, KeyringError, KeyringErrorKind};
 pub use header::{
     BodyForm, DEFAULT_FRAME_LEN, DEFAULT_MAX_ENCRYPTED_DATA_KEYS, Header, MAGIC, MAX_ENCRYPTED_DATA_KEYS,
