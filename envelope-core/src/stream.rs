@@ -3,8 +3,9 @@
 //!
 //! Frames are independent AES-GCM operations, so large inputs are sealed
 //! and opened on several threads: the calling thread reads batches of
-//! frames, worker threads encrypt or decrypt them in place, and the calling
-//! thread writes them back in order. At most a fixed number of batches is in
+//! frames, worker threads (and the calling thread, when they are all busy)
+//! encrypt or decrypt them in place, and the calling thread writes them back
+//! in order. At most a fixed number of batches is in
 //! flight, so memory stays constant whatever the input's size, and the bytes
 //! written are exactly those of the one-thread loop (the tests compare them).
 
@@ -32,7 +33,7 @@ pub const MAX_STREAMED_SINGLE_SHOT: usize = 256 << 20;
 const BATCH_BYTES: usize = 1 << 20;
 /// The most frames in a batch, so that tiny frames do not make huge batches.
 const MAX_BATCH_FRAMES: usize = 1024;
-/// Batches in flight per worker thread: one being processed, one queued.
+/// Batches in flight per thread: one being processed, one queued.
 const DEPTH: usize = 2;
 /// The most worker threads a stream uses by default.
 const MAX_DEFAULT_THREADS: usize = 8;
@@ -44,8 +45,9 @@ pub struct StreamOptions {
 }
 
 impl StreamOptions {
-    /// `threads` worker threads (at least 1; 1 does all the work on the
-    /// calling thread).
+    /// `threads` threads (at least 1): the calling thread, which also reads
+    /// and writes, and `threads - 1` workers; 1 does all the work on the
+    /// calling thread.
     pub fn with_threads(threads: usize) -> Self {
         Self { threads: threads.max(1) }
     }
@@ -295,13 +297,18 @@ struct Filled {
 }
 
 /// The batch pipeline. `fill` reads the next batch from the input, `process`
-/// encrypts or decrypts it (on a worker thread when there are several), and
-/// `drain` writes it out, in input order, receiving the processing result.
+/// encrypts or decrypts it, and `drain` writes it out, in input order,
+/// receiving the processing result.
 ///
 /// With one thread, or when the first batch is the last, everything runs on
-/// the calling thread. Otherwise `threads` workers each take every
-/// `threads`-th batch, so results come back in order from the workers in
-/// turn, and at most `DEPTH` batches per worker are in flight.
+/// the calling thread. Otherwise `threads - 1` workers are started and the
+/// calling thread, which alone reads and writes, is the last of the
+/// `threads`: each batch it reads goes to a worker with room in its queue
+/// (`DEPTH` batches), or is processed on the spot when every worker is busy.
+/// So no core waits while another has work, and the thread doing the I/O
+/// takes only the share of the cipher work that its I/O leaves it time for.
+/// Each worker answers in the order it was given batches, so reading the
+/// answers in input order needs only a list of where each batch went.
 fn run_batches<B: Send>(
     threads: usize,
     cipher: &FrameCipher,
@@ -311,13 +318,13 @@ fn run_batches<B: Send>(
     mut drain: impl FnMut(&mut B, Result<(), Error>) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let (gcm, aad) = cipher.parts();
+    let mut own_aad = aad.clone();
     let mut first = new_batch();
     let first_fill = fill(&mut first)?;
     if threads <= 1 || first_fill.last {
-        let mut aad = aad.clone();
         let (mut batch, mut filled) = (first, first_fill);
         loop {
-            let result = process(gcm, &mut aad, &mut batch);
+            let result = process(gcm, &mut own_aad, &mut batch);
             drain(&mut batch, result)?;
             if let Some(error) = filled.error {
                 return Err(error);
@@ -329,11 +336,18 @@ fn run_batches<B: Send>(
         }
     }
 
+    /// Where a batch in flight is: with a worker, or already processed here.
+    enum InFlight<B> {
+        Worker(usize),
+        Done(B, Result<(), Error>),
+    }
+
     std::thread::scope(|scope| {
         let process = &process;
-        let mut jobs = Vec::with_capacity(threads);
-        let mut results = Vec::with_capacity(threads);
-        for _ in 0..threads {
+        let workers = threads - 1;
+        let mut jobs = Vec::with_capacity(workers);
+        let mut results = Vec::with_capacity(workers);
+        for _ in 0..workers {
             let (job_tx, job_rx) = mpsc::channel::<B>();
             let (result_tx, result_rx) = mpsc::channel::<(B, Result<(), Error>)>();
             let mut aad = aad.clone();
@@ -351,15 +365,15 @@ fn run_batches<B: Send>(
         }
 
         let window = threads * DEPTH;
+        let mut queued = vec![0usize; workers];
         let mut spare: Vec<B> = Vec::new();
         let mut next_batch = Some((first, first_fill));
         let mut read_error = None;
         let mut input_done = false;
-        let (mut sent, mut received) = (0usize, 0usize);
-        let mut in_flight = VecDeque::new();
+        let mut in_flight = VecDeque::with_capacity(window);
         loop {
-            while !input_done && sent - received < window {
-                let (batch, filled) = match next_batch.take() {
+            while !input_done && in_flight.len() < window {
+                let (mut batch, filled) = match next_batch.take() {
                     Some(ready) => ready,
                     None => {
                         let mut batch = spare.pop().unwrap_or_else(&mut new_batch);
@@ -369,13 +383,27 @@ fn run_batches<B: Send>(
                 };
                 input_done = filled.last || filled.error.is_some();
                 read_error = filled.error;
-                jobs[sent % threads].send(batch).map_err(|_| worker_gone())?;
-                in_flight.push_back(sent % threads);
-                sent += 1;
+                let least_busy = (0..workers).min_by_key(|&w| queued[w]).filter(|&w| queued[w] < DEPTH);
+                match least_busy {
+                    Some(worker) => {
+                        jobs[worker].send(batch).map_err(|_| worker_gone())?;
+                        queued[worker] += 1;
+                        in_flight.push_back(InFlight::Worker(worker));
+                    }
+                    None => {
+                        let result = process(gcm, &mut own_aad, &mut batch);
+                        in_flight.push_back(InFlight::Done(batch, result));
+                    }
+                }
             }
-            let Some(worker) = in_flight.pop_front() else { break };
-            let (mut batch, result) = results[worker].recv().map_err(|_| worker_gone())?;
-            received += 1;
+            let (mut batch, result) = match in_flight.pop_front() {
+                None => break,
+                Some(InFlight::Done(batch, result)) => (batch, result),
+                Some(InFlight::Worker(worker)) => {
+                    queued[worker] -= 1;
+                    results[worker].recv().map_err(|_| worker_gone())?
+                }
+            };
             drain(&mut batch, result)?;
             spare.push(batch);
         }
