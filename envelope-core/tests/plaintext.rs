@@ -49,7 +49,7 @@ fn reused_buffers_hold_exactly_the_latest_record() {
     let materials = materials(&keyring, &context);
     let (mut sealed, mut opened) = (Vec::new(), Plaintext::new());
     for (i, len) in [200_000usize, 70_000, 100, 0, 65_535, 65_536, 300_000, 1].into_iter().enumerate() {
-        let plaintext: Vec<u8> = (0..len).map(|j| (i * 7 + j % 251) as u8).collect();
+        let plaintext: Vec<u8> = (0..len).map(|j| u8::try_from((i * 7 + j) % 251).expect("below 251")).collect();
         seal_into(&materials, &context, &plaintext, &mut sealed).expect("seal");
         let fresh = seal(&materials, &context, &plaintext).expect("seal");
         assert_eq!(sealed.len(), fresh.len(), "{len} bytes");
