@@ -128,14 +128,8 @@ where
 {
     let body_form = BodyForm::framed(frame_len)?;
     let mut head = Vec::new();
-    let (keys, core_len) = begin_message(
-        &materials.data_key,
-        &materials.encrypted_data_keys,
-        context,
-        body_form,
-        message_id,
-        &mut head,
-    )?;
+    let (keys, core_len) =
+        begin_message(&materials.data_key, &materials.encrypted_data_keys, context, body_form, message_id, &mut head)?;
     let cipher = keys.frame_cipher(&head[..core_len]);
     writer.write_all(&head).await?;
 

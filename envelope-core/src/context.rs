@@ -114,28 +114,42 @@ impl EncryptionContext {
 
     /// Reads a canonical encoding, rejecting any other order (MUST 4.1, 4.2).
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, FormatError> {
-        let count = usize::from(r.u16("encryption context count")?);
-        if count > MAX_CONTEXT_PAIRS {
-            return Err(FormatError::TooLong { field: "encryption context", len: count, max: MAX_CONTEXT_PAIRS });
-        }
         let mut pairs = BTreeMap::new();
-        let mut previous: Option<&[u8]> = None;
-        for _ in 0..count {
-            let k = r.vec16("encryption context key", MAX_CONTEXT_FIELD_LEN)?;
-            let v = r.vec16("encryption context value", MAX_CONTEXT_FIELD_LEN)?;
-            if k.is_empty() {
-                return Err(FormatError::EmptyContextKey);
-            }
-            if previous.is_some_and(|p| p >= k) {
-                return Err(FormatError::ContextNotCanonical);
-            }
-            previous = Some(k);
-            let k = std::str::from_utf8(k).map_err(|_| FormatError::NotUtf8("encryption context key"))?;
-            let v = std::str::from_utf8(v).map_err(|_| FormatError::NotUtf8("encryption context value"))?;
+        read_pairs(r, |k, v| {
             pairs.insert(k.to_owned(), v.to_owned());
-        }
+        })?;
         Ok(Self { pairs })
     }
+
+    /// Checks a canonical encoding as [`EncryptionContext::read`] does,
+    /// without copying it out.
+    pub(crate) fn check(r: &mut Reader<'_>) -> Result<(), FormatError> {
+        read_pairs(r, |_, _| {})
+    }
+}
+
+/// Walks an encoded context, checking every rule, and hands each pair to `each`.
+fn read_pairs<'a>(r: &mut Reader<'a>, mut each: impl FnMut(&'a str, &'a str)) -> Result<(), FormatError> {
+    let count = usize::from(r.u16("encryption context count")?);
+    if count > MAX_CONTEXT_PAIRS {
+        return Err(FormatError::TooLong { field: "encryption context", len: count, max: MAX_CONTEXT_PAIRS });
+    }
+    let mut previous: Option<&[u8]> = None;
+    for _ in 0..count {
+        let k = r.vec16("encryption context key", MAX_CONTEXT_FIELD_LEN)?;
+        let v = r.vec16("encryption context value", MAX_CONTEXT_FIELD_LEN)?;
+        if k.is_empty() {
+            return Err(FormatError::EmptyContextKey);
+        }
+        if previous.is_some_and(|p| p >= k) {
+            return Err(FormatError::ContextNotCanonical);
+        }
+        previous = Some(k);
+        let k = std::str::from_utf8(k).map_err(|_| FormatError::NotUtf8("encryption context key"))?;
+        let v = std::str::from_utf8(v).map_err(|_| FormatError::NotUtf8("encryption context value"))?;
+        each(k, v);
+    }
+    Ok(())
 }
 
 impl fmt::Debug for EncryptionContext {

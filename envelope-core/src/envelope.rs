@@ -1,12 +1,14 @@
 //! Whole envelopes in memory: seal and open records, and the parsed form the
 //! rotation engine works on (re-wrap the keys, or open and seal again).
 
+use std::sync::OnceLock;
+
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::aead::TAG_LEN;
 use crate::context::EncryptionContext;
 use crate::error::{Error, FormatError};
-use crate::header::{BodyForm, Header, ParseOptions, begin_message, encode_edks};
+use crate::header::{BodyForm, Header, HeaderView, ParseOptions, begin_message, encode_edks};
 use crate::key::{DataKey, EncryptedDataKey};
 use crate::keyring::Materials;
 use crate::suite::{MESSAGE_ID_LEN, MessageKeys};
@@ -106,11 +108,22 @@ const LARGE: usize = 64 << 10;
 
 /// A parsed envelope borrowing its input: the header, the exact bytes of the
 /// header core, and the body, untouched.
-#[derive(Debug, Clone)]
+///
+/// Parsing checks the whole header but copies nothing out: opening needs
+/// only its fixed-size fields, and the owned [`Header`] (context, key list)
+/// is built the first time [`Envelope::header`] asks for it.
+#[derive(Clone)]
 pub struct Envelope<'a> {
-    header: Header,
+    view: HeaderView<'a>,
+    header: OnceLock<Header>,
     core: &'a [u8],
     body: &'a [u8],
+}
+
+impl std::fmt::Debug for Envelope<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Envelope").field("header", self.header()).field("body_len", &self.body.len()).finish()
+    }
 }
 
 impl<'a> Envelope<'a> {
@@ -120,17 +133,17 @@ impl<'a> Envelope<'a> {
     /// # Errors
     /// A [`FormatError`] saying what is wrong with the header.
     pub fn parse(input: &'a [u8], options: &ParseOptions) -> Result<Self, FormatError> {
-        let (header, core_len, header_len) = Header::parse_prefix(input, options)?;
-        let body = &input[header_len..];
-        if header.body_form == BodyForm::SingleShot && body.len() < TAG_LEN {
+        let view = HeaderView::parse(input, options)?;
+        let body = &input[view.len..];
+        if view.body_form == BodyForm::SingleShot && body.len() < TAG_LEN {
             return Err(FormatError::Truncated("body")); // MUST 6.1
         }
-        Ok(Self { header, core: &input[..core_len], body })
+        Ok(Self { view, header: OnceLock::new(), core: &input[..view.core_len], body })
     }
 
     /// The header.
     pub fn header(&self) -> &Header {
-        &self.header
+        self.header.get_or_init(|| self.view.to_header())
     }
 
     /// The body's length in bytes.
@@ -144,12 +157,7 @@ impl<'a> Envelope<'a> {
     /// # Errors
     /// [`Error::Authentication`] when it is not.
     pub fn verify_data_key(&self, data_key: &DataKey) -> Result<(), Error> {
-        crate::suite::check_commitment_only(
-            self.header.suite,
-            data_key,
-            &self.header.message_id,
-            &self.header.commitment,
-        )
+        crate::suite::check_commitment_only(self.view.suite, data_key, &self.view.message_id, &self.view.commitment)
     }
 
     /// Decrypts the body with `data_key`, checking the commitment first.
@@ -185,9 +193,9 @@ impl<'a> Envelope<'a> {
     /// # Errors
     /// As [`Envelope::open_plaintext`]; `out` then holds only zeros.
     pub fn open_into(&self, data_key: &DataKey, out: &mut Plaintext) -> Result<(), Error> {
-        let keys = MessageKeys::derive(self.header.suite, data_key, &self.header.message_id);
-        keys.check_commitment(&self.header.commitment).inspect_err(|_| out.clear())?;
-        match self.header.body_form {
+        let keys = MessageKeys::derive(self.view.suite, data_key, &self.view.message_id);
+        keys.check_commitment(&self.view.commitment).inspect_err(|_| out.clear())?;
+        match self.view.body_form {
             BodyForm::SingleShot => {
                 let (ciphertext, tag) = self.body.split_at(self.body.len() - TAG_LEN);
                 // Decrypted straight from the input: one pass, and no second

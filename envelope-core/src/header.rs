@@ -98,6 +98,35 @@ impl Header {
     /// A [`FormatError`] saying what is wrong; [`FormatError::Truncated`]
     /// when `input` ends inside the header, so a streaming caller can read more.
     pub fn parse_prefix(input: &[u8], options: &ParseOptions) -> Result<(Self, usize, usize), FormatError> {
+        let view = HeaderView::parse(input, options)?;
+        Ok((view.to_header(), view.core_len, view.len))
+    }
+}
+
+/// A header checked in full without copying anything out: the fixed-size
+/// fields, and the context and key list still encoded, borrowed from the
+/// input. Opening a record needs nothing more, so it allocates nothing for
+/// the header; [`HeaderView::to_header`] builds the owned [`Header`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeaderView<'a> {
+    pub(crate) suite: Suite,
+    pub(crate) body_form: BodyForm,
+    pub(crate) message_id: [u8; MESSAGE_ID_LEN],
+    pub(crate) commitment: [u8; COMMITMENT_LEN],
+    /// The encoded context, from its pair count.
+    context: &'a [u8],
+    /// The encoded key list, after its count.
+    encrypted_data_keys: &'a [u8],
+    encrypted_data_key_count: usize,
+    /// Lengths of the core and of the whole header.
+    pub(crate) core_len: usize,
+    pub(crate) len: usize,
+}
+
+impl<'a> HeaderView<'a> {
+    /// Checks the header at the start of `input` against every rule of the
+    /// format (as [`Header::parse_prefix`], which is built on it).
+    pub(crate) fn parse(input: &'a [u8], options: &ParseOptions) -> Result<Self, FormatError> {
         let mut r = Reader::new(input);
         let magic: [u8; 3] = r.array("magic bytes").map_err(|_| not_envelope_or_truncated(input))?;
         if magic != MAGIC {
@@ -114,7 +143,9 @@ impl Header {
             other => return Err(FormatError::UnknownBodyForm(other)),
         };
         let message_id = r.array("message id")?;
-        let context = EncryptionContext::read(&mut r)?;
+        let context_start = r.position();
+        EncryptionContext::check(&mut r)?;
+        let context = &input[context_start..r.position()];
         let commitment = r.array("commitment")?;
         let core_len = r.position();
 
@@ -126,12 +157,39 @@ impl Header {
         if count == 0 {
             return Err(FormatError::NoEncryptedDataKeys);
         }
-        let mut encrypted_data_keys = Vec::with_capacity(count);
+        let edks_start = r.position();
         for _ in 0..count {
-            encrypted_data_keys.push(EncryptedDataKey::read(&mut r)?);
+            EncryptedDataKey::read_parts(&mut r)?;
         }
-        let header = Self { suite, body_form, message_id, context, commitment, encrypted_data_keys };
-        Ok((header, core_len, r.position()))
+        Ok(Self {
+            suite,
+            body_form,
+            message_id,
+            commitment,
+            context,
+            encrypted_data_keys: &input[edks_start..r.position()],
+            encrypted_data_key_count: count,
+            core_len,
+            len: r.position(),
+        })
+    }
+
+    /// The owned header. Its parts passed [`HeaderView::parse`]'s checks,
+    /// which are the same readers' own, so reading them again cannot fail.
+    pub(crate) fn to_header(self) -> Header {
+        const CHECKED: &str = "checked by HeaderView::parse";
+        let context = EncryptionContext::read(&mut Reader::new(self.context)).expect(CHECKED);
+        let mut r = Reader::new(self.encrypted_data_keys);
+        let encrypted_data_keys =
+            (0..self.encrypted_data_key_count).map(|_| EncryptedDataKey::read(&mut r).expect(CHECKED)).collect();
+        Header {
+            suite: self.suite,
+            body_form: self.body_form,
+            message_id: self.message_id,
+            context,
+            commitment: self.commitment,
+            encrypted_data_keys,
+        }
     }
 }
 

@@ -144,12 +144,21 @@ impl EncryptedDataKey {
     }
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, FormatError> {
+        let (provider_id, key_id, wrapped) = Self::read_parts(r)?;
+        Self::new(provider_id, key_id, wrapped.to_vec())
+    }
+
+    /// Reads one encoded wrapped key, checking every rule, without copying it out.
+    pub(crate) fn read_parts<'a>(r: &mut Reader<'a>) -> Result<(&'a str, &'a str, &'a [u8]), FormatError> {
         let provider = r.vec16("provider id", MAX_PROVIDER_ID_LEN)?;
         let key_id = r.vec16("key id", MAX_KEY_ID_LEN)?;
         let wrapped = r.vec16("wrapped key", MAX_WRAPPED_KEY_LEN)?;
         let provider_id = std::str::from_utf8(provider).map_err(|_| FormatError::NotUtf8("provider id"))?;
         let key_id = std::str::from_utf8(key_id).map_err(|_| FormatError::NotUtf8("key id"))?;
-        Self::new(provider_id, key_id, wrapped.to_vec())
+        if provider_id.is_empty() {
+            return Err(FormatError::Invalid("provider id (empty)"));
+        }
+        Ok((provider_id, key_id, wrapped))
     }
 }
 
