@@ -33,8 +33,13 @@ pub const MAX_STREAMED_SINGLE_SHOT: usize = 256 << 20;
 const BATCH_BYTES: usize = 1 << 20;
 /// The most frames in a batch, so that tiny frames do not make huge batches.
 const MAX_BATCH_FRAMES: usize = 1024;
-/// Batches in flight per thread: one being processed, one queued.
-const DEPTH: usize = 2;
+/// Batches a worker holds at most: one being processed, the rest queued,
+/// enough that it never waits while the calling thread, which also reads
+/// and writes, opens or seals a batch of its own.
+const DEPTH: usize = 4;
+/// The most batches between reading and writing, whatever the thread count:
+/// the bound on a stream's memory (16 MiB of 1 MiB batches).
+const MAX_IN_FLIGHT: usize = 16;
 /// The most worker threads a stream uses by default.
 const MAX_DEFAULT_THREADS: usize = 8;
 
@@ -358,15 +363,38 @@ fn run_batches<B: Send>(
             results.push(result_rx);
         }
 
-        let window = threads * DEPTH;
+        // Batches between reading and writing: each worker's queue, and as
+        // many for the calling thread, so it reads on while the oldest batch
+        // is still with a worker.
+        let window = (threads * DEPTH).min(MAX_IN_FLIGHT);
         let mut queued = vec![0usize; workers];
         let mut spare: Vec<B> = Vec::new();
         let mut next_batch = Some((first, first_fill));
         let mut read_error = None;
         let mut input_done = false;
         let mut in_flight = VecDeque::with_capacity(window);
+        // A worker's answer belongs to the oldest batch it still holds.
+        let settle = |in_flight: &mut VecDeque<InFlight<B>>, worker: usize, (batch, result)| {
+            if let Some(slot) = in_flight.iter_mut().find(|slot| matches!(slot, InFlight::Worker(w) if *w == worker)) {
+                *slot = InFlight::Done(batch, result);
+            }
+        };
         loop {
-            while !input_done && in_flight.len() < window {
+            // Every answer already there: the workers' queues as they are
+            // now, and the oldest batches ready to be written.
+            for (worker, answers) in results.iter().enumerate() {
+                while let Ok(answer) = answers.try_recv() {
+                    settle(&mut in_flight, worker, answer);
+                    queued[worker] -= 1;
+                }
+            }
+            while matches!(in_flight.front(), Some(InFlight::Done(..))) {
+                if let Some(InFlight::Done(mut batch, result)) = in_flight.pop_front() {
+                    drain(&mut batch, result)?;
+                    spare.push(batch);
+                }
+            }
+            if !input_done && in_flight.len() < window {
                 let (mut batch, filled) = match next_batch.take() {
                     Some(ready) => ready,
                     None => {
@@ -389,17 +417,18 @@ fn run_batches<B: Send>(
                         in_flight.push_back(InFlight::Done(batch, result));
                     }
                 }
+                continue;
             }
-            let (mut batch, result) = match in_flight.pop_front() {
+            // The input is done or the window full: wait for the oldest batch.
+            match in_flight.front() {
                 None => break,
-                Some(InFlight::Done(batch, result)) => (batch, result),
-                Some(InFlight::Worker(worker)) => {
+                Some(&InFlight::Worker(worker)) => {
+                    let answer = results[worker].recv().map_err(|_| worker_gone())?;
+                    settle(&mut in_flight, worker, answer);
                     queued[worker] -= 1;
-                    results[worker].recv().map_err(|_| worker_gone())?
                 }
-            };
-            drain(&mut batch, result)?;
-            spare.push(batch);
+                Some(InFlight::Done(..)) => {}
+            }
         }
         read_error.map_or(Ok(()), Err)
     })
