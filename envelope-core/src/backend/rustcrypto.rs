@@ -1,15 +1,22 @@
 //! AES-256-GCM on RustCrypto's `aes-gcm`.
 
+use aes_gcm::aead::consts::U12;
 use aes_gcm::aead::inout::InOutBuf;
-use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit, Nonce, Tag};
+use aes_gcm::{AeadInOut, AesGcm, KeyInit, Nonce, Tag};
 
 use crate::aead::{NONCE_LEN, TAG_LEN};
 
-pub(crate) struct Key(Aes256Gcm);
+/// AES-256-GCM on the encryption half of AES alone: GCM runs the block
+/// cipher forward to open as well as to seal, so the decryption round keys
+/// that `aes_gcm::Aes256Gcm` also derives would be work thrown away for
+/// every message key.
+type Aes256GcmForward = AesGcm<aes::Aes256Enc, U12>;
+
+pub(crate) struct Key(Aes256GcmForward);
 
 impl Key {
     pub(crate) fn new(key: &[u8; 32]) -> Self {
-        Self(Aes256Gcm::new(&(*key).into()))
+        Self(Aes256GcmForward::new(&(*key).into()))
     }
 
     pub(crate) fn seal_in_place(
