@@ -101,10 +101,9 @@ fn key_schedule(
     let suite_id = suite.id().to_be_bytes();
     let mut s = Schedule::extract(data_key, message_id);
     // HKDF-Expand of one block: HMAC(PRK, info || 0x01), for both outputs at once.
-    let [body_key, commitment] =
-        s.mac([&[b"rekey v1 body key", &suite_id, &[1]], &[b"rekey v1 commitment", &suite_id, &[1]]]);
+    s.mac([&[b"rekey v1 body key", &suite_id, &[1]], &[b"rekey v1 commitment", &suite_id, &[1]]]);
     // The commitment is public: it is written into the header.
-    (Zeroizing::new(body_key), commitment)
+    (Zeroizing::new(s.digests[0]), s.digests[1])
 }
 
 /// Checks `data_key` against a stored commitment (MUST 5.2) without
@@ -117,8 +116,8 @@ pub(crate) fn check_commitment_only(
     stored: &[u8; COMMITMENT_LEN],
 ) -> Result<(), Error> {
     let mut s = Schedule::extract(data_key, message_id);
-    let [commitment] = s.mac([&[b"rekey v1 commitment", &suite.id().to_be_bytes(), &[1]]]);
-    commitments_match(&commitment, stored)
+    s.mac([&[b"rekey v1 commitment", &suite.id().to_be_bytes(), &[1]]]);
+    commitments_match(&s.digests[0], stored)
 }
 
 /// Compares two commitments in constant time: the differences of all
@@ -147,9 +146,10 @@ struct Schedule {
     /// The states after the current key's inner and outer pads.
     inner: [u32; 8],
     outer: [u32; 8],
-    /// Two independent chains in flight, and their blocks.
+    /// Two independent chains in flight, their blocks, and the MACs they ended with.
     states: [[u32; 8]; 2],
     blocks: [[u8; BLOCK]; 2],
+    digests: [[u8; 32]; 2],
 }
 
 impl Drop for Schedule {
@@ -160,6 +160,7 @@ impl Drop for Schedule {
         self.outer.as_mut_slice().zeroize();
         self.states.as_flattened_mut().zeroize();
         self.blocks.as_flattened_mut().zeroize();
+        self.digests.as_flattened_mut().zeroize();
     }
 }
 
@@ -168,14 +169,16 @@ impl Schedule {
     fn extract(data_key: &DataKey, message_id: &[u8; MESSAGE_ID_LEN]) -> Self {
         let mut s = Self::new();
         s.set_key(message_id);
-        let [mut prk] = s.mac([&[data_key.expose_secret()]]);
+        s.mac([&[data_key.expose_secret()]]);
+        // The PRK is the next key.
+        let mut prk = s.digests[0];
         s.set_key(&prk);
         prk.as_mut_slice().zeroize();
         s
     }
 
     fn new() -> Self {
-        Self { inner: SHA256_IV, outer: SHA256_IV, states: [[0; 8]; 2], blocks: [[0; BLOCK]; 2] }
+        Self { inner: SHA256_IV, outer: SHA256_IV, states: [[0; 8]; 2], blocks: [[0; BLOCK]; 2], digests: [[0; 32]; 2] }
     }
 
     /// Sets the HMAC key (two compressions, independent of each other).
@@ -192,10 +195,11 @@ impl Schedule {
         compress(&mut self.outer, outer_pad);
     }
 
-    /// HMAC of each message (the concatenation of its parts, at most 55
-    /// bytes: constants or 32-byte values) under the current key: two
-    /// compressions each, the inner ones side by side, then the outer ones.
-    fn mac<const N: usize>(&mut self, messages: [&[&[u8]]; N]) -> [[u8; 32]; N] {
+    /// Leaves in `digests` the HMAC of each message (the concatenation of
+    /// its parts, at most 55 bytes: constants or 32-byte values) under the
+    /// current key: two compressions each, the inner ones side by side, then
+    /// the outer ones.
+    fn mac<const N: usize>(&mut self, messages: [&[&[u8]]; N]) {
         const { assert!(N <= 2, "two chains at a time") };
         for (i, parts) in messages.iter().enumerate() {
             let len = pad_block(&mut self.blocks[i], parts);
@@ -212,12 +216,10 @@ impl Schedule {
             finish_block(block, 32);
             self.states[i] = self.outer;
         }
-        let mut out = [[0u8; 32]; N];
-        for (i, digest) in out.iter_mut().enumerate() {
+        for i in 0..N {
             compress(&mut self.states[i], &self.blocks[i]);
-            write_digest(&self.states[i], digest);
+            write_digest(&self.states[i], &mut self.digests[i]);
         }
-        out
     }
 }
 
@@ -390,7 +392,7 @@ mod tests {
         key[..4].copy_from_slice(b"Jefe");
         let mut s = Schedule::new();
         s.set_key(&key);
-        let [digest] = s.mac([&[b"what do ya want ", b"for nothing?"]]);
-        assert_eq!(hex::encode(digest), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        s.mac([&[b"what do ya want ", b"for nothing?"]]);
+        assert_eq!(hex::encode(s.digests[0]), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
     }
 }
