@@ -191,10 +191,15 @@ impl<'a> Envelope<'a> {
     /// large records). The old contents are wiped before any reallocation.
     ///
     /// # Errors
-    /// As [`Envelope::open_plaintext`]; `out` then holds only zeros.
+    /// As [`Envelope::open_plaintext`]; `out` is then empty, its old
+    /// contents wiped.
     pub fn open_into(&self, data_key: &DataKey, out: &mut Plaintext) -> Result<(), Error> {
+        self.open_into_unwiped(data_key, out).inspect_err(|_| out.clear())
+    }
+
+    fn open_into_unwiped(&self, data_key: &DataKey, out: &mut Plaintext) -> Result<(), Error> {
         let keys = MessageKeys::derive(self.view.suite, data_key, &self.view.message_id);
-        keys.check_commitment(&self.view.commitment).inspect_err(|_| out.clear())?;
+        keys.check_commitment(&self.view.commitment)?;
         match self.view.body_form {
             BodyForm::SingleShot => {
                 let (ciphertext, tag) = self.body.split_at(self.body.len() - TAG_LEN);

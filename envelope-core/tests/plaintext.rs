@@ -92,3 +92,24 @@ fn open_into_a_reused_buffer_leaves_no_plaintext_on_failure() {
     assert!(envelope.open_into(&other.data_key, &mut opened).is_err());
     assert!(opened.is_empty());
 }
+
+/// A framed body that fails part way through leaves nothing of the record
+/// opened before it in the reused buffer.
+#[test]
+fn open_into_a_reused_buffer_leaves_nothing_when_a_framed_body_fails() {
+    let keyring = keyring("k");
+    let context = context(&[]);
+    let materials = materials(&keyring, &context);
+    let mut opened = Plaintext::new();
+    let first = seal(&materials, &context, &[9; 10_000]).expect("seal");
+    Envelope::parse(&first, &ParseOptions::default())
+        .expect("parse")
+        .open_into(&materials.data_key, &mut opened)
+        .expect("open");
+    let mut sealed = framed(&materials, &context, 1000, &[7; 5000]);
+    let last = sealed.len() - 1;
+    sealed[last] ^= 1;
+    let envelope = Envelope::parse(&sealed, &ParseOptions::default()).expect("parse");
+    assert!(matches!(envelope.open_into(&materials.data_key, &mut opened), Err(envelope_core::Error::Authentication)));
+    assert!(opened.iter().all(|&b| b == 0), "the earlier record's plaintext is still in the buffer");
+}
