@@ -10,7 +10,7 @@
 //! written are exactly those of the one-thread loop (the tests compare them).
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::sync::{OnceLock, mpsc};
 
 use crate::aead::{Gcm, TAG_LEN};
@@ -677,10 +677,11 @@ fn decrypt_frames(
         |batch| source.fill(batch),
         |cipher, aad, batch| batch.open(cipher, aad),
         |batch, opened| {
-            for frame in &batch.frames[..batch.verified] {
-                writer.write_all(&batch.buf[frame.start..frame.start + frame.len])?;
-                total += frame.len as u64;
-            }
+            let verified = &batch.frames[..batch.verified];
+            let mut plaintexts: Vec<IoSlice<'_>> =
+                verified.iter().map(|frame| IoSlice::new(&batch.buf[frame.start..frame.start + frame.len])).collect();
+            write_all_vectored(writer, &mut plaintexts)?;
+            total += verified.iter().map(|frame| frame.len as u64).sum::<u64>();
             opened
         },
     )?;
@@ -688,10 +689,73 @@ fn decrypt_frames(
     Ok(total)
 }
 
+/// Writes every slice, in order: a batch's frames in one system call where
+/// the writer can take them so (a file can), not one call per frame.
+fn write_all_vectored(writer: &mut impl Write, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        match writer.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 fn read_exact(reader: &mut impl Read, buf: &mut [u8], field: &'static str) -> Result<(), Error> {
     match reader.read_exact(buf) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(FormatError::Truncated(field).into()),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that takes at most a few bytes a call, from one slice or
+    /// across several, and is interrupted now and then.
+    struct Trickle {
+        out: Vec<u8>,
+        calls: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.calls.is_multiple_of(3) {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let mut room = 7;
+            for buf in bufs {
+                let n = buf.len().min(room);
+                self.out.extend_from_slice(&buf[..n]);
+                room -= n;
+                if room == 0 {
+                    break;
+                }
+            }
+            Ok(7 - room)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn vectored_writes_survive_short_writes_and_interruptions() {
+        let parts: [&[u8]; 5] = [b"frame one", b"", b"2", b"the third frame, longer than the rest", b"end"];
+        let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+        let mut writer = Trickle { out: Vec::new(), calls: 0 };
+        write_all_vectored(&mut writer, &mut slices).expect("write");
+        assert_eq!(writer.out, parts.concat());
     }
 }

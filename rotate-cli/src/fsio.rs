@@ -186,6 +186,10 @@ impl Write for AtomicFile {
         self.writer.as_mut().ok_or_else(|| io::Error::other("already committed"))?.write(buf)
     }
 
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.writer.as_mut().ok_or_else(|| io::Error::other("already committed"))?.write_vectored(bufs)
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         self.writer.as_mut().map_or(Ok(()), Write::flush)
     }

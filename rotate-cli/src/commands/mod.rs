@@ -97,6 +97,13 @@ impl Write for Output {
         }
     }
 
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Self::File(f) => f.write_vectored(bufs),
+            Self::Stdout(s) => s.write_vectored(bufs),
+        }
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Self::File(f) => f.flush(),
