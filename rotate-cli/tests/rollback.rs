@@ -11,6 +11,17 @@ use rotate_cli::engine::journal::{self, Entry, Journal, Undo};
 
 const N: usize = 24;
 
+/// The tests of this file run one at a time. A journal's lock is an `flock`
+/// on an open file, and a child that one test spawns holds a copy of every
+/// descriptor open in this process until it execs: a journal the other test
+/// had open at that moment would stay locked for that while ("another rekey
+/// run is using ... right now"), which one CI run saw.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Rewraps a vault of `N` files, then adds to its journal what resumed and
 /// retried runs leave: a second `Begin` of a file already done, a `Begin`
 /// then `Abandoned` of a file rekey never replaced (changed by someone
@@ -45,6 +56,7 @@ fn rewrapped_vault_with_a_busy_journal(env: &Env) -> std::path::PathBuf {
 
 #[test]
 fn a_rollback_counts_files_not_journal_entries() {
+    let _serial = one_at_a_time();
     let env = Env::with_keys(&["old", "new"]);
     let before = {
         env.vault(N);
@@ -101,6 +113,7 @@ impl Progress for Recorder {
 
 #[test]
 fn a_rollback_reports_progress_per_file() {
+    let _serial = one_at_a_time();
     let env = Env::with_keys(&["old", "new"]);
     let path = rewrapped_vault_with_a_busy_journal(&env);
     let recorder = Recorder::default();
