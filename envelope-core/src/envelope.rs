@@ -63,7 +63,8 @@ pub(crate) fn seal_with_message_id(
             out,
         )
     };
-    let (keys, core_len, body_start) = if plaintext.len() < LARGE {
+    let in_place = plaintext.len() < LARGE;
+    let (keys, core_len, body_start) = if in_place {
         // The header, then the plaintext, encrypted in place: one buffer, no zeroing.
         out.clear();
         out.reserve(HEADER_CAPACITY + plaintext.len() + TAG_LEN);
@@ -90,7 +91,7 @@ pub(crate) fn seal_with_message_id(
     let (head, rest) = out.split_at_mut(body_start);
     let (body, tag_slot) = rest.split_at_mut(plaintext.len());
     let tag = crate::suite::with_single_shot_aad(&head[..core_len], |nonce, aad| {
-        if plaintext.len() < LARGE {
+        if in_place {
             keys.cipher().seal_in_place(nonce, aad, body)
         } else {
             keys.cipher().seal_to(nonce, aad, plaintext, body)

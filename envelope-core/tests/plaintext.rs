@@ -5,7 +5,7 @@
 mod common;
 
 use common::{context, framed, keyring, materials};
-use envelope_core::{Envelope, ParseOptions, Plaintext, seal, seal_into};
+use envelope_core::{DataKey, Envelope, Error, ParseOptions, Plaintext, seal, seal_into};
 
 #[test]
 fn open_plaintext_matches_open_for_both_body_forms() {
@@ -59,57 +59,39 @@ fn reused_buffers_hold_exactly_the_latest_record() {
     }
 }
 
-#[test]
-fn open_into_a_reused_buffer_leaves_no_plaintext_on_failure() {
-    let keyring = keyring("k");
-    let context = context(&[]);
-    let materials = materials(&keyring, &context);
-    let mut opened = Plaintext::new();
-    let first = seal(&materials, &context, &[9; 100_000]).expect("seal");
-    Envelope::parse(&first, &ParseOptions::default())
-        .expect("parse")
-        .open_into(&materials.data_key, &mut opened)
-        .expect("open");
-    for len in [100_000, 50] {
-        let mut sealed = seal(&materials, &context, &vec![7; len]).expect("seal");
-        let last = sealed.len() - 1;
-        sealed[last] ^= 1;
-        let envelope = Envelope::parse(&sealed, &ParseOptions::default()).expect("parse");
-        let result = envelope.open_into(&materials.data_key, &mut opened);
-        assert!(matches!(result, Err(envelope_core::Error::Authentication)), "{len} bytes");
-        assert!(
-            opened.iter().all(|&b| b == 0),
-            "{len} bytes: the old record's plaintext or unauthenticated bytes remain"
-        );
-    }
-    // A wrong key fails at the commitment, before any decryption: the old record is wiped too.
-    Envelope::parse(&first, &ParseOptions::default())
-        .expect("parse")
-        .open_into(&materials.data_key, &mut opened)
-        .expect("open");
-    let other = common::materials(&common::keyring("other"), &context);
-    let envelope = Envelope::parse(&first, &ParseOptions::default()).expect("parse");
-    assert!(envelope.open_into(&other.data_key, &mut opened).is_err());
-    assert!(opened.is_empty());
+/// Parses `sealed` and opens it into `out`.
+fn open_into(sealed: &[u8], data_key: &DataKey, out: &mut Plaintext) -> Result<(), Error> {
+    Envelope::parse(sealed, &ParseOptions::default()).expect("parse").open_into(data_key, out)
 }
 
-/// A framed body that fails part way through leaves nothing of the record
-/// opened before it in the reused buffer.
+/// `sealed` with its last byte (a tag's) flipped.
+fn tampered(mut sealed: Vec<u8>) -> Vec<u8> {
+    let last = sealed.len() - 1;
+    sealed[last] ^= 1;
+    sealed
+}
+
+/// Every way opening into a buffer that holds an earlier record can fail
+/// (a single-shot tag, larger and smaller than that record; a framed body
+/// part way through; a wrong key, at the commitment) leaves it empty:
+/// nothing of the earlier record and no unauthenticated bytes.
 #[test]
-fn open_into_a_reused_buffer_leaves_nothing_when_a_framed_body_fails() {
+fn open_into_a_reused_buffer_leaves_nothing_on_failure() {
     let keyring = keyring("k");
     let context = context(&[]);
     let materials = materials(&keyring, &context);
+    let other = common::materials(&common::keyring("other"), &context);
+    let earlier = seal(&materials, &context, &[9; 100_000]).expect("seal");
+    let failures = [
+        ("single-shot, larger", tampered(seal(&materials, &context, &[7; 100_000]).expect("seal")), &materials),
+        ("single-shot, smaller", tampered(seal(&materials, &context, &[7; 50]).expect("seal")), &materials),
+        ("framed", tampered(framed(&materials, &context, 1000, &[7; 5000])), &materials),
+        ("wrong key", earlier.clone(), &other),
+    ];
     let mut opened = Plaintext::new();
-    let first = seal(&materials, &context, &[9; 10_000]).expect("seal");
-    Envelope::parse(&first, &ParseOptions::default())
-        .expect("parse")
-        .open_into(&materials.data_key, &mut opened)
-        .expect("open");
-    let mut sealed = framed(&materials, &context, 1000, &[7; 5000]);
-    let last = sealed.len() - 1;
-    sealed[last] ^= 1;
-    let envelope = Envelope::parse(&sealed, &ParseOptions::default()).expect("parse");
-    assert!(matches!(envelope.open_into(&materials.data_key, &mut opened), Err(envelope_core::Error::Authentication)));
-    assert!(opened.iter().all(|&b| b == 0), "the earlier record's plaintext is still in the buffer");
+    for (what, sealed, key) in failures {
+        open_into(&earlier, &materials.data_key, &mut opened).expect("open");
+        assert!(matches!(open_into(&sealed, &key.data_key, &mut opened), Err(Error::Authentication)), "{what}");
+        assert!(opened.is_empty(), "{what}: the buffer still holds {} bytes", opened.len());
+    }
 }

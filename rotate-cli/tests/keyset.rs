@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::Env;
+use common::{Env, endpoint, python};
 use sha2::{Digest, Sha256};
 
 fn sha256(path: &Path) -> String {
@@ -174,17 +174,6 @@ fn the_blogs_records_and_envelopes_are_reencrypted_into_compact_records() {
 }
 
 // ---- against the local KMS server ------------------------------------------
-
-fn endpoint() -> String {
-    std::env::var("REKEY_TEST_ENDPOINT").unwrap_or_else(|_| {
-        panic!("REKEY_TEST_ENDPOINT is not set: these tests need the local KMS server; run them with `bash scripts/test.sh`")
-    })
-}
-
-fn python() -> String {
-    std::env::var("REKEY_TEST_PYTHON")
-        .unwrap_or_else(|_| panic!("REKEY_TEST_PYTHON is not set: run the tests with `bash scripts/test.sh`"))
-}
 
 fn kms(env: &Env, args: &[&str]) -> Output {
     env.cmd(args)

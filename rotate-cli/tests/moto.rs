@@ -4,27 +4,15 @@
 //! made them. Faults moto cannot make (throttling, slow answers) come from a
 //! loopback proxy in front of it (scripts/interop/fault_proxy.py).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+use common::{endpoint, interop_script, python};
 use serde_json::Value;
-
-fn endpoint() -> String {
-    std::env::var("REKEY_TEST_ENDPOINT").unwrap_or_else(|_| {
-        panic!("REKEY_TEST_ENDPOINT is not set: these tests need the local KMS server; run them with `bash scripts/test.sh`")
-    })
-}
-
-fn python() -> String {
-    std::env::var("REKEY_TEST_PYTHON")
-        .unwrap_or_else(|_| panic!("REKEY_TEST_PYTHON is not set: run the tests with `bash scripts/test.sh`"))
-}
-
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/interop").join(name)
-}
 
 struct Env {
     dir: tempfile::TempDir,
@@ -42,7 +30,7 @@ impl Env {
 
     fn py(&self, args: &[&str]) -> String {
         let out = Command::new(python())
-            .arg(script("kms_fixtures.py"))
+            .arg(interop_script("kms_fixtures.py"))
             .args(args)
             .env("AWS_ENDPOINT_URL", &self.endpoint)
             .output()
@@ -329,7 +317,7 @@ struct Proxy {
 impl Proxy {
     fn start(args: &[&str]) -> Self {
         let mut child = Command::new(python())
-            .arg(script("fault_proxy.py"))
+            .arg(interop_script("fault_proxy.py"))
             .arg(endpoint())
             .args(args)
             .stdout(Stdio::piped())

@@ -6,30 +6,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::Env;
-
-fn endpoint() -> String {
-    std::env::var("REKEY_TEST_ENDPOINT").unwrap_or_else(|_| {
-        panic!("REKEY_TEST_ENDPOINT is not set: these tests need the local KMS server; run them with `bash scripts/test.sh`")
-    })
-}
-
-fn python() -> String {
-    std::env::var("REKEY_TEST_PYTHON")
-        .unwrap_or_else(|_| panic!("REKEY_TEST_PYTHON is not set: run the tests with `bash scripts/test.sh`"))
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/interop/kms_fixtures.py")
-}
+use common::{Env, endpoint, interop_script, python};
 
 /// boto3 in `region`: prints what the fixture script prints.
 fn py(region: &str, args: &[&str]) -> String {
     let out = Command::new(python())
-        .arg(fixtures())
+        .arg(interop_script("kms_fixtures.py"))
         .args(["--region", region])
         .args(args)
         .env("AWS_ENDPOINT_URL", endpoint())

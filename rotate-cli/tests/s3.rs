@@ -5,30 +5,16 @@
 //! UpdateObjectEncryption) is shown by a recording proxy in front of it
 //! (scripts/interop/s3_proxy.py).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use common::{endpoint, interop_script, python};
 use serde_json::Value;
-
-fn endpoint() -> String {
-    std::env::var("REKEY_TEST_ENDPOINT").unwrap_or_else(|_| {
-        panic!(
-            "REKEY_TEST_ENDPOINT is not set: these tests need the local KMS and S3 server; run `bash scripts/test.sh`"
-        )
-    })
-}
-
-fn python() -> String {
-    std::env::var("REKEY_TEST_PYTHON")
-        .unwrap_or_else(|_| panic!("REKEY_TEST_PYTHON is not set: run the tests with `bash scripts/test.sh`"))
-}
-
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/interop").join(name)
-}
 
 /// What the AWS SDKs need to reach the local server.
 fn aws_env(endpoint: &str) -> [(&'static str, String); 5] {
@@ -70,7 +56,7 @@ impl Env {
 
     fn run_py(&self, script_name: &str, args: &[&str]) -> String {
         let out = Command::new(python())
-            .arg(script(script_name))
+            .arg(interop_script(script_name))
             .args(args)
             .envs(aws_env(&self.endpoint))
             .output()
@@ -116,7 +102,7 @@ impl Env {
     /// The recording proxy in front of moto; returns it and its URL.
     fn proxy(&self, record: &Path, extra: &[&str]) -> (Proxy, String) {
         let mut child = Command::new(python())
-            .arg(script("s3_proxy.py"))
+            .arg(interop_script("s3_proxy.py"))
             .arg(&self.endpoint)
             .arg("--record")
             .arg(record)

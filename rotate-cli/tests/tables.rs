@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::Env;
+use common::{Env, pg_url, python};
 use rusqlite::Connection;
 use rusqlite::types::Value as Sql;
 use serde_json::Value;
@@ -439,17 +439,6 @@ fn bad_input_is_refused_before_any_write_naming_what_exists() {
 
 // ---------------------------------------------------------------------------
 // PostgreSQL and the local KMS server.
-
-fn pg_url() -> String {
-    std::env::var("REKEY_TEST_PG_URL").unwrap_or_else(|_| {
-        panic!("REKEY_TEST_PG_URL is not set: these tests need PostgreSQL; run `bash scripts/test.sh`")
-    })
-}
-
-fn python() -> String {
-    std::env::var("REKEY_TEST_PYTHON")
-        .unwrap_or_else(|_| panic!("REKEY_TEST_PYTHON is not set: run the tests with `bash scripts/test.sh`"))
-}
 
 fn kms_fixture(env: &Env, args: &[&str]) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/interop/kms_fixtures.py");

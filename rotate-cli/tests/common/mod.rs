@@ -10,6 +10,33 @@ use std::process::{Command, Output, Stdio};
 
 use envelope_core::{Envelope, Keystore, LocalKeyring, ParseOptions, decode_text};
 
+/// A variable `scripts/test.sh` sets for the tests that need its servers;
+/// without it those tests stop with the command that provides them.
+fn set_by_test_sh(name: &str, needs: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: these tests need {needs}; run `bash scripts/test.sh`"))
+}
+
+/// The local KMS and S3 server's endpoint.
+pub fn endpoint() -> String {
+    set_by_test_sh("REKEY_TEST_ENDPOINT", "the local KMS and S3 server")
+}
+
+/// The Python that runs the fixture scripts (with boto3).
+pub fn python() -> String {
+    set_by_test_sh("REKEY_TEST_PYTHON", "the Python environment with boto3")
+}
+
+/// The PostgreSQL server's URL.
+pub fn pg_url() -> String {
+    set_by_test_sh("REKEY_TEST_PG_URL", "PostgreSQL")
+}
+
+/// A script of `scripts/interop` (fixtures, fault and recording proxies).
+pub fn interop_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/interop").join(name)
+}
+
 /// A scratch directory with a keystore, where `rekey` runs.
 pub struct Env {
     pub dir: tempfile::TempDir,
