@@ -14,7 +14,7 @@ use rotate_cli::engine::journal::RunParams;
 use rotate_cli::engine::records::{RecordFormat, RecordSource, StreamSink};
 use rotate_cli::engine::report::{FailureLog, Stop, Summary};
 use rotate_cli::engine::scan::DryRun;
-use rotate_cli::engine::transform::{Mode, Transform};
+use rotate_cli::engine::transform::{Rewrap, Transform};
 use rotate_cli::engine::{Engine, Settings, Shard, Silent};
 
 /// Good items, then bad ones (not envelopes) at the start of the inventory.
@@ -78,8 +78,8 @@ impl Fixture {
         let destination = LocalKeyring::new(self.keystore.load("new").expect("new"));
         let source = LocalKeyring::new(self.keystore.load("old").expect("old"));
         let sources: Vec<Box<dyn Keyring>> = vec![Box::new(source)];
-        let mode = Mode::Rewrap { remove: Vec::new(), add: false };
-        Arc::new(Transform::new(mode, Box::new(destination), sources, ParseOptions::default(), false, dry_run))
+        let strategy = Rewrap::new(Box::new(destination), Vec::new(), false);
+        Arc::new(Transform::new(strategy, sources, ParseOptions::default(), false, dry_run))
     }
 
     async fn run(&self, target: Target, settings: Settings, journal: &str) -> Summary {

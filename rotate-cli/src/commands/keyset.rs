@@ -260,67 +260,6 @@ pub(crate) async fn open(keys: &Keys, file: &Path) -> Result<(Keyset, KeysetHand
     Ok((keyset, handle))
 }
 
-/// Where a `rekey reencrypt --keyset` run writes, as the engine names a
-/// destination (journal, summary, skip checks): the keyset, as the provider
-/// `rekey-keyset` and its id. It wraps nothing; the keyset seals the records.
-pub(crate) struct KeysetDestination {
-    id: String,
-}
-
-impl KeysetDestination {
-    pub(crate) fn new(keyset: &Keyset) -> Self {
-        Self { id: keyset.id().to_string() }
-    }
-
-    fn refuse<T: Send + 'static>() -> envelope_core::KeyringFuture<'static, T> {
-        Box::pin(std::future::ready(Err(envelope_core::KeyringError::new(
-            envelope_core::KeyringErrorKind::Unsupported,
-            "a keyset seals compact records itself; it wraps no data key",
-        ))))
-    }
-}
-
-impl Keyring for KeysetDestination {
-    fn provider_id(&self) -> &str {
-        "rekey-keyset"
-    }
-
-    fn key_id(&self) -> &str {
-        &self.id
-    }
-
-    fn can_unwrap(&self, _edk: &envelope_core::EncryptedDataKey) -> bool {
-        false
-    }
-
-    fn needs_runtime(&self) -> bool {
-        false
-    }
-
-    fn generate<'a>(
-        &'a self,
-        _context: &'a envelope_core::EncryptionContext,
-    ) -> envelope_core::KeyringFuture<'a, (envelope_core::DataKey, envelope_core::EncryptedDataKey)> {
-        Self::refuse()
-    }
-
-    fn wrap<'a>(
-        &'a self,
-        _key: &'a envelope_core::DataKey,
-        _context: &'a envelope_core::EncryptionContext,
-    ) -> envelope_core::KeyringFuture<'a, envelope_core::EncryptedDataKey> {
-        Self::refuse()
-    }
-
-    fn unwrap<'a>(
-        &'a self,
-        _edks: &'a [envelope_core::EncryptedDataKey],
-        _context: &'a envelope_core::EncryptionContext,
-    ) -> envelope_core::KeyringFuture<'a, envelope_core::DataKey> {
-        Self::refuse()
-    }
-}
-
 fn load(file: &Path) -> Result<Keyset, CliError> {
     FileKeysetStore::new(file).load_sync()?.ok_or_else(|| {
         CliError::new(Code::Io, format!("keyset file {} does not exist", file.display()))

@@ -17,7 +17,7 @@ use rotate_cli::engine::records::{RecordFormat, RecordSource, StreamSink};
 use rotate_cli::engine::report::{FailureLog, Stop, Summary};
 use rotate_cli::engine::scan::{DryRun, Expect, ScanSink};
 use rotate_cli::engine::table::{CopyCheck, TableSink, TableSource, TableSpec};
-use rotate_cli::engine::transform::{Mode, Outcome, Transform};
+use rotate_cli::engine::transform::{Outcome, Reencrypt, Rewrap, RewrapBare, Strategy, ToKeyset, Transform};
 use rotate_cli::engine::{Engine, Progress, Settings};
 use serde_json::json;
 
@@ -57,7 +57,7 @@ pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs, action: Action) -> Res
         }
         _ => source_keyrings(keys, &args.from, &args.discovery).await?,
     };
-    let mode = match args.items {
+    let transform = match args.items {
         ItemKind::Envelope => {
             let mut remove = Vec::new();
             for spec in &args.remove {
@@ -65,7 +65,7 @@ pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs, action: Action) -> Res
             }
             params.insert("add".into(), args.add.to_string());
             params.insert("remove".into(), key_ids(&remove));
-            Mode::Rewrap { remove, add: args.add }
+            transform(Rewrap::new(destination, remove, args.add), sources, &args.target)
         }
         ItemKind::Edk => {
             let source_context = parse_context(&args.source_context)?;
@@ -73,7 +73,7 @@ pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs, action: Action) -> Res
                 if args.dest_context.is_empty() { source_context.clone() } else { parse_context(&args.dest_context)? };
             params.insert("source_context".into(), format!("{source_context:?}"));
             params.insert("dest_context".into(), format!("{dest_context:?}"));
-            Mode::RewrapBare { source_context, dest_context }
+            transform(RewrapBare::new(destination, source_context, dest_context), sources, &args.target)
         }
         ItemKind::Legacy => {
             return Err(CliError::usage("legacy records hold no wrapped key to replace")
@@ -82,8 +82,6 @@ pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs, action: Action) -> Res
     };
     params.insert("items".into(), format!("{:?}", args.items).to_lowercase());
     let iam = iam_actions("rewrap", &args.to, &args.from, args.target.verify, local_keys_exist(keys));
-    let transform =
-        Transform::new(mode, destination, sources, ParseOptions::default(), args.target.verify, args.target.dry_run);
     match action {
         Action::Rotate => run(keys, transform, args.target, "rewrap", params, iam, kms_keys(&args.from)).await,
         Action::Verify => verify_copies(transform, args.target).await,
@@ -111,10 +109,8 @@ pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs, action: Action) 
         }
     };
     let sources = keys.decrypting(&args.from, &args.discovery).await?;
-    let mode = Mode::Reencrypt { context, legacy };
     let iam = iam_actions("reencrypt", to, &args.from, args.target.verify, local_keys_exist(keys));
-    let transform =
-        Transform::new(mode, destination, sources, ParseOptions::default(), args.target.verify, args.target.dry_run);
+    let transform = transform(Reencrypt::new(destination, context, legacy), sources, &args.target);
     match action {
         Action::Rotate => run(keys, transform, args.target, "reencrypt", params, iam, kms_keys(&args.from)).await,
         Action::Verify => verify_copies(transform, args.target).await,
@@ -147,20 +143,23 @@ async fn reencrypt_to_keyset(keys: &Keys, args: ReencryptArgs, action: Action) -
     params.insert("items".into(), format!("{:?}", args.items).to_lowercase());
     params.insert("keyset".into(), keyset.id().to_string());
     let sources = keys.decrypting(&args.from, &args.discovery).await?;
-    let destination = Box::new(super::keyset::KeysetDestination::new(&keyset));
-    let mode = Mode::ReencryptToKeyset { keyset: Arc::new(handle), context, legacy, inner };
+    let strategy = ToKeyset::new(Arc::new(handle), keyset.id().to_string(), context, legacy, inner);
     let kms_from = kms_keys(&args.from);
     let iam = if kms_from.is_empty() {
         vec!["none: the keyset's keys are unwrapped once at the start".to_owned()]
     } else {
         vec![format!("kms:Decrypt on {}", kms_from.join(", "))]
     };
-    let transform =
-        Transform::new(mode, destination, sources, ParseOptions::default(), args.target.verify, args.target.dry_run);
+    let transform = transform(strategy, sources, &args.target);
     match action {
         Action::Rotate => run(keys, transform, args.target, "reencrypt", params, iam, kms_from).await,
         Action::Verify => verify_copies(transform, args.target).await,
     }
+}
+
+/// The run's transform: `strategy` with the operator's source keys and the target's settings.
+fn transform(strategy: impl Strategy + 'static, sources: Vec<Box<dyn Keyring>>, target: &TargetArgs) -> Transform {
+    Transform::new(strategy, sources, ParseOptions::default(), target.verify, target.dry_run)
 }
 
 /// `rekey verify`: every copy in the shadow column checked against its
@@ -343,8 +342,7 @@ async fn run(
 ) -> Result<ExitCode, CliError> {
     let inventory = inventory(&target.inventory)?;
     params.insert("operation".into(), operation.into());
-    params
-        .insert("to".into(), format!("{}:{}", transform.destination().provider_id(), transform.destination().key_id()));
+    params.insert("to".into(), transform.destination_label().to_owned());
     params.insert("from".into(), source_keys.join(","));
     params.insert("fields".into(), target.inventory.field.join(","));
     params.insert("columns".into(), target.inventory.column.join(","));
@@ -407,8 +405,10 @@ async fn run(
     let mut preflight = Vec::new();
     if target.dry_run {
         // DescribeKey on the destination and on the KMS source keys named.
-        let destination = (transform.destination().provider_id() == crate::kms::PROVIDER_ID)
-            .then(|| transform.destination().key_id().to_owned());
+        let destination = transform
+            .destination()
+            .filter(|d| d.provider_id() == crate::kms::PROVIDER_ID)
+            .map(|d| d.key_id().to_owned());
         for key in destination.into_iter().chain(source_keys) {
             preflight.push(keys.kms().preflight(&key).await?);
         }

@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::error::{Error, ErrorKind};
+use super::format::Encoding;
 use super::report::Counts;
-use super::transform::Encoding;
 use crate::fsio;
 use envelope_core::{EncryptedDataKey, Envelope, ParseOptions};
 

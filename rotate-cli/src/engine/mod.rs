@@ -13,6 +13,7 @@
 
 pub mod error;
 pub mod files;
+pub mod format;
 pub mod journal;
 pub mod records;
 pub mod report;
@@ -545,10 +546,7 @@ impl Engine {
             if let Some(result) = &item.result {
                 self.progress.item(item);
                 // `-v`: what was done to each item, and under which key.
-                let to = self
-                    .transform
-                    .as_ref()
-                    .map(|t| format!("{}:{}", t.destination().provider_id(), t.destination().key_id()));
+                let to = self.transform.as_ref().map(|t| t.destination_label());
                 match result {
                     Ok(Outcome::Changed { kind, .. }) => {
                         let done = match kind {
@@ -556,7 +554,7 @@ impl Engine {
                             ChangeKind::Reencrypted => "re-encrypted",
                             ChangeKind::FromLegacy => "re-encrypted from legacy CBC",
                         };
-                        tracing::info!("{}: {}: {done} to {}", self.operation, item.name, to.as_deref().unwrap_or("-"));
+                        tracing::info!("{}: {}: {done} to {}", self.operation, item.name, to.unwrap_or("-"));
                     }
                     Ok(other) => tracing::info!(
                         "{}: {}: {}",

@@ -282,7 +282,9 @@ impl Probe {
             .ok()
             .and_then(|t| STANDARD.decode(t.trim_ascii()).ok())
             .unwrap_or_else(|| value.to_vec());
-        let destination = self.transform.destination();
+        let Some(destination) = self.transform.destination() else {
+            return false;
+        };
         let Ok(edk) = EncryptedDataKey::new(destination.provider_id(), destination.key_id(), blob) else {
             return false;
         };

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use envelope_core::{Envelope, ParseOptions, decode_text};
 use serde_json::{Value, json};
 
 use super::error::{Error, ErrorKind, ItemError};
+use super::format::{self, FormatId};
 use super::journal::{Checkpoint, Journal};
 use super::report::Counts;
 use super::{Rejected, Sink, Unit};
@@ -77,7 +77,7 @@ impl ScanReport {
             ("legacy CBC records (unauthenticated; move them with `rekey reencrypt --items legacy`)", self.legacy),
             ("bare data keys", self.bare_keys),
             ("compact keyset records (`rekey keyset list` names their keys)", self.compact),
-            ("malformed envelopes", self.malformed),
+            ("malformed (a known format's magic, but damaged)", self.malformed),
             ("not envelopes", self.not_envelopes),
             ("empty", self.empty),
             ("unreadable", self.unreadable),
@@ -94,42 +94,27 @@ impl ScanReport {
             self.empty += 1;
             return;
         }
-        let text = std::str::from_utf8(bytes).ok().map(str::trim_ascii);
         if expect == Expect::BareKeys {
             self.bare_keys += 1;
             return;
         }
-        let envelope = if bytes.starts_with(&envelope_core::MAGIC) {
-            Some(bytes.to_vec())
-        } else {
-            text.and_then(|t| decode_text(t).ok()).filter(|b| b.starts_with(&envelope_core::MAGIC))
+        let Some(detected) = format::detect(bytes) else {
+            self.not_envelopes += 1;
+            return;
         };
-        if let Some(envelope) = envelope {
-            match Envelope::parse(&envelope, &ParseOptions { max_encrypted_data_keys: 255 }) {
-                Ok(parsed) => {
-                    self.envelopes += 1;
-                    for edk in &parsed.header().encrypted_data_keys {
-                        *self.per_key.entry(format!("{}:{}", edk.provider_id(), edk.key_id())).or_default() += 1;
-                    }
-                }
-                Err(_) => self.malformed += 1,
-            }
+        let description = detected.describe();
+        if description.malformed {
+            self.malformed += 1;
             return;
         }
-        // Before the legacy test: a compact record's 0xC1 first byte is
-        // never the blog's ASCII IV (only a random-IV record may start so).
-        if let Some(record) = text
-            .and_then(|t| decode_text(t).ok())
-            .filter(|b| envelope_core::keyset::looks_like_compact_record(b))
-            .and_then(|b| envelope_core::keyset::CompactRecord::parse(&b).ok().map(|r| r.key_id()))
-        {
-            self.compact += 1;
-            *self.per_key.entry(format!("keyset-key:{record}")).or_default() += 1;
-            return;
+        match detected.format {
+            FormatId::Envelope => self.envelopes += 1,
+            FormatId::Compact => self.compact += 1,
+            FormatId::Legacy => self.legacy += 1,
+            FormatId::BareKey => self.bare_keys += 1,
         }
-        match text {
-            Some(t) if envelope_core::legacy::looks_like_legacy_record(t) => self.legacy += 1,
-            _ => self.not_envelopes += 1,
+        for key in description.keys {
+            *self.per_key.entry(key).or_default() += 1;
         }
     }
 }
