@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::error::{Error, ErrorKind};
-use super::format::Encoding;
+use super::format;
 use super::report::Counts;
 use crate::fsio;
 use envelope_core::{EncryptedDataKey, Envelope, ParseOptions};
@@ -469,7 +469,7 @@ pub fn parse_key_list(text: &str) -> Result<Vec<EncryptedDataKey>, Error> {
 /// with its key list replaced by `edks`, in the same encoding: how a rewrap's
 /// undo record rebuilds the original.
 pub fn with_key_list(item: &[u8], edks: &[EncryptedDataKey]) -> Option<Vec<u8>> {
-    let encoding = Encoding::detect(item);
+    let encoding = format::encoding_of(item);
     let bytes = encoding.decode(item).ok()?;
     let envelope = Envelope::parse(&bytes, &ParseOptions { max_encrypted_data_keys: 255 }).ok()?;
     Some(encoding.encode(&envelope.with_encrypted_data_keys(edks).ok()?))

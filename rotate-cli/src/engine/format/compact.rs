@@ -2,7 +2,7 @@
 
 use envelope_core::keyset::{CompactRecord, looks_like_compact_record};
 
-use super::{CiphertextFormat, Description, FormatId};
+use super::base::{CiphertextFormat, Description, FormatId};
 
 pub(super) struct CompactFormat;
 

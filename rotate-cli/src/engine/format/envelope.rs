@@ -2,7 +2,7 @@
 
 use envelope_core::{Envelope, MAGIC, ParseOptions};
 
-use super::{CiphertextFormat, Description, FormatId};
+use super::base::{CiphertextFormat, Description, FormatId};
 
 /// Wrapped keys read when only describing: every key an envelope may hold.
 const DESCRIBE_OPTIONS: ParseOptions = ParseOptions { max_encrypted_data_keys: 255 };

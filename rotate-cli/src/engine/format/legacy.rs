@@ -3,7 +3,7 @@
 
 use envelope_core::legacy::looks_like_legacy_record;
 
-use super::{CiphertextFormat, Description, FormatId};
+use super::base::{CiphertextFormat, Description, FormatId};
 
 pub(super) struct LegacyFormat;
 

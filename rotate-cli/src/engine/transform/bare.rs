@@ -7,8 +7,12 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use envelope_core::{DataKey, EncryptedDataKey, EncryptionContext, Keyring};
 
-use super::{BoxFuture, ChangeKind, Encoding, Item, Outcome, Proof, Shared, Strategy, label, rewrap_calls, with_row};
+use super::outcome::{ChangeKind, Outcome, Proof};
+use super::shared::{Shared, label, rewrap_calls, with_row};
+use super::strategy::{BoxFuture, Strategy};
+use crate::engine::Item;
 use crate::engine::error::{ItemError, ItemErrorCode};
+use crate::engine::format::Encoding;
 
 /// Re-wraps bare data keys under `destination`.
 pub struct RewrapBare {

@@ -10,9 +10,13 @@ use envelope_core::keyset::{CompactRecord, KeyId, KeysetHandle};
 use envelope_core::legacy::{InnerEncoding, decrypt_legacy_record};
 use envelope_core::{DataKey, EncryptionContext, Envelope, Keyring};
 
+use super::outcome::{ChangeKind, Outcome, Proof};
 use super::reencrypt::legacy_text;
-use super::{BoxFuture, ChangeKind, Encoding, Item, Outcome, Proof, Shared, Strategy, not_an_envelope, with_row};
+use super::shared::{Shared, not_an_envelope, with_row};
+use super::strategy::{BoxFuture, Strategy};
+use crate::engine::Item;
 use crate::engine::error::{ItemError, ItemErrorCode};
+use crate::engine::format::Encoding;
 use crate::engine::format::{self, FormatId};
 
 /// A plaintext that is wiped when dropped.

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use envelope_core::legacy::{InnerEncoding, decrypt_legacy_record};
 use envelope_core::{BodyForm, DataKey, EncryptionContext, Envelope, Keyring, encrypt_stream, seal};
 
-use super::shared::MESSAGES_PER_DATA_KEY;
-use super::{
-    BoxFuture, ChangeKind, Encoding, Item, Outcome, Proof, Shared, Strategy, StreamJob, calls, is_destination,
-    is_remote, label, not_an_envelope, with_row,
+use super::outcome::{ChangeKind, Outcome, Proof, StreamJob};
+use super::shared::{
+    MESSAGES_PER_DATA_KEY, Shared, calls, is_destination, is_remote, label, not_an_envelope, with_row,
 };
+use super::strategy::{BoxFuture, Strategy};
+use crate::engine::Item;
 use crate::engine::error::{ItemError, ItemErrorCode};
+use crate::engine::format::Encoding;
 use crate::engine::format::{self, FormatId};
 
 /// Re-encrypts envelopes (and legacy records) under `destination`.
@@ -230,7 +232,7 @@ pub(super) async fn check_envelope_copy(
     legacy: Option<&(DataKey, InnerEncoding)>,
 ) -> Result<Proof, ItemError> {
     let differs = |what: &str| ItemError::new(ItemErrorCode::VerifyFailed, format!("the copy {what}"));
-    let copy_bytes = Encoding::detect(copy).decode(copy)?;
+    let copy_bytes = format::encoding_of(copy).decode(copy)?;
     let copy_envelope = Envelope::parse(&copy_bytes, &shared.parse)?;
     copy_envelope.header().context.require(&original.context).map_err(|e| {
         ItemError::new(ItemErrorCode::ContextMismatch, format!("{e}: the copy is not bound to its row"))

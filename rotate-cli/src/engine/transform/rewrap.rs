@@ -3,11 +3,13 @@
 
 use envelope_core::{DataKey, EncryptedDataKey, EncryptionContext, Envelope, Keyring};
 
+use super::outcome::{ChangeKind, Outcome, Proof};
 use super::reencrypt::check_envelope_copy;
-use super::{
-    BoxFuture, ChangeKind, Encoding, Item, Outcome, Proof, Shared, Strategy, is_destination, label, rewrap_calls,
-};
+use super::shared::{Shared, is_destination, label, rewrap_calls};
+use super::strategy::{BoxFuture, Strategy};
+use crate::engine::Item;
 use crate::engine::error::{ItemError, ItemErrorCode};
+use crate::engine::format;
 
 /// Re-wraps envelopes under `destination`.
 pub struct Rewrap {
@@ -50,7 +52,7 @@ impl Rewrap {
 
     async fn rewrap(&self, shared: &Shared, item: &[u8], row: &EncryptionContext) -> Result<Outcome, ItemError> {
         let destination = self.destination.as_ref();
-        let encoding = Encoding::detect(item);
+        let encoding = format::encoding_of(item);
         let bytes = encoding.decode(item)?;
         let envelope = Envelope::parse(&bytes, &shared.parse)?;
         let header = envelope.header();
@@ -167,7 +169,7 @@ impl Strategy for Rewrap {
     }
 
     fn plan(&self, shared: &Shared, item: &[u8]) -> Result<bool, ItemError> {
-        let bytes = Encoding::detect(item).decode(item)?;
+        let bytes = format::encoding_of(item).decode(item)?;
         let envelope = Envelope::parse(&bytes, &shared.parse)?;
         let edks = &envelope.header().encrypted_data_keys;
         let needed = self.needed(shared, edks)?;

@@ -10,7 +10,6 @@ use envelope_core::{
 };
 use tokio::sync::OnceCell;
 
-use super::{is_destination, is_remote};
 use crate::engine::error::{ItemError, ItemErrorCode};
 
 /// Items sealed under one data key before a fresh one is generated. Each
@@ -238,4 +237,62 @@ impl<T: Clone> KeyedOnce<T> {
         };
         cell.get_or_try_init(f).await.cloned()
     }
+}
+
+/// `base` with the row's pairs added; a pair that contradicts `base` is an error.
+pub(super) fn with_row(base: &EncryptionContext, row: &EncryptionContext) -> Result<EncryptionContext, ItemError> {
+    let mut out = base.clone();
+    for (k, v) in row.iter() {
+        match base.get(k) {
+            Some(existing) if existing == v => {}
+            Some(_) => {
+                return Err(ItemError::new(
+                    ItemErrorCode::ContextMismatch,
+                    format!("the context pair {k:?} from the row contradicts the one given"),
+                ));
+            }
+            None => out.insert(k, v).map_err(|e| ItemError::input(e.to_string()))?,
+        }
+    }
+    Ok(out)
+}
+
+/// The error for an item no strategy input format claims.
+pub(super) fn not_an_envelope() -> ItemError {
+    ItemError::input("the item is not an envelope (for legacy records pass --items legacy)")
+}
+
+/// Whether `edk` is labelled with `destination`'s key (a label, not proof).
+pub(super) fn is_destination(edk: &EncryptedDataKey, destination: &dyn Keyring) -> bool {
+    edk.provider_id() == destination.provider_id() && edk.key_id() == destination.key_id()
+}
+
+/// `provider:key id` of a keyring, as reports name it.
+pub(super) fn label(keyring: &dyn Keyring) -> String {
+    format!("{}:{}", keyring.provider_id(), keyring.key_id())
+}
+
+/// "call" or "calls".
+pub(super) fn calls(n: usize) -> &'static str {
+    if n == 1 { "call" } else { "calls" }
+}
+
+/// Whether a keyring is remote (costs a request per call); local keys cost none.
+pub(super) fn is_remote(keyring: &dyn Keyring) -> bool {
+    keyring.provider_id() != envelope_core::LOCAL_PROVIDER_ID
+}
+
+/// The forecast of a rewrap: one call per distinct wrapped key (remote keys only).
+pub(super) fn rewrap_calls(
+    destination: &dyn Keyring,
+    shared: &Shared,
+    keys: usize,
+    bound: &str,
+    items: u64,
+) -> Vec<String> {
+    if !(is_remote(destination) || shared.sources_remote()) {
+        return Vec::new();
+    }
+    let verify = if shared.verify && keys > 0 { format!(", and {keys} more to --verify") } else { String::new() };
+    vec![format!("{bound}{keys} re-wrap {} (one per distinct wrapped key, {items} items){verify}", calls(keys))]
 }

@@ -5,11 +5,14 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use envelope_core::legacy::{InnerEncoding, encrypt_legacy_record_for_fixtures};
 use envelope_core::{
-    DataKey, EncryptionContext, Envelope, Keyring, Keystore, LocalKeyring, Materials, ParseOptions, encode_text, seal,
+    DataKey, EncryptedDataKey, EncryptionContext, Envelope, Keyring, Keystore, LocalKeyring, Materials, ParseOptions,
+    encode_text, seal,
 };
 
 use super::*;
+use crate::engine::Item;
 use crate::engine::error::ItemErrorCode;
+use crate::engine::format::Encoding;
 
 /// Two local keys, `old` and `new`, in a throwaway keystore.
 struct Keys {
