@@ -19,10 +19,11 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::error::{Error, ErrorKind, ItemError, ItemErrorCode};
+use super::item::{Item, Unit};
 use super::journal::{self, Checkpoint, Entry, Journal, Undo};
+use super::ports::{Rejected, Sink, Source};
 use super::report::{Counts, Summary};
 use super::transform::{ChangeKind, Outcome, StreamJob};
-use super::{Item, Rejected, Sink, Source, Unit};
 use crate::fsio::{self, AtomicFile};
 
 /// Suffixes of files the engine writes itself and never treats as items.
@@ -604,7 +605,7 @@ fn restore(path: &Path, stamp: Stamp, undo: &Undo, old_sha256: &str) -> Result<b
 ///
 /// # Errors
 /// A journal that cannot be read, is in use, or is of a record stream.
-pub fn rollback(journal_path: &Path, progress: &dyn super::Progress) -> Result<(Summary, Vec<String>), Error> {
+pub fn rollback(journal_path: &Path, progress: &dyn super::ports::Progress) -> Result<(Summary, Vec<String>), Error> {
     let start = std::time::Instant::now();
     let (_lock, entries) = journal::read_locked(journal_path)?;
     if entries.iter().any(|e| matches!(e, Entry::Checkpoint { .. } | Entry::Complete { .. })) {

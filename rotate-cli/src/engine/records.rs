@@ -16,10 +16,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::error::{Error, ErrorKind, ItemError, ItemErrorCode};
+use super::item::{Item, Unit};
 use super::journal::{Checkpoint, Entry, Journal};
+use super::ports::{Rejected, Sink, Source};
 use super::report::Counts;
 use super::transform::Outcome;
-use super::{Item, Rejected, Sink, Source, Unit};
 use crate::fsio;
 
 /// Time between durable checkpoints: a crash costs at most this much work again.

@@ -52,10 +52,11 @@ use globset::GlobSet;
 use serde_json::{Value, json};
 
 use super::error::{Error, ErrorKind, ItemError, ItemErrorCode};
+use super::item::{Item, Unit};
 use super::journal::{self, Checkpoint, Entry, Journal, ObjectUndo, RunParams};
+use super::ports::{Rejected, Sink, Source};
 use super::report::{Counts, Summary};
 use super::transform::{ChangeKind, Outcome, StreamJob, Transform};
-use super::{Item, Rejected, Sink, Source, Unit};
 
 /// S3's limit for one CopyObject: larger objects are copied in parts.
 pub const MAX_SINGLE_COPY: u64 = 5 * 1024 * 1024 * 1024;

@@ -9,9 +9,10 @@ use serde_json::{Value, json};
 
 use super::error::{Error, ErrorKind, ItemError};
 use super::format::{self, FormatId};
+use super::item::Unit;
 use super::journal::{Checkpoint, Journal};
+use super::ports::{Rejected, Sink};
 use super::report::Counts;
-use super::{Rejected, Sink, Unit};
 
 /// What the items are said to be, when they cannot tell themselves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -18,7 +18,7 @@ use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls};
 
-use super::{Cell, Db, Group, KeyValue, Row, TableSpec, quote, quote_table};
+use super::spec::{Cell, Db, Group, KeyValue, Row, TableSpec, quote, quote_table};
 use crate::engine::error::{Error, ErrorKind};
 
 /// How a column's values are stored.
@@ -309,7 +309,7 @@ impl PgDb {
                         Some(KeyValue::Text(s)) => s.clone(),
                         Some(KeyValue::Int(n)) => n.to_string(),
                         Some(KeyValue::Real(f)) => f.to_string(),
-                        Some(KeyValue::Blob(b)) => format!("\\x{}", super::journal::hex(b)),
+                        Some(KeyValue::Blob(b)) => format!("\\x{}", crate::engine::journal::hex(b)),
                         None => String::new(),
                     })
                     .collect()

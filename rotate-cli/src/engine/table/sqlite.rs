@@ -12,7 +12,7 @@ use std::time::Duration;
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params_from_iter};
 
-use super::{Cell, Db, Group, KeyValue, Row, TableSpec, quote, quote_table};
+use super::spec::{Cell, Db, Group, KeyValue, Row, TableSpec, quote, quote_table};
 use crate::engine::error::{Error, ErrorKind};
 
 /// How long a statement waits for another connection's lock.
@@ -238,7 +238,7 @@ fn text(v: ValueRef<'_>) -> Option<String> {
         ValueRef::Integer(i) => Some(i.to_string()),
         ValueRef::Real(f) => Some(f.to_string()),
         ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
-        ValueRef::Blob(b) => Some(super::journal::hex(b)),
+        ValueRef::Blob(b) => Some(crate::engine::journal::hex(b)),
     }
 }
 

@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use super::{Cell, RowUnit};
+use super::spec::{Cell, RowUnit};
 use crate::engine::error::{Error, ErrorKind, ItemError, ItemErrorCode};
+use crate::engine::item::Unit;
 use crate::engine::journal::{Checkpoint, Journal};
+use crate::engine::ports::{Rejected, Sink};
 use crate::engine::report::Counts;
 use crate::engine::transform::{Outcome, Proof, Transform};
-use crate::engine::{Rejected, Sink, Unit};
 
 /// How many copies were proven, and how.
 #[derive(Debug, Default, Clone, Copy)]

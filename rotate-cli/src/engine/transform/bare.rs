@@ -10,9 +10,9 @@ use envelope_core::{DataKey, EncryptedDataKey, EncryptionContext, Keyring};
 use super::outcome::{ChangeKind, Outcome, Proof};
 use super::shared::{Shared, label, rewrap_calls, with_row};
 use super::strategy::{BoxFuture, Strategy};
-use crate::engine::Item;
 use crate::engine::error::{ItemError, ItemErrorCode};
 use crate::engine::format::Encoding;
+use crate::engine::item::Item;
 
 /// Re-wraps bare data keys under `destination`.
 pub struct RewrapBare {

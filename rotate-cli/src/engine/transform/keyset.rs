@@ -14,10 +14,10 @@ use super::outcome::{ChangeKind, Outcome, Proof};
 use super::reencrypt::legacy_text;
 use super::shared::{Shared, not_an_envelope, with_row};
 use super::strategy::{BoxFuture, Strategy};
-use crate::engine::Item;
 use crate::engine::error::{ItemError, ItemErrorCode};
 use crate::engine::format::Encoding;
 use crate::engine::format::{self, FormatId};
+use crate::engine::item::Item;
 
 /// A plaintext that is wiped when dropped.
 type Opened = Box<dyn AsRef<[u8]> + Send + Sync>;

@@ -12,10 +12,10 @@ use super::shared::{
     MESSAGES_PER_DATA_KEY, Shared, calls, is_destination, is_remote, label, not_an_envelope, with_row,
 };
 use super::strategy::{BoxFuture, Strategy};
-use crate::engine::Item;
 use crate::engine::error::{ItemError, ItemErrorCode};
 use crate::engine::format::Encoding;
 use crate::engine::format::{self, FormatId};
+use crate::engine::item::Item;
 
 /// Re-encrypts envelopes (and legacy records) under `destination`.
 pub struct Reencrypt {

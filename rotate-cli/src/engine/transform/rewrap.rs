@@ -7,9 +7,9 @@ use super::outcome::{ChangeKind, Outcome, Proof};
 use super::reencrypt::check_envelope_copy;
 use super::shared::{Shared, is_destination, label, rewrap_calls};
 use super::strategy::{BoxFuture, Strategy};
-use crate::engine::Item;
 use crate::engine::error::{ItemError, ItemErrorCode};
 use crate::engine::format;
+use crate::engine::item::Item;
 
 /// Re-wraps envelopes under `destination`.
 pub struct Rewrap {

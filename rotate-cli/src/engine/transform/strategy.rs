@@ -7,8 +7,8 @@ use envelope_core::{EncryptionContext, Keyring, ParseOptions};
 
 use super::outcome::{ChangeKind, Outcome, Proof};
 use super::shared::Shared;
-use crate::engine::Item;
 use crate::engine::error::ItemError;
+use crate::engine::item::Item;
 
 /// A strategy's future: boxed, so strategies are objects the engine picks at run time.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -10,9 +10,9 @@ use envelope_core::{
 };
 
 use super::*;
-use crate::engine::Item;
 use crate::engine::error::ItemErrorCode;
 use crate::engine::format::Encoding;
+use crate::engine::item::Item;
 
 /// Two local keys, `old` and `new`, in a throwaway keystore.
 struct Keys {

@@ -1,0 +1,521 @@
+//! One run: selection, resume, the preflight, bounded parallelism with
+//! results kept in source order, retries, failures and the summary.
+
+use std::collections::{HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use super::error::{Error, ErrorKind, ItemError};
+use super::item::{Item, Unit};
+use super::journal::{self, Checkpoint, Entry, Journal, RunParams};
+use super::ports::{Progress, Rejected, Sink, Source};
+use super::report::{Counts, FailureLog, Stop, Summary};
+use super::transform::{ChangeKind, Outcome, Transform};
+
+/// A deterministic partition of the units: shard `index` of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard, from 0.
+    pub index: u64,
+    /// How many shards.
+    pub count: u64,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not a shard; write I/N with 0 <= I < N, e.g. 0/4");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u64, u64) = (i.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Self { index, count })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// Engine settings common to every target.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Units in flight at once.
+    pub concurrency: usize,
+    /// Attempts per item for transient faults.
+    pub item_attempts: u32,
+    /// Stop after this many failed items.
+    pub max_failures: Option<u64>,
+    /// Only this percentage of units, chosen by a hash of their id.
+    pub sample_percent: Option<f64>,
+    /// Only this shard of the units, chosen by a hash of their id.
+    pub shard: Option<Shard>,
+    /// Only the first N selected units.
+    pub limit: Option<u64>,
+    /// Plan only: no keyring calls, no writes.
+    pub dry_run: bool,
+    /// Continue the run recorded in the journal.
+    pub resume: bool,
+    /// Transform one item in memory before writing anything, and stop if it
+    /// fails for a reason every item would share (a key or permission problem).
+    pub preflight: bool,
+    /// The journal, with the run's parameters; `None` for dry runs and scans.
+    pub journal: Option<(PathBuf, RunParams)>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            item_attempts: 3,
+            max_failures: None,
+            sample_percent: None,
+            shard: None,
+            limit: None,
+            dry_run: false,
+            resume: false,
+            preflight: true,
+            journal: None,
+        }
+    }
+}
+
+impl Settings {
+    /// Whether a unit is in the sample and the shard. The same units are
+    /// chosen on every run and every machine, so a later full run finishes
+    /// the rest and N shards cover every unit exactly once.
+    pub fn selects(&self, id: &str) -> bool {
+        if self.sample_percent.is_none() && self.shard.is_none() {
+            return true;
+        }
+        let digest = Sha256::digest(id.as_bytes());
+        let in_sample = self.sample_percent.is_none_or(|percent| {
+            let bucket = u64::from(u16::from_be_bytes([digest[0], digest[1]])) % 10_000;
+            (bucket as f64) < percent * 100.0
+        });
+        let in_shard = self.shard.is_none_or(|s| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&digest[8..16]);
+            u64::from_be_bytes(word) % s.count == s.index
+        });
+        in_sample && in_shard
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        if self.concurrency == 0 {
+            return Err(Error::usage("--concurrency must be at least 1"));
+        }
+        if let Some(p) = self.sample_percent
+            && !(0.0..=100.0).contains(&p)
+        {
+            return Err(Error::usage("--sample is a percentage from 0 to 100"));
+        }
+        Ok(())
+    }
+}
+
+/// One run of the engine.
+pub struct Engine {
+    /// `rewrap`, `reencrypt`, `scan`: names the run in reports.
+    pub operation: &'static str,
+    /// The settings.
+    pub settings: Settings,
+    /// What to do to each item; `None` only loads them (scans).
+    pub transform: Option<Arc<Transform>>,
+    /// Where failed items are reported.
+    pub failures: Arc<FailureLog>,
+    /// Progress reports.
+    pub progress: Arc<dyn Progress>,
+    /// Set (by a signal handler) to stop cleanly: no new units, in-flight ones finish.
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// Hash of a unit id, for the resume set: constant size whatever the id.
+fn id_hash(id: &str) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&Sha256::digest(id.as_bytes())[..16]);
+    out
+}
+
+/// What an earlier run of the same journal finished.
+#[derive(Default)]
+struct Resume {
+    done: HashSet<[u8; 16]>,
+    checkpoint: Option<(Checkpoint, Counts)>,
+}
+
+impl Resume {
+    fn from_entries(entries: &[Entry]) -> Result<Self, Error> {
+        let mut resume = Self::default();
+        for entry in entries {
+            match entry {
+                Entry::Done { item } => {
+                    resume.done.insert(id_hash(item));
+                }
+                Entry::Checkpoint { at, counts } => {
+                    resume.checkpoint = Some((at.clone(), *counts));
+                }
+                Entry::Complete { output } => {
+                    return Err(Error::usage(format!("this run already finished and wrote {output}"))
+                        .hint("there is nothing to resume; roll it back or choose another --journal"));
+                }
+                _ => {}
+            }
+        }
+        Ok(resume)
+    }
+}
+
+type Batch<P> = Vec<Unit<P>>;
+
+impl Engine {
+    /// Runs over every unit of `source`, writing through `sink`.
+    ///
+    /// # Errors
+    /// A failure that stops the run: bad settings, the preflight, the
+    /// journal, the inventory, or a sink's ordered write. Item failures do
+    /// not stop it (unless `--max-failures`); they are counted and reported.
+    pub async fn run<S, K>(&self, mut source: S, sink: Arc<K>) -> Result<Summary, Error>
+    where
+        S: Source,
+        K: Sink<S::Payload>,
+    {
+        let start = Instant::now();
+        self.settings.check()?;
+        let mut summary = Summary::new(self.operation);
+        summary.dry_run = self.settings.dry_run;
+        summary.failures = self.failures.path().map(PathBuf::from);
+
+        // What an earlier run did, read before anything is written.
+        let journal_spec = self.settings.journal.as_ref().filter(|_| !self.settings.dry_run);
+        let resume = match journal_spec {
+            Some((path, _)) if self.settings.resume && std::fs::symlink_metadata(path).is_ok() => {
+                Resume::from_entries(&journal::read_locked(path)?.1)?
+            }
+            _ => Resume::default(),
+        };
+        let mut counts = resume.checkpoint.as_ref().map(|(_, c)| *c).unwrap_or_default();
+        if let Some((at, _)) = &resume.checkpoint {
+            source.resume(at)?;
+        }
+        if let Some(total) = source.total() {
+            self.progress.total(total);
+        }
+
+        // Select, and hold back the units up to the first selected one for the preflight.
+        let mut selected = 0u64;
+        let mut done_before = 0u64;
+        let mut pending: VecDeque<Unit<S::Payload>> = VecDeque::new();
+        let mut next = |source: &mut S| -> Result<Option<Unit<S::Payload>>, Error> {
+            let Some(mut unit) = source.next_unit()? else {
+                return Ok(None);
+            };
+            let done = !resume.done.is_empty() && resume.done.contains(&id_hash(&unit.id));
+            unit.selected =
+                !done && self.settings.selects(&unit.id) && self.settings.limit.is_none_or(|l| selected < l);
+            if unit.selected {
+                selected += 1;
+            } else if done {
+                done_before += 1;
+            }
+            Ok(Some(unit))
+        };
+        if self.settings.preflight
+            && let Some(transform) = &self.transform
+        {
+            let mut tried = 0;
+            let mut first_failure = None;
+            while tried < PREFLIGHT_UNITS {
+                let Some(mut unit) = next(&mut source)? else {
+                    break;
+                };
+                if unit.selected {
+                    tried += 1;
+                    match preflight::<S>(transform, &mut unit, self.settings.item_attempts).await {
+                        Ok(()) => {
+                            pending.push_back(unit);
+                            first_failure = None;
+                            break;
+                        }
+                        Err(e) => {
+                            first_failure.get_or_insert(e);
+                        }
+                    }
+                }
+                pending.push_back(unit);
+            }
+            if let Some(e) = first_failure {
+                return Err(e);
+            }
+        }
+
+        // Now, and only now, the journal is created.
+        let journal = match journal_spec {
+            Some((path, params)) => {
+                let (journal, _) = Journal::open(path, self.settings.resume, params)?;
+                summary.journal = Some(path.clone());
+                Some(Arc::new(journal))
+            }
+            None => None,
+        };
+        sink.start(journal.clone(), resume.checkpoint.as_ref().map(|(at, _)| at))?;
+
+        let attempts = self.settings.item_attempts.max(1);
+        // --concurrency tasks in flight, each a batch of units handled in turn.
+        let window = self.settings.concurrency.max(2);
+        let mut in_flight: VecDeque<tokio::task::JoinHandle<Batch<S::Payload>>> = VecDeque::new();
+        let mut exhausted = false;
+        let mut stop = None;
+        loop {
+            // Keep the window full.
+            while !exhausted && stop.is_none() && in_flight.len() < window {
+                if self.cancel.load(Ordering::Relaxed) {
+                    stop = Some(Stop::Interrupted);
+                    break;
+                }
+                let mut batch = Vec::with_capacity(S::BATCH);
+                while batch.len() < S::BATCH {
+                    let unit = match pending.pop_front() {
+                        Some(u) => Some(u),
+                        None => next(&mut source)?,
+                    };
+                    match unit {
+                        Some(u) => batch.push(u),
+                        None => {
+                            exhausted = true;
+                            break;
+                        }
+                    }
+                }
+                if batch.is_empty() {
+                    break;
+                }
+                let transform = self.transform.clone();
+                let sink = Arc::clone(&sink);
+                in_flight.push_back(tokio::spawn(async move {
+                    for unit in &mut batch {
+                        process::<S, K>(transform.as_deref(), &sink, unit, attempts).await;
+                    }
+                    batch
+                }));
+            }
+            let Some(handle) = in_flight.pop_front() else {
+                break;
+            };
+            let batch =
+                handle.await.map_err(|e| Error::new(ErrorKind::Io, format!("internal error: a worker failed: {e}")))?;
+            for unit in batch {
+                self.count(&unit, &mut counts)?;
+                let rejected = sink.commit(unit, &counts)?;
+                self.reject(rejected, &mut counts)?;
+                self.progress.advance(1, counts.failed);
+            }
+            if let Some((read, total)) = source.bytes() {
+                self.progress.bytes(read, total);
+            }
+            if stop.is_none() && self.settings.max_failures.is_some_and(|m| counts.failed >= m) {
+                stop = Some(Stop::MaxFailures);
+            }
+            if stop.is_none() && self.cancel.load(Ordering::Relaxed) {
+                stop = Some(Stop::Interrupted);
+            }
+        }
+        counts.done_before += done_before;
+        counts.not_selected -= done_before.min(counts.not_selected);
+        let complete = stop.is_none();
+        let rejected = sink.finish(complete, &counts)?;
+        self.reject(rejected, &mut counts)?;
+        if let Some(journal) = &journal {
+            journal.sync()?;
+        }
+        self.failures.finish()?;
+        self.progress.finish();
+        summary.counts = counts;
+        summary.stopped = stop;
+        summary.total = source.total();
+        summary.elapsed = start.elapsed();
+        Ok(summary)
+    }
+
+    /// Counts changes an ordered sink could not store as failures.
+    fn reject(&self, rejected: Vec<Rejected>, counts: &mut Counts) -> Result<(), Error> {
+        for r in rejected {
+            counts.unstored(r.kind);
+            self.failures.record(&r.item, self.operation, &r.error, 1)?;
+        }
+        Ok(())
+    }
+
+    /// Counts a unit's results and reports its failures.
+    fn count<P>(&self, unit: &Unit<P>, counts: &mut Counts) -> Result<(), Error> {
+        if !unit.selected {
+            counts.not_selected += u64::from(!unit.items.is_empty() || unit.error.is_none());
+            return Ok(());
+        }
+        if let Some(error) = &unit.error {
+            counts.failed += 1;
+            self.progress.unit_failed(&unit.id, error);
+            return self.failures.record(&unit.id, self.operation, error, 1);
+        }
+        for item in &unit.items {
+            if let Some(result) = &item.result {
+                self.progress.item(item);
+                // `-v`: what was done to each item, and under which key.
+                let to = self.transform.as_ref().map(|t| t.destination_label());
+                match result {
+                    Ok(Outcome::Changed { kind, .. }) => {
+                        let done = match kind {
+                            ChangeKind::Rewrapped => "rewrapped",
+                            ChangeKind::Reencrypted => "re-encrypted",
+                            ChangeKind::FromLegacy => "re-encrypted from legacy CBC",
+                        };
+                        tracing::info!("{}: {}: {done} to {}", self.operation, item.name, to.unwrap_or("-"));
+                    }
+                    Ok(other) => tracing::info!(
+                        "{}: {}: {}",
+                        self.operation,
+                        item.name,
+                        match other {
+                            Outcome::Empty => "empty, left alone",
+                            _ => "already done",
+                        }
+                    ),
+                    Err(_) => {}
+                }
+            }
+            if item.attempts > 1 {
+                counts.retried += 1;
+            }
+            match &item.result {
+                None => {}
+                Some(Ok(Outcome::Skipped)) => counts.skipped += 1,
+                Some(Ok(Outcome::Empty)) => counts.empty += 1,
+                Some(Ok(Outcome::Changed { kind, .. })) => match kind {
+                    ChangeKind::Rewrapped => counts.rewrapped += 1,
+                    ChangeKind::Reencrypted => counts.reencrypted += 1,
+                    ChangeKind::FromLegacy => {
+                        counts.reencrypted += 1;
+                        counts.from_legacy += 1;
+                    }
+                },
+                Some(Err(e)) => {
+                    counts.failed += 1;
+                    self.failures.record(&item.name, self.operation, e, item.attempts)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Loads, transforms and writes one unit, in a worker.
+async fn process<S: Source, K: Sink<S::Payload>>(
+    transform: Option<&Transform>,
+    sink: &K,
+    unit: &mut Unit<S::Payload>,
+    attempts: u32,
+) {
+    if !unit.selected {
+        return;
+    }
+    if let Err(e) = S::load(unit).await {
+        unit.error = Some(e);
+        return;
+    }
+    if let Some(transform) = transform {
+        // Items the source already failed (a missing field) keep their error.
+        for item in unit.items.iter_mut().filter(|i| i.result.is_none()) {
+            let (result, tries) = apply_with_retries(transform, item, attempts).await;
+            item.result = Some(result);
+            item.attempts = tries;
+        }
+    }
+    if let Err(e) = sink.write(unit).await {
+        // The write failed: every change of the unit failed with it.
+        for item in &mut unit.items {
+            if matches!(item.result, Some(Ok(Outcome::Changed { .. }))) {
+                item.result = Some(Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// Units the preflight tries: the run stops only when all of them fail the
+/// same way every item would (a missing `--from`, a key it may not use), so
+/// one odd or forged item cannot stop a run.
+const PREFLIGHT_UNITS: usize = 3;
+
+/// The preflight: one unit's first item transformed in memory; a failure
+/// every item would share is returned before anything is written.
+async fn preflight<S: Source>(transform: &Transform, unit: &mut Unit<S::Payload>, attempts: u32) -> Result<(), Error> {
+    if S::load(unit).await.is_err() {
+        return Ok(());
+    }
+    let Some(item) = unit.items.iter().find(|i| i.result.is_none()) else {
+        return Ok(());
+    };
+    let (result, _) = apply_with_retries(transform, item, attempts).await;
+    match result {
+        Err(e) if e.code.is_systemic() => Err(Error::new(
+            e.keyring.map_or(ErrorKind::Usage, ErrorKind::Keyring),
+            format!("preflight: the first item ({}) cannot be processed: {}", item.name, e.message),
+        )
+        .hint(
+            "nothing was written; check --from, --source-context and the key permissions (a --dry-run shows the plan)",
+        )),
+        _ => {
+            // Loaded again by the worker; the keyring caches make that cheap.
+            unit.items.clear();
+            Ok(())
+        }
+    }
+}
+
+/// Runs `transform` on one item, retrying transient faults with backoff.
+/// Returns the outcome and the attempts made.
+pub async fn apply_with_retries(
+    transform: &Transform,
+    item: &Item,
+    attempts: u32,
+) -> (Result<Outcome, ItemError>, u32) {
+    let mut attempt = 1;
+    loop {
+        match transform.apply(item).await {
+            Err(e) if e.code.is_transient() && attempt < attempts => {
+                let backoff = Duration::from_millis(100u64 << attempt.min(6));
+                tracing::info!(code = %e.code, attempt, "transient failure; retrying the item");
+                tokio::time::sleep(backoff).await;
+                attempt += 1;
+            }
+            result => return (result, attempt),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_partition_the_units_exactly() {
+        let ids: Vec<String> = (0..10_000).map(|i| format!("item {i}")).collect();
+        let mut seen = vec![0u32; ids.len()];
+        for index in 0..4 {
+            let settings = Settings { shard: Some(Shard { index, count: 4 }), ..Settings::default() };
+            for (n, id) in ids.iter().enumerate() {
+                if settings.selects(id) {
+                    seen[n] += 1;
+                }
+            }
+        }
+        assert!(seen.iter().all(|n| *n == 1), "every unit in exactly one shard");
+        assert!("4/4".parse::<Shard>().is_err() && "1/0".parse::<Shard>().is_err() && "x".parse::<Shard>().is_err());
+    }
+}
