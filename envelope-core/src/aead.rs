@@ -16,10 +16,7 @@ use crate::backend::AeadBackend;
 use crate::backend::Engine;
 use crate::error::Error;
 
-/// AES-256-GCM tag length.
-pub const TAG_LEN: usize = 16;
-/// AES-256-GCM nonce length.
-pub const NONCE_LEN: usize = 12;
+pub use crate::backend::{NONCE_LEN, TAG_LEN};
 
 /// AES-256-GCM with a 256-bit key, 96-bit nonces and 128-bit tags, on the
 /// build's default [`AeadBackend`] or a chosen one.
@@ -132,4 +129,11 @@ impl Cbc {
     pub fn encrypt_for_fixtures(key: &[u8; 32], iv: &[u8; 16], plaintext: &[u8]) -> Vec<u8> {
         cbc::Encryptor::<aes::Aes256>::new(&(*key).into(), &(*iv).into()).encrypt_padded_vec::<Pkcs7>(plaintext)
     }
+}
+
+/// A tag slice of the right length as an array (callers have checked the length).
+pub(crate) fn tag_array(tag: &[u8]) -> [u8; TAG_LEN] {
+    let mut out = [0u8; TAG_LEN];
+    out.copy_from_slice(tag);
+    out
 }

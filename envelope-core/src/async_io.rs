@@ -10,12 +10,13 @@
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::aead::TAG_LEN;
+use crate::aead::tag_array;
 use crate::context::EncryptionContext;
 use crate::encryptor::{Encryptor, Expect, Mode};
-use crate::envelope::{Plaintext, tag_array};
 use crate::error::{Error, FormatError};
 use crate::header::{BodyForm, Header, begin_message};
 use crate::keyring::Materials;
+use crate::plaintext::Plaintext;
 use crate::stream::MAX_STREAMED_SINGLE_SHOT;
 use crate::suite::{MESSAGE_ID_LEN, MessageKeys};
 

@@ -9,13 +9,14 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use crate::cache::{Cache, CachePolicy};
 use crate::context::EncryptionContext;
-use crate::envelope::{Envelope, Plaintext, seal};
+use crate::envelope::{Envelope, seal};
 use crate::error::{Error, KeyringError, KeyringErrorKind};
 use crate::header::{DEFAULT_FRAME_LEN, Header, ParseOptions};
 use crate::key::{DataKey, EncryptedDataKey};
 use crate::keyring::{
     Keyring, KeyringFuture, Materials, generate_materials, unwrap_data_key_checked, verify_commitment,
 };
+use crate::plaintext::Plaintext;
 use crate::stream::{StreamDecryptor, StreamOptions, encrypt_stream_with};
 
 /// What a decrypting caller expects of an envelope's encryption context,

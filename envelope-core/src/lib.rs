@@ -24,6 +24,7 @@ mod keyring;
 pub mod keyset;
 pub mod legacy;
 mod local;
+mod plaintext;
 mod random;
 mod stream;
 mod suite;
@@ -34,7 +35,7 @@ pub use backend::AeadBackend;
 pub use cache::CachePolicy;
 pub use context::{EncryptionContext, MAX_CONTEXT_FIELD_LEN, MAX_CONTEXT_PAIRS};
 pub use encryptor::{Encryptor, EncryptorBuilder, Expect};
-pub use envelope::{Envelope, Plaintext, seal, seal_into};
+pub use envelope::{Envelope, seal, seal_into};
 pub use error::{Error, FormatError, KeyringError, KeyringErrorKind};
 pub use header::{
     BodyForm, DEFAULT_FRAME_LEN, DEFAULT_MAX_ENCRYPTED_DATA_KEYS, Header, MAGIC, MAX_ENCRYPTED_DATA_KEYS,
@@ -46,6 +47,7 @@ pub use keyring::{
     unwrap_data_key_checked, verify_commitment,
 };
 pub use local::{KeyInfo, Keystore, LOCAL_PROVIDER_ID, LocalKey, LocalKeyring};
+pub use plaintext::Plaintext;
 pub use stream::{MAX_STREAMED_SINGLE_SHOT, StreamDecryptor, StreamOptions, encrypt_stream, encrypt_stream_with};
 pub use suite::{COMMITMENT_LEN, MESSAGE_ID_LEN, Suite};
 pub use text::{decode_text, encode_text};

@@ -13,13 +13,14 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
 use std::sync::{OnceLock, mpsc};
 
+use crate::aead::tag_array;
 use crate::aead::{Gcm, TAG_LEN};
 use crate::context::EncryptionContext;
-use crate::envelope::{Plaintext, tag_array};
 use crate::error::{Error, FormatError};
 use crate::header::{BodyForm, Header, ParseOptions, begin_message};
 use crate::key::DataKey;
 use crate::keyring::Materials;
+use crate::plaintext::Plaintext;
 use crate::suite::{FrameAad, FrameCipher, MESSAGE_ID_LEN, MessageKeys};
 
 const FINAL_FLAG: u32 = 1 << 31;

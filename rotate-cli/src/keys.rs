@@ -11,52 +11,16 @@
 //! ambiguous; kms-adapter's `KeyRef` parses it, and one run may use keys of
 //! several regions and profiles, each through its own cached client.
 
-use std::path::PathBuf;
-use std::str::FromStr;
+use std::path::{Path, PathBuf};
 
-use envelope_core::{Keyring, Keystore, LocalKeyring};
-use kms_adapter::DiscoveryFilter;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use envelope_core::{DataKey, EncryptedDataKey, Keyring, Keystore, LocalKeyring};
 
 use crate::cli::DiscoveryArgs;
 use crate::exit::{CliError, keystore_error};
+use crate::key_spec::{KeySpec, kms_keys};
 use crate::kms::Kms;
-
-/// A key named on the command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum KeySpec {
-    /// A local keystore key, by name.
-    Local(String),
-    /// An AWS KMS key: id, ARN, alias or alias ARN.
-    Kms(String),
-}
-
-impl FromStr for KeySpec {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.split_once(':') {
-            Some(("local", name)) if !name.is_empty() => Ok(Self::Local(name.to_owned())),
-            Some(("kms", key)) if !key.is_empty() => Ok(Self::Kms(key.to_owned())),
-            _ => Err(format!(
-                "{s:?} is not a key reference; use local:NAME or kms:KEY (key id, ARN or alias/NAME, \
-                 optionally ?region=REGION&profile=NAME)"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for KeySpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Local(name) => write!(f, "local:{name}"),
-            Self::Kms(key) => write!(f, "kms:{key}"),
-        }
-    }
-}
-
-/// The KMS key references among `specs`.
-pub(crate) fn kms_keys(specs: &[KeySpec]) -> Vec<String> {
-    specs.iter().filter_map(|s| if let KeySpec::Kms(k) = s { Some(k.clone()) } else { None }).collect()
-}
 
 /// Where the keys live and how to reach KMS; builds keyrings on demand.
 pub(crate) struct Keys {
@@ -131,30 +95,6 @@ impl Keys {
     }
 }
 
-impl DiscoveryArgs {
-    /// The discovery filter, `None` when discovery is off.
-    ///
-    /// # Errors
-    /// A usage error when discovery is asked for without an account, or
-    /// with a malformed account or partition.
-    pub(crate) fn filter(&self) -> Result<Option<DiscoveryFilter>, CliError> {
-        if !self.kms_discovery {
-            return Ok(None);
-        }
-        if self.discovery_accounts.is_empty() {
-            return Err(discovery_needs_accounts());
-        }
-        DiscoveryFilter::new(&self.discovery_partition, self.discovery_accounts.iter().cloned())
-            .map(Some)
-            .map_err(|e| CliError::usage(format!("--kms-discovery: {}", e.detail)))
-    }
-}
-
-fn discovery_needs_accounts() -> CliError {
-    CliError::usage("--kms-discovery needs --discovery-account: the AWS accounts whose KMS keys may decrypt")
-        .hint("add --discovery-account 111122223333 (repeatable) and, outside the aws partition, --discovery-partition")
-}
-
 /// `$XDG_DATA_HOME/rekey/keys`, else `~/.local/share/rekey/keys`.
 fn default_keystore() -> PathBuf {
     let base = std::env::var_os("XDG_DATA_HOME")
@@ -173,6 +113,42 @@ pub(crate) fn parse_context(pairs: &[String]) -> Result<envelope_core::Encryptio
         ctx.insert(k, v).map_err(|e| CliError::usage(format!("--context {pair:?}: {e}")))?;
     }
     Ok(ctx)
+}
+
+/// The legacy data key from a raw key file, or from its KMS blob (a file,
+/// raw or base64, or base64 text) with the context it was made with; shared
+/// with `rekey keyset import-legacy`.
+pub(crate) async fn legacy_data_key(
+    keys: &Keys,
+    legacy_key_file: Option<&Path>,
+    legacy_edk: Option<&str>,
+    legacy_context: &[String],
+) -> Result<DataKey, CliError> {
+    if let Some(path) = legacy_key_file {
+        let bytes = zeroize::Zeroizing::new(
+            std::fs::read(path).map_err(|e| CliError::io(format!("cannot read {}", path.display()), e))?,
+        );
+        return DataKey::try_from_slice(&bytes)
+            .map_err(|_| CliError::usage("--legacy-key-file must hold exactly 32 bytes"));
+    }
+    let Some(edk) = legacy_edk else {
+        return Err(CliError::usage(
+            "legacy records need their data key: --legacy-edk FILE|BASE64 (or --legacy-key-file)",
+        ));
+    };
+    let blob = match std::fs::read(edk) {
+        Ok(bytes) => match std::str::from_utf8(&bytes).ok().and_then(|t| STANDARD.decode(t.trim_ascii()).ok()) {
+            Some(decoded) => decoded,
+            None => bytes,
+        },
+        Err(_) => STANDARD
+            .decode(edk.trim())
+            .map_err(|_| CliError::usage("--legacy-edk is neither a readable file nor base64"))?,
+    };
+    let context = parse_context(legacy_context)?;
+    let edk = EncryptedDataKey::new(crate::kms::PROVIDER_ID, "", blob)
+        .map_err(|e| CliError::usage(format!("--legacy-edk: {e}")))?;
+    keys.kms().decrypt_bare(&edk, &context).await
 }
 
 #[cfg(test)]

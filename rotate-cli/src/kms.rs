@@ -8,9 +8,9 @@ use kms_adapter::{DiscoveryFilter, Kms as KmsClient, KmsConfig, KmsErrorKind, Km
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
-use crate::cli::{self, KmsArgs};
+use crate::cli::{self, DiscoveryArgs, KmsArgs};
 use crate::exit::{CliError, Code, keyring_code};
-use crate::keys::KeySpec;
+use crate::key_spec::KeySpec;
 
 pub(crate) use kms_adapter::PROVIDER_ID;
 
@@ -53,7 +53,7 @@ impl Kms {
 
     /// A keyring wrapping under `key` that may also unwrap with the KMS keys of `also_unwrap`.
     pub(crate) async fn keyring(&self, key: &str, also_unwrap: &[KeySpec]) -> Result<Box<dyn Keyring>, CliError> {
-        let others: Vec<String> = crate::keys::kms_keys(also_unwrap);
+        let others: Vec<String> = crate::key_spec::kms_keys(also_unwrap);
         let keyring = KmsKeyring::new(self.client().await?.clone(), key, &others).await.map_err(kms_error)?;
         Ok(Box::new(keyring))
     }
@@ -137,4 +137,28 @@ fn kms_error(e: kms_adapter::KmsError) -> CliError {
         Some(hint) => error.hint(hint),
         None => error,
     }
+}
+
+impl DiscoveryArgs {
+    /// The discovery filter, `None` when discovery is off.
+    ///
+    /// # Errors
+    /// A usage error when discovery is asked for without an account, or
+    /// with a malformed account or partition.
+    pub(crate) fn filter(&self) -> Result<Option<DiscoveryFilter>, CliError> {
+        if !self.kms_discovery {
+            return Ok(None);
+        }
+        if self.discovery_accounts.is_empty() {
+            return Err(discovery_needs_accounts());
+        }
+        DiscoveryFilter::new(&self.discovery_partition, self.discovery_accounts.iter().cloned())
+            .map(Some)
+            .map_err(|e| CliError::usage(format!("--kms-discovery: {}", e.detail)))
+    }
+}
+
+fn discovery_needs_accounts() -> CliError {
+    CliError::usage("--kms-discovery needs --discovery-account: the AWS accounts whose KMS keys may decrypt")
+        .hint("add --discovery-account 111122223333 (repeatable) and, outside the aws partition, --discovery-partition")
 }

@@ -4,12 +4,11 @@
 mod cli;
 mod commands;
 mod exit;
+mod key_spec;
 mod keys;
 mod kms;
 mod logging;
 mod ui;
-
-use rotate_cli::fsio as output;
 
 use std::process::ExitCode;
 

@@ -2,7 +2,7 @@
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
-use crate::aead::{NONCE_LEN, TAG_LEN};
+use super::params::{NONCE_LEN, TAG_LEN};
 
 pub(crate) struct Key(LessSafeKey);
 

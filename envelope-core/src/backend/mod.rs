@@ -7,12 +7,13 @@
 //! `aws-lc` cargo feature adds aws-lc-rs and makes it the default, for its
 //! faster AES-GCM (fused AES-NI/VAES and carry-less multiplication).
 
+mod params;
 mod rustcrypto;
 
 #[cfg(feature = "aws-lc")]
 mod aws_lc;
 
-use crate::aead::{NONCE_LEN, TAG_LEN};
+pub use self::params::{NONCE_LEN, TAG_LEN};
 
 /// An implementation of AES-256-GCM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

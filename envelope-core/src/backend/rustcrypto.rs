@@ -4,7 +4,7 @@ use aes_gcm::aead::consts::U12;
 use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::{AeadInOut, AesGcm, KeyInit, Nonce, Tag};
 
-use crate::aead::{NONCE_LEN, TAG_LEN};
+use super::params::{NONCE_LEN, TAG_LEN};
 
 /// AES-256-GCM on the encryption half of AES alone: GCM runs the block
 /// cipher forward to open as well as to seal, so the decryption round keys

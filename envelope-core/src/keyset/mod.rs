@@ -67,11 +67,11 @@ use zeroize::Zeroizing;
 
 use crate::aead::Gcm;
 use crate::context::EncryptionContext;
-use crate::envelope::Plaintext;
 use crate::error::{Error, FormatError, KeyringError, KeyringErrorKind};
 use crate::key::{DATA_KEY_LEN, DataKey, EncryptedDataKey};
 use crate::keyring::{Keyring, unwrap_data_key_checked};
 use crate::legacy::{InnerEncoding, decrypt_legacy_record};
+use crate::plaintext::Plaintext;
 
 pub use file::{KEYSET_FILE_TAG, MAX_KEYSET_FILE_LEN, MAX_KEYSET_KEYS, MAX_WRAPS_PER_KEY};
 pub use record::{

@@ -8,8 +8,8 @@
 use crate::aead::{Gcm, NONCE_LEN, TAG_LEN};
 use crate::codec::Reader;
 use crate::context::EncryptionContext;
-use crate::envelope::Plaintext;
 use crate::error::{Error, FormatError};
+use crate::plaintext::Plaintext;
 
 use super::KeyId;
 

@@ -10,6 +10,7 @@ pub(crate) mod keys;
 pub(crate) mod keyset;
 pub(crate) mod man;
 pub(crate) mod rotate;
+pub(crate) mod run;
 pub(crate) mod s3;
 
 use std::fs::File;
@@ -17,7 +18,7 @@ use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::exit::{CliError, Code};
-use crate::output::AtomicFile;
+use rotate_cli::fsio::AtomicFile;
 
 /// Opens the input: a file, or stdin for none or `-`. On a terminal, stdin
 /// is read after a note saying so: a command waiting silently looks hung.

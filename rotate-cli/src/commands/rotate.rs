@@ -5,30 +5,26 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use envelope_core::legacy::InnerEncoding;
-use envelope_core::{DataKey, EncryptedDataKey, Keyring, ParseOptions};
+use envelope_core::{DataKey, Keyring, ParseOptions};
 use rotate_cli::engine::files::{FileSource, InPlaceSink};
 use rotate_cli::engine::journal::RunParams;
 use rotate_cli::engine::records::{RecordFormat, RecordSource, StreamSink};
-use rotate_cli::engine::report::{FailureLog, Stop, Summary};
+use rotate_cli::engine::report::{FailureLog, Stop};
 use rotate_cli::engine::scan::{DryRun, Expect, ScanSink};
 use rotate_cli::engine::table::{CopyCheck, TableSink, TableSource, TableSpec};
 use rotate_cli::engine::transform::{Outcome, Reencrypt, Rewrap, RewrapBare, Strategy, ToKeyset, Transform};
-use rotate_cli::engine::{Engine, Progress, Settings};
+use rotate_cli::engine::{Engine, Settings};
 use serde_json::json;
 
+use super::run::{INTERRUPTED, cancel_on_signals, check_writable, print_summary, progress, settings};
 use crate::cli::{
     DiscoveryArgs, InventoryArgs, ItemKind, ReencryptArgs, RewrapArgs, RollbackArgs, ScanArgs, TargetArgs,
 };
 use crate::exit::{CliError, Code};
-use crate::keys::{KeySpec, Keys, kms_keys, parse_context};
-
-/// Exit code of a run stopped by SIGINT or SIGTERM, as shells report them.
-const INTERRUPTED: u8 = 130;
+use crate::key_spec::{KeySpec, kms_keys};
+use crate::keys::{Keys, legacy_data_key, parse_context};
 
 /// What a rewrap or reencrypt command line is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -491,170 +487,14 @@ async fn run(
     Ok(if summary.counts.failed > 0 { ExitCode::from(Code::Partial as u8) } else { ExitCode::SUCCESS })
 }
 
-/// Refuses a journal location that cannot be written, before any side effect.
-/// The engine settings the rotation flags ask for (no journal: the caller names it).
-pub(crate) fn settings(target: &TargetArgs) -> Settings {
-    Settings {
-        concurrency: target.concurrency,
-        item_attempts: target.item_attempts,
-        max_failures: target.max_failures,
-        sample_percent: target.sample,
-        shard: target.inventory.shard,
-        limit: target.limit,
-        dry_run: target.dry_run,
-        resume: target.resume,
-        preflight: !target.no_preflight,
-        journal: None,
-    }
-}
-
-pub(crate) fn check_writable(journal: &Path) -> Result<(), CliError> {
-    let dir = match journal.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let meta = std::fs::metadata(dir)
-        .map_err(|e| CliError::io(format!("the journal's directory {} cannot be used", dir.display()), e))?;
-    if meta.permissions().readonly() {
-        return Err(CliError::new(Code::Io, format!("the journal's directory {} is read-only", dir.display()))
-            .hint("choose another place with --journal FILE"));
-    }
-    Ok(())
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    rotate_cli::engine::files::with_suffix(path, suffix)
-}
-
-pub(crate) fn print_summary(summary: &Summary, json: bool, stdout_busy: bool) {
-    let text = if json { summary.to_json().to_string() + "\n" } else { summary.to_text() };
-    if stdout_busy {
-        eprint!("{text}");
-    } else {
-        print!("{text}");
-    }
-}
-
-/// A flag set by SIGINT or SIGTERM: the engine stops taking new units,
-/// finishes those in flight, syncs the journal and returns.
-pub(crate) fn cancel_on_signals() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let set = Arc::clone(&flag);
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-                return;
-            };
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        eprintln!("rekey: stopping: finishing the items in flight (press Ctrl-C again to abandon them)");
-        set.store(true, Ordering::Relaxed);
-    });
-    flag
-}
-
-/// A progress bar on stderr when it is a terminal: over units, or over the
-/// input's bytes for streams.
-struct Bar(indicatif::ProgressBar, AtomicBool);
-
-impl Bar {
-    fn is_bytes(&self) -> bool {
-        self.1.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-impl Progress for Bar {
-    fn total(&self, units: u64) {
-        self.0.set_length(units);
-        self.0.set_style(style("{bar:30} {pos}/{len} {rate} eta {eta} {msg}"));
-    }
-
-    fn advance(&self, units: u64, failed: u64) {
-        if !self.is_bytes() {
-            self.0.inc(units);
-        }
-        if failed > 0 {
-            self.0.set_message(format!("{failed} failed"));
-        }
-    }
-
-    fn bytes(&self, read: u64, total: u64) {
-        if !self.is_bytes() {
-            // The spinner becomes a bar over the input's bytes.
-            self.0.set_length(total);
-            self.0.set_style(style("{bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}"));
-            self.1.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-        self.0.set_position(read);
-    }
-
-    fn finish(&self) {
-        self.0.finish_and_clear();
-    }
-}
-
-fn style(template: &str) -> indicatif::ProgressStyle {
-    crate::ui::bar_style(template)
-}
-
-pub(crate) fn progress(enabled: bool) -> Arc<dyn Progress> {
-    use std::io::IsTerminal;
-    if !enabled || crate::ui::quiet() || !std::io::stderr().is_terminal() {
-        return Arc::new(rotate_cli::engine::Silent);
-    }
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(style("{spinner} {pos} {rate} {msg}"));
-    bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    Arc::new(Bar(bar, AtomicBool::new(false)))
-}
-
 /// The legacy data key: unwrapped once from its KMS ciphertext blob, or
 /// read from a raw key file (tests and offline migrations).
 async fn legacy_key(keys: &Keys, args: &ReencryptArgs) -> Result<DataKey, CliError> {
     legacy_data_key(keys, args.legacy_key_file.as_deref(), args.legacy_edk.as_deref(), &args.legacy_context).await
 }
 
-/// The legacy data key from a raw key file, or from its KMS blob (a file,
-/// raw or base64, or base64 text) with the context it was made with; shared
-/// with `rekey keyset import-legacy`.
-pub(crate) async fn legacy_data_key(
-    keys: &Keys,
-    legacy_key_file: Option<&Path>,
-    legacy_edk: Option<&str>,
-    legacy_context: &[String],
-) -> Result<DataKey, CliError> {
-    if let Some(path) = legacy_key_file {
-        let bytes = zeroize::Zeroizing::new(
-            std::fs::read(path).map_err(|e| CliError::io(format!("cannot read {}", path.display()), e))?,
-        );
-        return DataKey::try_from_slice(&bytes)
-            .map_err(|_| CliError::usage("--legacy-key-file must hold exactly 32 bytes"));
-    }
-    let Some(edk) = legacy_edk else {
-        return Err(CliError::usage(
-            "legacy records need their data key: --legacy-edk FILE|BASE64 (or --legacy-key-file)",
-        ));
-    };
-    let blob = match std::fs::read(edk) {
-        Ok(bytes) => match std::str::from_utf8(&bytes).ok().and_then(|t| STANDARD.decode(t.trim_ascii()).ok()) {
-            Some(decoded) => decoded,
-            None => bytes,
-        },
-        Err(_) => STANDARD
-            .decode(edk.trim())
-            .map_err(|_| CliError::usage("--legacy-edk is neither a readable file nor base64"))?,
-    };
-    let context = parse_context(legacy_context)?;
-    let edk = EncryptedDataKey::new(crate::kms::PROVIDER_ID, "", blob)
-        .map_err(|e| CliError::usage(format!("--legacy-edk: {e}")))?;
-    keys.kms().decrypt_bare(&edk, &context).await
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    rotate_cli::engine::files::with_suffix(path, suffix)
 }
 
 /// Whether the local keystore holds a key: without `--from`, those are the sources.

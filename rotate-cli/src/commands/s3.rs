@@ -20,12 +20,9 @@ use rotate_cli::engine::transform::Transform;
 use rotate_cli::engine::{Engine, Settings};
 use serde_json::json;
 
-use super::rotate::{cancel_on_signals, check_writable, print_summary, progress, settings};
+use super::run::{INTERRUPTED, cancel_on_signals, check_writable, print_summary, progress, settings};
 use crate::cli::{InventoryArgs, S3Args, SseMethodArg, SseRotateArgs};
 use crate::exit::{CliError, Code};
-
-/// Exit code of a run stopped by SIGINT or SIGTERM.
-const INTERRUPTED: u8 = 130;
 
 /// An S3 target named on the command line.
 pub(crate) struct S3Spec {
