@@ -21,6 +21,9 @@ trap 'moto_stop; pg_stop' EXIT
 echo "== cargo fmt"
 cargo fmt --all -- --check
 
+echo "== module cycles"
+python3 scripts/check_module_cycles.py
+
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
