@@ -265,7 +265,7 @@ impl Plaintext {
     /// is large enough: bytes already there stay until overwritten, new
     /// ones are zero. A buffer too small is wiped and replaced, never grown
     /// (growing would leave a copy behind in freed memory).
-    fn set_len_zeroed(&mut self, len: usize) {
+    pub(crate) fn set_len_zeroed(&mut self, len: usize) {
         if self.0.capacity() < len {
             *self = Self::zeroed(len);
         } else {
@@ -274,7 +274,7 @@ impl Plaintext {
     }
 
     /// Wipes the contents and empties the buffer, keeping its allocation.
-    fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         wipe(&mut self.0);
     }
 
