@@ -385,3 +385,68 @@ fn a_wrong_data_key_is_one_opaque_error() {
     let short = PlaintextDataKey::from_slice(&[9; 16]).expect("key");
     assert!(matches!(message.decrypt(&short), Err(Error::Format(_))));
 }
+
+/// Our writer's messages, read by the real Python SDK and CLI under the
+/// strictest policy (scripts/interop/esdk_read.py).
+#[test]
+#[ignore = "needs the Python AWS Encryption SDK: bash scripts/test.sh"]
+fn python_sdk_and_cli_read_our_messages() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = root.join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "no {}: python3 -m venv .venv && .venv/bin/pip install -r scripts/requirements-test.txt",
+        python.display()
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keys = [("key-1", [0x33u8; 32].to_vec()), ("key-2", [0x44u8; 16].to_vec())];
+    let keyrings: Vec<RawAesKeyring> =
+        keys.iter().map(|(name, key)| RawAesKeyring::new("rekey-test", *name, key).expect("keyring")).collect();
+    let mut messages = Vec::new();
+    for suite in writable_suites() {
+        for (frame_len, len) in
+            [(4096u32, 0usize), (4096, 1), (4096, 64), (4096, 4096), (128, 4097), (1, 33), (65536, 200_000)]
+        {
+            let plaintext: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+            let encryptor =
+                Encryptor::new(suite, &context()).expect("encryptor").with_frame_len(frame_len).expect("frame");
+            let key = PlaintextDataKey::generate(suite).expect("random");
+            let wrapped: Vec<_> =
+                keyrings.iter().map(|k| k.wrap(&key, encryptor.encryption_context()).expect("wrap")).collect();
+            let file = format!("{:04x}_frame{frame_len}_{len}.bin", suite.id());
+            let bytes = if len % 2 == 0 {
+                encryptor.encrypt(&key, &wrapped, &plaintext).expect("encrypt")
+            } else {
+                let mut out = Vec::new();
+                encryptor.encrypt_stream(&key, &wrapped, plaintext.as_slice(), &mut out).expect("encrypt");
+                out
+            };
+            std::fs::write(dir.path().join(&file), bytes).expect("write");
+            messages.push(serde_json::json!({
+                "file": file,
+                "suite": format!("0x{:04x}", suite.id()),
+                "plaintext_sha256": sha256_hex(&plaintext),
+                "context": {"tenant": "acme", "purpose": "test"},
+            }));
+        }
+    }
+    let keys_json: serde_json::Map<String, Value> = keys
+        .iter()
+        .map(|(name, key)| {
+            (
+                (*name).to_owned(),
+                serde_json::json!({"namespace": "rekey-test", "name": name, "key_hex": hex::encode(key)}),
+            )
+        })
+        .collect();
+    let manifest = serde_json::json!({"keys": keys_json, "messages": messages});
+    std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).expect("write manifest");
+    let output = std::process::Command::new(&python)
+        .arg(root.join("scripts/interop/esdk_read.py"))
+        .arg(dir.path())
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    eprintln!("{stdout}");
+}

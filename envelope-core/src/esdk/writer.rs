@@ -107,14 +107,13 @@ impl Encryptor {
     ) -> Result<Vec<u8>, Error> {
         let mut out = Vec::new();
         let mut frames = self.begin(data_key, wrapped_keys, &mut out)?;
-        let frame_len = frames.frame_len;
-        let mut chunks = plaintext.chunks(frame_len).peekable();
-        if chunks.peek().is_none() {
-            frames.frame(&[], true, &mut out)?;
+        // Full frames are regular; the final frame holds the rest, possibly
+        // nothing (see `Frames`).
+        let regular = plaintext.len() - plaintext.len() % frames.frame_len;
+        for chunk in plaintext[..regular].chunks_exact(frames.frame_len) {
+            frames.frame(chunk, false, &mut out)?;
         }
-        while let Some(chunk) = chunks.next() {
-            frames.frame(chunk, chunks.peek().is_none(), &mut out)?;
-        }
+        frames.frame(&plaintext[regular..], true, &mut out)?;
         frames.end(&mut out)?;
         Ok(out)
     }
@@ -142,21 +141,15 @@ impl Encryptor {
             Ok(())
         };
         flush(&mut out)?;
-        let (mut current, mut next) = (Plaintext::zeroed(frames.frame_len), Plaintext::zeroed(frames.frame_len));
-        let mut len = fill(&mut input, &mut current)?;
+        let mut current = Plaintext::zeroed(frames.frame_len);
         loop {
-            if len == frames.frame_len {
-                let next_len = fill(&mut input, &mut next)?;
-                if next_len > 0 {
-                    frames.frame(&current, false, &mut out)?;
-                    flush(&mut out)?;
-                    std::mem::swap(&mut current, &mut next);
-                    len = next_len;
-                    continue;
-                }
+            let len = fill(&mut input, &mut current)?;
+            if len < frames.frame_len {
+                frames.frame(&current[..len], true, &mut out)?;
+                break;
             }
-            frames.frame(&current[..len], true, &mut out)?;
-            break;
+            frames.frame(&current, false, &mut out)?;
+            flush(&mut out)?;
         }
         frames.end(&mut out)?;
         flush(&mut out)?;
@@ -205,6 +198,13 @@ fn fill(input: &mut impl Read, buf: &mut [u8]) -> Result<usize, Error> {
 }
 
 /// The body writer: frame sequence numbers (and so nonces) in order.
+///
+/// Every full frame is a regular frame, and the final frame holds what is
+/// left, which is nothing when the plaintext is a whole number of frames.
+/// The spec prefers a full final frame there (`message-body.md`, "Final
+/// Frame": SHOULD, but MAY be 0), but the Python SDK 3.3 refuses a final
+/// frame as long as the frame length, and writes an empty one itself; this
+/// reader accepts both.
 struct Frames {
     cipher: Cipher,
     message_id: [u8; 32],
