@@ -87,6 +87,33 @@ fn decrypt(c: &mut Criterion) {
                 lc.open_separate_gather(nonce, Aad::empty(), black_box(ct), tag.as_ref(), &mut out).expect("open")
             });
         });
+        // The same bytes in frame-sized pieces, one call each, as a framed
+        // message must be opened: what per-call costs add on aws-lc-rs.
+        for piece in [4096usize, 65536] {
+            if size < piece {
+                continue;
+            }
+            let pieces: Vec<(Vec<u8>, Vec<u8>)> = plaintext
+                .chunks(piece)
+                .map(|p| {
+                    let mut c = p.to_vec();
+                    let t = lc
+                        .seal_in_place_separate_tag(Nonce::assume_unique_for_key([0; 12]), Aad::empty(), &mut c)
+                        .expect("seal");
+                    (c, t.as_ref().to_vec())
+                })
+                .collect();
+            let id = BenchmarkId::new(format!("raw aws-lc-rs AES-256-GCM, {piece}-byte pieces"), name);
+            group.bench_with_input(id, &pieces, |b, pieces| {
+                let mut out = vec![0; size];
+                b.iter(|| {
+                    for ((c, t), o) in pieces.iter().zip(out.chunks_mut(piece)) {
+                        let nonce = Nonce::assume_unique_for_key([0; 12]);
+                        lc.open_separate_gather(nonce, Aad::empty(), black_box(c), t, o).expect("open");
+                    }
+                });
+            });
+        }
     }
     group.finish();
 }

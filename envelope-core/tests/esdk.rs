@@ -206,7 +206,7 @@ fn our_messages_read_back_every_way() {
     for suite in writable_suites() {
         for frame_len in [1u32, 16, 4096] {
             for len in [0usize, 1, 15, 16, 17, 64, 4096, 4097, 70_000] {
-                let plaintext: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+                let plaintext: Vec<u8> = (0..len).map(|i| u8::try_from(i % 251).expect("below 251")).collect();
                 let (bytes, _) = write(suite, frame_len, &plaintext);
                 let message = Message::parse(&bytes).expect("parse");
                 assert_eq!((message.version(), message.suite(), message.wrapped_keys().len()), (2, suite, 2));
@@ -407,7 +407,7 @@ fn python_sdk_and_cli_read_our_messages() {
         for (frame_len, len) in
             [(4096u32, 0usize), (4096, 1), (4096, 64), (4096, 4096), (128, 4097), (1, 33), (65536, 200_000)]
         {
-            let plaintext: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+            let plaintext: Vec<u8> = (0..len).map(|i| u8::try_from(i % 253).expect("below 253")).collect();
             let encryptor =
                 Encryptor::new(suite, &context()).expect("encryptor").with_frame_len(frame_len).expect("frame");
             let key = PlaintextDataKey::generate(suite).expect("random");
