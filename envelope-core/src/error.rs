@@ -192,6 +192,16 @@ pub enum Error {
     },
     /// Reading or writing a stream failed.
     Io(std::io::Error),
+    /// An AWS Encryption SDK message uses a suite without key commitment,
+    /// which the default policy refuses (named here).
+    NonCommittingSuite(&'static str),
+    /// The operation needs a cargo feature this build lacks.
+    FeatureRequired {
+        /// What was asked.
+        what: &'static str,
+        /// The feature that provides it.
+        feature: &'static str,
+    },
 }
 
 impl fmt::Display for Error {
@@ -208,6 +218,14 @@ impl fmt::Display for Error {
                 "the envelope's encryption context does not match the expected one (key {key:?} differs, is missing, or is not expected)"
             ),
             Self::Io(e) => write!(f, "I/O error: {e}"),
+            Self::NonCommittingSuite(suite) => write!(
+                f,
+                "the message uses algorithm suite {suite}, which does not commit to its data key; \
+                 it is refused by default (set DecryptOptions::allow_non_committing to read legacy messages)"
+            ),
+            Self::FeatureRequired { what, feature } => {
+                write!(f, "{what} needs envelope-core's `{feature}` cargo feature, which this build lacks")
+            }
         }
     }
 }

@@ -99,3 +99,9 @@ pub fn keyset_file(data: &[u8]) {
         assert_eq!(keyset.to_text(), text, "a parsed keyset must re-encode to its input");
     }
 }
+
+/// Parses an AWS Encryption SDK message; if it parses, re-encodes the
+/// header and checks the bytes match, then tries to decrypt it.
+pub fn esdk_message(data: &[u8]) {
+    crate::esdk::fuzz_message(data);
+}

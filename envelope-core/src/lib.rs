@@ -12,6 +12,7 @@ mod context;
 mod encryptor;
 mod envelope;
 mod error;
+pub mod esdk;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod fuzzing;
