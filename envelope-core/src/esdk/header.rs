@@ -178,6 +178,7 @@ impl HeaderInfo {
 
     /// Writes the header again from its parts: the fuzz target checks this
     /// reproduces the parsed bytes, and it is the layout the writer uses.
+    #[cfg(any(test, feature = "internals"))]
     pub(crate) fn encode(&self, buf: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError> {
         let context: Vec<(&str, &str)> = self.context_pairs(buf).collect();
         let keys: Vec<WrappedKeyRef<'_>> = self.wrapped_keys(buf).collect();

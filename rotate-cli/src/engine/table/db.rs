@@ -2,7 +2,8 @@
 
 use std::sync::mpsc;
 
-use super::postgres::{self, redact_url};
+use super::pg_config::redact_url;
+use super::postgres;
 use super::spec::{Db, TableSpec, sqlite_path};
 use super::sqlite;
 use crate::engine::error::{Error, ErrorKind};

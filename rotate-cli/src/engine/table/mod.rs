@@ -20,6 +20,7 @@
 //! engine's async workers.
 
 mod db;
+mod pg_config;
 mod postgres;
 mod rollback;
 mod sink;
@@ -28,7 +29,7 @@ mod spec;
 mod sqlite;
 mod verify;
 
-pub use self::postgres::redact_url;
+pub use self::pg_config::redact_url;
 pub use self::rollback::{is_table_run, rollback, run_params};
 pub use self::sink::TableSink;
 pub use self::source::TableSource;

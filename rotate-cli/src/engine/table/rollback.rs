@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::db::DbThread;
-use super::postgres::redact_url;
+use super::pg_config::redact_url;
 use super::spec::{Cell, DEFAULT_BATCH_SIZE, Group, KeyValue, TableSpec, Update, key_from_string};
 use crate::engine::error::{Error, ErrorKind};
 use crate::engine::journal::{self, Entry};
