@@ -124,11 +124,13 @@ def resolve(path, module, inline=0):
 def reexports(text):
     """`pub use self::child::{A, B}` in a file: name -> child module name."""
     out = {}
-    for stmt in re.findall(r"\bpub\s+use\s+([^;]+);", text, re.S):
+    for stmt in re.findall(r"\bpub(?:\([^)]*\))?\s+use\s+([^;]+);", text, re.S):
         for use in expand_use_tree(stmt):
             parts = use.split("::")
-            if len(parts) >= 3 and parts[0] == "self":
-                out[parts[-1]] = parts[1]
+            if parts[0] == "self":
+                parts = parts[1:]
+            if len(parts) >= 2:
+                out[parts[-1]] = parts[0]
     return out
 
 
@@ -144,6 +146,12 @@ def edges(modules):
         for m in USE_STMT.finditer(text):
             used += [(u, depths[m.start()]) for u in expand_use_tree(m.group(1))]
         used += [(m.group(1) + m.group(2), depths[m.start()]) for m in CODE_PATH.finditer(text)]
+        # A child module named without `self::` (`use file::X`, `commands::run()`).
+        children = sorted(k[-1] for k in modules if len(k) == len(module) + 1 and k[:-1] == module)
+        if children:
+            bare = re.compile(r"(?<![\w:])(" + "|".join(children) + r")((?:::" + IDENT + r")+)")
+            used += [("self::" + m.group(1) + m.group(2), depths[m.start()]) for m in bare.finditer(text)]
+            used = [("self::" + u, d) if u.split("::")[0] in children else (u, d) for u, d in used]
         for use, inline in used:
             target = resolve(use, module, inline)
             if target is None:

@@ -81,6 +81,6 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Man(args) => commands::man::run(&args),
-        Command::Demo(args) => commands::demo::run(args).await,
+        Command::Demo(args) => commands::demo::run(args, |cli| Box::pin(run(cli))).await,
     }
 }

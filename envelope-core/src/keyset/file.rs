@@ -16,14 +16,14 @@ use base64::engine::general_purpose::STANDARD;
 use crate::error::FormatError;
 use crate::key::{EncryptedDataKey, MAX_KEY_ID_LEN, MAX_PROVIDER_ID_LEN, MAX_WRAPPED_KEY_LEN};
 
-use super::{KEY_COMMITMENT_LEN, KEYSET_ID_LEN, KeyId, KeyPurpose, Keyset, KeysetId, KeysetKey};
+use super::key::{
+    KEY_COMMITMENT_LEN, KEYSET_ID_LEN, KeyId, KeyPurpose, KeysetId, KeysetKey, MAX_KEYSET_KEYS, MAX_WRAPS_PER_KEY,
+    is_token,
+};
+use super::set::Keyset;
 
 /// The first line of a keyset file (MUST 12.2).
 pub const KEYSET_FILE_TAG: &str = "rekey-keyset v1";
-/// Most keys a keyset holds (MUST 12.4).
-pub const MAX_KEYSET_KEYS: usize = 256;
-/// Most wrapped copies of one key (MUST 12.4).
-pub const MAX_WRAPS_PER_KEY: usize = 16;
 /// The longest keyset file read, in bytes (MUST 12.4).
 pub const MAX_KEYSET_FILE_LEN: usize = 4 << 20;
 
@@ -57,27 +57,6 @@ pub(crate) fn encode(keyset: &Keyset) -> String {
         }
     }
     out
-}
-
-/// Checks that wrapped copies fit the file: a token is printable ASCII
-/// without spaces (MUST 12.3), and a key has 1 to 16 copies.
-pub(crate) fn check_wraps(wraps: &[EncryptedDataKey]) -> Result<(), FormatError> {
-    if wraps.is_empty() || wraps.len() > MAX_WRAPS_PER_KEY {
-        return Err(FormatError::Keyset { line: 0, problem: "a key must have 1 to 16 wrapped copies" });
-    }
-    for w in wraps {
-        if !is_token(w.provider_id()) || !is_token(w.key_id()) {
-            return Err(FormatError::Keyset {
-                line: 0,
-                problem: "a keyring's provider id or key id is empty or has spaces or control characters",
-            });
-        }
-    }
-    Ok(())
-}
-
-fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
 pub(crate) fn parse(text: &str) -> Result<Keyset, FormatError> {
@@ -213,4 +192,19 @@ fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
         *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
+}
+
+impl Keyset {
+    /// The keyset file's text (docs/format.md §12.3). Holds no secret.
+    pub fn to_text(&self) -> String {
+        encode(self)
+    }
+
+    /// Parses a keyset file (MUST 12.2 to 12.4). No keyring is called.
+    ///
+    /// # Errors
+    /// [`FormatError::Keyset`] naming the line and what is wrong.
+    pub fn from_text(text: &str) -> Result<Self, FormatError> {
+        parse(text)
+    }
 }

@@ -11,7 +11,7 @@ use crate::context::EncryptionContext;
 use crate::error::{Error, FormatError};
 use crate::plaintext::Plaintext;
 
-use super::KeyId;
+use super::key::KeyId;
 
 /// The first byte of every compact record (MUST 12.9). Above 0x7F, so no
 /// legacy record with the blog's ASCII IV starts with it; neither does a

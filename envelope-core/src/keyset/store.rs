@@ -11,7 +11,8 @@ use std::sync::Mutex;
 
 use crate::error::{Error, KeyringError, KeyringErrorKind};
 
-use super::{Keyset, MAX_KEYSET_FILE_LEN};
+use super::file::MAX_KEYSET_FILE_LEN;
+use super::set::Keyset;
 
 /// The future a store method returns (boxed, so stores can be `dyn` and
 /// envelope-core needs no async runtime).

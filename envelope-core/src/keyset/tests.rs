@@ -4,7 +4,14 @@
 
 use serde_json::{Value, json};
 
+use super::handle::seal_with_nonce;
+use super::key::{commitment, hmac};
+use super::set::keyset_with_key;
 use super::*;
+use crate::context::EncryptionContext;
+use crate::error::Error;
+use crate::key::DataKey;
+use crate::keyring::Keyring;
 use crate::local::{Keystore, LocalKeyring};
 
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keyset_vectors.json");

@@ -16,6 +16,7 @@ mod options;
 
 pub use self::decrypt::StreamDecryptor;
 pub(crate) use self::decrypt::open_frames;
+#[cfg(any(test, feature = "internals"))]
 pub(crate) use self::encrypt::encrypt_stream_with_options_and_message_id;
 pub use self::encrypt::{encrypt_stream, encrypt_stream_with};
 pub use self::options::{MAX_STREAMED_SINGLE_SHOT, StreamOptions};

@@ -12,6 +12,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, DemoArgs};
+
+/// How the demo runs a parsed command line: the binary's own dispatch,
+/// handed in so this module need not import the binary's root.
+pub(crate) type Dispatch = fn(Cli) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<ExitCode, CliError>>>>;
 use crate::exit::{CliError, Code};
 use crate::ui;
 
@@ -23,7 +27,7 @@ const SAMPLES: [(&str, &str); 3] = [
     ("plain/notes/todo.txt", "rotate the demo key before the audit\n"),
 ];
 
-pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
+pub(crate) async fn run(args: DemoArgs, dispatch: Dispatch) -> Result<ExitCode, CliError> {
     let dir = match args.dir {
         Some(dir) => {
             let empty = std::fs::read_dir(&dir).map_or(true, |mut entries| entries.next().is_none());
@@ -47,7 +51,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
         }
         std::fs::write(path, text).map_err(|e| CliError::io(format!("cannot write {}", path.display()), e))?;
     }
-    let demo = Demo { keystore: dir.join("keys") };
+    let demo = Demo { keystore: dir.join("keys"), dispatch };
     ui::outln!("rekey demo: encrypt files and records under a local key, rotate them to a new key with a journal,")?;
     ui::outln!("verify, and roll back; no AWS account needed. Working in {}", dir.display())?;
     ui::outln!("To run the steps by hand, in a shell:")?;
@@ -98,6 +102,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, CliError> {
 
 struct Demo {
     keystore: PathBuf,
+    dispatch: Dispatch,
 }
 
 impl Demo {
@@ -120,7 +125,7 @@ impl Demo {
         let argv = ["rekey"].iter().chain(args).copied().chain(["--keystore", keystore.as_str()]);
         let cli = Cli::try_parse_from(argv)
             .map_err(|e| CliError::new(Code::Usage, format!("demo: the command line does not parse: {e}")))?;
-        let code = Box::pin(crate::run(cli)).await?;
+        let code = (self.dispatch)(cli).await?;
         if code != ExitCode::SUCCESS {
             return Err(CliError::new(Code::Partial, format!("demo: `rekey {}` did not succeed", args.join(" "))));
         }
