@@ -178,6 +178,7 @@ impl<'a> Message<'a> {
         let signed_end = r.position();
         let signature = if info.suite.is_signed() {
             let sig = r.vec16("signature", usize::from(u16::MAX))?;
+            // Cannot underflow: the reader has just consumed `sig`.
             let start = r.position() - sig.len();
             start..r.position()
         } else {

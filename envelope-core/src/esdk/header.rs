@@ -71,7 +71,7 @@ impl HeaderInfo {
         let mut r = Reader::new(buf);
         let version = r.u8("message version")?;
         if version != 1 && version != 2 {
-            return Err(FormatError::UnsupportedVersion(version));
+            return Err(FormatError::Invalid("AWS Encryption SDK message version (not 1 or 2)"));
         }
         if version == 1 && r.u8("message type")? != TYPE_CUSTOMER_AED {
             return Err(FormatError::Invalid("message type (not 0x80)"));

@@ -28,7 +28,7 @@
 //!   different wrapped keys.
 //! - The commitment key is checked in constant time before the header tag
 //!   and before any plaintext exists; every tag, commitment and signature
-//!   failure is the same [`Error::Authentication`](crate::Error::Authentication).
+//!   failure is the same [`Error::Authentication`].
 //! - Signed suites' signatures are verified with aws-lc-rs: without the
 //!   `aws-lc` feature a signed message is refused with an error that names it.
 //! - [`StreamDecryptor`] writes each frame once its tag verifies, before

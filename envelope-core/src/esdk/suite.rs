@@ -205,14 +205,7 @@ impl Suite {
             Kdf::Identity => key.copy_from_slice(ikm),
             Kdf::HkdfSha256 | Kdf::HkdfSha384 => hkdf_legacy(self, ikm, message_id, key)?,
             Kdf::CommitSha512 => {
-                // One extract, two expands (transitive-requirements.md, "HKDF Commit Key").
-                let hkdf = Hkdf::<Sha512>::new(Some(message_id), ikm);
-                let mut info = [0u8; 11];
-                info[..2].copy_from_slice(&self.id().to_be_bytes());
-                info[2..].copy_from_slice(b"DERIVEKEY");
-                hkdf.expand(&info, key).map_err(|_| Error::Authentication)?;
-                let mut expected = Zeroizing::new([0u8; COMMIT_LEN]);
-                hkdf.expand(b"COMMITKEY", &mut expected[..]).map_err(|_| Error::Authentication)?;
+                let expected = commit_derive(self, ikm, message_id, key)?;
                 // Constant time: a timing difference would tell an attacker how
                 // much of a planted commitment matches.
                 if !bool::from(expected.ct_eq(commitment)) {
@@ -236,12 +229,30 @@ impl Suite {
         if ikm.len() != 32 {
             return Err(Error::Format(FormatError::Invalid("data key length (32 bytes for 0x0478 and 0x0578)")));
         }
-        let hkdf = Hkdf::<Sha512>::new(Some(message_id), ikm);
-        let mut commitment = [0u8; COMMIT_LEN];
-        hkdf.expand(b"COMMITKEY", &mut commitment).map_err(|_| Error::Authentication)?;
-        let cipher = self.derive(data_key, message_id, &commitment)?;
-        Ok((cipher, commitment))
+        let mut key = Zeroizing::new([0u8; 32]);
+        let commitment = commit_derive(self, ikm, message_id, &mut key[..])?;
+        Ok((Cipher::new(&key[..]), *commitment))
     }
+}
+
+/// The committing suites' key schedule: one HKDF-SHA512 extract (salt = the
+/// message id), expanded twice: the message key (info = suite id ‖
+/// `DERIVEKEY`) into `key`, and the returned commitment key (info =
+/// `COMMITKEY`) (transitive-requirements.md, "HKDF Commit Key").
+fn commit_derive(
+    suite: Suite,
+    ikm: &[u8],
+    message_id: &[u8],
+    key: &mut [u8],
+) -> Result<Zeroizing<[u8; COMMIT_LEN]>, Error> {
+    let hkdf = Hkdf::<Sha512>::new(Some(message_id), ikm);
+    let mut info = [0u8; 11];
+    info[..2].copy_from_slice(&suite.id().to_be_bytes());
+    info[2..].copy_from_slice(b"DERIVEKEY");
+    hkdf.expand(&info, key).map_err(|_| Error::Authentication)?;
+    let mut commitment = Zeroizing::new([0u8; COMMIT_LEN]);
+    hkdf.expand(b"COMMITKEY", &mut commitment[..]).map_err(|_| Error::Authentication)?;
+    Ok(commitment)
 }
 
 /// HKDF of the non-committing suites: no salt (HKDF's zeros), info = suite

@@ -109,6 +109,10 @@ impl Encryptor {
         let mut frames = self.begin(data_key, wrapped_keys, &mut out)?;
         // Full frames are regular; the final frame holds the rest, possibly
         // nothing (see `Frames`).
+        // Room for every frame (40 bytes of fields and tag each) and the
+        // footer, so the output is never copied while it grows.
+        let frame_count = plaintext.len() / frames.frame_len + 1;
+        out.reserve(plaintext.len().saturating_add(frame_count.saturating_mul(40)).saturating_add(256));
         let regular = plaintext.len() - plaintext.len() % frames.frame_len;
         for chunk in plaintext[..regular].chunks_exact(frames.frame_len) {
             frames.frame(chunk, false, &mut out)?;
