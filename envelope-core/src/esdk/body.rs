@@ -8,9 +8,11 @@ use crate::codec::Reader;
 use crate::error::{Error, FormatError};
 use crate::plaintext::Plaintext;
 
+use super::header::Header;
 use super::header::{ContentType, ContextPairs, HeaderInfo, WrappedKeys};
+use super::keys::PlaintextDataKey;
+use super::options::DecryptOptions;
 use super::suite::{IV_LEN, Suite, TAG_LEN};
-use super::{DecryptOptions, Header, PlaintextDataKey};
 
 /// Marks the final frame where a regular frame has its sequence number.
 pub(crate) const FINAL_FRAME_MARKER: u32 = u32::MAX;

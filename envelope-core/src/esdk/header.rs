@@ -8,8 +8,9 @@ use std::ops::Range;
 use crate::codec::Reader;
 use crate::error::FormatError;
 
+use super::keys::WrappedKeyRef;
+use super::options::DecryptOptions;
 use super::suite::{COMMIT_LEN, IV_LEN, Suite, TAG_LEN};
-use super::{DecryptOptions, WrappedKeyRef};
 
 /// Version 1's only message type, "customer authenticated encrypted data".
 const TYPE_CUSTOMER_AED: u8 = 0x80;
@@ -374,3 +375,78 @@ impl<'a> Iterator for WrappedKeys<'a> {
 }
 
 impl ExactSizeIterator for WrappedKeys<'_> {}
+
+/// A parsed message header, borrowed from the message or the stream that
+/// held it. Nothing in it is authenticated until a decryption succeeds:
+/// use it to find the data key, not to make decisions.
+#[derive(Debug, Clone, Copy)]
+pub struct Header<'a> {
+    bytes: &'a [u8],
+    info: &'a HeaderInfo,
+}
+
+impl<'a> Header<'a> {
+    pub(crate) fn new(bytes: &'a [u8], info: &'a HeaderInfo) -> Self {
+        Self { bytes, info }
+    }
+
+    /// The message format version, 1 or 2.
+    pub fn version(&self) -> u8 {
+        self.info.version()
+    }
+
+    /// The algorithm suite.
+    pub fn suite(&self) -> Suite {
+        self.info.suite
+    }
+
+    /// The message id: 16 bytes in version 1, 32 in version 2.
+    pub fn message_id(&self) -> &'a [u8] {
+        // A copy inside `info`, which lives as long as `'a`.
+        &self.info.message_id[..self.info.suite.message_id_len()]
+    }
+
+    /// The encryption context, pairs sorted by key. It is an ordered list
+    /// of pairs rather than the crate's
+    /// [`EncryptionContext`](crate::EncryptionContext), whose limits (64
+    /// pairs of at most 1 KiB) are rekey's own: an SDK message may hold more.
+    pub fn encryption_context(&self) -> ContextPairs<'a> {
+        self.info.context_pairs(self.bytes)
+    }
+
+    /// The value of one context key.
+    pub fn context_value(&self, key: &str) -> Option<&'a str> {
+        self.encryption_context().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// The context exactly as serialized in the header: what the raw AES
+    /// keyring authenticates and what KMS receives as its context.
+    pub fn serialized_context(&self) -> &'a [u8] {
+        self.bytes.get(self.info.context.clone()).unwrap_or_default()
+    }
+
+    /// The wrapped data keys, in message order.
+    pub fn wrapped_keys(&self) -> WrappedKeys<'a> {
+        self.info.wrapped_keys(self.bytes)
+    }
+
+    /// Non-framed or framed.
+    pub fn content_type(&self) -> ContentType {
+        self.info.content_type
+    }
+
+    /// The frame length; 0 for a non-framed message.
+    pub fn frame_length(&self) -> u32 {
+        self.info.frame_len
+    }
+
+    /// The header's length in bytes, authentication included.
+    pub fn len(&self) -> usize {
+        self.info.len
+    }
+
+    /// Always false: a header has at least its fixed fields.
+    pub fn is_empty(&self) -> bool {
+        self.info.len == 0
+    }
+}

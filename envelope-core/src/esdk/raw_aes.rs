@@ -13,9 +13,10 @@ use zeroize::Zeroizing;
 use crate::context::EncryptionContext;
 use crate::error::{Error, FormatError, KeyringError, KeyringErrorKind};
 
+use super::header::Header;
 use super::header::serialize_context;
+use super::keys::{PlaintextDataKey, WrappedKey, WrappedKeyRef};
 use super::suite::{Cipher, IV_LEN, TAG_LEN};
-use super::{Header, PlaintextDataKey, WrappedKey, WrappedKeyRef};
 
 /// The only wrapping parameters the SDKs use: 128-bit tags, 12-byte IVs.
 const TAG_BITS: u32 = 128;

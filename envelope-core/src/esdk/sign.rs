@@ -8,7 +8,7 @@
 
 use crate::error::Error;
 
-use super::Header;
+use super::header::Header;
 
 #[cfg(not(feature = "aws-lc"))]
 fn feature_required(what: &'static str) -> Error {

@@ -7,10 +7,12 @@ use crate::error::{Error, FormatError};
 use crate::plaintext::Plaintext;
 
 use super::body::{FINAL_FRAME_MARKER, MAX_NON_FRAMED_LEN, Piece, next_seq, read_frame};
+use super::header::Header;
 use super::header::{ContentType, HeaderInfo};
+use super::keys::PlaintextDataKey;
+use super::options::DecryptOptions;
 use super::sign::Verifier;
 use super::suite::{IV_LEN, TAG_LEN};
-use super::{DecryptOptions, Header, PlaintextDataKey};
 
 /// Bytes of the fixed fields of a header, both versions' largest.
 const HEADER_FIXED: usize = 1 + 1 + 2 + 32 + 2 + 2 + 1 + 4 + 1 + 4 + 32 + IV_LEN + TAG_LEN;

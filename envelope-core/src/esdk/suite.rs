@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 use crate::aead::Gcm;
 use crate::error::{Error, FormatError};
 
-use super::PlaintextDataKey;
+use super::keys::PlaintextDataKey;
 
 /// Length of every suite's AES-GCM nonce (IV), in bytes.
 pub(crate) const IV_LEN: usize = 12;
@@ -360,6 +360,18 @@ impl Cipher {
                 .map(Into::into)
                 .map_err(|()| Error::Authentication),
         }
+    }
+}
+
+impl PlaintextDataKey {
+    /// A fresh random key for `suite` from the operating system.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the system random source fails.
+    pub fn generate(suite: Suite) -> Result<Self, Error> {
+        let mut key = Self { bytes: [0; 32], len: suite.data_key_len() };
+        crate::random::fill(&mut key.bytes[..key.len])?;
+        Ok(key)
     }
 }
 

@@ -12,9 +12,10 @@ use crate::plaintext::Plaintext;
 
 use super::body::{BodyAad, FINAL_FRAME_MARKER, Piece, frame_iv, next_seq};
 use super::header::{ContentType, PUBLIC_KEY_CONTEXT_KEY, encode_body};
+use super::keys::{PlaintextDataKey, WrappedKey, WrappedKeyRef};
+use super::options::DEFAULT_MAX_BUFFER_LEN;
 use super::sign::Signer;
 use super::suite::{Cipher, IV_LEN, Suite};
-use super::{DEFAULT_MAX_BUFFER_LEN, PlaintextDataKey, WrappedKey, WrappedKeyRef};
 
 /// The frame length the SDKs default to, and [`Encryptor::new`]'s.
 pub const DEFAULT_FRAME_LEN: u32 = 4096;
