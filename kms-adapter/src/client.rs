@@ -317,7 +317,7 @@ impl Kms {
             Ok(out) => out,
             Err(e) => {
                 let err = KmsError::from_sdk(OP, key, e);
-                if err.kind != KmsErrorKind::KeyNotFound {
+                if err.kind() != KmsErrorKind::KeyNotFound {
                     return Err(err);
                 }
                 return Err(kms.explain_not_found(key, err).await);

@@ -35,28 +35,53 @@ pub enum KmsErrorKind {
     InsecureEndpoint,
 }
 
-/// A KMS call that failed.
+/// A KMS call that failed. Its parts are read through accessors; its
+/// `Display` is the sentence for a person.
 #[derive(Debug)]
 pub struct KmsError {
-    /// The kind of failure.
-    pub kind: KmsErrorKind,
-    /// The KMS operation, such as `Decrypt`.
-    pub operation: &'static str,
-    /// The key the call named, if any.
-    pub key: String,
-    /// KMS's own message or the transport's.
-    pub detail: String,
-    /// What the adapter found out about the failure, for a person: for a
-    /// key that does not exist, why the reference may be wrong and the
-    /// aliases that do exist. Part of the `Display` text.
-    pub help: Option<String>,
-    /// A key reference to try instead, when one is likely meant (an alias
-    /// close to a mistyped one, `alias/NAME` for a bare name); written with
-    /// the caller's qualifiers.
-    pub suggestion: Option<String>,
+    kind: KmsErrorKind,
+    operation: &'static str,
+    key: String,
+    pub(crate) detail: String,
+    pub(crate) help: Option<String>,
+    pub(crate) suggestion: Option<String>,
 }
 
 impl KmsError {
+    /// The kind of failure.
+    pub fn kind(&self) -> KmsErrorKind {
+        self.kind
+    }
+
+    /// The KMS operation, such as `Decrypt`.
+    pub fn operation(&self) -> &'static str {
+        self.operation
+    }
+
+    /// The key the call named, if any (empty otherwise).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// KMS's own message or the transport's.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// What the adapter found out about the failure, for a person: for a
+    /// key that does not exist, why the reference may be wrong and the
+    /// aliases that do exist. Part of the `Display` text.
+    pub fn help(&self) -> Option<&str> {
+        self.help.as_deref()
+    }
+
+    /// A key reference to try instead, when one is likely meant (an alias
+    /// close to a mistyped one, `alias/NAME` for a bare name), written with
+    /// the caller's qualifiers.
+    pub fn suggestion(&self) -> Option<&str> {
+        self.suggestion.as_deref()
+    }
+
     pub(crate) fn new(kind: KmsErrorKind, operation: &'static str, key: &str, detail: impl Into<String>) -> Self {
         Self { kind, operation, key: key.to_owned(), detail: detail.into(), help: None, suggestion: None }
     }

@@ -245,7 +245,7 @@ impl KmsKeyring {
                 }
                 Err(e)
                     if matches!(
-                        e.kind,
+                        e.kind(),
                         KmsErrorKind::InvalidCiphertext | KmsErrorKind::KeyNotFound | KmsErrorKind::AccessDenied
                     ) =>
                 {

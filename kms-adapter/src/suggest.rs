@@ -40,7 +40,7 @@ impl Kms {
                 err.help = Some(describe_aliases(&names, more_pages, region));
                 err.suggestion = closest(wanted, &names).map(|n| format!("alias/{n}{}", parsed.qualifiers()));
             }
-            Err(e) if e.kind == KmsErrorKind::AccessDenied => {
+            Err(e) if e.kind() == KmsErrorKind::AccessDenied => {
                 err.help =
                     Some(format!("the caller may not list the aliases of {region} (kms:ListAliases) to suggest one"));
             }

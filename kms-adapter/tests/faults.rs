@@ -31,7 +31,7 @@ async fn throttling_past_the_limit_is_a_typed_error() {
     let (url, seen) = fake_kms(vec![Reply::Throttle]).await;
     let kms = client(&url, 3, Duration::from_secs(5));
     let err = kms.decrypt(&[7; 96], Some(KEY), &EncryptionContext::new()).await.expect_err("throttled");
-    assert_eq!(err.kind, KmsErrorKind::Throttled);
+    assert_eq!(err.kind(), KmsErrorKind::Throttled);
     assert!(err.to_string().contains("throttled after all retries"), "{err}");
     assert_eq!(seen.load(Ordering::SeqCst), 3, "max attempts");
     let keyring_error: envelope_core::KeyringError = err.into();
@@ -55,5 +55,5 @@ async fn a_server_that_never_answers_is_a_network_error() {
     let (url, _) = fake_kms(vec![Reply::Hang(Duration::from_secs(5))]).await;
     let kms = client(&url, 2, Duration::from_millis(200));
     let err = kms.decrypt(&[7; 96], Some(KEY), &EncryptionContext::new()).await.expect_err("timeout");
-    assert_eq!(err.kind, KmsErrorKind::Network);
+    assert_eq!(err.kind(), KmsErrorKind::Network);
 }

@@ -92,7 +92,7 @@ async fn plain_http_off_loopback_is_refused_before_any_request() {
         let kms = client(url, 3, Duration::from_secs(20));
         let started = Instant::now();
         let err = kms.decrypt(&[7; 96], Some(KEY), &EncryptionContext::new()).await.expect_err("refused");
-        assert_eq!(err.kind, KmsErrorKind::InsecureEndpoint, "{url}: {err}");
+        assert_eq!(err.kind(), KmsErrorKind::InsecureEndpoint, "{url}: {err}");
         assert!(err.to_string().contains("plain HTTP") && err.to_string().contains("https://"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5), "refused at once, not after a connection attempt");
         assert_eq!(kms.metrics().retries, 0, "and not retried");

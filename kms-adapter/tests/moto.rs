@@ -127,10 +127,10 @@ async fn wrong_context_tampering_and_unknown_keys_fail_clearly() {
 
     let missing = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000";
     let err = KmsKeyring::new(kms.clone(), missing, &[]).await.expect_err("unknown key");
-    assert_eq!(err.kind, KmsErrorKind::KeyNotFound);
+    assert_eq!(err.kind(), KmsErrorKind::KeyNotFound);
     assert!(err.to_string().contains(missing), "names the key: {err}");
     let err = KmsKeyring::new(kms, "not a key!", &[]).await.expect_err("malformed");
-    assert_eq!(err.kind, KmsErrorKind::Invalid);
+    assert_eq!(err.kind(), KmsErrorKind::Invalid);
 }
 
 #[tokio::test]

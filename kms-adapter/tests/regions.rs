@@ -81,7 +81,7 @@ async fn a_qualified_reference_reaches_its_region() {
     assert!(seen[0].body.contains(r#""KeyId":"11111111-2222-3333-4444-555555555555""#), "{}", seen[0].body);
     // A profile needs the standard configuration chain.
     let err = kms.decrypt(&[7; 96], Some("alias/a?profile=prod"), &EncryptionContext::new()).await.expect_err("fixed");
-    assert_eq!(err.kind, KmsErrorKind::Invalid);
+    assert_eq!(err.kind(), KmsErrorKind::Invalid);
     assert!(err.to_string().contains("an AWS profile needs a client from the standard configuration chain"), "{err}");
 }
 
@@ -95,14 +95,14 @@ async fn a_missing_alias_lists_the_aliases_and_suggests_the_closest() {
     .await;
     let kms = client(&url, 2, Duration::from_secs(5));
     let err = KmsKeyring::new(kms.clone(), "alias/ordres?region=eu-west-1", &[]).await.expect_err("missing");
-    assert_eq!(err.kind, KmsErrorKind::KeyNotFound);
+    assert_eq!(err.kind(), KmsErrorKind::KeyNotFound);
     assert_eq!(
         err.to_string(),
         "KMS DescribeKey with key alias/ordres?region=eu-west-1 failed: the key does not exist (NotFoundException: \
          Alias arn:aws:kms:eu-west-1:111122223333:alias/ordres is not found.); the aliases in eu-west-1 are \
          alias/billing, alias/orders"
     );
-    assert_eq!(err.suggestion.as_deref(), Some("alias/orders?region=eu-west-1"));
+    assert_eq!(err.suggestion(), Some("alias/orders?region=eu-west-1"));
     assert_eq!(requests(&log), [pair("eu-west-1", "describekey"), pair("eu-west-1", "listaliases")]);
     assert_eq!(kms.metrics().calls_of("ListAliases"), 1);
 }
@@ -125,7 +125,7 @@ async fn a_missing_alias_when_aliases_may_not_be_listed() {
          Alias arn:aws:kms:us-east-1:111122223333:alias/ordres is not found.); the caller may not list the \
          aliases of us-east-1 (kms:ListAliases) to suggest one"
     );
-    assert_eq!(err.suggestion, None);
+    assert_eq!(err.suggestion(), None);
 }
 
 #[tokio::test]
@@ -133,7 +133,7 @@ async fn a_bare_name_is_answered_without_listing() {
     let (url, _, log) = fake_kms_logged(vec![not_found("Invalid keyId orders")]).await;
     let kms = client(&url, 2, Duration::from_secs(5));
     let err = KmsKeyring::decrypt_only(kms, &["orders".to_owned()]).await.expect_err("bare");
-    assert_eq!(err.suggestion.as_deref(), Some("alias/orders"));
+    assert_eq!(err.suggestion(), Some("alias/orders"));
     assert!(
         err.to_string()
             .ends_with("orders is neither a key id, a key ARN nor an alias name: an alias is written alias/orders"),

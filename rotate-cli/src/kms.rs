@@ -117,7 +117,7 @@ impl Kms {
 }
 
 fn kms_error(e: kms_adapter::KmsError) -> CliError {
-    let hint = match (&e.suggestion, e.kind) {
+    let hint = match (e.suggestion(), e.kind()) {
         (Some(key), _) => Some(format!("did you mean kms:{key}?")),
         (None, KmsErrorKind::KeyNotFound) => Some(
             "keys and aliases are per region and account: add ?region=REGION or ?profile=NAME to the key \
@@ -154,7 +154,7 @@ impl DiscoveryArgs {
         }
         DiscoveryFilter::new(&self.discovery_partition, self.discovery_accounts.iter().cloned())
             .map(Some)
-            .map_err(|e| CliError::usage(format!("--kms-discovery: {}", e.detail)))
+            .map_err(|e| CliError::usage(format!("--kms-discovery: {}", e.detail())))
     }
 }
 

@@ -12,7 +12,9 @@ use crate::key::DataKey;
 use crate::legacy::{InnerEncoding, decrypt_legacy_record};
 use crate::plaintext::Plaintext;
 
-use super::key::{KEYSET_ID_LEN, KeyId, KeysetId, invalid, record_cipher};
+#[cfg(any(test, feature = "internals"))]
+use super::key::{KEYSET_ID_LEN, record_cipher};
+use super::key::{KeyId, KeysetId, invalid};
 use super::record::{self, CompactRecord};
 /// A keyset with its data keys unwrapped: seals compact records under the
 /// primary and opens records of any key. `Send + Sync`; share it behind an
