@@ -4,6 +4,7 @@
 //! weak magic (a random-IV legacy record may start with them), so an item
 //! is claimed only when its whole header parses.
 
+use envelope_core::EncryptedDataKey;
 use envelope_core::esdk::{DecryptOptions, Header, StreamDecryptor, Suite, WrappedKeyRef};
 
 use super::base::{CiphertextFormat, Description, FormatId, Migrate};
@@ -56,6 +57,20 @@ pub fn wrapped_key_label(key: &WrappedKeyRef<'_>) -> String {
         _ => info,
     };
     format!("{}:{}", key.provider_id(), String::from_utf8_lossy(name))
+}
+
+/// A message's AWS KMS wrapped keys as rekey's (provider `aws-kms`, key id
+/// the ARN), which kms-adapter's keyring unwraps as the SDK's KMS keyring
+/// does (Decrypt with the key pinned, the message's context as the KMS
+/// context). Other keyrings' (raw AES, raw RSA) are left out: no rekey key
+/// reference names them.
+pub fn kms_wrapped_keys<'a>(keys: impl Iterator<Item = WrappedKeyRef<'a>>) -> Vec<EncryptedDataKey> {
+    keys.filter(|k| k.provider_id() == KMS_PROVIDER_ID)
+        .filter_map(|k| {
+            let arn = std::str::from_utf8(k.provider_info()).ok()?;
+            EncryptedDataKey::new(KMS_PROVIDER_ID, arn, k.ciphertext().to_vec()).ok()
+        })
+        .collect()
 }
 
 /// The suite as scan and inspect name it, with what it lacks spelled out.

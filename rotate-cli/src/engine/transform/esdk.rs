@@ -49,7 +49,7 @@ use super::outcome::{ChangeKind, Outcome, Proof};
 use super::shared::{MESSAGES_PER_DATA_KEY, Shared, calls, is_destination, is_remote, label};
 use super::strategy::{BoxFuture, Strategy};
 use crate::engine::error::{ItemError, ItemErrorCode};
-use crate::engine::format::esdk::{KMS_PROVIDER_ID, wrapped_key_label};
+use crate::engine::format::esdk::wrapped_key_label;
 use crate::engine::format::{self, Detected, FormatId};
 use crate::engine::item::Item;
 
@@ -242,18 +242,9 @@ fn context_without_public_key(message: &Message<'_>) -> Result<EncryptionContext
         .map_err(|e| ItemError::input(format!("the message's encryption context: {e}")))
 }
 
-/// The message's AWS KMS wrapped keys as rekey's (provider `aws-kms`, key
-/// id the ARN), which kms-adapter's keyring unwraps as the SDK's does.
-/// Other keyrings' (raw AES, raw RSA) are left out: no `--from` names them.
+/// The message's AWS KMS wrapped keys, as rekey's.
 fn kms_wrapped_keys(message: &Message<'_>) -> Vec<EncryptedDataKey> {
-    message
-        .wrapped_keys()
-        .filter(|k| k.provider_id() == KMS_PROVIDER_ID)
-        .filter_map(|k| {
-            let arn = std::str::from_utf8(k.provider_info()).ok()?;
-            EncryptedDataKey::new(KMS_PROVIDER_ID, arn, k.ciphertext().to_vec()).ok()
-        })
-        .collect()
+    format::esdk::kms_wrapped_keys(message.wrapped_keys())
 }
 
 /// Refuses the AES-128 and AES-192 suites, whose data keys rekey's keyrings do not carry.
