@@ -169,6 +169,77 @@ fn python_sdk_messages_move_to_a_new_kms_key_and_the_python_sdk_reads_them_back(
     // Unsigned outputs share data keys per context; signed ones need one each.
     assert!(records["kms"]["calls"]["GenerateDataKey"].as_u64().expect("count") <= 13, "{records}");
 
+    // A table: base64 text in one column, the binary message in a BLOB
+    // column, each bound to its row by the context pair `row`.
+    let db = env.path("data/app.db");
+    {
+        let conn = rusqlite::Connection::open(&db).expect("sqlite");
+        conn.execute_batch("CREATE TABLE users (id INTEGER PRIMARY KEY, row TEXT, secret TEXT, raw BLOB)")
+            .expect("create");
+        for line in std::fs::read_to_string(env.path("data/records.jsonl")).expect("records").lines() {
+            let record: Value = serde_json::from_str(line).expect("json");
+            let secret = record["secret"].as_str().expect("secret");
+            let raw = envelope_core::decode_text(secret).expect("base64");
+            let id = record["id"].as_i64().expect("id");
+            conn.execute(
+                "INSERT INTO users VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![id, id.to_string(), secret, raw],
+            )
+            .expect("insert");
+        }
+    }
+    let url = format!("sqlite:{}", db.display());
+    let table = json(
+        &env,
+        &[
+            "reencrypt",
+            "--items",
+            "esdk",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--json",
+            "--no-progress",
+            &url,
+            "--table",
+            "users",
+            "--column",
+            "secret",
+            "--column",
+            "raw",
+            "--id",
+            "id",
+            "--context-column",
+            "row",
+        ],
+    );
+    assert_eq!((table["reencrypted"].as_u64(), table["failed"].as_u64()), (Some(24), Some(0)), "{table}");
+    {
+        let conn = rusqlite::Connection::open(&db).expect("sqlite");
+        let mut rows = conn.prepare("SELECT id, secret, raw FROM users ORDER BY id").expect("select");
+        let rows: Vec<(i64, String, Vec<u8>)> = rows
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query")
+            .map(|r| r.expect("row"))
+            .collect();
+        let mut text = String::new();
+        let mut blob = String::new();
+        for (id, secret, raw) in rows {
+            assert!(raw.starts_with(&[0x02]), "the BLOB stays binary");
+            text.push_str(&format!("{}\n", serde_json::json!({"id": id, "secret": secret})));
+            blob.push_str(&format!("{}\n", serde_json::json!({"id": id, "secret": envelope_core::encode_text(&raw)})));
+        }
+        std::fs::write(env.path("data/table.text.jsonl"), text).expect("write");
+        std::fs::write(env.path("data/table.blob.jsonl"), blob).expect("write");
+    }
+    for records in ["table.text.jsonl", "table.blob.jsonl"] {
+        let check: Value =
+            serde_json::from_str(&py("esdk_fixtures.py", &["check", &b, dir.to_str().expect("utf-8"), records]))
+                .expect("json");
+        assert_eq!(check["checked"], 9 + 12, "{records}: {check}");
+    }
+
     // The proof: the Python SDK, key B alone, strictest policy.
     let check: Value = serde_json::from_str(&py(
         "esdk_fixtures.py",
