@@ -249,9 +249,23 @@ fn python_sdk_messages_move_to_a_new_kms_key_and_the_python_sdk_reads_them_back(
     assert_eq!(check["checked"], 9 + 12, "{check}");
     assert_eq!(check["bad"], serde_json::json!([]), "{check}");
 
-    // rekey reads them with B too, and scan shows them all under B, committing.
+    // rekey reads them with B too (a binary file; base64 lines), and scan
+    // shows them all under B, committing (files; a record stream's field).
     let plain = ok(&env, &["decrypt", "--key", &to, "data/files/legacy_0378.msg"]);
     assert_eq!(plain.stdout, b"legacy signed ".repeat(50));
+    let lines = [
+        std::fs::read_to_string(env.path("data/files/text_commit.b64")).expect("text"),
+        std::fs::read_to_string(env.path("data/files/text_legacy.b64")).expect("text"),
+    ]
+    .concat();
+    std::fs::write(env.path("data/lines.b64"), lines).expect("write");
+    let plain = ok(&env, &["decrypt", "--key", &to, "--lines", "data/lines.b64"]);
+    assert_eq!(text(&plain), "123-45-6789\n987-65-4321\n");
+    let scan = json(&env, &["scan", "--json", "--no-progress", "--field", "/secret", "data/records.new.jsonl"]);
+    assert_eq!(
+        (scan["esdk_messages"].as_u64(), scan["per_key"][format!("aws-kms:{b}")].as_u64()),
+        (Some(12), Some(12))
+    );
     let scan = json(&env, &["scan", "--json", "--no-progress", "data/files"]);
     assert_eq!(scan["per_key"][format!("aws-kms:{b}")], 9, "{scan}");
     assert!(scan.get("esdk_non_committing").is_none(), "{scan}");
