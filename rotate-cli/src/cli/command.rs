@@ -161,7 +161,8 @@ Examples:
   rekey decrypt report.pdf.rky -o report.pdf
   rekey decrypt --key kms:alias/app --context app=billing data.rky -o data.bin
   rekey decrypt --lines names.enc -o names.txt
-  rekey decrypt --context app -r vault/ -o docs/";
+  rekey decrypt --context app -r vault/ -o docs/
+  rekey decrypt --key kms:alias/app message.sdk -o message.txt   # an AWS Encryption SDK message";
 
 const INSPECT_EXAMPLES: &str = "\
 Examples:
@@ -189,4 +190,5 @@ Examples:
   rekey reencrypt --items legacy --legacy-edk datakey.bin --to kms:alias/new --field /ssn users.jsonl -o users.new.jsonl
   rekey reencrypt --to local:k2 --context app=billing ./vault
   rekey reencrypt --items legacy --legacy-edk datakey.bin --to kms:alias/new postgres://app@127.0.0.1/app \\
-    --table users --column ssn --id id --context-column tenant_id";
+    --table users --column ssn --id id --context-column tenant_id
+  rekey reencrypt --items esdk --from kms:alias/old --to kms:alias/new ./sdk-messages   # AWS Encryption SDK messages";

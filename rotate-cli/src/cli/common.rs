@@ -138,6 +138,10 @@ pub(crate) struct DecryptArgs {
     /// Most encrypted data keys accepted in one envelope
     #[arg(long, default_value_t = envelope_core::DEFAULT_MAX_ENCRYPTED_DATA_KEYS, value_name = "N")]
     pub(crate) max_encrypted_data_keys: usize,
+    /// AWS Encryption SDK messages: also read suites without key commitment (the SDKs'
+    /// REQUIRE_ENCRYPT_ALLOW_DECRYPT); such a message can decrypt to different plaintexts under different keys
+    #[arg(long)]
+    pub(crate) allow_non_committing: bool,
     #[command(flatten, next_help_heading = "KMS client options")]
     pub(crate) kms: KmsArgs,
 }

@@ -16,6 +16,8 @@ pub(crate) enum ItemKind {
     Edk,
     /// Legacy AES-CBC records (reencrypt only)
     Legacy,
+    /// AWS Encryption SDK messages, binary or base64 (reencrypt only, into new SDK messages)
+    Esdk,
 }
 
 /// What to work on: files and directories, or one record stream.

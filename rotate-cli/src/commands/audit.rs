@@ -90,6 +90,7 @@ impl Progress for Audit {
                     ChangeKind::Rewrapped => "rewrapped",
                     ChangeKind::Reencrypted => "reencrypted",
                     ChangeKind::FromLegacy => "reencrypted_from_legacy",
+                    ChangeKind::Lifted => "reencrypted_lifted_to_key_commitment",
                 });
                 line["output_bytes"] = json!(new.len());
                 if let Some((ids, context)) = header_facts(new) {

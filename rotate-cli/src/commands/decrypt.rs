@@ -8,6 +8,9 @@ use envelope_core::{
     unwrap_data_key_checked, verify_commitment,
 };
 
+use envelope_core::esdk::{Message, PlaintextDataKey};
+use rotate_cli::engine::format::esdk;
+
 use super::files::{self, CountingReader, CountingWriter, Direction, Job, Metadata, Plan, Record};
 use super::{Output, byte_progress, input_len, open_input};
 use crate::cli::DecryptArgs;
@@ -16,6 +19,8 @@ use crate::keys::{Keys, parse_context};
 
 /// The most a text-form input may be; the binary form streams.
 const MAX_TEXT_INPUT: u64 = 128 << 20;
+/// The most an AWS Encryption SDK message may be: it is read whole.
+const MAX_ESDK_INPUT: u64 = 1 << 30;
 
 pub(crate) async fn run(keys: &Keys, args: DecryptArgs) -> Result<ExitCode, CliError> {
     let (pairs, required): (Vec<String>, Vec<String>) = args.context.iter().cloned().partition(|c| c.contains('='));
@@ -30,7 +35,7 @@ pub(crate) async fn run(keys: &Keys, args: DecryptArgs) -> Result<ExitCode, CliE
     let keyrings: Vec<&dyn Keyring> = keyrings.iter().map(AsRef::as_ref).collect();
     let mut unwrapper = Unwrapper { keyrings, expected, required, last: None };
     let mut metadata = Metadata::open(args.files.metadata_output.as_deref())?;
-    let how = How { lines: args.lines, force: args.force, options };
+    let how = How { lines: args.lines, force: args.force, options, allow_non_committing: args.allow_non_committing };
     match plan {
         Plan::Single(job) => {
             let result = decrypt_job(&mut unwrapper, &how, &job, true).await;
@@ -53,6 +58,8 @@ struct How {
     lines: bool,
     force: bool,
     options: ParseOptions,
+    /// AWS Encryption SDK messages on suites without key commitment are read too.
+    allow_non_committing: bool,
 }
 
 /// Decrypts one input into one output.
@@ -81,21 +88,41 @@ async fn decrypt_job(unwrapper: &mut Unwrapper<'_>, how: &How, job: &Job, show_b
             };
             let text = std::str::from_utf8(text)
                 .map_err(|_| at_line(CliError::new(Code::BadInput, "not a text envelope (not UTF-8)"), number))?;
-            let plaintext =
-                unwrapper.open_text(text, &how.options, &mut record).await.map_err(|e| at_line(e, number))?;
+            let plaintext = unwrapper.open_text(text, how, &mut record).await.map_err(|e| at_line(e, number))?;
             counted
                 .write_all(&plaintext)
                 .and_then(|()| counted.write_all(ending))
                 .map_err(|e| CliError::io("cannot write the output", e))?;
         }
         record.records = Some(number);
+    } else if let Some(text) = esdk_form(&mut input)? {
+        // An AWS Encryption SDK message is read whole: its reader checks
+        // every frame and the signature before any plaintext is released.
+        let mut bytes = Vec::new();
+        (&mut input)
+            .take(MAX_ESDK_INPUT)
+            .read_to_end(&mut bytes)
+            .map_err(|e| CliError::io("cannot read the input", e))?;
+        if bytes.len() as u64 >= MAX_ESDK_INPUT {
+            return Err(CliError::new(
+                Code::BadInput,
+                "the AWS Encryption SDK message is larger than rekey reads (1 GiB)",
+            )
+            .hint("decrypt it with the AWS Encryption SDK CLI, which streams"));
+        }
+        if text {
+            let text = std::str::from_utf8(&bytes).map_err(|_| CliError::new(Code::BadInput, "not base64 text"))?;
+            bytes = decode_text(text)?;
+        }
+        let plaintext = unwrapper.open_esdk(&bytes, how, &mut record).await?;
+        counted.write_all(&plaintext).map_err(|e| CliError::io("cannot write the output", e))?;
     } else if is_text_form(&mut input)? {
         let mut text = String::new();
         (&mut input)
             .take(MAX_TEXT_INPUT)
             .read_to_string(&mut text)
             .map_err(|_| CliError::new(Code::BadInput, "the text form is not valid UTF-8 base64"))?;
-        let plaintext = unwrapper.open_text(&text, &how.options, &mut record).await?;
+        let plaintext = unwrapper.open_text(&text, how, &mut record).await?;
         counted.write_all(&plaintext).map_err(|e| CliError::io("cannot write the output", e))?;
     } else {
         let bar =
@@ -177,16 +204,91 @@ impl Unwrapper<'_> {
     async fn open_text(
         &mut self,
         text: &str,
-        options: &ParseOptions,
+        how: &How,
         record: &mut Record,
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, CliError> {
         let bytes = decode_text(text)?;
-        let envelope = Envelope::parse(&bytes, options)?;
+        if esdk::has_esdk_prefix(&bytes) {
+            return self.open_esdk(&bytes, how, record).await;
+        }
+        let envelope = Envelope::parse(&bytes, &how.options)?;
         note_header(record, &envelope.header().encrypted_data_keys, &envelope.header().context);
         let check = |k: &DataKey| envelope.verify_data_key(k).is_ok();
         let key = self.data_key(&envelope.header().encrypted_data_keys, &envelope.header().context, &check).await?;
         Ok(envelope.open(&key)?)
     }
+
+    /// Decrypts an AWS Encryption SDK message with the run's keys: each AWS
+    /// KMS wrapped key an allowed keyring accepts, until one opens the whole
+    /// message (commitment, header tag, signature, every frame).
+    async fn open_esdk(
+        &mut self,
+        bytes: &[u8],
+        how: &How,
+        record: &mut Record,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, CliError> {
+        let mut options = esdk::describe_options();
+        options.max_wrapped_keys = how.options.max_encrypted_data_keys;
+        options.allow_non_committing = how.allow_non_committing;
+        let message = Message::parse_with(bytes, &options)?;
+        let suite = message.suite();
+        if !suite.is_committing() && !how.allow_non_committing {
+            return Err(CliError::new(
+                Code::Authentication,
+                format!(
+                    "the AWS Encryption SDK message uses {}, which has no key commitment: one message can decrypt \
+                     to different plaintexts under different wrapped keys, so it is refused by default",
+                    suite.name()
+                ),
+            )
+            .hint(
+                "pass --allow-non-committing to read it, then move such messages with `rekey reencrypt --items esdk`",
+            ));
+        }
+        if suite.data_key_len() != 32 {
+            return Err(CliError::new(
+                Code::BadInput,
+                format!(
+                    "the message uses {}, whose data key is {} bytes: rekey's keyrings unwrap 32-byte data keys only",
+                    suite.name(),
+                    suite.data_key_len()
+                ),
+            )
+            .hint("decrypt it with the AWS Encryption SDK"));
+        }
+        let context = EncryptionContext::from_pairs(message.encryption_context())?;
+        let edks = esdk::kms_wrapped_keys(message.wrapped_keys());
+        note_header(record, &edks, &context);
+        let opened = std::sync::Mutex::new(None);
+        let check = |k: &DataKey| match message.decrypt(&PlaintextDataKey::from(k.duplicate())) {
+            Ok(plaintext) => {
+                if let Ok(mut slot) = opened.lock() {
+                    *slot = Some(plaintext);
+                }
+                true
+            }
+            Err(_) => false,
+        };
+        self.data_key(&edks, &context, &check).await?;
+        let plaintext = opened
+            .into_inner()
+            .ok()
+            .flatten()
+            .ok_or_else(|| CliError::new(Code::Authentication, "the message did not decrypt"))?;
+        Ok(zeroize::Zeroizing::new(plaintext.as_bytes().to_vec()))
+    }
+}
+
+/// Whether the input is an AWS Encryption SDK message: `Some(false)` for
+/// the binary form, `Some(true)` for its base64 text (which starts `AYA`
+/// for version 1, `AgR4` or `AgV4` for version 2).
+fn esdk_form(input: &mut impl BufRead) -> Result<Option<bool>, CliError> {
+    let head = input.fill_buf().map_err(|e| CliError::io("cannot read the input", e))?;
+    if esdk::has_esdk_prefix(head) {
+        return Ok(Some(false));
+    }
+    let text = head.trim_ascii_start();
+    Ok([&b"AYA"[..], b"AgR4", b"AgV4"].iter().any(|p| text.starts_with(p)).then_some(true))
 }
 
 /// Whether the input starts like the text form (`UktZ`, base64 of `RKY`).

@@ -11,6 +11,7 @@ use super::{input_len, open_input};
 use crate::cli::InspectArgs;
 use crate::exit::{CliError, Code};
 use crate::ui::outln;
+use rotate_cli::engine::format::esdk;
 
 const MAX_TEXT_INPUT: u64 = 128 << 20;
 
@@ -22,8 +23,10 @@ pub(crate) fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
         let total = input_len(args.input.as_deref());
         let decryptor = StreamDecryptor::new(input, &options)?;
         describe(decryptor.header(), "binary", total)
-    } else if head.starts_with(b"\x01\x80") || head.starts_with(b"\x02\x04") || head.starts_with(b"\x02\x05") {
-        json!({"format": "aws-encryption-sdk", "note": "an AWS Encryption SDK message; rekey does not read this format"})
+    } else if esdk::has_esdk_prefix(&head) {
+        let total = input_len(args.input.as_deref());
+        let decryptor = envelope_core::esdk::StreamDecryptor::new(input, &esdk::describe_options())?;
+        describe_esdk(&decryptor.header(), "binary", total)
     } else if let Some(layout) = kms_blob_layout(&head) {
         kms_blob(layout, head.len(), None)
     } else {
@@ -51,6 +54,10 @@ pub(crate) fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
             let bytes = decode_text(trimmed)?;
             let (header, _, _) = Header::parse_prefix(&bytes, &options)?;
             describe(&header, "text", Some(bytes.len() as u64))
+        } else if let Some(raw) = base64_bytes(trimmed)
+            && let Some(report) = esdk::with_header(&raw, |h| describe_esdk(h, "text", Some(raw.len() as u64)))
+        {
+            report
         } else if let Some(raw) = base64_bytes(trimmed)
             && let Some(layout) = kms_blob_layout(&raw)
         {
@@ -179,6 +186,50 @@ fn describe(header: &Header, form: &str, total: Option<u64>) -> Value {
     })
 }
 
+/// What an AWS Encryption SDK message's header says (docs/format.md §14).
+fn describe_esdk(header: &envelope_core::esdk::Header<'_>, form: &str, total: Option<u64>) -> Value {
+    use envelope_core::esdk::ContentType;
+    let suite = header.suite();
+    let context: serde_json::Map<String, Value> =
+        header.encryption_context().map(|(k, v)| (k.to_owned(), Value::from(v))).collect();
+    let keys: Vec<Value> = header
+        .wrapped_keys()
+        .map(|k| {
+            let label = esdk::wrapped_key_label(&k);
+            let key = label.split_once(':').map_or("", |(_, key)| key).to_owned();
+            json!({"provider_id": k.provider_id(), "key": key, "wrapped_len": k.ciphertext().len()})
+        })
+        .collect();
+    let body = match header.content_type() {
+        ContentType::Framed => json!({"form": "framed", "frame_len": header.frame_length()}),
+        _ => json!({"form": "non-framed"}),
+    };
+    let note = if suite.is_committing() {
+        "rotate it with `rekey reencrypt --items esdk`"
+    } else {
+        "no key commitment: one message can decrypt to different plaintexts under different wrapped keys; \
+         move it to a committing suite with `rekey reencrypt --items esdk`"
+    };
+    json!({
+        "format": "aws-encryption-sdk",
+        "encoding": form,
+        "version": header.version(),
+        "suite": {
+            "id": format!("0x{:04x}", suite.id()),
+            "name": suite.name(),
+            "key_commitment": suite.is_committing(),
+            "signed": suite.is_signed(),
+            "label": esdk::suite_label(suite),
+        },
+        "message_id": hex(header.message_id()),
+        "context": context,
+        "wrapped_keys": keys,
+        "body": body,
+        "sizes": {"header": header.len(), "total": total},
+        "note": note,
+    })
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -223,6 +274,33 @@ fn print_text(report: &Value) -> Result<(), CliError> {
                 s(&report["sizes"]["body"]),
                 s(&report["sizes"]["total"])
             );
+        }
+        Some("aws-encryption-sdk") => {
+            line!("AWS Encryption SDK message, format version {} ({} form)", report["version"], s(&report["encoding"]));
+            line!("  suite:       {}", s(&report["suite"]["label"]));
+            line!("  message id:  {}", s(&report["message_id"]));
+            match report["body"]["form"].as_str() {
+                Some("framed") => line!("  content:     framed, {} bytes per frame", report["body"]["frame_len"]),
+                _ => line!("  content:     non-framed"),
+            }
+            let ctx = report["context"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| format!("{k}={}", s(v))).collect::<Vec<_>>());
+            match ctx {
+                Some(pairs) if !pairs.is_empty() => line!("  context:     {}", pairs.join(", ")),
+                _ => line!("  context:     (empty)"),
+            }
+            let keys = report["wrapped_keys"].as_array().cloned().unwrap_or_default();
+            line!("  wrapped data keys: {}", keys.len());
+            for k in keys {
+                line!("    - {}: {} ({} bytes)", s(&k["provider_id"]), s(&k["key"]), k["wrapped_len"]);
+            }
+            line!(
+                "  sizes:       header {} bytes, total {} bytes",
+                s(&report["sizes"]["header"]),
+                s(&report["sizes"]["total"])
+            );
+            line!("  {}", s(&report["note"]));
         }
         _ => {
             line!("{}", s(&report["format"]));

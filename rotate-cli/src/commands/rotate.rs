@@ -14,7 +14,9 @@ use rotate_cli::engine::records::{RecordFormat, RecordSource, StreamSink};
 use rotate_cli::engine::report::{FailureLog, Stop};
 use rotate_cli::engine::scan::{DryRun, Expect, ScanSink};
 use rotate_cli::engine::table::{CopyCheck, TableSink, TableSource, TableSpec};
-use rotate_cli::engine::transform::{Outcome, Reencrypt, Rewrap, RewrapBare, Strategy, ToKeyset, Transform};
+use rotate_cli::engine::transform::{
+    Outcome, Reencrypt, ReencryptEsdk, Rewrap, RewrapBare, Strategy, ToKeyset, Transform,
+};
 use rotate_cli::engine::{Engine, Settings};
 use serde_json::json;
 
@@ -35,7 +37,17 @@ pub(crate) enum Action {
     Verify,
 }
 
+/// Why `rekey rewrap --items esdk` is refused (docs/format.md §14).
+const ESDK_REWRAP_REFUSED: &str = "AWS Encryption SDK messages cannot be re-wrapped in place: the header tag is \
+AES-GCM under the message's derived key with a fixed zero IV, so re-authenticating a changed header reuses that key \
+and nonce on new data, and anyone holding both headers can forge frames; signed messages would also need the \
+signing key, which the SDK discarded. Nothing was written";
+
 pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs, action: Action) -> Result<ExitCode, CliError> {
+    if args.items == ItemKind::Esdk {
+        // Before any key is resolved or anything is read or written.
+        return Err(CliError::usage(ESDK_REWRAP_REFUSED).hint("use rekey reencrypt --items esdk"));
+    }
     let mut args = args;
     if args.target.inventory.s3.metadata_key.is_some() {
         // S3 method A: the metadata entry holds a bare KMS blob.
@@ -75,6 +87,7 @@ pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs, action: Action) -> Res
             return Err(CliError::usage("legacy records hold no wrapped key to replace")
                 .hint("move them with `rekey reencrypt --items legacy`"));
         }
+        ItemKind::Esdk => return Err(CliError::usage(ESDK_REWRAP_REFUSED).hint("use rekey reencrypt --items esdk")),
     };
     params.insert("items".into(), format!("{:?}", args.items).to_lowercase());
     let iam = iam_actions("rewrap", &args.to, &args.from, args.target.verify, local_keys_exist(keys));
@@ -88,6 +101,10 @@ pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs, action: Action) 
     let Some(to) = &args.to else {
         return reencrypt_to_keyset(keys, args, action).await;
     };
+    if args.items == ItemKind::Esdk {
+        let to = to.clone();
+        return reencrypt_esdk(keys, args, &to, action).await;
+    }
     let destination = keys.wrapping(to, &[]).await?;
     let context = if args.context.is_empty() { None } else { Some(parse_context(&args.context)?) };
     let mut params = RunParams::new();
@@ -103,10 +120,39 @@ pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs, action: Action) 
             return Err(CliError::usage("bare encrypted data keys are re-wrapped, not re-encrypted")
                 .hint("use `rekey rewrap --items edk`"));
         }
+        ItemKind::Esdk => unreachable!("handled by reencrypt_esdk above"),
     };
     let sources = keys.decrypting(&args.from, &args.discovery).await?;
     let iam = iam_actions("reencrypt", to, &args.from, args.target.verify, local_keys_exist(keys));
     let transform = transform(Reencrypt::new(destination, context, legacy), sources, &args.target);
+    match action {
+        Action::Rotate => run(keys, transform, args.target, "reencrypt", params, iam, kms_keys(&args.from)).await,
+        Action::Verify => verify_copies(transform, args.target).await,
+    }
+}
+
+/// `rekey reencrypt --items esdk`: AWS Encryption SDK messages into new SDK
+/// messages under `to`, through the same engine as every rotation.
+async fn reencrypt_esdk(keys: &Keys, args: ReencryptArgs, to: &KeySpec, action: Action) -> Result<ExitCode, CliError> {
+    if !args.context.is_empty() {
+        return Err(CliError::usage("--items esdk keeps each message's own encryption context; drop --context")
+            .hint("bind messages to their rows with --context-column: their context must already hold it"));
+    }
+    let KeySpec::Kms(_) = to else {
+        return Err(CliError::usage(
+            "--items esdk writes AWS Encryption SDK messages, which the SDKs open with KMS keys: --to must be kms:KEY",
+        ));
+    };
+    if args.from.is_empty() && !args.discovery.kms_discovery {
+        return Err(CliError::usage("SDK messages are under KMS keys: say which may decrypt them")
+            .hint("pass --from kms:KEY (repeatable), or --kms-discovery --discovery-account ACCOUNT_ID"));
+    }
+    let destination = keys.wrapping(to, &[]).await?;
+    let sources = keys.decrypting(&args.from, &args.discovery).await?;
+    let mut params = RunParams::new();
+    params.insert("items".into(), "esdk".into());
+    let iam = iam_actions("reencrypt", to, &args.from, args.target.verify, false);
+    let transform = transform(ReencryptEsdk::new(destination), sources, &args.target);
     match action {
         Action::Rotate => run(keys, transform, args.target, "reencrypt", params, iam, kms_keys(&args.from)).await,
         Action::Verify => verify_copies(transform, args.target).await,
@@ -131,6 +177,10 @@ async fn reencrypt_to_keyset(keys: &Keys, args: ReencryptArgs, action: Action) -
         ItemKind::Edk => {
             return Err(CliError::usage("bare encrypted data keys are re-wrapped, not re-encrypted")
                 .hint("use `rekey rewrap --items edk`"));
+        }
+        ItemKind::Esdk => {
+            return Err(CliError::usage("--keyset does not take AWS Encryption SDK messages")
+                .hint("re-encrypt them into SDK messages with `rekey reencrypt --items esdk --to kms:KEY`"));
         }
     };
     let context = parse_context(&args.context)?;

@@ -37,6 +37,9 @@ pub struct Counts {
     /// Of those, items that were legacy CBC records, never authenticated.
     #[serde(default)]
     pub from_legacy: u64,
+    /// Of those, items lifted from a suite without key commitment to a committing one.
+    #[serde(default)]
+    pub lifted: u64,
     /// Items already in the wanted state.
     pub skipped: u64,
     /// Items that failed (see the failure report).
@@ -70,6 +73,10 @@ impl Counts {
                 self.reencrypted = self.reencrypted.saturating_sub(1);
                 self.from_legacy = self.from_legacy.saturating_sub(1);
             }
+            ChangeKind::Lifted => {
+                self.reencrypted = self.reencrypted.saturating_sub(1);
+                self.lifted = self.lifted.saturating_sub(1);
+            }
         }
         self.failed += 1;
     }
@@ -79,6 +86,7 @@ impl Counts {
         self.rewrapped += other.rewrapped;
         self.reencrypted += other.reencrypted;
         self.from_legacy += other.from_legacy;
+        self.lifted += other.lifted;
         self.skipped += other.skipped;
         self.failed += other.failed;
         self.done_before += other.done_before;
@@ -220,6 +228,7 @@ impl Summary {
             "rewrapped": c.rewrapped,
             "reencrypted": c.reencrypted,
             "from_legacy": c.from_legacy,
+            "lifted_to_key_commitment": c.lifted,
             "restored": self.restored,
             "verified": self.verified,
             "skipped": c.skipped,
@@ -275,6 +284,12 @@ impl Summary {
             out.push_str(&format!(
                 "  legacy: {} of the re-encrypted items were unauthenticated CBC records; their content could not be checked for tampering before migration\n",
                 c.from_legacy
+            ));
+        }
+        if c.lifted > 0 {
+            out.push_str(&format!(
+                "  lifted: {} of the re-encrypted items were on a suite without key commitment, now on a committing one\n",
+                c.lifted
             ));
         }
         if c.not_selected > 0 {

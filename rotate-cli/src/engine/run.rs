@@ -375,6 +375,7 @@ impl Engine {
                             ChangeKind::Rewrapped => "rewrapped",
                             ChangeKind::Reencrypted => "re-encrypted",
                             ChangeKind::FromLegacy => "re-encrypted from legacy CBC",
+                            ChangeKind::Lifted => "re-encrypted onto a key-committing suite",
                         };
                         tracing::info!("{}: {}: {done} to {}", self.operation, item.name, to.unwrap_or("-"));
                     }
@@ -403,6 +404,10 @@ impl Engine {
                     ChangeKind::FromLegacy => {
                         counts.reencrypted += 1;
                         counts.from_legacy += 1;
+                    }
+                    ChangeKind::Lifted => {
+                        counts.reencrypted += 1;
+                        counts.lifted += 1;
                     }
                 },
                 Some(Err(e)) => {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 
 use super::error::{Error, ErrorKind, ItemError};
-use super::format::{self, FormatId};
+use super::format::{self, FormatId, Migrate};
 use super::item::Unit;
 use super::journal::{Checkpoint, Journal};
 use super::ports::{Rejected, Sink};
@@ -25,20 +25,23 @@ pub enum Expect {
 }
 
 /// What a scan found.
+///
+/// Per-format counts are keyed by [`FormatId`], whose `report_key` and
+/// `report_label` name them: a new format is counted, in text and JSON,
+/// without touching this file.
 #[derive(Debug, Default, Clone)]
 pub struct ScanReport {
-    /// Envelopes per wrapping key (`provider:key id`); an item with several keys counts under each.
+    /// Items per wrapping key (`provider:key id`); an item with several keys counts under each.
     pub per_key: BTreeMap<String, u64>,
-    /// Envelopes.
-    pub envelopes: u64,
-    /// Legacy CBC records (or, without a key, bare blobs that look the same).
-    pub legacy: u64,
-    /// Bare KMS ciphertext blobs.
-    pub bare_keys: u64,
-    /// Compact keyset records (docs/format.md §12.6), also counted per key
-    /// id in `per_key` as `keyset-key:ID`.
-    pub compact: u64,
-    /// Envelopes whose header does not parse.
+    /// Items per format. Legacy CBC records include, without a key, bare
+    /// blobs that look the same; compact keyset records are also counted per
+    /// key id in `per_key` as `keyset-key:ID`.
+    pub per_format: BTreeMap<FormatId, u64>,
+    /// Items per algorithm suite, for formats that have several (SDK messages).
+    pub per_suite: BTreeMap<String, u64>,
+    /// Items that should move, per reason (SDK messages without key commitment).
+    pub to_migrate: BTreeMap<Migrate, u64>,
+    /// Items with a known format's magic whose header does not parse.
     pub malformed: u64,
     /// Items that are none of these.
     pub not_envelopes: u64,
@@ -49,19 +52,28 @@ pub struct ScanReport {
 }
 
 impl ScanReport {
+    /// How many items of `format` were found.
+    pub fn count(&self, format: FormatId) -> u64 {
+        self.per_format.get(&format).copied().unwrap_or(0)
+    }
+
     /// The report for machines.
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "per_key": self.per_key,
-            "envelopes": self.envelopes,
-            "legacy_cbc": self.legacy,
-            "bare_data_keys": self.bare_keys,
-            "compact_records": self.compact,
+            "per_suite": self.per_suite,
             "malformed": self.malformed,
             "not_envelopes": self.not_envelopes,
             "empty": self.empty,
             "unreadable": self.unreadable,
-        })
+        });
+        for format in FormatId::ALL {
+            v[format.report_key()] = json!(self.count(format));
+        }
+        for (reason, n) in &self.to_migrate {
+            v[reason.key] = json!(n);
+        }
+        v
     }
 
     /// The report for people.
@@ -73,17 +85,28 @@ impl ScanReport {
         for (key, n) in &self.per_key {
             out.push_str(&format!("  {n:>10}  {key}\n"));
         }
+        if !self.per_suite.is_empty() {
+            out.push_str("items per algorithm suite:\n");
+            for (suite, n) in &self.per_suite {
+                out.push_str(&format!("  {n:>10}  {suite}\n"));
+            }
+        }
+        for format in FormatId::ALL {
+            let n = self.count(format);
+            if n > 0 || format == FormatId::Envelope {
+                out.push_str(&format!("{n:>12}  {}\n", format.report_label()));
+            }
+        }
+        for (reason, n) in &self.to_migrate {
+            out.push_str(&format!("{n:>12}  {}\n", reason.note));
+        }
         for (name, n) in [
-            ("envelopes", self.envelopes),
-            ("legacy CBC records (unauthenticated; move them with `rekey reencrypt --items legacy`)", self.legacy),
-            ("bare data keys", self.bare_keys),
-            ("compact keyset records (`rekey keyset list` names their keys)", self.compact),
             ("malformed (a known format's magic, but damaged)", self.malformed),
             ("not envelopes", self.not_envelopes),
             ("empty", self.empty),
             ("unreadable", self.unreadable),
         ] {
-            if n > 0 || name == "envelopes" {
+            if n > 0 {
                 out.push_str(&format!("{n:>12}  {name}\n"));
             }
         }
@@ -96,7 +119,7 @@ impl ScanReport {
             return;
         }
         if expect == Expect::BareKeys {
-            self.bare_keys += 1;
+            *self.per_format.entry(FormatId::BareKey).or_default() += 1;
             return;
         }
         let Some(detected) = format::detect(bytes) else {
@@ -108,15 +131,33 @@ impl ScanReport {
             self.malformed += 1;
             return;
         }
-        match detected.format {
-            FormatId::Envelope => self.envelopes += 1,
-            FormatId::Compact => self.compact += 1,
-            FormatId::Legacy => self.legacy += 1,
-            FormatId::BareKey => self.bare_keys += 1,
-        }
+        *self.per_format.entry(detected.format).or_default() += 1;
         for key in description.keys {
             *self.per_key.entry(key).or_default() += 1;
         }
+        if let Some(suite) = description.suite {
+            *self.per_suite.entry(suite).or_default() += 1;
+        }
+        if let Some(reason) = description.migrate {
+            *self.to_migrate.entry(reason).or_default() += 1;
+        }
+    }
+
+    /// Adds `other`'s counts to these.
+    fn add(&mut self, other: ScanReport) {
+        fn merge<K: Ord>(into: &mut BTreeMap<K, u64>, from: BTreeMap<K, u64>) {
+            for (k, n) in from {
+                *into.entry(k).or_default() += n;
+            }
+        }
+        merge(&mut self.per_key, other.per_key);
+        merge(&mut self.per_format, other.per_format);
+        merge(&mut self.per_suite, other.per_suite);
+        merge(&mut self.to_migrate, other.to_migrate);
+        self.malformed += other.malformed;
+        self.not_envelopes += other.not_envelopes;
+        self.empty += other.empty;
+        self.unreadable += other.unreadable;
     }
 }
 
@@ -152,16 +193,7 @@ impl<P: Send + 'static> Sink<P> for ScanSink {
             }
         }
         let mut total = self.report.lock().map_err(|_| ItemError::input("internal: scan lock poisoned"))?;
-        for (key, n) in report.per_key {
-            *total.per_key.entry(key).or_default() += n;
-        }
-        total.envelopes += report.envelopes;
-        total.legacy += report.legacy;
-        total.bare_keys += report.bare_keys;
-        total.compact += report.compact;
-        total.malformed += report.malformed;
-        total.not_envelopes += report.not_envelopes;
-        total.empty += report.empty;
+        total.add(report);
         Ok(())
     }
 

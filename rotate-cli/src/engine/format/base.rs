@@ -18,6 +18,35 @@ pub enum FormatId {
     Legacy,
     /// A bare KMS ciphertext blob of a data key.
     BareKey,
+    /// An AWS Encryption SDK message (docs/format.md §14).
+    Esdk,
+}
+
+impl FormatId {
+    /// Every format, in the order reports list them.
+    pub const ALL: [FormatId; 5] = [Self::Envelope, Self::Legacy, Self::BareKey, Self::Compact, Self::Esdk];
+
+    /// The key of this format's count in `rekey scan --json` (stable: scripts read it).
+    pub fn report_key(self) -> &'static str {
+        match self {
+            Self::Envelope => "envelopes",
+            Self::Compact => "compact_records",
+            Self::Legacy => "legacy_cbc",
+            Self::BareKey => "bare_data_keys",
+            Self::Esdk => "esdk_messages",
+        }
+    }
+
+    /// This format's line in `rekey scan`'s text report, with the next step where there is one.
+    pub fn report_label(self) -> &'static str {
+        match self {
+            Self::Envelope => "envelopes",
+            Self::Compact => "compact keyset records (`rekey keyset list` names their keys)",
+            Self::Legacy => "legacy CBC records (unauthenticated; move them with `rekey reencrypt --items legacy`)",
+            Self::BareKey => "bare data keys",
+            Self::Esdk => "AWS Encryption SDK messages (`rekey reencrypt --items esdk` rotates them)",
+        }
+    }
 }
 
 impl fmt::Display for FormatId {
@@ -27,6 +56,7 @@ impl fmt::Display for FormatId {
             Self::Compact => "compact keyset record",
             Self::Legacy => "legacy CBC record",
             Self::BareKey => "bare data key",
+            Self::Esdk => "AWS Encryption SDK message",
         })
     }
 }
@@ -86,6 +116,19 @@ pub struct Description {
     pub keys: Vec<String>,
     /// The item claims the format (its magic) but does not parse.
     pub malformed: bool,
+    /// The algorithm suite, for formats with several (scan counts items per suite).
+    pub suite: Option<String>,
+    /// Why the item should move to another suite or format, when it should (scan flags it).
+    pub migrate: Option<Migrate>,
+}
+
+/// A reason to move items, as scan reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Migrate {
+    /// The count's key in `rekey scan --json`.
+    pub key: &'static str,
+    /// The reason and the command that moves them, for people.
+    pub note: &'static str,
 }
 
 /// One ciphertext format: how to recognise it and what it shows without a key.

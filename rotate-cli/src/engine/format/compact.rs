@@ -21,8 +21,12 @@ impl CiphertextFormat for CompactFormat {
 
     fn describe(&self, decoded: &[u8]) -> Description {
         match CompactRecord::parse(decoded) {
-            Ok(record) => Description { keys: vec![format!("keyset-key:{}", record.key_id())], malformed: false },
-            Err(_) => Description { keys: Vec::new(), malformed: true },
+            Ok(record) => Description {
+                keys: vec![format!("keyset-key:{}", record.key_id())],
+                malformed: false,
+                ..Description::default()
+            },
+            Err(_) => Description { malformed: true, ..Description::default() },
         }
     }
 }

@@ -32,8 +32,9 @@ impl CiphertextFormat for EnvelopeFormat {
                     .map(|e| format!("{}:{}", e.provider_id(), e.key_id()))
                     .collect(),
                 malformed: false,
+                ..Description::default()
             },
-            Err(_) => Description { keys: Vec::new(), malformed: true },
+            Err(_) => Description { malformed: true, ..Description::default() },
         }
     }
 }

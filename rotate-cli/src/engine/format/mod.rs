@@ -10,7 +10,16 @@
 //!    before legacy records, because the blog's CBC records start with an
 //!    ASCII IV (printable, never `0xC1`); only a random-IV record could, and
 //!    those are named with `--items legacy`.
-//! 3. **legacy CBC record** (base64 text of IV ‖ whole blocks): there is no
+//! 3. **AWS Encryption SDK message** (binary, or its base64 text; see
+//!    [`esdk`]): version 1 starts `01 80`, version 2 `02 04 78` or
+//!    `02 05 78`. Disjoint from the two magics above, but before legacy
+//!    records, because the base64 of a message is also base64 of bytes
+//!    that a legacy record could hold. Those two or three bytes are a weak
+//!    magic (a random-IV legacy record starts with them once in 2^16), so
+//!    a message is claimed only when its whole header parses (version,
+//!    suite, context, wrapped keys, content type, frame length); anything
+//!    else falls through to the legacy guess.
+//! 4. **legacy CBC record** (base64 text of IV ‖ whole blocks): there is no
 //!    magic, so this is the last guess and only a hint.
 //!
 //! Bare KMS ciphertext blobs are opaque (no magic, no structure anyone may
@@ -20,15 +29,16 @@
 mod base;
 mod compact;
 mod envelope;
+pub mod esdk;
 mod legacy;
 
 use envelope_core::decode_text;
 
-pub use self::base::{CiphertextFormat, Description, Encoding, FormatId};
+pub use self::base::{CiphertextFormat, Description, Encoding, FormatId, Migrate};
 
 /// Every detectable format, in detection order (see the module docs).
 pub static FORMATS: &[&dyn CiphertextFormat] =
-    &[&envelope::EnvelopeFormat, &compact::CompactFormat, &legacy::LegacyFormat];
+    &[&envelope::EnvelopeFormat, &compact::CompactFormat, &esdk::EsdkFormat, &legacy::LegacyFormat];
 
 /// An item whose format was recognised.
 #[derive(Debug)]

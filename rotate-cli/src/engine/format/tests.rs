@@ -73,3 +73,78 @@ fn opaque_bytes_are_nothing_but_can_be_named() {
     let named = decode_as(b"QUJD\n", FormatId::Envelope).expect("base64 decodes");
     assert_eq!((named.bytes.as_slice(), named.encoding), (&b"ABC"[..], Encoding::Text { newline: true }));
 }
+
+/// The AWS Encryption SDK vectors (made by the Python SDK 3.3.1; their
+/// manifest says what each is).
+fn esdk_vectors() -> Vec<(String, Vec<u8>, serde_json::Value)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../envelope-core/tests/data/esdk");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("manifest")).expect("json");
+    manifest["vectors"]
+        .as_array()
+        .expect("vectors")
+        .iter()
+        .map(|v| {
+            let file = v["file"].as_str().expect("file").to_owned();
+            let bytes = std::fs::read(dir.join(&file)).expect("vector");
+            (file, bytes, v.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn esdk_messages_binary_and_text_with_their_keys_and_suites() {
+    let vectors = esdk_vectors();
+    assert!(vectors.len() > 100, "the manifest lists every vector");
+    for (file, bytes, v) in vectors {
+        let d = detect(&bytes).unwrap_or_else(|| panic!("{file}: not detected"));
+        assert_eq!((d.format, d.encoding), (FormatId::Esdk, Encoding::Binary), "{file}");
+        let description = d.describe();
+        let mut names: Vec<String> = v["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .map(|k| match k.as_str() {
+                Some("aes256") => "rekey-kat:wrapping-key-256".to_owned(),
+                Some("aes128") => "rekey-kat:wrapping-key-128".to_owned(),
+                other => panic!("{file}: unknown key {other:?}"),
+            })
+            .collect();
+        // The SDK writes wrapped keys in its own order.
+        let mut keys = description.keys.clone();
+        keys.sort();
+        names.sort();
+        assert_eq!(keys, names, "{file}");
+        let suite = v["suite"].as_str().expect("suite");
+        let label = description.suite.expect("a suite");
+        assert!(label.contains(&format!("({suite})")), "{file}: {label}");
+        let committing = suite == "0x0478" || suite == "0x0578";
+        assert_eq!(description.migrate.is_some(), !committing, "{file}");
+        assert_eq!(label.contains("no key commitment"), !committing, "{file}: {label}");
+        assert_eq!(label.contains("unsigned"), !["0x0214", "0x0346", "0x0378", "0x0578"].contains(&suite), "{label}");
+
+        let text = format!("{}\n", encode_text(&bytes)).into_bytes();
+        let t = detect(&text).unwrap_or_else(|| panic!("{file}: text not detected"));
+        assert_eq!((t.format, t.encoding), (FormatId::Esdk, Encoding::Text { newline: true }), "{file}");
+        assert_eq!(t.encoding.encode(&t.bytes), text, "{file}: the encoding round-trips");
+    }
+}
+
+#[test]
+fn esdk_prefix_alone_claims_nothing() {
+    // A random-IV legacy record whose IV happens to start like a message.
+    let mut record = vec![0x01, 0x80];
+    record.extend((0u8..46).map(|i| i.wrapping_mul(37)));
+    let text = encode_text(&record);
+    assert!(envelope_core::legacy::looks_like_legacy_record(&text));
+    assert_eq!(detect(text.as_bytes()).expect("legacy").format, FormatId::Legacy);
+    for prefix in [&[0x02, 0x04, 0x78][..], &[0x02, 0x05, 0x78]] {
+        let mut record = prefix.to_vec();
+        record.resize(48, 0xab);
+        assert_eq!(detect(encode_text(&record).as_bytes()).expect("legacy").format, FormatId::Legacy);
+        assert!(detect(&record).is_none(), "binary bytes that only start like a message");
+    }
+    // A message cut inside its header is no message.
+    let (_, bytes, _) = esdk_vectors().into_iter().find(|(f, _, _)| f == "0578_frame4096_64.bin").expect("vector");
+    assert!(detect(&bytes[..40]).is_none());
+}

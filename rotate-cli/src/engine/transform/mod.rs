@@ -18,6 +18,7 @@
 //! - re-encryption skips an item only when the destination really opens it.
 
 mod bare;
+mod esdk;
 mod keyset;
 mod outcome;
 mod reencrypt;
@@ -28,6 +29,7 @@ mod strategy;
 mod tests;
 
 pub use self::bare::RewrapBare;
+pub use self::esdk::ReencryptEsdk;
 pub use self::keyset::ToKeyset;
 pub use self::outcome::{ChangeKind, Outcome, Proof, StreamJob};
 pub use self::reencrypt::Reencrypt;

@@ -69,4 +69,7 @@ pub enum ChangeKind {
     Reencrypted,
     /// A legacy CBC record, never authenticated, sealed as an envelope.
     FromLegacy,
+    /// Decrypted from a suite without key commitment (an AWS Encryption SDK
+    /// legacy suite) and encrypted again on a committing one.
+    Lifted,
 }

@@ -54,7 +54,16 @@ impl Rewrap {
         let destination = self.destination.as_ref();
         let encoding = format::encoding_of(item);
         let bytes = encoding.decode(item)?;
-        let envelope = Envelope::parse(&bytes, &shared.parse)?;
+        let envelope = Envelope::parse(&bytes, &shared.parse).map_err(|e| {
+            if format::detect(item).is_some_and(|d| d.format == format::FormatId::Esdk) {
+                ItemError::input(
+                    "an AWS Encryption SDK message cannot be re-wrapped in place (docs/format.md §14); \
+                     re-encrypt it with `rekey reencrypt --items esdk`",
+                )
+            } else {
+                e.into()
+            }
+        })?;
         let header = envelope.header();
         header.context.require(row).map_err(|e| {
             ItemError::new(ItemErrorCode::ContextMismatch, format!("{e}: the item is not bound to its row"))

@@ -259,7 +259,10 @@ pub(super) fn with_row(base: &EncryptionContext, row: &EncryptionContext) -> Res
 
 /// The error for an item no strategy input format claims.
 pub(super) fn not_an_envelope() -> ItemError {
-    ItemError::input("the item is not an envelope (for legacy records pass --items legacy)")
+    ItemError::input(
+        "the item is not an envelope (for legacy records pass --items legacy, for AWS Encryption SDK messages \
+         --items esdk)",
+    )
 }
 
 /// Whether `edk` is labelled with `destination`'s key (a label, not proof).
