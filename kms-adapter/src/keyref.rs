@@ -229,7 +229,7 @@ mod tests {
         assert!(KeyRef::parse("alias/app").expect("ok").is_alias());
         for bad in ["", "alias/", "arn:aws:s3:::bucket", "arn:aws:kms:us-east-1:1:key/", "key id with spaces"] {
             let err = KeyRef::parse(bad).expect_err(bad);
-            assert_eq!(err.kind, KmsErrorKind::Invalid);
+            assert_eq!(err.kind(), KmsErrorKind::Invalid);
         }
     }
 
@@ -264,7 +264,7 @@ mod tests {
             ("arn:aws:kms:us-east-1:111122223333:key/k?region=eu-west-1", "the ARN is in us-east-1"),
         ] {
             let err = KeyRef::parse(bad).expect_err(bad);
-            assert_eq!(err.kind, KmsErrorKind::Invalid);
+            assert_eq!(err.kind(), KmsErrorKind::Invalid);
             assert!(err.detail.contains(why), "{bad}: {}", err.detail);
         }
     }

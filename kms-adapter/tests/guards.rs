@@ -23,7 +23,10 @@ fn filter(accounts: &[&str]) -> DiscoveryFilter {
 
 #[test]
 fn a_discovery_filter_needs_accounts_and_well_formed_ids() {
-    assert_eq!(DiscoveryFilter::new("aws", Vec::<String>::new()).expect_err("no account").kind, KmsErrorKind::Invalid);
+    assert_eq!(
+        DiscoveryFilter::new("aws", Vec::<String>::new()).expect_err("no account").kind(),
+        KmsErrorKind::Invalid
+    );
     for bad in ["12345", "1111222233334", "11112222333x", ""] {
         assert!(DiscoveryFilter::new("aws", [bad]).is_err(), "{bad}");
     }
