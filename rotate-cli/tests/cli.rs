@@ -1,6 +1,8 @@
 //! The `rekey` binary's everyday commands with the local keystore: real
 //! process, real files, exact exit codes and the words a person reads.
 
+mod common;
+
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -20,7 +22,7 @@ impl Env {
     }
 
     fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rekey"))
+        let mut child = Command::new(common::Env::bin())
             .args(args)
             .current_dir(self.dir.path())
             .env("REKEY_KEYSTORE", self.path("keys"))
@@ -100,7 +102,7 @@ fn keys_create_list_rotate() {
 #[test]
 fn the_default_keystore_is_under_home() {
     let env = Env::new();
-    let out = Command::new(env!("CARGO_BIN_EXE_rekey"))
+    let out = Command::new(common::Env::bin())
         .args(["keys", "create", "k"])
         .env_remove("REKEY_KEYSTORE")
         .env_remove("XDG_DATA_HOME")

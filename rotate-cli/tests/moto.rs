@@ -48,7 +48,7 @@ impl Env {
     }
 
     fn rekey_via(&self, endpoint: &str, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_rekey"))
+        Command::new(common::Env::bin())
             .args(args)
             .current_dir(self.dir.path())
             .env("REKEY_KEYSTORE", self.path("keys"))

@@ -6,6 +6,8 @@
 //! The log test needs the local KMS server (`bash scripts/test.sh`); the
 //! others run anywhere. Helpers are local to this file on purpose.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -35,7 +37,7 @@ impl Dir {
 
     /// Runs rekey with the keystore here, no AWS profile, and `env` on top.
     fn rekey(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_rekey"));
+        let mut command = Command::new(common::Env::bin());
         command
             .args(args)
             .current_dir(self.dir.path())
