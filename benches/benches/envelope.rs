@@ -18,12 +18,12 @@ use std::io::{Read, Write};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use envelope_core::hazmat::{
+    AeadBackend, Envelope, ParseOptions, StreamDecryptor, StreamOptions, encrypt_stream_with, seal, seal_into,
+};
 use envelope_core::internals::Gcm;
 use envelope_core::legacy::{InnerEncoding, decrypt_legacy_record, encrypt_legacy_record_for_fixtures};
-use envelope_core::{
-    AeadBackend, DataKey, EncryptionContext, Envelope, ParseOptions, Plaintext, StreamDecryptor, StreamOptions,
-    encrypt_stream_with, seal, seal_into,
-};
+use envelope_core::{DataKey, EncryptionContext, Plaintext};
 use rekey_benches::local_materials;
 
 const SIZES: [(usize, &str); 4] = [(64, "64 B"), (1024, "1 KiB"), (64 * 1024, "64 KiB"), (16 << 20, "16 MiB")];

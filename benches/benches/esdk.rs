@@ -13,7 +13,8 @@ use std::hint::black_box;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use envelope_core::esdk::{Encryptor, Message, PlaintextDataKey, RawAesKeyring, Suite, WrappedKey};
-use envelope_core::{AeadBackend, EncryptionContext, Plaintext};
+use envelope_core::hazmat::AeadBackend;
+use envelope_core::{EncryptionContext, Plaintext};
 
 const SIZES: [(usize, &str); 2] = [(64, "64 B"), (16 << 20, "16 MiB")];
 

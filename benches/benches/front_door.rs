@@ -20,10 +20,8 @@ use std::time::{Duration, Instant};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use envelope_core::{
-    AeadBackend, CachePolicy, EncryptionContext, Encryptor, Envelope, Expect, LocalKey, LocalKeyring, Materials,
-    ParseOptions, seal,
-};
+use envelope_core::hazmat::{AeadBackend, Envelope, Materials, ParseOptions, seal};
+use envelope_core::{CachePolicy, EncryptionContext, Encryptor, Expect, LocalKey, LocalKeyring};
 
 const SIZE: usize = 64;
 const NAME: &str = "64 B";

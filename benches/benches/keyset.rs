@@ -13,8 +13,9 @@ use std::hint::black_box;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use envelope_core::hazmat::AeadBackend;
 use envelope_core::keyset::Keyset;
-use envelope_core::{AeadBackend, EncryptionContext, Keyring, LocalKey, LocalKeyring};
+use envelope_core::{EncryptionContext, Keyring, LocalKey, LocalKeyring};
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     let waker = std::task::Waker::noop();

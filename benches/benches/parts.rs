@@ -19,8 +19,9 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use envelope_core::EncryptionContext;
+use envelope_core::hazmat::{AeadBackend, Envelope, ParseOptions, seal};
 use envelope_core::internals::{Gcm, seal_with_message_id};
-use envelope_core::{AeadBackend, EncryptionContext, Envelope, ParseOptions, seal};
 use rekey_benches::local_materials;
 
 const SHA256_IV: [u32; 8] =

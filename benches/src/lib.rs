@@ -3,7 +3,9 @@
 //! `cargo bench -p rekey-benches --bench envelope`, then
 //! `python3 benches/report.py` for the table of medians and ratios.
 
-use envelope_core::{EncryptionContext, LocalKey, LocalKeyring, Materials, encode_text, seal};
+use envelope_core::{EncryptionContext, LocalKey, LocalKeyring};
+
+use envelope_core::hazmat::{Materials, encode_text, seal};
 
 /// Encryption materials from a fresh local key.
 ///

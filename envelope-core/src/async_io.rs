@@ -204,7 +204,8 @@ async fn read_exact<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8], field:
 mod tests {
     use super::*;
     use crate::encryptor::block_on;
-    use crate::{LocalKey, LocalKeyring, StreamOptions};
+    use crate::stream::StreamOptions;
+    use crate::{LocalKey, LocalKeyring};
 
     /// The async writer produces the blocking writer's bytes exactly.
     #[test]

@@ -2,7 +2,7 @@
 //! header core's encoding, for this workspace's own tests, benches and fuzz
 //! targets (the `internals` feature). A message id chosen twice under one
 //! data key repeats nonces (MUST 3.3): applications use
-//! [`Encryptor`](crate::Encryptor) or [`seal`](crate::seal), which draw a
+//! [`Encryptor`](crate::Encryptor) or [`seal`](crate::hazmat::seal), which draw a
 //! fresh one every time.
 
 use std::io::{Read, Write};
@@ -16,10 +16,10 @@ use crate::suite::MESSAGE_ID_LEN;
 
 pub use crate::aead::{Cbc, Gcm};
 
-/// [`seal`](crate::seal) with a chosen message id: known-answer tests.
+/// [`seal`](crate::hazmat::seal) with a chosen message id: known-answer tests.
 ///
 /// # Errors
-/// As [`seal`](crate::seal).
+/// As [`seal`](crate::hazmat::seal).
 pub fn seal_with_message_id(
     materials: &Materials,
     context: &EncryptionContext,

@@ -229,11 +229,11 @@ pub async fn unwrap_data_key_checked(
 
 /// Checks `data_key` against a header's key commitment (MUST 5.2), for a
 /// caller that holds only the header, such as a
-/// [`StreamDecryptor`](crate::StreamDecryptor) before the body is read: the
+/// [`StreamDecryptor`](crate::hazmat::StreamDecryptor) before the body is read: the
 /// check to give [`unwrap_data_key_checked`] there.
 ///
 /// # Errors
 /// [`Error::Authentication`] when `data_key` is not the envelope's data key.
-pub fn verify_commitment(header: &crate::Header, data_key: &DataKey) -> Result<(), Error> {
+pub fn verify_commitment(header: &crate::header::Header, data_key: &DataKey) -> Result<(), Error> {
     crate::suite::check_commitment_only(header.suite, data_key, &header.message_id, &header.commitment)
 }

@@ -8,7 +8,7 @@ use zeroize::{Zeroize, Zeroizing};
 pub struct Plaintext(Vec<u8>);
 
 impl Plaintext {
-    /// An empty buffer, for [`Envelope::open_into`](crate::Envelope::open_into) to fill.
+    /// An empty buffer, for [`Envelope::open_into`](crate::hazmat::Envelope::open_into) to fill.
     pub fn new() -> Self {
         Self(Vec::new())
     }

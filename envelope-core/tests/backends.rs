@@ -2,7 +2,7 @@
 //! against each other: the same inputs must give the same bytes, whichever
 //! backend and whichever entry point (in place or between buffers).
 
-use envelope_core::AeadBackend;
+use envelope_core::hazmat::AeadBackend;
 use envelope_core::internals::Gcm;
 use proptest::prelude::*;
 

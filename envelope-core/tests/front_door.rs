@@ -10,9 +10,11 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use envelope_core::{
-    CachePolicy, DataKey, EncryptedDataKey, EncryptionContext, Encryptor, Envelope, Error, Expect, Keyring,
-    KeyringError, KeyringErrorKind, KeyringFuture, LocalKey, LocalKeyring, ParseOptions,
+    CachePolicy, DataKey, EncryptedDataKey, EncryptionContext, Encryptor, Error, Expect, Keyring, KeyringError,
+    KeyringErrorKind, KeyringFuture, LocalKey, LocalKeyring,
 };
+
+use envelope_core::hazmat::{Envelope, ParseOptions};
 use proptest::prelude::*;
 
 fn context(pairs: &[(&str, &str)]) -> EncryptionContext {

@@ -5,8 +5,9 @@
 //! Regenerate (only for a deliberate new format version):
 //! `REKEY_WRITE_VECTORS=1 cargo test -p envelope-core --test kat`.
 
+use envelope_core::hazmat::{Envelope, Materials, ParseOptions, StreamDecryptor};
 use envelope_core::internals::{encrypt_stream_with_message_id, seal_with_message_id};
-use envelope_core::{DataKey, EncryptedDataKey, EncryptionContext, Envelope, Materials, ParseOptions, StreamDecryptor};
+use envelope_core::{DataKey, EncryptedDataKey, EncryptionContext};
 use serde::{Deserialize, Serialize};
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/envelope_vectors.json");

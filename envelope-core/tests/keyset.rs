@@ -467,7 +467,7 @@ fn nothing_secret_in_debug_or_the_file() {
 }
 
 fn base64(bytes: &[u8]) -> String {
-    envelope_core::encode_text(bytes)
+    envelope_core::hazmat::encode_text(bytes)
 }
 
 #[test]

@@ -3,7 +3,8 @@
 mod common;
 
 use common::context;
-use envelope_core::{KeyringErrorKind, Keystore, LocalKeyring, Materials, seal};
+use envelope_core::hazmat::{Materials, seal};
+use envelope_core::{KeyringErrorKind, Keystore, LocalKeyring};
 use std::os::unix::fs::PermissionsExt;
 
 fn store() -> (tempfile::TempDir, Keystore) {

@@ -4,8 +4,9 @@
 mod common;
 
 use common::{context, keyring, materials};
+use envelope_core::hazmat::{Materials, ParseOptions, StreamDecryptor, StreamOptions};
 use envelope_core::internals::encrypt_stream_with_options_and_message_id;
-use envelope_core::{DataKey, EncryptionContext, Materials, ParseOptions, StreamDecryptor, StreamOptions};
+use envelope_core::{DataKey, EncryptionContext};
 
 /// Small frames, so that a batch (at most 1,024 frames) is 64 KiB and a few
 /// batches stay quick in a debug build.

@@ -5,7 +5,8 @@
 mod common;
 
 use common::{context, framed, keyring, materials};
-use envelope_core::{DataKey, Envelope, Error, ParseOptions, Plaintext, seal, seal_into};
+use envelope_core::hazmat::{Envelope, ParseOptions, seal, seal_into};
+use envelope_core::{DataKey, Error, Plaintext};
 
 #[test]
 fn open_plaintext_matches_open_for_both_body_forms() {

@@ -9,10 +9,10 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use common::{context, keyring, materials};
-use envelope_core::{
-    DataKey, EncryptedDataKey, Envelope, Error, Keyring, ParseOptions, StreamDecryptor, unwrap_data_key,
-    unwrap_data_key_checked, verify_commitment,
+use envelope_core::hazmat::{
+    Envelope, ParseOptions, StreamDecryptor, unwrap_data_key, unwrap_data_key_checked, verify_commitment,
 };
+use envelope_core::{DataKey, EncryptedDataKey, Error, Keyring};
 
 /// Local keyrings answer at once, so polling once is enough.
 fn ready<F: Future>(future: F) -> F::Output {
@@ -31,7 +31,7 @@ fn planted(framed: bool) -> (envelope_core::LocalKeyring, Vec<u8>, EncryptedData
     let sealed = if framed {
         common::framed(&good, &ctx, 64, &[7u8; 300])
     } else {
-        envelope_core::seal(&good, &ctx, b"the real plaintext").expect("seal")
+        envelope_core::hazmat::seal(&good, &ctx, b"the real plaintext").expect("seal")
     };
     let other = DataKey::generate().expect("random");
     let plant = keyring.wrap_sync(&other, &ctx).expect("wrap the planted key");

@@ -3,10 +3,10 @@
 mod common;
 
 use common::*;
-use envelope_core::{
-    BodyForm, DataKey, EncryptedDataKey, EncryptionContext, Envelope, Error, FormatError, Header, Materials,
-    ParseOptions, Suite, decode_text, encode_text, seal,
+use envelope_core::hazmat::{
+    BodyForm, Envelope, Header, Materials, ParseOptions, Suite, decode_text, encode_text, seal,
 };
+use envelope_core::{DataKey, EncryptedDataKey, EncryptionContext, Error, FormatError};
 use proptest::prelude::*;
 
 fn arb_context() -> impl Strategy<Value = EncryptionContext> {

@@ -4,7 +4,8 @@
 mod common;
 
 use common::*;
-use envelope_core::{Envelope, Error, FormatError, KeyringErrorKind, Materials, ParseOptions, seal};
+use envelope_core::hazmat::{Envelope, Materials, ParseOptions, seal};
+use envelope_core::{Error, FormatError, KeyringErrorKind};
 
 /// Byte ranges of the EDK list in an envelope with one EDK.
 fn edk_span(sealed: &[u8]) -> std::ops::Range<usize> {

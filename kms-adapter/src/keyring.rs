@@ -2,8 +2,9 @@
 
 use envelope_core::{
     DataKey, EncryptedDataKey, EncryptionContext, Keyring, KeyringError, KeyringErrorKind, KeyringFuture, Rewrapped,
-    no_matching_key, unwrap_data_key,
 };
+
+use envelope_core::hazmat::{no_matching_key, unwrap_data_key};
 
 use crate::client::Kms;
 use crate::error::{KmsError, KmsErrorKind};

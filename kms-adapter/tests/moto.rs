@@ -1,10 +1,9 @@
 //! `KmsKeyring` against a real KMS API: the local moto server that
 //! `bash scripts/test.sh` starts. Each test makes its own keys.
 
-use envelope_core::{
-    EncryptedDataKey, EncryptionContext, Envelope, Keyring, KeyringErrorKind, Materials, ParseOptions,
-    generate_materials, seal, unwrap_data_key,
-};
+use envelope_core::{EncryptedDataKey, EncryptionContext, Keyring, KeyringErrorKind};
+
+use envelope_core::hazmat::{Envelope, Materials, ParseOptions, generate_materials, seal, unwrap_data_key};
 use kms_adapter::{DiscoveryFilter, Kms, KmsConfig, KmsErrorKind, KmsKeyring};
 
 fn endpoint() -> String {

@@ -8,8 +8,9 @@
 
 use std::io::{BufWriter, Write};
 
+use envelope_core::hazmat::{Materials, encode_text, seal};
 use envelope_core::legacy::{InnerEncoding, encrypt_legacy_record_for_fixtures};
-use envelope_core::{DataKey, EncryptionContext, Keystore, LocalKeyring, Materials, encode_text, seal};
+use envelope_core::{DataKey, EncryptionContext, Keystore, LocalKeyring};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use envelope_core::{EncryptionContext, Keyring, Keystore, LocalKeyring, Materials, ParseOptions, encode_text, seal};
+use envelope_core::{EncryptionContext, Keyring, Keystore, LocalKeyring};
+
+use envelope_core::hazmat::{Materials, ParseOptions, encode_text, seal};
 use rotate_cli::engine::files::{FileSource, InPlaceSink};
 use rotate_cli::engine::journal::RunParams;
 use rotate_cli::engine::records::{RecordFormat, RecordSource, StreamSink};

@@ -179,7 +179,7 @@ fn python_sdk_messages_move_to_a_new_kms_key_and_the_python_sdk_reads_them_back(
         for line in std::fs::read_to_string(env.path("data/records.jsonl")).expect("records").lines() {
             let record: Value = serde_json::from_str(line).expect("json");
             let secret = record["secret"].as_str().expect("secret");
-            let raw = envelope_core::decode_text(secret).expect("base64");
+            let raw = envelope_core::hazmat::decode_text(secret).expect("base64");
             let id = record["id"].as_i64().expect("id");
             conn.execute(
                 "INSERT INTO users VALUES (?1, ?2, ?3, ?4)",
@@ -228,7 +228,10 @@ fn python_sdk_messages_move_to_a_new_kms_key_and_the_python_sdk_reads_them_back(
         for (id, secret, raw) in rows {
             assert!(raw.starts_with(&[0x02]), "the BLOB stays binary");
             text.push_str(&format!("{}\n", serde_json::json!({"id": id, "secret": secret})));
-            blob.push_str(&format!("{}\n", serde_json::json!({"id": id, "secret": envelope_core::encode_text(&raw)})));
+            blob.push_str(&format!(
+                "{}\n",
+                serde_json::json!({"id": id, "secret": envelope_core::hazmat::encode_text(&raw)})
+            ));
         }
         std::fs::write(env.path("data/table.text.jsonl"), text).expect("write");
         std::fs::write(env.path("data/table.blob.jsonl"), blob).expect("write");

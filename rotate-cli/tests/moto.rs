@@ -300,7 +300,7 @@ fn bad_items_are_reported_one_by_one_while_the_rest_complete() {
 /// `victim`'s wrapped keys under `donor`'s header core and body: the key is
 /// genuine, but KMS will refuse it under the victim's context.
 fn splice_context(donor: &str, victim: &str) -> String {
-    use envelope_core::{Envelope, ParseOptions, decode_text, encode_text};
+    use envelope_core::hazmat::{Envelope, ParseOptions, decode_text, encode_text};
     let donor = decode_text(donor).expect("donor");
     let victim = decode_text(victim).expect("victim");
     let d = Envelope::parse(&donor, &ParseOptions::default()).expect("parse");
@@ -413,7 +413,8 @@ fn throttling_and_slow_answers_are_retried_and_counted() {
 #[test]
 #[ignore = "needs the local KMS server: bash scripts/test.sh"]
 fn rewrap_only_moves_keys_the_operator_named() {
-    use envelope_core::{EncryptedDataKey, Envelope, ParseOptions, decode_text, encode_text};
+    use envelope_core::EncryptedDataKey;
+    use envelope_core::hazmat::{Envelope, ParseOptions, decode_text, encode_text};
     let env = Env::new();
     let (k1, k2, k3) = (env.create_key(), env.create_key(), env.create_key());
     std::fs::create_dir_all(env.path("vault")).expect("mkdir");

@@ -141,7 +141,7 @@ fn bad_items_are_reported_one_by_one_and_the_rest_complete() {
 /// Header core of `a` with the EDK list and body of... no: `a`'s core and
 /// body with `b`'s EDK list (wrapped under `b`'s context).
 fn splice_edks(a: &[u8], b: &[u8]) -> Vec<u8> {
-    use envelope_core::{Envelope, ParseOptions, decode_text, encode_text};
+    use envelope_core::hazmat::{Envelope, ParseOptions, decode_text, encode_text};
     let decode = |x: &[u8]| {
         if x.starts_with(b"RKY") {
             x.to_vec()

@@ -13,9 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{Env, walk};
-use envelope_core::{
-    EncryptedDataKey, EncryptionContext, Envelope, Materials, ParseOptions, decode_text, encode_text, seal,
-};
+use envelope_core::hazmat::{Envelope, Materials, ParseOptions, decode_text, encode_text, seal};
+use envelope_core::{EncryptedDataKey, EncryptionContext};
 
 /// The envelope bytes of a file (binary or text form).
 fn envelope_bytes(file: &Path) -> Vec<u8> {
@@ -368,7 +367,7 @@ fn a_large_framed_file_is_streamed_in_constant_memory_and_keeps_its_form() {
     let original = std::fs::read(env.path("vault/big.rky")).expect("read");
     let frame_len =
         |bytes: &[u8]| match Envelope::parse(bytes, &ParseOptions::default()).expect("envelope").header().body_form {
-            envelope_core::BodyForm::Framed { frame_len } => frame_len,
+            envelope_core::hazmat::BodyForm::Framed { frame_len } => frame_len,
             other => panic!("not framed: {other:?}"),
         };
 

@@ -13,10 +13,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use envelope_core::{
-    DataKey, EncryptedDataKey, EncryptionContext, Envelope, Keystore, LOCAL_PROVIDER_ID, LocalKeyring, ParseOptions,
-    decode_text, encode_text,
-};
+use envelope_core::hazmat::{Envelope, ParseOptions, decode_text, encode_text};
+use envelope_core::{DataKey, EncryptedDataKey, EncryptionContext, Keystore, LOCAL_PROVIDER_ID, LocalKeyring};
 
 struct Dir {
     dir: tempfile::TempDir,

@@ -6,8 +6,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use envelope_core::hazmat::{Materials, encode_text, seal};
 use envelope_core::legacy::{InnerEncoding, encrypt_legacy_record_for_fixtures};
-use envelope_core::{DataKey, EncryptionContext, Materials, encode_text, seal};
+use envelope_core::{DataKey, EncryptionContext};
 use serde_json::{Value, json};
 
 mod common;

@@ -50,8 +50,16 @@ fn sqlite_users(env: &Env, rows: usize) -> PathBuf {
             6 => Sql::Text(String::new()),
             7 => Sql::Text("not an envelope at all".into()),
             // Sealed for another tenant's row: not bound to this one.
-            8 => Sql::Text(envelope_core::encode_text(&env.seal_local("old", &[("tenant", "t9")], &plaintext(i)))),
-            _ => Sql::Text(envelope_core::encode_text(&env.seal_local("old", &[("tenant", &tenant)], &plaintext(i)))),
+            8 => Sql::Text(envelope_core::hazmat::encode_text(&env.seal_local(
+                "old",
+                &[("tenant", "t9")],
+                &plaintext(i),
+            ))),
+            _ => Sql::Text(envelope_core::hazmat::encode_text(&env.seal_local(
+                "old",
+                &[("tenant", &tenant)],
+                &plaintext(i),
+            ))),
         };
         let card =
             if i % 10 == 3 { Sql::Null } else { Sql::Blob(env.seal_local("old", &[("tenant", &tenant)], b"4111")) };
@@ -558,7 +566,14 @@ fn postgres_100k_legacy_records_move_to_kms_in_place_while_an_application_writes
     let writes: Vec<(i64, String)> = chosen
         .iter()
         .map(|id| {
-            (*id, envelope_core::encode_text(&app.seal_local("app", &[("tenant_id", &(id % 10).to_string())], b"app")))
+            (
+                *id,
+                envelope_core::hazmat::encode_text(&app.seal_local(
+                    "app",
+                    &[("tenant_id", &(id % 10).to_string())],
+                    b"app",
+                )),
+            )
         })
         .collect();
     let journal = env.path("users.rekey-journal");
@@ -630,9 +645,9 @@ fn postgres_100k_legacy_records_move_to_kms_in_place_while_an_application_writes
             assert_eq!(old[3], new[3], "NULL and empty left alone");
         } else {
             let text = new[3].as_deref().expect("value");
-            let header = envelope_core::Envelope::parse(
-                &envelope_core::decode_text(text).expect("text form"),
-                &envelope_core::ParseOptions::default(),
+            let header = envelope_core::hazmat::Envelope::parse(
+                &envelope_core::hazmat::decode_text(text).expect("text form"),
+                &envelope_core::hazmat::ParseOptions::default(),
             )
             .expect("an envelope")
             .header()
@@ -786,7 +801,7 @@ fn postgres_a_role_that_may_not_update_is_refused_before_any_write() {
     let env = Env::with_keys(&["old", "new"]);
     let url = pg_database("rekey_grants");
     let pg = Pg::connect(&url);
-    let sealed = envelope_core::encode_text(&env.seal_local("old", &[], b"ssn 1"));
+    let sealed = envelope_core::hazmat::encode_text(&env.seal_local("old", &[], b"ssn 1"));
     pg.exec(&format!(
         "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, '{sealed}' FROM generate_series(1, 50) g; \
          DROP ROLE IF EXISTS rekey_reader; CREATE ROLE rekey_reader LOGIN; GRANT SELECT ON t TO rekey_reader"
@@ -812,7 +827,7 @@ fn postgres_connection_lost_mid_run_is_resumable() {
     let url = pg_database("rekey_lost");
     let pg = Pg::connect(&url);
     let rows = 20_000;
-    let sealed = envelope_core::encode_text(&env.seal_local("old", &[], b"ssn 1"));
+    let sealed = envelope_core::hazmat::encode_text(&env.seal_local("old", &[], b"ssn 1"));
     pg.exec(&format!(
         "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, '{sealed}' FROM generate_series(1, {rows}) g"
     ));

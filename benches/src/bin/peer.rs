@@ -14,7 +14,8 @@ use std::io::{Read, Write};
 use std::time::Instant;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
-use envelope_core::{AeadBackend, DEFAULT_FRAME_LEN, EncryptionContext, encrypt_stream, seal};
+use envelope_core::EncryptionContext;
+use envelope_core::hazmat::{AeadBackend, DEFAULT_FRAME_LEN, encrypt_stream, seal};
 use rekey_benches::local_materials;
 
 const RUNS: usize = 5;

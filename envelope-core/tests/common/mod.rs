@@ -1,7 +1,9 @@
 //! Shared helpers for envelope-core's integration tests.
 #![allow(dead_code, unreachable_pub)]
 
-use envelope_core::{EncryptionContext, LocalKey, LocalKeyring, Materials, ParseOptions, StreamDecryptor};
+use envelope_core::{EncryptionContext, LocalKey, LocalKeyring};
+
+use envelope_core::hazmat::{Materials, ParseOptions, StreamDecryptor};
 
 pub fn keyring(name: &str) -> LocalKeyring {
     LocalKeyring::new(LocalKey::generate(name).expect("valid name"))
@@ -19,7 +21,7 @@ pub fn materials(keyring: &LocalKeyring, context: &EncryptionContext) -> Materia
 /// Encrypts `plaintext` framed into a vector.
 pub fn framed(materials: &Materials, context: &EncryptionContext, frame_len: u32, plaintext: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    envelope_core::encrypt_stream(materials, context, frame_len, plaintext, &mut out).expect("encrypt");
+    envelope_core::hazmat::encrypt_stream(materials, context, frame_len, plaintext, &mut out).expect("encrypt");
     out
 }
 
@@ -35,7 +37,7 @@ pub fn stream_open(keyring: &LocalKeyring, input: &[u8]) -> Result<Vec<u8>, enve
 
 /// Decrypts any envelope in memory with `keyring`.
 pub fn memory_open(keyring: &LocalKeyring, input: &[u8]) -> Result<Vec<u8>, envelope_core::Error> {
-    let envelope = envelope_core::Envelope::parse(input, &ParseOptions::default())?;
+    let envelope = envelope_core::hazmat::Envelope::parse(input, &ParseOptions::default())?;
     let header = envelope.header();
     let key = keyring.unwrap_sync(&header.encrypted_data_keys, &header.context)?;
     Ok(envelope.open(&key)?.to_vec())

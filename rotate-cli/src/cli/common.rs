@@ -104,7 +104,7 @@ pub(crate) struct EncryptArgs {
     #[arg(long)]
     pub(crate) lines: bool,
     /// Plaintext bytes per frame of the binary (framed) form
-    #[arg(long, default_value_t = envelope_core::DEFAULT_FRAME_LEN, value_name = "BYTES")]
+    #[arg(long, default_value_t = envelope_core::hazmat::DEFAULT_FRAME_LEN, value_name = "BYTES")]
     pub(crate) frame_size: u32,
     /// Replace outputs that exist
     #[arg(long)]
@@ -136,7 +136,7 @@ pub(crate) struct DecryptArgs {
     #[arg(long)]
     pub(crate) force: bool,
     /// Most encrypted data keys accepted in one envelope
-    #[arg(long, default_value_t = envelope_core::DEFAULT_MAX_ENCRYPTED_DATA_KEYS, value_name = "N")]
+    #[arg(long, default_value_t = envelope_core::hazmat::DEFAULT_MAX_ENCRYPTED_DATA_KEYS, value_name = "N")]
     pub(crate) max_encrypted_data_keys: usize,
     /// AWS Encryption SDK messages: also read suites without key commitment (the SDKs'
     /// REQUIRE_ENCRYPT_ALLOW_DECRYPT); such a message can decrypt to different plaintexts under different keys

@@ -7,7 +7,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use envelope_core::{Header, ParseOptions, decode_text};
+use envelope_core::hazmat::{Header, ParseOptions, decode_text};
 use rotate_cli::engine::transform::{ChangeKind, Outcome};
 use rotate_cli::engine::{Item, ItemError, Progress};
 use serde_json::{Value, json};

@@ -3,9 +3,10 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::ExitCode;
 
-use envelope_core::{
-    DataKey, EncryptedDataKey, EncryptionContext, Envelope, Keyring, ParseOptions, StreamDecryptor, decode_text,
-    unwrap_data_key_checked, verify_commitment,
+use envelope_core::{DataKey, EncryptedDataKey, EncryptionContext, Keyring};
+
+use envelope_core::hazmat::{
+    Envelope, ParseOptions, StreamDecryptor, decode_text, unwrap_data_key_checked, verify_commitment,
 };
 
 use envelope_core::esdk::{Message, PlaintextDataKey};

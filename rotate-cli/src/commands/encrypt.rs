@@ -3,7 +3,9 @@
 use std::io::{self, IsTerminal, Read, Write};
 use std::process::ExitCode;
 
-use envelope_core::{EncryptionContext, Keyring, Materials, encode_text, encrypt_stream, generate_materials, seal};
+use envelope_core::{EncryptionContext, Keyring};
+
+use envelope_core::hazmat::{Materials, encode_text, encrypt_stream, generate_materials, seal};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::files::{self, CountingReader, CountingWriter, Direction, Job, Metadata, Plan, Record};
@@ -28,7 +30,8 @@ enum Form {
 
 pub(crate) async fn run(keys: &Keys, args: EncryptArgs) -> Result<ExitCode, CliError> {
     let context = parse_context(&args.context)?;
-    envelope_core::BodyForm::framed(args.frame_size).map_err(|e| CliError::usage(format!("--frame-size: {e}")))?;
+    envelope_core::hazmat::BodyForm::framed(args.frame_size)
+        .map_err(|e| CliError::usage(format!("--frame-size: {e}")))?;
     let form = if args.lines {
         Form::Lines
     } else if args.text {

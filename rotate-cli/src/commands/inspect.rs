@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read};
 use std::process::ExitCode;
 
-use envelope_core::{BodyForm, Header, ParseOptions, StreamDecryptor, decode_text, legacy::looks_like_legacy_record};
+use envelope_core::hazmat::{BodyForm, Header, ParseOptions, StreamDecryptor, decode_text};
+use envelope_core::legacy::looks_like_legacy_record;
 use serde_json::{Value, json};
 
 use super::{input_len, open_input};
@@ -18,8 +19,8 @@ const MAX_TEXT_INPUT: u64 = 128 << 20;
 pub(crate) fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
     let mut input = BufReader::with_capacity(1 << 16, open_input(args.input.as_deref())?);
     let head = input.fill_buf().map_err(|e| CliError::io("cannot read the input", e))?.to_vec();
-    let options = ParseOptions { max_encrypted_data_keys: envelope_core::MAX_ENCRYPTED_DATA_KEYS };
-    let report = if head.starts_with(&envelope_core::MAGIC) {
+    let options = ParseOptions { max_encrypted_data_keys: envelope_core::hazmat::MAX_ENCRYPTED_DATA_KEYS };
+    let report = if head.starts_with(&envelope_core::hazmat::MAGIC) {
         let total = input_len(args.input.as_deref());
         let decryptor = StreamDecryptor::new(input, &options)?;
         describe(decryptor.header(), "binary", total)
@@ -176,7 +177,7 @@ fn describe(header: &Header, form: &str, total: Option<u64>) -> Value {
     json!({
         "format": "rekey-envelope",
         "encoding": form,
-        "version": envelope_core::VERSION,
+        "version": envelope_core::hazmat::VERSION,
         "suite": {"id": format!("0x{:04x}", header.suite.id()), "name": header.suite.name()},
         "message_id": hex(&header.message_id),
         "context": context,

@@ -9,9 +9,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use envelope_core::hazmat::{Envelope, ParseOptions, decode_text};
 use envelope_core::keyset::{CompactRecord, FileKeysetStore, Keyset, KeysetHandle, looks_like_compact_record};
 use envelope_core::legacy::InnerEncoding;
-use envelope_core::{EncryptionContext, Envelope, Keyring, ParseOptions, decode_text};
+use envelope_core::{EncryptionContext, Keyring};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
@@ -268,7 +269,7 @@ impl Ctx<'_> {
                 self.counts.from_older_key += 1;
                 self.handle.decrypt(b, &self.context).map_err(|e| decrypt_error(e, text, self.handle))?.into_zeroizing()
             }
-            Some(b) if b.starts_with(&envelope_core::MAGIC) => {
+            Some(b) if b.starts_with(&envelope_core::hazmat::MAGIC) => {
                 if sources.is_empty() {
                     return Err(CliError::usage("an envelope record needs the keys it may be decrypted with")
                         .hint("name them with --from local:NAME or --from kms:KEY"));
@@ -277,7 +278,7 @@ impl Ctx<'_> {
                 let header = envelope.header();
                 let keyrings = refs(sources);
                 let check = |k: &envelope_core::DataKey| envelope.verify_data_key(k).is_ok();
-                let data_key = envelope_core::unwrap_data_key_checked(
+                let data_key = envelope_core::hazmat::unwrap_data_key_checked(
                     &keyrings,
                     &header.encrypted_data_keys,
                     &header.context,

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use envelope_core::hazmat::ParseOptions;
 use envelope_core::legacy::InnerEncoding;
-use envelope_core::{DataKey, Keyring, ParseOptions};
+use envelope_core::{DataKey, Keyring};
 use rotate_cli::engine::files::{FileSource, InPlaceSink};
 use rotate_cli::engine::journal::RunParams;
 use rotate_cli::engine::records::{RecordFormat, RecordSource, StreamSink};

@@ -13,7 +13,9 @@ use std::sync::{Arc, OnceLock};
 
 use std::io::{Read, Seek, Write};
 
-use envelope_core::{BodyForm, EncryptedDataKey, FormatError, Header, ParseOptions, StreamDecryptor, encrypt_stream};
+use envelope_core::{EncryptedDataKey, FormatError};
+
+use envelope_core::hazmat::{BodyForm, Header, ParseOptions, StreamDecryptor, encrypt_stream};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;

@@ -27,7 +27,8 @@ use super::error::{Error, ErrorKind};
 use super::format;
 use super::report::Counts;
 use crate::fsio;
-use envelope_core::{EncryptedDataKey, Envelope, ParseOptions};
+use envelope_core::EncryptedDataKey;
+use envelope_core::hazmat::{Envelope, ParseOptions};
 
 /// The journal format this build writes.
 const FORMAT_VERSION: u32 = 2;

@@ -1599,10 +1599,13 @@ impl Sink<ObjectUnit> for S3ScanSink {
                 Some(bytes) => {
                     let keys: Option<Vec<String>> = std::str::from_utf8(bytes)
                         .ok()
-                        .and_then(|t| envelope_core::decode_text(t.trim_ascii()).ok())
+                        .and_then(|t| envelope_core::hazmat::decode_text(t.trim_ascii()).ok())
                         .and_then(|b| {
-                            let parsed =
-                                envelope_core::Envelope::parse(&b, &envelope_core::ParseOptions::default()).ok()?;
+                            let parsed = envelope_core::hazmat::Envelope::parse(
+                                &b,
+                                &envelope_core::hazmat::ParseOptions::default(),
+                            )
+                            .ok()?;
                             let header = parsed.header();
                             Some(
                                 header
@@ -1844,15 +1847,15 @@ async fn get_bytes(
 /// The header of a framed envelope (growing ranged GETs); `None` when the
 /// object is not a framed envelope.
 async fn read_header(client: &Client, bucket: &str, key: &str, read: &Head) -> Result<Option<Vec<u8>>, ItemError> {
-    let options = envelope_core::ParseOptions { max_encrypted_data_keys: 255 };
+    let options = envelope_core::hazmat::ParseOptions { max_encrypted_data_keys: 255 };
     let mut want: u64 = 64 << 10;
     loop {
         let end = want.min(read.size).saturating_sub(1);
         let mut bytes = get_bytes(client, bucket, key, read, Some((0, end))).await?;
-        match envelope_core::Header::parse_prefix(&bytes, &options) {
+        match envelope_core::hazmat::Header::parse_prefix(&bytes, &options) {
             Ok((header, _, len)) => {
                 bytes.truncate(len);
-                return Ok(matches!(header.body_form, envelope_core::BodyForm::Framed { .. }).then_some(bytes));
+                return Ok(matches!(header.body_form, envelope_core::hazmat::BodyForm::Framed { .. }).then_some(bytes));
             }
             Err(envelope_core::FormatError::Truncated(_))
                 if want < read.size && usize::try_from(want).is_ok_and(|w| w < MAX_HEADER) =>

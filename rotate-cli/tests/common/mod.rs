@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use envelope_core::{Envelope, Keystore, LocalKeyring, ParseOptions, decode_text};
+use envelope_core::{Keystore, LocalKeyring};
+
+use envelope_core::hazmat::{Envelope, ParseOptions, decode_text};
 
 /// A variable `scripts/test.sh` sets for the tests that need its servers;
 /// without it those tests stop with the command that provides them.
@@ -209,8 +211,8 @@ impl Env {
         let context = envelope_core::EncryptionContext::from_pairs(context.iter().copied()).expect("context");
         let keyring = self.keyring(key);
         let (data_key, edk) = keyring.generate_sync(&context).expect("generate");
-        let materials = envelope_core::Materials { data_key, encrypted_data_keys: vec![edk] };
-        envelope_core::seal(&materials, &context, plaintext).expect("seal")
+        let materials = envelope_core::hazmat::Materials { data_key, encrypted_data_keys: vec![edk] };
+        envelope_core::hazmat::seal(&materials, &context, plaintext).expect("seal")
     }
 
     /// Opens an envelope (binary or text form) allowing only the local keys

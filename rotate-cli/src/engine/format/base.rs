@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use envelope_core::{decode_text, encode_text};
+use envelope_core::hazmat::{decode_text, encode_text};
 
 use crate::engine::error::ItemError;
 

@@ -1,6 +1,6 @@
 //! rekey envelopes (docs/format.md): binary with the magic, or its base64 text.
 
-use envelope_core::{Envelope, MAGIC, ParseOptions};
+use envelope_core::hazmat::{Envelope, MAGIC, ParseOptions};
 
 use super::base::{CiphertextFormat, Description, FormatId};
 

@@ -32,7 +32,7 @@ mod envelope;
 pub mod esdk;
 mod legacy;
 
-use envelope_core::decode_text;
+use envelope_core::hazmat::decode_text;
 
 pub use self::base::{CiphertextFormat, Description, Encoding, FormatId, Migrate};
 

@@ -1,9 +1,10 @@
 //! Detection order and ambiguity, written once in `FORMATS`, tested here.
 
-use envelope_core::encode_text;
+use envelope_core::hazmat::encode_text;
+use envelope_core::hazmat::{generate_materials, seal};
 use envelope_core::keyset::COMPACT_MAGIC;
 use envelope_core::legacy::{InnerEncoding, encrypt_legacy_record_for_fixtures};
-use envelope_core::{DataKey, EncryptionContext, LocalKey, LocalKeyring, generate_materials, seal};
+use envelope_core::{DataKey, EncryptionContext, LocalKey, LocalKeyring};
 
 use super::*;
 

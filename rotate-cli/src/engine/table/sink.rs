@@ -191,9 +191,9 @@ fn row_entry(spec: &TableSpec, c: &Pending) -> Entry {
 /// envelope), text in text columns.
 fn fit(old: &Cell, new: Vec<u8>, kind: ChangeKind) -> Result<Cell, ItemError> {
     match old {
-        Cell::Blob(_) if kind == ChangeKind::FromLegacy && !new.starts_with(&envelope_core::MAGIC) => {
+        Cell::Blob(_) if kind == ChangeKind::FromLegacy && !new.starts_with(&envelope_core::hazmat::MAGIC) => {
             let text = std::str::from_utf8(&new).map_err(|_| ItemError::input("the new envelope is not text"))?;
-            let bytes = envelope_core::decode_text(text).map_err(|e| ItemError::input(e.to_string()))?;
+            let bytes = envelope_core::hazmat::decode_text(text).map_err(|e| ItemError::input(e.to_string()))?;
             Ok(Cell::Blob(bytes))
         }
         Cell::Blob(_) => Ok(Cell::Blob(new)),

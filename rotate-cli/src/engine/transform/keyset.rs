@@ -6,9 +6,10 @@
 
 use std::sync::Arc;
 
+use envelope_core::hazmat::Envelope;
 use envelope_core::keyset::{CompactRecord, KeyId, KeysetHandle};
 use envelope_core::legacy::{InnerEncoding, decrypt_legacy_record};
-use envelope_core::{DataKey, EncryptionContext, Envelope, Keyring};
+use envelope_core::{DataKey, EncryptionContext, Keyring};
 
 use super::outcome::{ChangeKind, Outcome, Proof};
 use super::reencrypt::legacy_text;

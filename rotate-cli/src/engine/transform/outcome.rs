@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use envelope_core::{DataKey, EncryptedDataKey, EncryptionContext, Materials};
+use envelope_core::{DataKey, EncryptedDataKey, EncryptionContext};
+
+use envelope_core::hazmat::Materials;
 
 /// What a transform did to an item.
 #[derive(Debug)]

@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
+use envelope_core::hazmat::{BodyForm, Envelope, encrypt_stream, seal};
 use envelope_core::legacy::{InnerEncoding, decrypt_legacy_record};
-use envelope_core::{BodyForm, DataKey, EncryptionContext, Envelope, Keyring, encrypt_stream, seal};
+use envelope_core::{DataKey, EncryptionContext, Keyring};
 
 use super::outcome::{ChangeKind, Outcome, Proof, StreamJob};
 use super::shared::{

@@ -1,7 +1,9 @@
 //! Rewrap: replace an envelope's wrapped keys under a source key with one
 //! under the destination; the data key and the body stay as they are.
 
-use envelope_core::{DataKey, EncryptedDataKey, EncryptionContext, Envelope, Keyring};
+use envelope_core::{DataKey, EncryptedDataKey, EncryptionContext, Keyring};
+
+use envelope_core::hazmat::Envelope;
 
 use super::outcome::{ChangeKind, Outcome, Proof};
 use super::reencrypt::check_envelope_copy;

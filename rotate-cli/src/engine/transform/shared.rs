@@ -4,10 +4,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use envelope_core::{
-    DataKey, EncryptedDataKey, EncryptionContext, Envelope, Keyring, KeyringError, KeyringErrorKind, Materials,
-    ParseOptions, Rewrapped,
-};
+use envelope_core::{DataKey, EncryptedDataKey, EncryptionContext, Keyring, KeyringError, KeyringErrorKind, Rewrapped};
+
+use envelope_core::hazmat::{Envelope, Materials, ParseOptions};
 use tokio::sync::OnceCell;
 
 use crate::engine::error::{ItemError, ItemErrorCode};
@@ -145,7 +144,7 @@ impl Shared {
                 }
             }
         }
-        Err(last.unwrap_or_else(|| envelope_core::no_matching_key(&header.encrypted_data_keys).into()))
+        Err(last.unwrap_or_else(|| envelope_core::hazmat::no_matching_key(&header.encrypted_data_keys).into()))
     }
 
     /// Whether the item opens under `destination` alone (checked against its

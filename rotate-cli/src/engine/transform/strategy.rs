@@ -3,7 +3,9 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use envelope_core::{EncryptionContext, Keyring, ParseOptions};
+use envelope_core::{EncryptionContext, Keyring};
+
+use envelope_core::hazmat::ParseOptions;
 
 use super::outcome::{ChangeKind, Outcome, Proof};
 use super::shared::Shared;

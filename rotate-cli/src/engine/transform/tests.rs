@@ -3,11 +3,9 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use envelope_core::hazmat::{Envelope, Materials, ParseOptions, encode_text, seal};
 use envelope_core::legacy::{InnerEncoding, encrypt_legacy_record_for_fixtures};
-use envelope_core::{
-    DataKey, EncryptedDataKey, EncryptionContext, Envelope, Keyring, Keystore, LocalKeyring, Materials, ParseOptions,
-    encode_text, seal,
-};
+use envelope_core::{DataKey, EncryptedDataKey, EncryptionContext, Keyring, Keystore, LocalKeyring};
 
 use super::*;
 use crate::engine::error::ItemErrorCode;
