@@ -78,7 +78,7 @@ impl Env {
     }
 
     fn rekey_via(&self, endpoint: &str, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_rekey"))
+        Command::new(common::Env::bin())
             .args(args)
             .current_dir(self.dir.path())
             .env("AWS_ENDPOINT_URL", endpoint)
@@ -469,7 +469,7 @@ fn method_a_killed_at_random_moments_and_resumed_loses_nothing() {
     let mut seed = u64::from(std::process::id()) | 1;
     let mut kills = 0;
     let finished = loop {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rekey"))
+        let mut child = Command::new(common::Env::bin())
             .args(&args)
             .current_dir(env.dir.path())
             .envs(aws_env(&env.endpoint))
@@ -620,7 +620,7 @@ fn envelope_bodies_rewrapped_a_64_mib_one_in_constant_memory_then_decrypted_with
     let out = Command::new("/usr/bin/time")
         .args(["-f", "%M", "-o"])
         .arg(env.path("rss"))
-        .arg(env!("CARGO_BIN_EXE_rekey"))
+        .arg(common::Env::bin())
         .args(args)
         .current_dir(env.dir.path())
         .envs(aws_env(&env.endpoint))
@@ -733,11 +733,12 @@ fn envelope_bodies_reencrypted_with_the_originals_kept_in_the_bucket_and_rolled_
         "--no-progress",
     ]);
     assert_eq!((s["reencrypted"].as_u64(), s["failed"].as_u64()), (Some(6), Some(0)), "{s}");
-    // The originals were kept under the backup prefix, with their properties.
-    let backups = env.snapshot(&bucket, ".rekey-backup/e/");
+    // The originals were kept under the backup prefix, in a folder of this run, with their properties.
+    let backups = env.snapshot(&bucket, ".rekey-backup/");
     assert_eq!(backups.len(), 6);
+    let run = backups.keys().next().expect("a backup").split('/').nth(1).expect("the run's folder").to_owned();
     for (key, b) in &before {
-        let kept = &backups[&format!(".rekey-backup/{key}")];
+        let kept = &backups[&format!(".rekey-backup/{run}/{key}")];
         for field in ["BodySha256", "Metadata", "Tags", "ContentType", "SSEKMSKeyId"] {
             assert_eq!(kept[field], b[field], "{key}: {field}");
         }
@@ -916,7 +917,7 @@ fn a_large_envelope_object_is_reencrypted_streamed_in_constant_memory_and_rolled
         let out = Command::new("/usr/bin/time")
             .args(["-f", "%M", "-o"])
             .arg(env.path("rss"))
-            .arg(env!("CARGO_BIN_EXE_rekey"))
+            .arg(common::Env::bin())
             .args(args)
             .current_dir(env.dir.path())
             .envs(aws_env(&env.endpoint))
@@ -950,4 +951,135 @@ fn a_large_envelope_object_is_reencrypted_streamed_in_constant_memory_and_rolled
     }
     let back: BTreeMap<String, Value> = ["a/", "b/"].iter().flat_map(|p| env.snapshot(&bucket, p)).collect();
     same_except(&before, &back, &["ETag"]);
+}
+
+/// Seals `n` small documents under `key` and puts them under `prefix` (unversioned bucket).
+fn put_envelopes(env: &Env, bucket: &str, prefix: &str, n: usize, key: &str, sse_key: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for i in 0..n {
+        let (plain, sealed) = (format!("{prefix}doc{i}"), format!("{prefix}doc{i}.rky").replace('/', "_"));
+        let plain = plain.replace('/', "_");
+        std::fs::write(env.path(&plain), format!("document {i} of {prefix}")).expect("write");
+        let out =
+            env.rekey_via(&env.endpoint, &["encrypt", "--key", key, "--context", "app=vault", &plain, "-o", &sealed]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let object = format!("{prefix}doc{i}.rky");
+        env.fixtures(&["put-file", bucket, &object, env.path(&sealed).to_str().expect("utf-8"), sse_key]);
+        names.push(object);
+    }
+    names
+}
+
+/// Whether the object decrypts with `key` alone.
+fn opens_with(env: &Env, bucket: &str, object: &str, key: &str) -> bool {
+    let got = env.path("opens_with.got");
+    env.fixtures(&["get", bucket, object, got.to_str().expect("utf-8")]);
+    let out = env.rekey_via(
+        &env.endpoint,
+        &[
+            "decrypt",
+            "--key",
+            key,
+            "--context",
+            "app=vault",
+            got.to_str().expect("utf-8"),
+            "-o",
+            "opens_with.clear",
+            "--force",
+        ],
+    );
+    if !out.status.success() {
+        eprintln!("{object} does not open with {key}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    out.status.success()
+}
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn two_reencryptions_in_a_row_keep_both_runs_backups_and_roll_back_to_the_first_key() {
+    // Issue 24: the second run copied its originals over the first run's
+    // backups (same `.rekey-backup/KEY`), and `rollback j1` then copied
+    // k2-sealed "backups" back, reporting "3 restored" with 0 objects under k1.
+    let env = Env::new();
+    let (k1, k2, k3, sse) = (env.create_key(), env.create_key(), env.create_key(), env.create_key());
+    let bucket = env.bucket(false);
+    let (k1, k2, k3) = (format!("kms:{k1}"), format!("kms:{k2}"), format!("kms:{k3}"));
+    let objects = put_envelopes(&env, &bucket, "t/", 3, &k1, &sse);
+    let url = format!("s3://{bucket}/t/");
+    for (from, to, journal) in [(&k1, &k2, "j1"), (&k2, &k3, "j2")] {
+        let s =
+            env.ok(&["reencrypt", &url, "--from", from, "--to", to, "--journal", journal, "--json", "--no-progress"]);
+        assert_eq!((s["reencrypted"].as_u64(), s["failed"].as_u64()), (Some(3), Some(0)), "{journal}: {s}");
+    }
+    let r = env.ok(&["rollback", "--journal", "j2", "--json"]);
+    assert_eq!(r["restored"], 3, "{r}");
+    for object in &objects {
+        assert!(opens_with(&env, &bucket, object, &k2), "{object} is back under k2");
+    }
+    let r = env.ok(&["rollback", "--journal", "j1", "--json"]);
+    assert_eq!(r["restored"], 3, "{r}");
+    for object in &objects {
+        assert!(opens_with(&env, &bucket, object, &k1), "{object} is back under k1");
+    }
+    assert_eq!(env.snapshot(&bucket, ".rekey-backup/").len(), 6, "each run kept its own backups");
+}
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn rollback_refuses_a_backup_that_is_not_the_original_and_restores_the_others() {
+    let env = Env::new();
+    let (k1, k2, sse) = (env.create_key(), env.create_key(), env.create_key());
+    let bucket = env.bucket(false);
+    let (k1, k2) = (format!("kms:{k1}"), format!("kms:{k2}"));
+    let objects = put_envelopes(&env, &bucket, "t/", 3, &k1, &sse);
+    let url = format!("s3://{bucket}/t/");
+    let s = env.ok(&["reencrypt", &url, "--from", &k1, "--to", &k2, "--journal", "j", "--json", "--no-progress"]);
+    assert_eq!(s["reencrypted"], 3, "{s}");
+    // Someone (or an older rekey run) writes over one backup.
+    let backups = env.snapshot(&bucket, ".rekey-backup/");
+    let victim = backups.keys().find(|k| k.ends_with("t/doc1.rky")).expect("doc1's backup").clone();
+    env.fixtures(&["put", &bucket, &victim, "not the original"]);
+    let out = env.rekey_via(&env.endpoint, &["rollback", "--journal", "j", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    let r: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!((r["restored"].as_u64(), r["failed"].as_u64()), (Some(2), Some(1)), "{r}");
+    assert!(stderr.contains("t/doc1.rky") && stderr.contains(&victim) && stderr.contains("SHA-256"), "{stderr}");
+    assert!(opens_with(&env, &bucket, &objects[0], &k1) && opens_with(&env, &bucket, &objects[2], &k1));
+    assert!(opens_with(&env, &bucket, &objects[1], &k2), "the object whose backup is wrong is left as it is");
+}
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn an_empty_or_overlapping_backup_prefix_is_refused_before_anything_is_written() {
+    let env = Env::new();
+    let (k1, k2, sse) = (env.create_key(), env.create_key(), env.create_key());
+    let bucket = env.bucket(false);
+    let (k1, k2) = (format!("kms:{k1}"), format!("kms:{k2}"));
+    put_envelopes(&env, &bucket, "t/", 2, &k1, &sse);
+    let before = env.snapshot(&bucket, "");
+    let url = format!("s3://{bucket}/t/");
+    for prefix in ["", "t/", "t/old/", "t"] {
+        let out = env.rekey_via(
+            &env.endpoint,
+            &[
+                "reencrypt",
+                &url,
+                "--from",
+                &k1,
+                "--to",
+                &k2,
+                "--backup-prefix",
+                prefix,
+                "--journal",
+                "j",
+                "--no-progress",
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--backup-prefix {prefix:?}: {stderr}");
+        assert!(stderr.contains("--backup-prefix") && stderr.contains("hint:"), "{stderr}");
+        assert!(!env.path("j").exists(), "no journal for --backup-prefix {prefix:?}");
+    }
+    assert_eq!(env.snapshot(&bucket, ""), before, "nothing written");
 }

@@ -1744,8 +1744,18 @@ async fn restore_object(
                 (None, Some(v)) => (key, Some(v.as_str())),
                 (None, None) => return Err(ItemError::input("the journal names no backup of the original")),
             };
-            copy_object_to(client, bucket, from_key, from_version, key, Some(&now.etag), now.sse_context.as_deref())
-                .await?;
+            // The backup must be the original the journal names: another run,
+            // or anyone, may have written over it since.
+            let (backup_hash, backup_etag) = body_sha256(client, bucket, from_key, from_version).await?;
+            if backup_hash != *old_sha256 {
+                let version = from_version.map(|v| format!(" (version {v})")).unwrap_or_default();
+                return Ok(Restoration::Conflict(format!(
+                    "its backup s3://{bucket}/{from_key}{version} is not the original: its SHA-256 is {backup_hash}, \
+                     the journal's is {old_sha256} (the backup was written over or altered); nothing was copied back"
+                )));
+            }
+            let from = (from_key, from_version, Some(backup_etag.as_str()));
+            copy_object_to(client, bucket, from, key, Some(&now.etag), now.sse_context.as_deref()).await?;
             return Ok(Restoration::Done);
         }
         ObjectUndo::Envelope { edks_b64, old_sha256, new_sha256, header_only } => {
@@ -1805,6 +1815,32 @@ async fn restore_object(
     still_as_read(client, bucket, key, &now).await?;
     self_copy(client, bucket, key, &now, &change, MAX_SINGLE_COPY, DEFAULT_PART_SIZE).await?;
     Ok(Restoration::Done)
+}
+
+/// SHA-256 of an object's body (a version of it), read as it streams, and
+/// the ETag it had.
+async fn body_sha256(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+) -> Result<(String, String), ItemError> {
+    use sha2::Digest as _;
+    let out = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(version.map(str::to_owned))
+        .send()
+        .await
+        .map_err(|e| item_error("GetObject", &e))?;
+    let etag = out.e_tag().unwrap_or_default().to_owned();
+    let mut body = out.body;
+    let mut hash = sha2::Sha256::new();
+    while let Some(chunk) = body.next().await {
+        hash.update(chunk.map_err(|e| io_error(&format!("cannot read s3://{bucket}/{key}"), &e))?);
+    }
+    Ok((journal::hex(&hash.finalize()), etag))
 }
 
 /// Objects up to this size are read whole; larger ones only by their header.
@@ -2021,12 +2057,63 @@ async fn complete_upload(
     Ok(())
 }
 
+/// Refuses a backup prefix under which a backup could land on an object
+/// the run rotates, or be rotated itself: an empty one (each backup would
+/// be the object itself), and one that is a prefix of the rotated prefix or
+/// lies inside it. A whole-bucket target is the exception it has to be:
+/// there the backup prefix is left out of the listing.
+///
+/// # Errors
+/// A usage error naming the prefix, with the next step.
+pub fn check_backup_prefix(url: &S3Url, backup_prefix: &str) -> Result<(), Error> {
+    let hint = || {
+        format!(
+            "pass --backup-prefix with a prefix outside s3://{}/{}, such as the default .rekey-backup/",
+            url.bucket, url.prefix
+        )
+    };
+    if backup_prefix.is_empty() {
+        return Err(Error::usage(
+            "--backup-prefix is empty: the backup of each original would be the object itself, overwritten by the run",
+        )
+        .hint(hint()));
+    }
+    let rotated = url.prefix.as_str();
+    if !rotated.is_empty() && (rotated.starts_with(backup_prefix) || backup_prefix.starts_with(rotated)) {
+        return Err(Error::usage(format!(
+            "--backup-prefix {backup_prefix:?} overlaps the rotated prefix {rotated:?}: backups would be taken for \
+             objects to rotate, or objects for backups"
+        ))
+        .hint(hint()));
+    }
+    Ok(())
+}
+
+/// This run's name under the backup prefix: the start time and random
+/// digits, so that no run (nor a resumed one) writes where another kept
+/// its originals. The journal names each backup's full key.
+fn backup_run() -> &'static str {
+    static RUN: OnceLock<String> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let now = DateTime::from(std::time::SystemTime::now());
+        let time = now.fmt(DateTimeFormat::DateTime).unwrap_or_default().replace(['-', ':'], "");
+        let time = time.split('.').next().unwrap_or_default().trim_end_matches('Z').to_owned();
+        let mut random = [0u8; 4];
+        // Without the system's random source, the process id still tells runs of one second apart.
+        if getrandom::fill(&mut random).is_err() {
+            random = std::process::id().to_be_bytes();
+        }
+        format!("{time}Z-{}", journal::hex(&random))
+    })
+}
+
 /// A re-encryption of a whole object: the original is kept first (the
 /// previous version of a versioned bucket, or a copy under the backup
 /// prefix), the journal names it, then the new body is put conditionally.
 /// Keeps the original of an object about to be re-encrypted: on a
 /// versioned bucket its version stays (nothing to do), otherwise a
-/// server-side copy under `backup_prefix`, whose key is returned.
+/// server-side copy at `{backup_prefix}{run}/{key}` (see [`backup_run`]),
+/// never over an existing object, whose key is returned.
 async fn keep_original(
     client: &Client,
     bucket: &str,
@@ -2037,11 +2124,13 @@ async fn keep_original(
     if read.version_id.is_some() {
         return Ok(None);
     }
-    let backup = format!("{backup_prefix}{key}");
-    copy_object_to(client, bucket, key, None, &backup, None, read.sse_context.as_deref()).await.map_err(|mut e| {
-        e.message = format!("cannot keep the original at s3://{bucket}/{backup}: {}", e.message);
-        e
-    })?;
+    let backup = format!("{backup_prefix}{}/{key}", backup_run());
+    copy_object_to(client, bucket, (key, None, None), &backup, None, read.sse_context.as_deref()).await.map_err(
+        |mut e| {
+            e.message = format!("cannot keep the original at s3://{bucket}/{backup}: {}", e.message);
+            e
+        },
+    )?;
     Ok(Some(backup))
 }
 
@@ -2260,15 +2349,17 @@ async fn reencrypt_whole(
     }
 }
 
-/// CopyObject from `from` (a version of it) to `to`, keeping metadata, tags
+/// CopyObject from `from` (a key, a version of it, and the ETag it must
+/// still have) to `to`, keeping metadata, tags
 /// and content headers (`COPY` directives) and resending the source's
 /// storage class and server-side encryption; conditional on `to_etag` being
-/// the destination's current ETag when given (checked by a read just before).
+/// the destination's current ETag when given (checked by a read just before),
+/// and on `to` not existing without it (a read just before, and
+/// `If-None-Match: *`, which S3 enforces on copies).
 async fn copy_object_to(
     client: &Client,
     bucket: &str,
-    from: &str,
-    from_version: Option<&str>,
+    (from, from_version, from_etag): (&str, Option<&str>, Option<&str>),
     to: &str,
     to_etag: Option<&str>,
     sse_context: Option<&str>,
@@ -2281,10 +2372,27 @@ async fn copy_object_to(
         .send()
         .await
         .map_err(|e| item_error("HeadObject", &e))?;
+    if from_etag.is_some_and(|etag| source.e_tag() != Some(etag)) {
+        return Err(ItemError::new(
+            ItemErrorCode::ChangedDuringRotation,
+            format!("s3://{bucket}/{from} changed while it was being checked"),
+        ));
+    }
     if let Some(etag) = to_etag {
         let now = head(client, bucket, to).await?;
         if now.etag != etag {
             return Err(changed());
+        }
+    } else {
+        match client.head_object().bucket(bucket).key(to).send().await {
+            Ok(_) => {
+                return Err(ItemError::new(
+                    ItemErrorCode::Io,
+                    format!("s3://{bucket}/{to} already exists, and a backup is never written over"),
+                ));
+            }
+            Err(e) if status(&e) == Some(404) => {}
+            Err(e) => return Err(item_error("HeadObject", &e)),
         }
     }
     let is_kms = matches!(
@@ -2297,6 +2405,7 @@ async fn copy_object_to(
         .key(to)
         .copy_source(copy_source(bucket, from, from_version))
         .set_copy_source_if_match(source.e_tag().map(str::to_owned))
+        .set_if_none_match(to_etag.is_none().then(|| "*".to_owned()))
         .metadata_directive(MetadataDirective::Copy)
         .tagging_directive(TaggingDirective::Copy)
         .set_storage_class(source.storage_class().cloned())
@@ -2332,5 +2441,20 @@ mod tests {
         assert!(check_endpoint("http://[::1]:5000/").is_ok());
         assert!(check_endpoint("https://s3.example.com").is_ok());
         assert!(check_endpoint("http://s3.example.com").is_err());
+    }
+
+    #[test]
+    fn backup_prefixes_that_could_meet_the_rotated_objects_are_refused() {
+        let url: S3Url = "s3://b/data/".parse().expect("url");
+        for bad in ["", "data/", "data/old/", "d", "data"] {
+            let e = check_backup_prefix(&url, bad).expect_err(bad);
+            assert!(e.message.contains("--backup-prefix") && e.hint.is_some(), "{bad:?}: {}", e.message);
+        }
+        assert!(check_backup_prefix(&url, ".rekey-backup/").is_ok() && check_backup_prefix(&url, "dat/").is_ok());
+        let whole: S3Url = "s3://b".parse().expect("url");
+        assert!(check_backup_prefix(&whole, ".rekey-backup/").is_ok(), "left out of a whole bucket's listing");
+        assert!(check_backup_prefix(&whole, "").is_err());
+        let run = backup_run();
+        assert!(run.len() == 25 && run.as_bytes()[8] == b'T' && run.as_bytes()[15] == b'Z', "{run}");
     }
 }
