@@ -226,12 +226,12 @@ fn key_ids(keyrings: &[Box<dyn Keyring>]) -> String {
 pub(crate) fn rollback(args: RollbackArgs) -> Result<ExitCode, CliError> {
     let table = {
         // Only to see what the run was on; the lock is released before the rollback takes it.
-        let (_lock, entries) = rotate_cli::engine::journal::read_locked(&args.journal)?;
+        let (_lock, entries, _) = rotate_cli::engine::journal::read_for_rollback(&args.journal)?;
         matches!(entries.first(), Some(rotate_cli::engine::journal::Entry::Run { params, .. })
             if rotate_cli::engine::table::is_table_run(params))
     };
     let s3 = {
-        let (_lock, entries) = rotate_cli::engine::journal::read_locked(&args.journal)?;
+        let (_lock, entries, _) = rotate_cli::engine::journal::read_for_rollback(&args.journal)?;
         matches!(entries.first(), Some(rotate_cli::engine::journal::Entry::Run { params, .. })
             if crate::commands::s3::is_s3_journal(params))
     };

@@ -606,7 +606,7 @@ fn restore(path: &Path, stamp: Stamp, undo: &Undo, old_sha256: &str) -> Result<b
 /// A journal that cannot be read, is in use, or is of a record stream.
 pub fn rollback(journal_path: &Path, progress: &dyn super::Progress) -> Result<(Summary, Vec<String>), Error> {
     let start = std::time::Instant::now();
-    let (_lock, entries) = journal::read_locked(journal_path)?;
+    let (_lock, entries, skipped_lines) = journal::read_for_rollback(journal_path)?;
     if entries.iter().any(|e| matches!(e, Entry::Checkpoint { .. } | Entry::Complete { .. })) {
         return Err(Error::usage("this journal is of a record stream, whose input was never modified")
             .hint("the original records are still in the input file; remove the output to undo"));
@@ -661,6 +661,9 @@ pub fn rollback(journal_path: &Path, progress: &dyn super::Progress) -> Result<(
         progress.advance(1, summary.counts.failed);
     }
     progress.finish();
+    // Lines that could not be read are failures too: what they recorded is not undone.
+    summary.counts.failed += skipped_lines.len() as u64;
+    conflicts.extend(skipped_lines);
     summary.elapsed = start.elapsed();
     Ok((summary, conflicts))
 }

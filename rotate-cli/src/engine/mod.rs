@@ -450,9 +450,12 @@ impl Engine {
         let mut in_flight: VecDeque<tokio::task::JoinHandle<Batch<S::Payload>>> = VecDeque::new();
         let mut exhausted = false;
         let mut stop = None;
+        // A journal that cannot be written stops the run: nothing done after
+        // it could be undone. Units in flight finish (each journals first).
+        let mut journal_failure = None;
         loop {
             // Keep the window full.
-            while !exhausted && stop.is_none() && in_flight.len() < window {
+            while !exhausted && stop.is_none() && journal_failure.is_none() && in_flight.len() < window {
                 if self.cancel.load(Ordering::Relaxed) {
                     stop = Some(Stop::Interrupted);
                     break;
@@ -503,6 +506,14 @@ impl Engine {
             if stop.is_none() && self.cancel.load(Ordering::Relaxed) {
                 stop = Some(Stop::Interrupted);
             }
+            if journal_failure.is_none() {
+                journal_failure = journal.as_ref().and_then(|j| j.failure());
+            }
+        }
+        if let Some(e) = journal_failure {
+            self.failures.finish()?;
+            self.progress.finish();
+            return Err(e);
         }
         counts.done_before += done_before;
         counts.not_selected -= done_before.min(counts.not_selected);

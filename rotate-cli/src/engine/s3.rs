@@ -1676,7 +1676,7 @@ pub fn is_s3_run(params: &RunParams) -> bool {
 /// A journal that cannot be read.
 pub async fn rollback(client: &Client, journal_path: &std::path::Path) -> Result<(Summary, Vec<String>), Error> {
     let start = std::time::Instant::now();
-    let (_lock, entries) = journal::read_locked(journal_path)?;
+    let (_lock, entries, skipped_lines) = journal::read_for_rollback(journal_path)?;
     let sse_context = match entries.first() {
         Some(Entry::Run { params, .. }) => params.get("sse_context").filter(|c| !c.is_empty()).cloned(),
         _ => None,
@@ -1710,6 +1710,9 @@ pub async fn rollback(client: &Client, journal_path: &std::path::Path) -> Result
             }
         }
     }
+    // Lines that could not be read are failures too: what they recorded is not undone.
+    summary.counts.failed += skipped_lines.len() as u64;
+    conflicts.extend(skipped_lines);
     summary.elapsed = start.elapsed();
     Ok((summary, conflicts))
 }
