@@ -1083,3 +1083,66 @@ fn an_empty_or_overlapping_backup_prefix_is_refused_before_anything_is_written()
     }
     assert_eq!(env.snapshot(&bucket, ""), before, "nothing written");
 }
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn over_long_keys_in_an_object_list_are_failed_items_not_a_panic_and_lines_are_bounded() {
+    // Issue 24: a 70,000-character key panicked inside the SDK (InvalidUri(TooLong)),
+    // on the run and again on --resume; a 400 MB line without a newline was read whole.
+    let env = Env::new();
+    let (k1, k2) = (env.create_key(), env.create_key());
+    let bucket = env.bucket(false);
+    env.fixtures(&["sse-objects", &bucket, "logs/", "3", &k1]);
+    let huge = format!("logs/{}", "k".repeat(70_000));
+    let just_over = format!("logs/{}", "j".repeat(1020));
+    let mut list = format!("logs/log0000.txt\n{huge}\nlogs/log0001.txt\n{just_over}\nlogs/log0002.txt\nlogs/");
+    list.push_str(&"z".repeat(100 << 20)); // the last line, 100 MiB, no newline
+    std::fs::write(env.path("keys.txt"), list).expect("write");
+    let url = format!("s3://{bucket}/logs/");
+    for resume in [false, true] {
+        let mut args = vec![
+            "s3",
+            "sse-rotate",
+            &url,
+            "--to",
+            &k2,
+            "--method",
+            "copy",
+            "--object-list",
+            "keys.txt",
+            "--journal",
+            "j",
+            "--json",
+            "--no-progress",
+        ];
+        if resume {
+            args.push("--resume");
+        }
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "%M", "-o"])
+            .arg(env.path("rss"))
+            .arg(common::Env::bin())
+            .args(&args)
+            .current_dir(env.dir.path())
+            .envs(aws_env(&env.endpoint))
+            .output()
+            .expect("rekey under /usr/bin/time");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(6), "resume {resume}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let s: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let rotated = if resume { (Some(0), Some(3)) } else { (Some(3), Some(0)) };
+        assert_eq!((s["rewrapped"].as_u64(), s["done_before"].as_u64()), rotated, "{s}");
+        assert_eq!(s["failed"], 3, "{s}");
+        let report = std::fs::read_to_string(env.path("j.failures.jsonl")).expect("failure report");
+        assert!(report.contains("bad_input") && report.contains("S3 keys are at most 1,024 bytes"), "{report}");
+        assert!(report.len() < 20_000, "reports name an over-long key by its start: {} bytes", report.len());
+        // GNU time says "Command exited with non-zero status 6" first.
+        let rss = std::fs::read_to_string(env.path("rss")).expect("rss");
+        let rss: u64 = rss.lines().last().unwrap_or_default().trim().parse().expect("KiB");
+        eprintln!("peak RSS with a 100 MiB list line: {rss} KiB");
+        assert!(rss < 100 * 1024, "a 100 MiB line cost {rss} KiB");
+    }
+    let after = env.snapshot(&bucket, "logs/");
+    assert!(after.values().all(|o| o["SSEKMSKeyId"].as_str() == Some(k2.as_str())), "{after:?}");
+}

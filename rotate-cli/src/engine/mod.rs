@@ -415,7 +415,13 @@ impl Engine {
                 };
                 if unit.selected {
                     tried += 1;
-                    match preflight::<S>(transform, &mut unit, self.settings.item_attempts).await {
+                    let tried_unit = preflight::<S>(transform, &mut unit, self.settings.item_attempts);
+                    // A panic is this unit's own failure (a worker reports it), never the run's.
+                    let checked = CatchUnwind(Box::pin(tried_unit)).await.unwrap_or_else(|_| {
+                        unit.items.clear();
+                        Ok(())
+                    });
+                    match checked {
                         Ok(()) => {
                             pending.push_back(unit);
                             first_failure = None;
@@ -481,7 +487,12 @@ impl Engine {
                 let sink = Arc::clone(&sink);
                 in_flight.push_back(tokio::spawn(async move {
                     for unit in &mut batch {
-                        process::<S, K>(transform.as_deref(), &sink, unit, attempts).await;
+                        // One unit's panic (a bug, a library's assertion) fails that unit, not the run.
+                        let processed =
+                            CatchUnwind(Box::pin(process::<S, K>(transform.as_deref(), &sink, unit, attempts)));
+                        if let Err(panic) = processed.await {
+                            fail_panicked(unit, &*panic);
+                        }
                     }
                     batch
                 }));
@@ -635,6 +646,47 @@ async fn process<S: Source, K: Sink<S::Payload>>(
                 item.result = Some(Err(e.clone()));
             }
         }
+    }
+}
+
+/// A future whose panic is returned instead of unwinding further, so a
+/// worker can fail the one unit that panicked and go on.
+struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn std::any::Any + Send>>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Ready(out)) => std::task::Poll::Ready(Ok(out)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(panic) => std::task::Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+/// Marks a unit whose processing panicked as failed, as a whole: what it
+/// wrote, if anything, its journal entries say.
+fn fail_panicked<P>(unit: &mut Unit<P>, panic: &(dyn std::any::Any + Send)) {
+    let why = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    let error = ItemError::new(
+        ItemErrorCode::Io,
+        format!("internal error while processing this item (a panic: {why}); the run went on without it"),
+    );
+    let mut marked = false;
+    for item in &mut unit.items {
+        if matches!(item.result, None | Some(Ok(Outcome::Changed { .. }))) {
+            item.result = Some(Err(error.clone()));
+            marked = true;
+        }
+    }
+    if !marked {
+        unit.error = Some(error);
     }
 }
 

@@ -370,7 +370,7 @@ pub struct S3Source {
 /// An inventory read from files instead of ListObjectsV2, line by line.
 struct ListFile {
     path: std::path::PathBuf,
-    lines: std::io::Lines<Box<dyn std::io::BufRead + Send>>,
+    lines: BoundedLines,
     line: u64,
     /// An S3 Inventory manifest's data files not read yet.
     rest: VecDeque<std::path::PathBuf>,
@@ -381,7 +381,7 @@ struct ListFile {
 }
 
 impl ListFile {
-    fn open(path: &std::path::Path) -> Result<std::io::Lines<Box<dyn std::io::BufRead + Send>>, Error> {
+    fn open(path: &std::path::Path) -> Result<BoundedLines, Error> {
         use std::io::BufRead;
         let mut file = std::io::BufReader::new(
             std::fs::File::open(path)
@@ -397,7 +397,7 @@ impl ListFile {
         } else {
             Box::new(file)
         };
-        Ok(reader.lines())
+        Ok(BoundedLines(reader))
     }
 
     /// An S3 Inventory `manifest.json`: its CSV data files, found by name
@@ -449,6 +449,48 @@ impl ListFile {
             is_latest: schema.iter().position(|c| c == "IsLatest"),
             is_delete_marker: schema.iter().position(|c| c == "IsDeleteMarker"),
         })
+    }
+}
+
+/// S3's longest key, in bytes of UTF-8.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// The longest line of an object list read whole: more than any key (1,024
+/// bytes, three times that URL-encoded) or S3 Inventory row needs.
+const MAX_LIST_LINE: usize = 64 << 10;
+
+/// The lines of an object list, each read with a bound: a longer line (a
+/// 400 MB line without a newline, say) is cut at [`MAX_LIST_LINE`] bytes,
+/// the rest skipped unread into memory, and returned marked as cut.
+struct BoundedLines(Box<dyn std::io::BufRead + Send>);
+
+impl Iterator for BoundedLines {
+    type Item = std::io::Result<(String, bool)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut line = Vec::new();
+        let mut cut = false;
+        loop {
+            let buf = match self.0.fill_buf() {
+                Ok(buf) => buf,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Some(Err(e)),
+            };
+            if buf.is_empty() {
+                return (!line.is_empty() || cut).then(|| Ok((String::from_utf8_lossy(&line).into_owned(), cut)));
+            }
+            let (take, end) = match buf.iter().position(|b| *b == b'\n') {
+                Some(at) => (at, true),
+                None => (buf.len(), false),
+            };
+            let room = MAX_LIST_LINE.saturating_sub(line.len());
+            line.extend_from_slice(&buf[..take.min(room)]);
+            cut |= take > room;
+            self.0.consume(take + usize::from(end));
+            if end {
+                return Some(Ok((String::from_utf8_lossy(&line).into_owned(), cut)));
+            }
+        }
     }
 }
 
@@ -540,7 +582,11 @@ impl S3Source {
                 continue;
             };
             list.line += 1;
-            let line = line.map_err(|e| Error::io(format!("cannot read {}", list.path.display()), &e))?;
+            let (line, cut) = line.map_err(|e| Error::io(format!("cannot read {}", list.path.display()), &e))?;
+            if cut {
+                // Longer than any key or inventory row: one failed item (too long a key), not a parse.
+                return Ok(Some(line));
+            }
             let line = line.trim_end_matches('\r');
             if line.trim().is_empty() {
                 continue;
@@ -639,7 +685,13 @@ impl Source for S3Source {
                 if !self.wanted(&key) {
                     continue;
                 }
-                let id = format!("s3://{}/{key}", self.url.bucket);
+                let id = if key.len() > MAX_KEY_BYTES {
+                    // Reports name it by its start: the whole may be 64 KiB.
+                    let start: String = key.chars().take(64).collect();
+                    format!("s3://{}/{start}... ({} bytes)", self.url.bucket, key.len())
+                } else {
+                    format!("s3://{}/{key}", self.url.bucket)
+                };
                 return Ok(Some(Unit::new(id, ObjectUnit { shared: Arc::clone(&self.shared), key, head: None })));
             }
             if self.list.is_some() {
@@ -658,6 +710,14 @@ impl Source for S3Source {
     }
 
     async fn load(unit: &mut Unit<ObjectUnit>) -> Result<(), ItemError> {
+        if unit.payload.key.len() > MAX_KEY_BYTES {
+            // No such object can exist, and the SDK cannot even build the request for a very long one.
+            return Err(ItemError::input(format!(
+                "the key is {} bytes long, and S3 keys are at most 1,024 bytes (UTF-8): no such object; \
+                 check the object list",
+                unit.payload.key.len()
+            )));
+        }
         let shared = Arc::clone(&unit.payload.shared);
         let mut head = head(&shared.client, &shared.bucket, &unit.payload.key).await?;
         head.sse_context.clone_from(&shared.sse_context);
@@ -2444,6 +2504,17 @@ mod tests {
         assert!(check_endpoint("http://[::1]:5000/").is_ok());
         assert!(check_endpoint("https://s3.example.com").is_ok());
         assert!(check_endpoint("http://s3.example.com").is_err());
+    }
+
+    #[test]
+    fn object_list_lines_are_read_with_a_bound() {
+        let long = "x".repeat(MAX_LIST_LINE * 3);
+        let text = format!("a\n{long}\nb\r\n{long}");
+        let lines: Vec<(String, bool)> =
+            BoundedLines(Box::new(std::io::Cursor::new(text.into_bytes()))).map(|l| l.expect("line")).collect();
+        let shape: Vec<(usize, bool)> = lines.iter().map(|(l, cut)| (l.len(), *cut)).collect();
+        assert_eq!(shape, [(1, false), (MAX_LIST_LINE, true), (2, false), (MAX_LIST_LINE, true)]);
+        assert_eq!((lines[0].0.as_str(), lines[2].0.as_str()), ("a", "b\r"));
     }
 
     #[test]
