@@ -493,3 +493,48 @@ fn journals_and_failure_reports_are_private_and_never_followed_through_a_link() 
         assert_eq!(mode, 0o600, "{file} is private even with umask 000");
     }
 }
+
+/// Issue 24: a JSON Lines record holding `--field`'s key twice. Parsers
+/// disagree on which one counts (serde and most take the last, some the
+/// first), and only the last was rotated: the first stayed under the old key.
+/// Such a record is a failed item naming the field, left as it is, and scan
+/// counts them.
+#[test]
+fn a_json_record_with_the_field_twice_is_refused_and_counted_by_scan() {
+    let env = Env::with_keys(&["old", "new"]);
+    let secret = |s: &str| encode_text(&env.seal_local("old", &[], s.as_bytes()));
+    let twice = format!("{{\"id\": 2, \"s\": \"{}\", \"s\": \"{}\"}}\n", secret("first"), secret("second"));
+    let nested =
+        format!("{{\"id\": 3, \"o\": {{\"s\": \"{}\", \"s\": \"{}\"}}, \"s\": null}}\n", secret("a"), secret("b"));
+    let input = format!("{{\"id\": 1, \"s\": \"{}\"}}\n{twice}{nested}", secret("alone"));
+    std::fs::write(env.path("in.jsonl"), &input).expect("write");
+    // Under /o/s, records 1 and 2 have no such field: two more failures, missing_field.
+    for (field, line, failed) in [("/s", 2, 1), ("/o/s", 3, 3)] {
+        let out = env.run(&[
+            "rewrap",
+            "--to",
+            "local:new",
+            "--field",
+            field,
+            "--json",
+            "--journal",
+            field.replace('/', "_").as_str(),
+            "in.jsonl",
+            "-o",
+            &format!("out{line}.jsonl"),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(6), "{field}: {stderr}");
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(summary["failed"], failed, "{field}: {summary}");
+        let output = std::fs::read_to_string(env.path(&format!("out{line}.jsonl"))).expect("output");
+        let lines: Vec<&str> = output.lines().collect();
+        assert_eq!(lines[line - 1], input.lines().nth(line - 1).expect("line"), "{field}: the record is left as it is");
+        let report = std::fs::read_to_string(env.path(&format!("{}.failures.jsonl", field.replace('/', "_"))))
+            .expect("failure report");
+        assert!(report.contains("duplicate_field") && report.contains(&format!("record {line}")), "{report}");
+        assert!(report.contains("more than once"), "{report}");
+    }
+    let scan = env.json(&["scan", "--field", "/s", "--json", "in.jsonl"]);
+    assert_eq!(scan["duplicate_fields"], 1, "{scan}");
+}

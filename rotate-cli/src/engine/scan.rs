@@ -45,6 +45,8 @@ pub struct ScanReport {
     pub empty: u64,
     /// Units that could not be read (unreadable files, records that are not JSON).
     pub unreadable: u64,
+    /// JSON records holding a scanned field more than once (which one counts is ambiguous).
+    pub duplicate_fields: u64,
 }
 
 impl ScanReport {
@@ -60,6 +62,7 @@ impl ScanReport {
             "not_envelopes": self.not_envelopes,
             "empty": self.empty,
             "unreadable": self.unreadable,
+            "duplicate_fields": self.duplicate_fields,
         })
     }
 
@@ -81,6 +84,7 @@ impl ScanReport {
             ("not envelopes", self.not_envelopes),
             ("empty", self.empty),
             ("unreadable", self.unreadable),
+            ("records with the field twice (rotation refuses them; keep one)", self.duplicate_fields),
         ] {
             if n > 0 || name == "envelopes" {
                 out.push_str(&format!("{n:>12}  {name}\n"));
@@ -161,8 +165,10 @@ impl<P: Send + 'static> Sink<P> for ScanSink {
     async fn write(&self, unit: &mut Unit<P>) -> Result<(), ItemError> {
         let mut report = ScanReport::default();
         for item in &unit.items {
-            if item.result.is_none() {
-                report.classify(&item.bytes, self.expect);
+            match &item.result {
+                None => report.classify(&item.bytes, self.expect),
+                Some(Err(e)) if e.code == super::error::ItemErrorCode::DuplicateField => report.duplicate_fields += 1,
+                Some(_) => {}
             }
         }
         let mut total = self.report.lock().map_err(|_| ItemError::input("internal: scan lock poisoned"))?;
@@ -176,6 +182,7 @@ impl<P: Send + 'static> Sink<P> for ScanSink {
         total.malformed += report.malformed;
         total.not_envelopes += report.not_envelopes;
         total.empty += report.empty;
+        total.duplicate_fields += report.duplicate_fields;
         Ok(())
     }
 
