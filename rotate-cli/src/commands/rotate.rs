@@ -81,6 +81,7 @@ pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs, action: Action) -> Res
         }
     };
     params.insert("items".into(), format!("{:?}", args.items).to_lowercase());
+    key_params(&mut params, &args.from, &args.discovery);
     let iam = iam_actions("rewrap", &args.to, &args.from, args.target.verify, local_keys_exist(keys));
     let transform =
         Transform::new(mode, destination, sources, ParseOptions::default(), args.target.verify, args.target.dry_run);
@@ -111,6 +112,8 @@ pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs, action: Action) 
         }
     };
     let sources = keys.decrypting(&args.from, &args.discovery).await?;
+    key_params(&mut params, &args.from, &args.discovery);
+    legacy_params(&mut params, &args);
     let mode = Mode::Reencrypt { context, legacy };
     let iam = iam_actions("reencrypt", to, &args.from, args.target.verify, local_keys_exist(keys));
     let transform =
@@ -147,6 +150,8 @@ async fn reencrypt_to_keyset(keys: &Keys, args: ReencryptArgs, action: Action) -
     params.insert("items".into(), format!("{:?}", args.items).to_lowercase());
     params.insert("keyset".into(), keyset.id().to_string());
     let sources = keys.decrypting(&args.from, &args.discovery).await?;
+    key_params(&mut params, &args.from, &args.discovery);
+    legacy_params(&mut params, &args);
     let destination = Box::new(super::keyset::KeysetDestination::new(&keyset));
     let mode = Mode::ReencryptToKeyset { keyset: Arc::new(handle), context, legacy, inner };
     let kms_from = kms_keys(&args.from);
@@ -217,6 +222,37 @@ async fn source_keyrings(
         sources.push(keys.kms().decrypting_keyring(&[], Some(filter)).await?);
     }
     Ok(sources)
+}
+
+/// Every parameter that chooses the keys items may be opened with, local
+/// ones included (`from` names only KMS keys, for the IAM plan), for
+/// `--resume` to compare. Journals written before these were recorded lack
+/// them, and are not compared on them.
+fn key_params(params: &mut RunParams, from: &[KeySpec], discovery: &DiscoveryArgs) {
+    let mut from: Vec<String> = from.iter().map(ToString::to_string).collect();
+    from.sort();
+    params.insert("source_keys".into(), from.join(","));
+    let mut accounts = discovery.discovery_accounts.clone();
+    accounts.sort();
+    let discovery = if discovery.kms_discovery {
+        format!("{} accounts {}", discovery.discovery_partition, accounts.join(","))
+    } else {
+        String::new()
+    };
+    params.insert("kms_discovery".into(), discovery);
+}
+
+/// The legacy data key's source, for `--resume` to compare: the key file's
+/// path, or a fingerprint of `--legacy-edk` (a file name or a long base64
+/// blob), and its KMS context.
+fn legacy_params(params: &mut RunParams, args: &ReencryptArgs) {
+    let key = match (&args.legacy_edk, &args.legacy_key_file) {
+        (Some(edk), _) => format!("edk sha256:{}", &rotate_cli::engine::journal::sha256(edk.as_bytes())[..16]),
+        (None, Some(file)) => format!("key file {}", file.display()),
+        (None, None) => String::new(),
+    };
+    params.insert("legacy_key".into(), key);
+    params.insert("legacy_context".into(), args.legacy_context.join(","));
 }
 
 fn key_ids(keyrings: &[Box<dyn Keyring>]) -> String {

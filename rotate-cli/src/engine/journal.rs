@@ -592,10 +592,15 @@ fn decode_line(line: &[u8]) -> Option<Entry> {
     serde_json::from_slice(json).ok()
 }
 
+/// Parameters journals did not always record: a journal without one was
+/// written before, and is not compared on it (so it can still be resumed).
+const RECORDED_LATER: [&str; 4] = ["source_keys", "kms_discovery", "legacy_key", "legacy_context"];
+
 fn check_same_run(before: &RunParams, now: &RunParams) -> Result<(), Error> {
     let keys: std::collections::BTreeSet<&String> = before.keys().chain(now.keys()).collect();
     let differences: Vec<String> = keys
         .into_iter()
+        .filter(|k| before.contains_key(*k) || !RECORDED_LATER.contains(&k.as_str()))
         .filter(|k| before.get(*k) != now.get(*k))
         .map(|k| {
             format!(
