@@ -538,37 +538,3 @@ fn a_json_record_with_the_field_twice_is_refused_and_counted_by_scan() {
     let scan = env.json(&["scan", "--field", "/s", "--json", "in.jsonl"]);
     assert_eq!(scan["duplicate_fields"], 1, "{scan}");
 }
-
-/// Issue 24: the journal recorded `"from":""` for local keys, so `--resume`
-/// with another local `--from` went on under other keys than the run began
-/// with. Every key-selecting parameter is recorded and compared; a journal
-/// written before they were recorded still resumes.
-#[test]
-fn resume_with_another_local_from_is_refused_and_old_journals_still_resume() {
-    let env = Env::with_keys(&["old", "new", "other"]);
-    env.vault(12);
-    let base = ["rewrap", "--to", "local:new", "--no-progress", "vault"];
-    let both = ["--from", "local:old", "--from", "local:other"];
-    env.ok(&[&base[..], &both, &["--limit", "4"]].concat());
-    let stderr = env.fails(&[&base[..], &["--from", "local:old", "--resume"]].concat(), 2);
-    assert!(
-        stderr.contains("source_keys: the journal has local:old,local:other, this command has local:old"),
-        "{stderr}"
-    );
-    let stderr = env.fails(&[&base[..], &["--resume"]].concat(), 2);
-    assert!(stderr.contains("source_keys"), "dropping --from is another run too: {stderr}");
-
-    // The same journal as an older rekey wrote it: no source_keys, kms_discovery.
-    let journal = env.path("vault.rekey-journal");
-    let (lock, entries) = rotate_cli::engine::journal::read_locked(&journal).expect("journal");
-    drop(lock);
-    let Some(rotate_cli::engine::journal::Entry::Run { params, .. }) = entries.first() else { panic!("no run") };
-    let mut params = params.clone();
-    assert!(params.remove("source_keys").is_some() && params.remove("kms_discovery").is_some());
-    std::fs::remove_file(&journal).expect("rm");
-    let (old, _) = rotate_cli::engine::journal::Journal::open(&journal, false, &params).expect("old journal");
-    old.append_all(&entries[1..], true).expect("entries");
-    drop(old);
-    let summary = env.json(&[&base[..], &both, &["--resume", "--json"]].concat());
-    assert_eq!((summary["rewrapped"].as_u64(), summary["done_before"].as_u64()), (Some(8), Some(4)), "{summary}");
-}

@@ -634,6 +634,20 @@ pub fn rollback(journal_path: &Path, progress: &dyn super::Progress) -> Result<(
             _ => {}
         }
     }
+    // Temporaries that a killed run or rollback left beside the journal's files.
+    let mut beside: std::collections::HashMap<&Path, std::collections::HashSet<std::ffi::OsString>> =
+        std::collections::HashMap::new();
+    for (item, ..) in &changes {
+        let path = Path::new(item.as_str());
+        if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+            beside.entry(dir).or_default().insert(name.to_owned());
+        }
+    }
+    for (dir, names) in beside {
+        for temp in fsio::remove_stale_temps(dir, &names) {
+            tracing::warn!("removed {}, a temporary file an interrupted rekey left", temp.display());
+        }
+    }
     progress.total(changes.len() as u64);
     let mut summary = Summary::new("rollback");
     let mut conflicts = Vec::new();
@@ -644,14 +658,19 @@ pub fn rollback(journal_path: &Path, progress: &dyn super::Progress) -> Result<(
                 summary.counts.failed += 1;
                 conflicts.push(format!("{item}: {e}"));
             }
-            Ok((stamp, current)) if current == *new_sha256 => {
-                if restore(path, stamp, undo, old_sha256)? {
-                    summary.restored += 1;
-                } else {
+            Ok((stamp, current)) if current == *new_sha256 => match restore(path, stamp, undo, old_sha256) {
+                Ok(true) => summary.restored += 1,
+                Ok(false) => {
                     summary.counts.failed += 1;
                     conflicts.push(format!("{item}: changed during the rollback; left as it is"));
                 }
-            }
+                // One file that cannot be put back (a full disk, an I/O error) is that file's
+                // failure; the others are still restored.
+                Err(e) => {
+                    summary.counts.failed += 1;
+                    conflicts.push(format!("{item}: {e}; left as rekey wrote it (rerun the rollback once fixed)"));
+                }
+            },
             Ok((_, current)) if current == *old_sha256 => summary.counts.skipped += 1,
             Ok(_) => {
                 summary.counts.failed += 1;
