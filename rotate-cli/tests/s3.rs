@@ -1146,3 +1146,22 @@ fn over_long_keys_in_an_object_list_are_failed_items_not_a_panic_and_lines_are_b
     let after = env.snapshot(&bucket, "logs/");
     assert!(after.values().all(|o| o["SSEKMSKeyId"].as_str() == Some(k2.as_str())), "{after:?}");
 }
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn on_a_versioned_bucket_rollback_copies_back_the_version_it_checked() {
+    let env = Env::new();
+    let (k1, k2, sse) = (env.create_key(), env.create_key(), env.create_key());
+    let bucket = env.bucket(true);
+    let (k1, k2) = (format!("kms:{k1}"), format!("kms:{k2}"));
+    let objects = put_envelopes(&env, &bucket, "v/", 2, &k1, &sse);
+    let url = format!("s3://{bucket}/v/");
+    let s = env.ok(&["reencrypt", &url, "--from", &k1, "--to", &k2, "--journal", "j", "--json", "--no-progress"]);
+    assert_eq!(s["reencrypted"], 2, "{s}");
+    assert!(env.snapshot(&bucket, ".rekey-backup/").is_empty(), "the previous version is the backup");
+    let r = env.ok(&["rollback", "--journal", "j", "--json"]);
+    assert_eq!(r["restored"], 2, "{r}");
+    for object in &objects {
+        assert!(opens_with(&env, &bucket, object, &k1), "{object} is back under k1");
+    }
+}
