@@ -1,9 +1,10 @@
 //! S3 targets against the local server (moto: S3 and KMS on one endpoint),
 //! through the real binary. Fixtures and every check of the result are made
 //! by boto3 (scripts/interop/s3_fixtures.py), independently of rekey. What
-//! moto does not do (enforce `x-amz-copy-source-if-match`, implement
-//! UpdateObjectEncryption) is shown by a recording proxy in front of it
-//! (scripts/interop/s3_proxy.py).
+//! moto does not do (enforce `x-amz-copy-source-if-match` and a copy's
+//! `If-None-Match`, implement UpdateObjectEncryption) is shown by a recording
+//! proxy in front of it (scripts/interop/s3_proxy.py). `REKEY_BIN` runs them
+//! against another build of rekey (see tests/common).
 
 mod common;
 
@@ -1164,4 +1165,44 @@ fn on_a_versioned_bucket_rollback_copies_back_the_version_it_checked() {
     for object in &objects {
         assert!(opens_with(&env, &bucket, object, &k1), "{object} is back under k1");
     }
+}
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn backup_copies_are_conditional_on_a_free_name_and_work_where_that_is_not_implemented() {
+    let env = Env::new();
+    let (k1, k2, sse) = (env.create_key(), env.create_key(), env.create_key());
+    let bucket = env.bucket(false);
+    let (k1, k2) = (format!("kms:{k1}"), format!("kms:{k2}"));
+    let objects = put_envelopes(&env, &bucket, "c/", 2, &k1, &sse);
+    let url = format!("s3://{bucket}/c/");
+    for (mode, journal) in [("forward", "j1"), ("notimplemented", "j2")] {
+        let record = env.path(&format!("{mode}.jsonl"));
+        let (_proxy, via) = env.proxy(&record, &["--conditional-copy", mode]);
+        let (from, to) = if journal == "j1" { (&k1, &k2) } else { (&k2, &k1) };
+        let out = env.rekey_via(
+            &via,
+            &["reencrypt", &url, "--from", from, "--to", to, "--journal", journal, "--json", "--no-progress"],
+        );
+        assert!(out.status.success(), "{mode}: {}", String::from_utf8_lossy(&out.stderr));
+        let backups: Vec<Value> = recorded(&record)
+            .into_iter()
+            .filter(|r| r["path"].as_str().is_some_and(|p| p.contains("/.rekey-backup/")))
+            .collect();
+        // Each backup is first asked for with If-None-Match: * (a server without it
+        // answers 501, and then the copy goes again without it).
+        let mut first: BTreeMap<String, bool> = BTreeMap::new();
+        for r in &backups {
+            let path = r["path"].as_str().expect("path").to_owned();
+            first.entry(path).or_insert(r["headers"]["if-none-match"] == "*");
+        }
+        assert_eq!(first.len(), 2, "{mode}: two backups");
+        assert!(first.values().all(|c| *c), "{mode}: {first:?}");
+        let retried = backups.len() - first.len();
+        assert_eq!(retried, if mode == "forward" { 0 } else { 2 }, "{mode}");
+    }
+    for object in &objects {
+        assert!(opens_with(&env, &bucket, object, &k1), "{object} went k1 -> k2 -> k1");
+    }
+    assert_eq!(env.snapshot(&bucket, ".rekey-backup/").len(), 4, "two runs, two backups each");
 }

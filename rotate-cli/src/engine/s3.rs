@@ -2462,24 +2462,29 @@ async fn copy_object_to(
         source.server_side_encryption(),
         Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse)
     );
-    client
+    let copy = client
         .copy_object()
         .bucket(bucket)
         .key(to)
         .copy_source(copy_source(bucket, from, from_version))
         .set_copy_source_if_match(source.e_tag().map(str::to_owned))
-        .set_if_none_match(to_etag.is_none().then(|| "*".to_owned()))
         .metadata_directive(MetadataDirective::Copy)
         .tagging_directive(TaggingDirective::Copy)
         .set_storage_class(source.storage_class().cloned())
         .set_server_side_encryption(source.server_side_encryption().cloned())
         .set_ssekms_encryption_context(sse_context.filter(|_| is_kms).map(str::to_owned))
         .set_ssekms_key_id(source.ssekms_key_id().filter(|_| is_kms).map(str::to_owned))
-        .set_bucket_key_enabled(source.bucket_key_enabled().filter(|_| is_kms))
-        .send()
-        .await
-        .map_err(|e| item_error("CopyObject", &e))?;
-    Ok(())
+        .set_bucket_key_enabled(source.bucket_key_enabled().filter(|_| is_kms));
+    let fresh = to_etag.is_none();
+    match copy.clone().set_if_none_match(fresh.then(|| "*".to_owned())).send().await {
+        Ok(_) => Ok(()),
+        // A server without conditional copies: the name was seen free just before.
+        Err(e) if fresh && not_implemented(&e) => {
+            copy.send().await.map_err(|e| item_error("CopyObject", &e))?;
+            Ok(())
+        }
+        Err(e) => Err(item_error("CopyObject", &e)),
+    }
 }
 
 #[cfg(test)]
