@@ -538,3 +538,21 @@ fn a_json_record_with_the_field_twice_is_refused_and_counted_by_scan() {
     let scan = env.json(&["scan", "--field", "/s", "--json", "in.jsonl"]);
     assert_eq!(scan["duplicate_fields"], 1, "{scan}");
 }
+
+/// Issue 24 (item 3, for record streams): a record line was read whole
+/// before its length was checked, so one 300 MiB line without a newline took
+/// 300 MiB and more. It is read with the 64 MiB bound and refused.
+#[test]
+#[cfg(target_os = "linux")]
+fn a_huge_record_line_is_refused_without_being_read_whole() {
+    let env = Env::with_keys(&["old", "new"]);
+    let mut input = b"{\"s\": null}\n{\"s\": \"".to_vec();
+    input.resize(input.len() + (300 << 20), b'A');
+    std::fs::write(env.path("in.jsonl"), &input).expect("write");
+    drop(input);
+    let (code, peak_kib) =
+        run_measuring_rss(&env, &["rewrap", "--to", "local:new", "--field", "/s", "in.jsonl", "-o", "out.jsonl"]);
+    assert_eq!(code, Some(1), "the record is refused as too long");
+    eprintln!("peak RSS reading a 300 MiB record line: {peak_kib} KiB");
+    assert!(peak_kib < 160 * 1024, "a 300 MiB line cost {peak_kib} KiB");
+}

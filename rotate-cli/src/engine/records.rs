@@ -150,7 +150,12 @@ impl RecordSource {
         let mut quotes = 0usize;
         loop {
             let start = raw.len();
-            let n = self.input.read_until(b'\n', &mut raw).map_err(|e| Error::io("cannot read the input", &e))?;
+            // At most one byte past the limit: a longer line is never read into memory whole.
+            let room = (MAX_RECORD + 1).saturating_sub(raw.len()) as u64;
+            let n = (&mut self.input)
+                .take(room)
+                .read_until(b'\n', &mut raw)
+                .map_err(|e| Error::io("cannot read the input", &e))?;
             self.read += n as u64;
             if n == 0 {
                 return Ok((!raw.is_empty()).then_some(raw));
