@@ -192,6 +192,9 @@ fn one_file_that_cannot_be_restored_is_one_failure_and_the_rollback_goes_on() {
     env.encrypt("local:old", &vec![b'x'; 40_000], "n=big", &env.path("vault/zz-big.rky"), false);
     let before = env.snapshot("vault");
     env.ok(&["reencrypt", "--to", "local:new", "--concurrency", "1", "vault"]);
+    // And a rename that fails: an immutable file (chattr +i, where there is chattr) cannot be swapped out.
+    let pinned = env.path("vault/item00002.rky");
+    let immutable = Immutable::set(&pinned);
     let out = std::process::Command::new("bash")
         .arg("-c")
         .arg(r#"trap "" XFSZ; ulimit -f 16; exec "$0" "$@""#)
@@ -206,10 +209,36 @@ fn one_file_that_cannot_be_restored_is_one_failure_and_the_rollback_goes_on() {
     assert_eq!(out.status.code(), Some(6), "{stderr}");
     assert!(stderr.contains("zz-big.rky") && stderr.contains("File too large"), "{stderr}");
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    assert_eq!((summary["restored"].as_u64(), summary["failed"].as_u64()), (Some(6), Some(1)), "{summary}");
+    let failed = 1 + u64::from(immutable.is_some());
+    assert_eq!(
+        (summary["restored"].as_u64(), summary["failed"].as_u64()),
+        (Some(7 - failed), Some(failed)),
+        "{summary}"
+    );
+    if immutable.is_some() {
+        assert!(stderr.contains("item00002.rky") && stderr.contains("Operation not permitted"), "{stderr}");
+    }
+    drop(immutable);
     let after = env.snapshot("vault");
     assert_eq!(after.len(), before.len(), "no temporary left behind");
     // Once the cause is gone, a rerun restores the last one.
     env.ok(&["rollback", "--journal", "vault.rekey-journal"]);
     assert_eq!(env.snapshot("vault"), before);
+}
+
+/// A file made immutable (`chattr +i`) for as long as this lives; `None`
+/// where `chattr` is missing or the file system has no such attribute.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn set(path: &std::path::Path) -> Option<Self> {
+        let ok = std::process::Command::new("chattr").arg("+i").arg(path).status().is_ok_and(|s| s.success());
+        ok.then(|| Self(path.to_path_buf()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
 }

@@ -668,7 +668,8 @@ pub fn rollback(journal_path: &Path, progress: &dyn super::Progress) -> Result<(
                 // failure; the others are still restored.
                 Err(e) => {
                     summary.counts.failed += 1;
-                    conflicts.push(format!("{item}: {e}; left as rekey wrote it (rerun the rollback once fixed)"));
+                    // `e` names the file ("cannot restore FILE: why").
+                    conflicts.push(format!("{e}; left as rekey wrote it (rerun the rollback once fixed)"));
                 }
             },
             Ok((_, current)) if current == *old_sha256 => summary.counts.skipped += 1,
