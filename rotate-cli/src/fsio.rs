@@ -203,6 +203,44 @@ impl Drop for AtomicFile {
     }
 }
 
+/// Removes the temporaries [`AtomicFile`] leaves beside a file when its
+/// process is killed (`.NAME.rekey-tmp.PID.N`), for the files of `dir` named
+/// in `names`, when process PID is gone: a live process's temporary (another
+/// run's, or this one's) is never touched. Returns the paths removed.
+///
+/// Where there is no `/proc` to ask whether a process lives, nothing is removed.
+pub fn remove_stale_temps(dir: &Path, names: &std::collections::HashSet<std::ffi::OsString>) -> Vec<PathBuf> {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return Vec::new();
+    }
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix('.')) else {
+            continue;
+        };
+        // NAME.rekey-tmp.PID.N, NAME itself possibly holding dots.
+        let Some((name, tail)) = rest.rsplit_once(".rekey-tmp.") else {
+            continue;
+        };
+        let Some((pid, attempt)) = tail.split_once('.') else {
+            continue;
+        };
+        let numbers = pid.parse::<u32>().is_ok() && attempt.parse::<u32>().is_ok();
+        if !numbers || !names.contains(std::ffi::OsStr::new(name)) || proc.join(pid).exists() {
+            continue;
+        }
+        if entry.file_type().is_ok_and(|t| t.is_file()) && fs::remove_file(entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
+    removed
+}
+
 /// Fsyncs the directory holding `path`, so a rename in it is durable.
 ///
 /// # Errors

@@ -252,3 +252,74 @@ async fn every_shared_flag_behaves_the_same_on_every_target() {
     .await;
     assert_eq!((stopped.changed, stopped.stopped), (GOOD as u64, None));
 }
+
+/// Units `unit 0` .. `unit 4`; loading `unit 2` panics, as the S3 SDK did
+/// on a 70,000-character key.
+struct PanickySource(u32);
+
+impl rotate_cli::engine::Source for PanickySource {
+    type Payload = ();
+
+    fn next_unit(&mut self) -> Result<Option<rotate_cli::engine::Unit<()>>, rotate_cli::engine::error::Error> {
+        self.0 += 1;
+        Ok((self.0 <= 5).then(|| rotate_cli::engine::Unit::new(format!("unit {}", self.0 - 1), ())))
+    }
+
+    async fn load(unit: &mut rotate_cli::engine::Unit<()>) -> Result<(), rotate_cli::engine::error::ItemError> {
+        assert!(unit.id != "unit 2", "a library's assertion on one odd item");
+        unit.items = vec![rotate_cli::engine::Item::new(unit.id.clone(), Vec::new())];
+        Ok(())
+    }
+}
+
+/// Counts what it is given.
+#[derive(Default)]
+struct Counting(std::sync::atomic::AtomicU64);
+
+impl rotate_cli::engine::Sink<()> for Counting {
+    fn start(
+        &self,
+        _: Option<Arc<rotate_cli::engine::journal::Journal>>,
+        _: Option<&rotate_cli::engine::journal::Checkpoint>,
+    ) -> Result<(), rotate_cli::engine::error::Error> {
+        Ok(())
+    }
+    async fn write(&self, _: &mut rotate_cli::engine::Unit<()>) -> Result<(), rotate_cli::engine::error::ItemError> {
+        Ok(())
+    }
+    fn commit(
+        &self,
+        _: rotate_cli::engine::Unit<()>,
+        _: &rotate_cli::engine::report::Counts,
+    ) -> Result<Vec<rotate_cli::engine::Rejected>, rotate_cli::engine::error::Error> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Vec::new())
+    }
+    fn finish(
+        &self,
+        _: bool,
+        _: &rotate_cli::engine::report::Counts,
+    ) -> Result<Vec<rotate_cli::engine::Rejected>, rotate_cli::engine::error::Error> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_units_panic_is_one_failed_item_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("failures.jsonl");
+    let engine = Engine {
+        operation: "scan",
+        settings: settings(),
+        transform: None,
+        failures: Arc::new(FailureLog::new(Some(report.clone()))),
+        progress: Arc::new(Silent),
+        cancel: Arc::new(AtomicBool::new(false)),
+    };
+    let sink = Arc::new(Counting::default());
+    let summary = engine.run(PanickySource(0), Arc::clone(&sink)).await.expect("the run ends normally");
+    assert_eq!(summary.counts.failed, 1);
+    assert_eq!(sink.0.load(std::sync::atomic::Ordering::Relaxed), 5, "every unit reaches the sink, in order");
+    let report = std::fs::read_to_string(report).expect("report");
+    assert!(report.contains("unit 2") && report.contains("a library's assertion"), "{report}");
+}

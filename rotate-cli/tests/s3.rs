@@ -1,9 +1,10 @@
 //! S3 targets against the local server (moto: S3 and KMS on one endpoint),
 //! through the real binary. Fixtures and every check of the result are made
 //! by boto3 (scripts/interop/s3_fixtures.py), independently of rekey. What
-//! moto does not do (enforce `x-amz-copy-source-if-match`, implement
-//! UpdateObjectEncryption) is shown by a recording proxy in front of it
-//! (scripts/interop/s3_proxy.py).
+//! moto does not do (enforce `x-amz-copy-source-if-match` and a copy's
+//! `If-None-Match`, implement UpdateObjectEncryption) is shown by a recording
+//! proxy in front of it (scripts/interop/s3_proxy.py). `REKEY_BIN` runs them
+//! against another build of rekey (see tests/common).
 
 mod common;
 
@@ -78,7 +79,7 @@ impl Env {
     }
 
     fn rekey_via(&self, endpoint: &str, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_rekey"))
+        Command::new(common::Env::bin())
             .args(args)
             .current_dir(self.dir.path())
             .env("AWS_ENDPOINT_URL", endpoint)
@@ -469,7 +470,7 @@ fn method_a_killed_at_random_moments_and_resumed_loses_nothing() {
     let mut seed = u64::from(std::process::id()) | 1;
     let mut kills = 0;
     let finished = loop {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rekey"))
+        let mut child = Command::new(common::Env::bin())
             .args(&args)
             .current_dir(env.dir.path())
             .envs(aws_env(&env.endpoint))
@@ -620,7 +621,7 @@ fn envelope_bodies_rewrapped_a_64_mib_one_in_constant_memory_then_decrypted_with
     let out = Command::new("/usr/bin/time")
         .args(["-f", "%M", "-o"])
         .arg(env.path("rss"))
-        .arg(env!("CARGO_BIN_EXE_rekey"))
+        .arg(common::Env::bin())
         .args(args)
         .current_dir(env.dir.path())
         .envs(aws_env(&env.endpoint))
@@ -733,11 +734,12 @@ fn envelope_bodies_reencrypted_with_the_originals_kept_in_the_bucket_and_rolled_
         "--no-progress",
     ]);
     assert_eq!((s["reencrypted"].as_u64(), s["failed"].as_u64()), (Some(6), Some(0)), "{s}");
-    // The originals were kept under the backup prefix, with their properties.
-    let backups = env.snapshot(&bucket, ".rekey-backup/e/");
+    // The originals were kept under the backup prefix, in a folder of this run, with their properties.
+    let backups = env.snapshot(&bucket, ".rekey-backup/");
     assert_eq!(backups.len(), 6);
+    let run = backups.keys().next().expect("a backup").split('/').nth(1).expect("the run's folder").to_owned();
     for (key, b) in &before {
-        let kept = &backups[&format!(".rekey-backup/{key}")];
+        let kept = &backups[&format!(".rekey-backup/{run}/{key}")];
         for field in ["BodySha256", "Metadata", "Tags", "ContentType", "SSEKMSKeyId"] {
             assert_eq!(kept[field], b[field], "{key}: {field}");
         }
@@ -916,7 +918,7 @@ fn a_large_envelope_object_is_reencrypted_streamed_in_constant_memory_and_rolled
         let out = Command::new("/usr/bin/time")
             .args(["-f", "%M", "-o"])
             .arg(env.path("rss"))
-            .arg(env!("CARGO_BIN_EXE_rekey"))
+            .arg(common::Env::bin())
             .args(args)
             .current_dir(env.dir.path())
             .envs(aws_env(&env.endpoint))
@@ -950,4 +952,257 @@ fn a_large_envelope_object_is_reencrypted_streamed_in_constant_memory_and_rolled
     }
     let back: BTreeMap<String, Value> = ["a/", "b/"].iter().flat_map(|p| env.snapshot(&bucket, p)).collect();
     same_except(&before, &back, &["ETag"]);
+}
+
+/// Seals `n` small documents under `key` and puts them under `prefix` (unversioned bucket).
+fn put_envelopes(env: &Env, bucket: &str, prefix: &str, n: usize, key: &str, sse_key: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for i in 0..n {
+        let (plain, sealed) = (format!("{prefix}doc{i}"), format!("{prefix}doc{i}.rky").replace('/', "_"));
+        let plain = plain.replace('/', "_");
+        std::fs::write(env.path(&plain), format!("document {i} of {prefix}")).expect("write");
+        let out =
+            env.rekey_via(&env.endpoint, &["encrypt", "--key", key, "--context", "app=vault", &plain, "-o", &sealed]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let object = format!("{prefix}doc{i}.rky");
+        env.fixtures(&["put-file", bucket, &object, env.path(&sealed).to_str().expect("utf-8"), sse_key]);
+        names.push(object);
+    }
+    names
+}
+
+/// Whether the object decrypts with `key` alone.
+fn opens_with(env: &Env, bucket: &str, object: &str, key: &str) -> bool {
+    let got = env.path("opens_with.got");
+    env.fixtures(&["get", bucket, object, got.to_str().expect("utf-8")]);
+    let out = env.rekey_via(
+        &env.endpoint,
+        &[
+            "decrypt",
+            "--key",
+            key,
+            "--context",
+            "app=vault",
+            got.to_str().expect("utf-8"),
+            "-o",
+            "opens_with.clear",
+            "--force",
+        ],
+    );
+    if !out.status.success() {
+        eprintln!("{object} does not open with {key}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    out.status.success()
+}
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn two_reencryptions_in_a_row_keep_both_runs_backups_and_roll_back_to_the_first_key() {
+    // Issue 24: the second run copied its originals over the first run's
+    // backups (same `.rekey-backup/KEY`), and `rollback j1` then copied
+    // k2-sealed "backups" back, reporting "3 restored" with 0 objects under k1.
+    let env = Env::new();
+    let (k1, k2, k3, sse) = (env.create_key(), env.create_key(), env.create_key(), env.create_key());
+    let bucket = env.bucket(false);
+    let (k1, k2, k3) = (format!("kms:{k1}"), format!("kms:{k2}"), format!("kms:{k3}"));
+    let objects = put_envelopes(&env, &bucket, "t/", 3, &k1, &sse);
+    let url = format!("s3://{bucket}/t/");
+    for (from, to, journal) in [(&k1, &k2, "j1"), (&k2, &k3, "j2")] {
+        let s =
+            env.ok(&["reencrypt", &url, "--from", from, "--to", to, "--journal", journal, "--json", "--no-progress"]);
+        assert_eq!((s["reencrypted"].as_u64(), s["failed"].as_u64()), (Some(3), Some(0)), "{journal}: {s}");
+    }
+    let r = env.ok(&["rollback", "--journal", "j2", "--json"]);
+    assert_eq!(r["restored"], 3, "{r}");
+    for object in &objects {
+        assert!(opens_with(&env, &bucket, object, &k2), "{object} is back under k2");
+    }
+    let r = env.ok(&["rollback", "--journal", "j1", "--json"]);
+    assert_eq!(r["restored"], 3, "{r}");
+    for object in &objects {
+        assert!(opens_with(&env, &bucket, object, &k1), "{object} is back under k1");
+    }
+    assert_eq!(env.snapshot(&bucket, ".rekey-backup/").len(), 6, "each run kept its own backups");
+}
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn rollback_refuses_a_backup_that_is_not_the_original_and_restores_the_others() {
+    let env = Env::new();
+    let (k1, k2, sse) = (env.create_key(), env.create_key(), env.create_key());
+    let bucket = env.bucket(false);
+    let (k1, k2) = (format!("kms:{k1}"), format!("kms:{k2}"));
+    let objects = put_envelopes(&env, &bucket, "t/", 3, &k1, &sse);
+    let url = format!("s3://{bucket}/t/");
+    let s = env.ok(&["reencrypt", &url, "--from", &k1, "--to", &k2, "--journal", "j", "--json", "--no-progress"]);
+    assert_eq!(s["reencrypted"], 3, "{s}");
+    // Someone (or an older rekey run) writes over one backup.
+    let backups = env.snapshot(&bucket, ".rekey-backup/");
+    let victim = backups.keys().find(|k| k.ends_with("t/doc1.rky")).expect("doc1's backup").clone();
+    env.fixtures(&["put", &bucket, &victim, "not the original"]);
+    let out = env.rekey_via(&env.endpoint, &["rollback", "--journal", "j", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    let r: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!((r["restored"].as_u64(), r["failed"].as_u64()), (Some(2), Some(1)), "{r}");
+    assert!(stderr.contains("t/doc1.rky") && stderr.contains(&victim) && stderr.contains("SHA-256"), "{stderr}");
+    assert!(opens_with(&env, &bucket, &objects[0], &k1) && opens_with(&env, &bucket, &objects[2], &k1));
+    assert!(opens_with(&env, &bucket, &objects[1], &k2), "the object whose backup is wrong is left as it is");
+}
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn an_empty_or_overlapping_backup_prefix_is_refused_before_anything_is_written() {
+    let env = Env::new();
+    let (k1, k2, sse) = (env.create_key(), env.create_key(), env.create_key());
+    let bucket = env.bucket(false);
+    let (k1, k2) = (format!("kms:{k1}"), format!("kms:{k2}"));
+    put_envelopes(&env, &bucket, "t/", 2, &k1, &sse);
+    let before = env.snapshot(&bucket, "");
+    let url = format!("s3://{bucket}/t/");
+    for prefix in ["", "t/", "t/old/", "t"] {
+        let out = env.rekey_via(
+            &env.endpoint,
+            &[
+                "reencrypt",
+                &url,
+                "--from",
+                &k1,
+                "--to",
+                &k2,
+                "--backup-prefix",
+                prefix,
+                "--journal",
+                "j",
+                "--no-progress",
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--backup-prefix {prefix:?}: {stderr}");
+        assert!(stderr.contains("--backup-prefix") && stderr.contains("hint:"), "{stderr}");
+        assert!(!env.path("j").exists(), "no journal for --backup-prefix {prefix:?}");
+    }
+    assert_eq!(env.snapshot(&bucket, ""), before, "nothing written");
+}
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn over_long_keys_in_an_object_list_are_failed_items_not_a_panic_and_lines_are_bounded() {
+    // Issue 24: a 70,000-character key panicked inside the SDK (InvalidUri(TooLong)),
+    // on the run and again on --resume; a 400 MB line without a newline was read whole.
+    let env = Env::new();
+    let (k1, k2) = (env.create_key(), env.create_key());
+    let bucket = env.bucket(false);
+    env.fixtures(&["sse-objects", &bucket, "logs/", "3", &k1]);
+    let huge = format!("logs/{}", "k".repeat(70_000));
+    let just_over = format!("logs/{}", "j".repeat(1020));
+    let mut list = format!("logs/log0000.txt\n{huge}\nlogs/log0001.txt\n{just_over}\nlogs/log0002.txt\nlogs/");
+    list.push_str(&"z".repeat(100 << 20)); // the last line, 100 MiB, no newline
+    std::fs::write(env.path("keys.txt"), list).expect("write");
+    let url = format!("s3://{bucket}/logs/");
+    for resume in [false, true] {
+        let mut args = vec![
+            "s3",
+            "sse-rotate",
+            &url,
+            "--to",
+            &k2,
+            "--method",
+            "copy",
+            "--object-list",
+            "keys.txt",
+            "--journal",
+            "j",
+            "--json",
+            "--no-progress",
+        ];
+        if resume {
+            args.push("--resume");
+        }
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "%M", "-o"])
+            .arg(env.path("rss"))
+            .arg(common::Env::bin())
+            .args(&args)
+            .current_dir(env.dir.path())
+            .envs(aws_env(&env.endpoint))
+            .output()
+            .expect("rekey under /usr/bin/time");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(6), "resume {resume}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let s: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let rotated = if resume { (Some(0), Some(3)) } else { (Some(3), Some(0)) };
+        assert_eq!((s["rewrapped"].as_u64(), s["done_before"].as_u64()), rotated, "{s}");
+        assert_eq!(s["failed"], 3, "{s}");
+        let report = std::fs::read_to_string(env.path("j.failures.jsonl")).expect("failure report");
+        assert!(report.contains("bad_input") && report.contains("S3 keys are at most 1,024 bytes"), "{report}");
+        assert!(report.len() < 20_000, "reports name an over-long key by its start: {} bytes", report.len());
+        // GNU time says "Command exited with non-zero status 6" first.
+        let rss = std::fs::read_to_string(env.path("rss")).expect("rss");
+        let rss: u64 = rss.lines().last().unwrap_or_default().trim().parse().expect("KiB");
+        eprintln!("peak RSS with a 100 MiB list line: {rss} KiB");
+        assert!(rss < 100 * 1024, "a 100 MiB line cost {rss} KiB");
+    }
+    let after = env.snapshot(&bucket, "logs/");
+    assert!(after.values().all(|o| o["SSEKMSKeyId"].as_str() == Some(k2.as_str())), "{after:?}");
+}
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn on_a_versioned_bucket_rollback_copies_back_the_version_it_checked() {
+    let env = Env::new();
+    let (k1, k2, sse) = (env.create_key(), env.create_key(), env.create_key());
+    let bucket = env.bucket(true);
+    let (k1, k2) = (format!("kms:{k1}"), format!("kms:{k2}"));
+    let objects = put_envelopes(&env, &bucket, "v/", 2, &k1, &sse);
+    let url = format!("s3://{bucket}/v/");
+    let s = env.ok(&["reencrypt", &url, "--from", &k1, "--to", &k2, "--journal", "j", "--json", "--no-progress"]);
+    assert_eq!(s["reencrypted"], 2, "{s}");
+    assert!(env.snapshot(&bucket, ".rekey-backup/").is_empty(), "the previous version is the backup");
+    let r = env.ok(&["rollback", "--journal", "j", "--json"]);
+    assert_eq!(r["restored"], 2, "{r}");
+    for object in &objects {
+        assert!(opens_with(&env, &bucket, object, &k1), "{object} is back under k1");
+    }
+}
+
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn backup_copies_are_conditional_on_a_free_name_and_work_where_that_is_not_implemented() {
+    let env = Env::new();
+    let (k1, k2, sse) = (env.create_key(), env.create_key(), env.create_key());
+    let bucket = env.bucket(false);
+    let (k1, k2) = (format!("kms:{k1}"), format!("kms:{k2}"));
+    let objects = put_envelopes(&env, &bucket, "c/", 2, &k1, &sse);
+    let url = format!("s3://{bucket}/c/");
+    for (mode, journal) in [("forward", "j1"), ("notimplemented", "j2")] {
+        let record = env.path(&format!("{mode}.jsonl"));
+        let (_proxy, via) = env.proxy(&record, &["--conditional-copy", mode]);
+        let (from, to) = if journal == "j1" { (&k1, &k2) } else { (&k2, &k1) };
+        let out = env.rekey_via(
+            &via,
+            &["reencrypt", &url, "--from", from, "--to", to, "--journal", journal, "--json", "--no-progress"],
+        );
+        assert!(out.status.success(), "{mode}: {}", String::from_utf8_lossy(&out.stderr));
+        let backups: Vec<Value> = recorded(&record)
+            .into_iter()
+            .filter(|r| r["path"].as_str().is_some_and(|p| p.contains("/.rekey-backup/")))
+            .collect();
+        // Each backup is first asked for with If-None-Match: * (a server without it
+        // answers 501, and then the copy goes again without it).
+        let mut first: BTreeMap<String, bool> = BTreeMap::new();
+        for r in &backups {
+            let path = r["path"].as_str().expect("path").to_owned();
+            first.entry(path).or_insert(r["headers"]["if-none-match"] == "*");
+        }
+        assert_eq!(first.len(), 2, "{mode}: two backups");
+        assert!(first.values().all(|c| *c), "{mode}: {first:?}");
+        let retried = backups.len() - first.len();
+        assert_eq!(retried, if mode == "forward" { 0 } else { 2 }, "{mode}");
+    }
+    for object in &objects {
+        assert!(opens_with(&env, &bucket, object, &k1), "{object} went k1 -> k2 -> k1");
+    }
+    assert_eq!(env.snapshot(&bucket, ".rekey-backup/").len(), 4, "two runs, two backups each");
 }

@@ -156,13 +156,76 @@ fn a_torn_journal_is_repaired_on_resume_and_rollback_restores_everything() {
     env.ok(&["rollback", "--journal", "vault.rekey-journal"]);
     assert_eq!(env.snapshot("vault"), before, "every file back byte for byte");
 
-    // A damaged line that is not the last one is a loud error.
+    // A damaged line that is not the last one is loud: resume refuses, rollback names it and fails.
     let mut bytes = std::fs::read(&journal).expect("journal");
     let second_line = bytes.iter().position(|b| *b == b'\n').expect("line") + 40;
     bytes[second_line] ^= 0x01;
     std::fs::write(&journal, &bytes).expect("damage");
-    let stderr = env.fails(&["rollback", "--journal", "vault.rekey-journal"], 1);
-    assert!(stderr.contains("line 2"), "{stderr}");
+    let stderr = env.fails(&["rewrap", "--to", "local:new", "--resume", "--no-progress", "vault"], 1);
+    assert!(stderr.contains("line 2 was altered"), "{stderr}");
+    let stderr = env.fails(&["rollback", "--journal", "vault.rekey-journal"], 6);
+    assert!(stderr.contains("line 2 was altered"), "{stderr}");
+}
+
+/// Issue 24: an append that failed part-way (a full disk) left a fragment,
+/// the run went on appending after it, and rollback then refused the whole
+/// journal as "altered". Rollback restores every change of the intact lines
+/// and names the torn one.
+#[test]
+fn rollback_reads_past_a_torn_middle_line_restores_everything_and_names_it() {
+    let env = Env::with_keys(&["old", "new"]);
+    env.vault(12);
+    let before = env.snapshot("vault");
+    env.ok(&["reencrypt", "--to", "local:new", "--concurrency", "1", "--no-progress", "vault"]);
+    let journal = env.path("vault.rekey-journal");
+    let bytes = std::fs::read(&journal).expect("journal");
+    let starts: Vec<usize> =
+        std::iter::once(0).chain(bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1)).collect();
+    // The first half of line 4 written again just before line 6, as a failed append leaves it.
+    let fragment = bytes[starts[3]..starts[3] + (starts[4] - starts[3]) / 2].to_vec();
+    let torn = [&bytes[..starts[5]], &fragment[..], &bytes[starts[5]..]].concat();
+    std::fs::write(&journal, &torn).expect("tear");
+    let out = env.run(&["rollback", "--journal", "vault.rekey-journal", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("line 6 is torn") && !stderr.contains("altered"), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!((summary["restored"].as_u64(), summary["failed"].as_u64()), (Some(12), Some(1)), "{summary}");
+    assert_eq!(env.snapshot("vault"), before, "every file back byte for byte");
+}
+
+/// Issue 24: a full disk in the middle of a journal append. The run used to
+/// count the item failed and go on appending after the fragment; now the
+/// partial entry is cut off and the run stops, and `--resume` finishes it.
+/// The disk is made full by a file-size limit (`ulimit -f`, with SIGXFSZ
+/// ignored, so the write fails part-way with EFBIG as on a full disk).
+#[test]
+fn a_journal_that_cannot_be_written_stops_the_run_and_resume_finishes_it() {
+    let env = Env::with_keys(&["old", "new"]);
+    env.vault(40);
+    let before = env.snapshot("vault");
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(r#"trap "" XFSZ; ulimit -f 8; exec "$0" "$@""#)
+        .arg(Env::bin())
+        .args(["reencrypt", "--to", "local:new", "--concurrency", "1", "--no-progress", "--json", "vault"])
+        .current_dir(env.dir.path())
+        .env("REKEY_KEYSTORE", env.path("keys"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("rekey under a file-size limit");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "the run stops on the journal's error: {stderr}");
+    assert!(stderr.contains("cannot write the journal") && stderr.contains("--resume"), "{stderr}");
+    let bytes = std::fs::read(env.path("vault.rekey-journal")).expect("journal");
+    assert!(bytes.len() <= 8192 && bytes.ends_with(b"\n"), "the journal ends with a whole entry");
+    let summary = env.json(&["reencrypt", "--to", "local:new", "--resume", "--json", "--no-progress", "vault"]);
+    assert_eq!(summary["failed"], 0, "{summary}");
+    for file in walk(&env.path("vault")) {
+        assert_eq!(env.key_ids(&file), ["new/v1"], "{}", file.display());
+    }
+    env.ok(&["rollback", "--journal", "vault.rekey-journal"]);
+    assert_eq!(env.snapshot("vault"), before, "every file back byte for byte");
 }
 
 #[test]
@@ -428,4 +491,67 @@ fn journals_and_failure_reports_are_private_and_never_followed_through_a_link() 
         let mode = std::fs::metadata(env.path(file)).expect(file).permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{file} is private even with umask 000");
     }
+}
+
+/// Issue 24: a JSON Lines record holding `--field`'s key twice. Parsers
+/// disagree on which one counts (serde and most take the last, some the
+/// first), and only the last was rotated: the first stayed under the old key.
+/// Such a record is a failed item naming the field, left as it is, and scan
+/// counts them.
+#[test]
+fn a_json_record_with_the_field_twice_is_refused_and_counted_by_scan() {
+    let env = Env::with_keys(&["old", "new"]);
+    let secret = |s: &str| encode_text(&env.seal_local("old", &[], s.as_bytes()));
+    let twice = format!("{{\"id\": 2, \"s\": \"{}\", \"s\": \"{}\"}}\n", secret("first"), secret("second"));
+    let nested =
+        format!("{{\"id\": 3, \"o\": {{\"s\": \"{}\", \"s\": \"{}\"}}, \"s\": null}}\n", secret("a"), secret("b"));
+    let input = format!("{{\"id\": 1, \"s\": \"{}\"}}\n{twice}{nested}", secret("alone"));
+    std::fs::write(env.path("in.jsonl"), &input).expect("write");
+    // Under /o/s, records 1 and 2 have no such field: two more failures, missing_field.
+    for (field, line, failed) in [("/s", 2, 1), ("/o/s", 3, 3)] {
+        let out = env.run(&[
+            "rewrap",
+            "--to",
+            "local:new",
+            "--field",
+            field,
+            "--json",
+            "--journal",
+            field.replace('/', "_").as_str(),
+            "in.jsonl",
+            "-o",
+            &format!("out{line}.jsonl"),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(6), "{field}: {stderr}");
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(summary["failed"], failed, "{field}: {summary}");
+        let output = std::fs::read_to_string(env.path(&format!("out{line}.jsonl"))).expect("output");
+        let lines: Vec<&str> = output.lines().collect();
+        assert_eq!(lines[line - 1], input.lines().nth(line - 1).expect("line"), "{field}: the record is left as it is");
+        let report = std::fs::read_to_string(env.path(&format!("{}.failures.jsonl", field.replace('/', "_"))))
+            .expect("failure report");
+        assert!(report.contains("duplicate_field") && report.contains(&format!("record {line}")), "{report}");
+        assert!(report.contains("more than once"), "{report}");
+    }
+    let scan = env.json(&["scan", "--field", "/s", "--json", "in.jsonl"]);
+    assert_eq!(scan["duplicate_fields"], 1, "{scan}");
+}
+
+/// Issue 24 (item 3, for record streams): a record line was read whole
+/// before its length was checked, so one 300 MiB line without a newline took
+/// 300 MiB and more. It is read with the 64 MiB bound and refused.
+#[test]
+#[cfg(target_os = "linux")]
+fn a_huge_record_line_is_refused_without_being_read_whole() {
+    let env = Env::with_keys(&["old", "new"]);
+    let mut input = b"{\"s\": null}\n{\"s\": \"".to_vec();
+    input.resize(input.len() + (300 << 20), b'A');
+    std::fs::write(env.path("in.jsonl"), &input).expect("write");
+    drop(input);
+    let (code, peak_kib) =
+        run_measuring_rss(&env, &["rewrap", "--to", "local:new", "--field", "/s", "in.jsonl", "-o", "out.jsonl"]);
+    assert_eq!(code, Some(1), "the record is refused as too long");
+    eprintln!("peak RSS reading a 300 MiB record line: {peak_kib} KiB");
+    assert!(peak_kib < 160 * 1024, "a 300 MiB line cost {peak_kib} KiB");
 }

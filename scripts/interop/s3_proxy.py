@@ -2,6 +2,7 @@
 what moto cannot show or does not do.
 
 Usage: s3_proxy.py UPSTREAM_URL --record FILE [--update-encryption notimplemented|emulate] [--race /BUCKET/KEY]
+                   [--conditional-copy notimplemented]
 
 Prints the port it listens on (127.0.0.1) on its first line, then serves
 until killed. Every request that writes (PUT, POST, DELETE) is appended to
@@ -16,6 +17,9 @@ FILE as one JSON line: method, path, query, headers (lowercased), body
 - `--race /BUCKET/KEY`: right after the first HEAD of that object is
   answered, another writer replaces it (new body, new metadata), the way a
   concurrent application would between rekey's read and its write.
+- `--conditional-copy notimplemented`: a CopyObject carrying `If-None-Match`
+  (which moto ignores and S3 enforces) is answered 501 NotImplemented, as a
+  server without conditional copies would.
 """
 
 import argparse
@@ -50,6 +54,7 @@ def main():
     parser.add_argument("--record", required=True)
     parser.add_argument("--update-encryption", choices=["notimplemented", "emulate"], default="notimplemented")
     parser.add_argument("--race", default="")
+    parser.add_argument("--conditional-copy", choices=["forward", "notimplemented"], default="forward")
     args = parser.parse_args()
     upstream = urllib.parse.urlsplit(args.upstream)
     s3 = s3_client(args.upstream)
@@ -96,6 +101,9 @@ def main():
                 self.record(body)
             if self.command == "PUT" and "encryption" in query:
                 return self.update_encryption(urllib.parse.unquote(split.path), body)
+            copy = self.command == "PUT" and "x-amz-copy-source" in {k.lower() for k in self.headers.keys()}
+            if copy and self.headers.get("If-None-Match") and args.conditional_copy == "notimplemented":
+                return self.not_implemented()
             self.forward(body)
             if self.command == "HEAD" and args.race and urllib.parse.unquote(split.path) == args.race:
                 with lock:
@@ -105,13 +113,16 @@ def main():
                     bucket, key = args.race.lstrip("/").split("/", 1)
                     s3.put_object(Bucket=bucket, Key=key, Body=b"the other writer's version", Metadata={"edk": "b3RoZXI="})
 
+        def not_implemented(self):
+            return self.reply(
+                501,
+                b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>NotImplemented</Code>"
+                b"<Message>A header or query you provided implies functionality that is not implemented</Message></Error>",
+            )
+
         def update_encryption(self, path, body):
             if args.update_encryption == "notimplemented":
-                return self.reply(
-                    501,
-                    b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>NotImplemented</Code>"
-                    b"<Message>A header or query you provided implies functionality that is not implemented</Message></Error>",
-                )
+                return self.not_implemented()
             bucket, key = path.lstrip("/").split("/", 1)
             text = body.decode("utf-8")
             arn = re.search(r"<KMSKeyArn>([^<]+)</KMSKeyArn>", text)

@@ -247,7 +247,8 @@ pub(crate) struct S3Args {
     /// on every copy; S3 never returns it, so without this a copy keeps only S3's own (the object's ARN)
     #[arg(long, value_name = "KEY=VALUE")]
     pub(crate) sse_context: Vec<String>,
-    /// S3 reencrypt on an unversioned bucket: originals are copied under this prefix (same bucket) first
+    /// S3 reencrypt on an unversioned bucket: originals are first copied to {PREFIX}{RUN}/{KEY} (same bucket; RUN names
+    /// this run, so no backup is ever written over); not empty, and not overlapping the target's prefix
     #[arg(long, default_value = ".rekey-backup/", value_name = "PREFIX")]
     pub(crate) backup_prefix: String,
     /// Set by `rewrap --metadata-key`: the destination context, with which a

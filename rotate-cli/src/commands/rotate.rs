@@ -91,6 +91,7 @@ pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs, action: Action) -> Res
         ItemKind::Esdk => return Err(CliError::usage(ESDK_REWRAP_REFUSED).hint("use rekey reencrypt --items esdk")),
     };
     params.insert("items".into(), format!("{:?}", args.items).to_lowercase());
+    key_params(&mut params, &args.from, &args.discovery);
     let iam = iam_actions("rewrap", &args.to, &args.from, args.target.verify, local_keys_exist(keys));
     match action {
         Action::Rotate => run(keys, transform, args.target, "rewrap", params, iam, kms_keys(&args.from)).await,
@@ -124,6 +125,8 @@ pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs, action: Action) 
         ItemKind::Esdk => unreachable!("handled by reencrypt_esdk above"),
     };
     let sources = keys.decrypting(&args.from, &args.discovery).await?;
+    key_params(&mut params, &args.from, &args.discovery);
+    legacy_params(&mut params, &args);
     let iam = iam_actions("reencrypt", to, &args.from, args.target.verify, local_keys_exist(keys));
     let transform = transform(Reencrypt::new(destination, context, legacy), sources, &args.target);
     match action {
@@ -152,6 +155,7 @@ async fn reencrypt_esdk(keys: &Keys, args: ReencryptArgs, to: &KeySpec, action: 
     let sources = keys.decrypting(&args.from, &args.discovery).await?;
     let mut params = RunParams::new();
     params.insert("items".into(), "esdk".into());
+    key_params(&mut params, &args.from, &args.discovery);
     let iam = iam_actions("reencrypt", to, &args.from, args.target.verify, false);
     let transform = transform(ReencryptEsdk::new(destination), sources, &args.target);
     match action {
@@ -190,6 +194,8 @@ async fn reencrypt_to_keyset(keys: &Keys, args: ReencryptArgs, action: Action) -
     params.insert("items".into(), format!("{:?}", args.items).to_lowercase());
     params.insert("keyset".into(), keyset.id().to_string());
     let sources = keys.decrypting(&args.from, &args.discovery).await?;
+    key_params(&mut params, &args.from, &args.discovery);
+    legacy_params(&mut params, &args);
     let strategy = ToKeyset::new(Arc::new(handle), keyset.id().to_string(), context, legacy, inner);
     let kms_from = kms_keys(&args.from);
     let iam = if kms_from.is_empty() {
@@ -265,6 +271,37 @@ async fn source_keyrings(
     Ok(sources)
 }
 
+/// Every parameter that chooses the keys items may be opened with, local
+/// ones included (`from` names only KMS keys, for the IAM plan), for
+/// `--resume` to compare. Journals written before these were recorded lack
+/// them, and are not compared on them.
+fn key_params(params: &mut RunParams, from: &[KeySpec], discovery: &DiscoveryArgs) {
+    let mut from: Vec<String> = from.iter().map(ToString::to_string).collect();
+    from.sort();
+    params.insert("source_keys".into(), from.join(","));
+    let mut accounts = discovery.discovery_accounts.clone();
+    accounts.sort();
+    let discovery = if discovery.kms_discovery {
+        format!("{} accounts {}", discovery.discovery_partition, accounts.join(","))
+    } else {
+        String::new()
+    };
+    params.insert("kms_discovery".into(), discovery);
+}
+
+/// The legacy data key's source, for `--resume` to compare: the key file's
+/// path, or a fingerprint of `--legacy-edk` (a file name or a long base64
+/// blob), and its KMS context.
+fn legacy_params(params: &mut RunParams, args: &ReencryptArgs) {
+    let key = match (&args.legacy_edk, &args.legacy_key_file) {
+        (Some(edk), _) => format!("edk sha256:{}", &rotate_cli::engine::journal::sha256(edk.as_bytes())[..16]),
+        (None, Some(file)) => format!("key file {}", file.display()),
+        (None, None) => String::new(),
+    };
+    params.insert("legacy_key".into(), key);
+    params.insert("legacy_context".into(), args.legacy_context.join(","));
+}
+
 fn key_ids(keyrings: &[Box<dyn Keyring>]) -> String {
     keyrings.iter().map(|k| format!("{}:{}", k.provider_id(), k.key_id())).collect::<Vec<_>>().join(",")
 }
@@ -272,12 +309,12 @@ fn key_ids(keyrings: &[Box<dyn Keyring>]) -> String {
 pub(crate) fn rollback(args: RollbackArgs) -> Result<ExitCode, CliError> {
     let table = {
         // Only to see what the run was on; the lock is released before the rollback takes it.
-        let (_lock, entries) = rotate_cli::engine::journal::read_locked(&args.journal)?;
+        let (_lock, entries, _) = rotate_cli::engine::journal::read_for_rollback(&args.journal)?;
         matches!(entries.first(), Some(rotate_cli::engine::journal::Entry::Run { params, .. })
             if rotate_cli::engine::table::is_table_run(params))
     };
     let s3 = {
-        let (_lock, entries) = rotate_cli::engine::journal::read_locked(&args.journal)?;
+        let (_lock, entries, _) = rotate_cli::engine::journal::read_for_rollback(&args.journal)?;
         matches!(entries.first(), Some(rotate_cli::engine::journal::Entry::Run { params, .. })
             if crate::commands::s3::is_s3_journal(params))
     };

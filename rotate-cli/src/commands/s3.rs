@@ -58,7 +58,10 @@ impl S3Spec {
             Some(name) if !name.is_empty() => Ok(S3Job::MetadataKey { name: name.clone() }),
             Some(_) => Err(CliError::usage("--metadata-key needs the name of the metadata entry holding the data key")),
             // Without --metadata-key, the objects' bodies are rekey envelopes.
-            None => Ok(S3Job::Envelope { backup_prefix: self.args.backup_prefix.clone() }),
+            None => {
+                rotate_cli::engine::s3::check_backup_prefix(&self.url, &self.args.backup_prefix)?;
+                Ok(S3Job::Envelope { backup_prefix: self.args.backup_prefix.clone() })
+            }
         }
     }
 

@@ -71,6 +71,8 @@ pub enum ItemErrorCode {
     BadInput,
     /// The record has no such field or column.
     MissingField,
+    /// The record holds the field more than once (JSON): which one is meant is ambiguous.
+    DuplicateField,
     /// None of the item's wrapped keys is under a source key of this run.
     NoSourceKey,
     /// No allowed keyring could unwrap the item's data key.
@@ -111,6 +113,7 @@ impl ItemErrorCode {
         match self {
             Self::BadInput => "bad_input",
             Self::MissingField => "missing_field",
+            Self::DuplicateField => "duplicate_field",
             Self::NoSourceKey => "no_source_key",
             Self::NoMatchingKey => "no_matching_key",
             Self::InvalidCiphertext => "invalid_ciphertext",

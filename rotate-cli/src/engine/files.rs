@@ -609,7 +609,7 @@ fn restore(path: &Path, stamp: Stamp, undo: &Undo, old_sha256: &str) -> Result<b
 /// A journal that cannot be read, is in use, or is of a record stream.
 pub fn rollback(journal_path: &Path, progress: &dyn super::ports::Progress) -> Result<(Summary, Vec<String>), Error> {
     let start = std::time::Instant::now();
-    let (_lock, entries) = journal::read_locked(journal_path)?;
+    let (_lock, entries, skipped_lines) = journal::read_for_rollback(journal_path)?;
     if entries.iter().any(|e| matches!(e, Entry::Checkpoint { .. } | Entry::Complete { .. })) {
         return Err(Error::usage("this journal is of a record stream, whose input was never modified")
             .hint("the original records are still in the input file; remove the output to undo"));
@@ -637,6 +637,20 @@ pub fn rollback(journal_path: &Path, progress: &dyn super::ports::Progress) -> R
             _ => {}
         }
     }
+    // Temporaries that a killed run or rollback left beside the journal's files.
+    let mut beside: std::collections::HashMap<&Path, std::collections::HashSet<std::ffi::OsString>> =
+        std::collections::HashMap::new();
+    for (item, ..) in &changes {
+        let path = Path::new(item.as_str());
+        if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+            beside.entry(dir).or_default().insert(name.to_owned());
+        }
+    }
+    for (dir, names) in beside {
+        for temp in fsio::remove_stale_temps(dir, &names) {
+            tracing::warn!("removed {}, a temporary file an interrupted rekey left", temp.display());
+        }
+    }
     progress.total(changes.len() as u64);
     let mut summary = Summary::new("rollback");
     let mut conflicts = Vec::new();
@@ -647,14 +661,20 @@ pub fn rollback(journal_path: &Path, progress: &dyn super::ports::Progress) -> R
                 summary.counts.failed += 1;
                 conflicts.push(format!("{item}: {e}"));
             }
-            Ok((stamp, current)) if current == *new_sha256 => {
-                if restore(path, stamp, undo, old_sha256)? {
-                    summary.restored += 1;
-                } else {
+            Ok((stamp, current)) if current == *new_sha256 => match restore(path, stamp, undo, old_sha256) {
+                Ok(true) => summary.restored += 1,
+                Ok(false) => {
                     summary.counts.failed += 1;
                     conflicts.push(format!("{item}: changed during the rollback; left as it is"));
                 }
-            }
+                // One file that cannot be put back (a full disk, an I/O error) is that file's
+                // failure; the others are still restored.
+                Err(e) => {
+                    summary.counts.failed += 1;
+                    // `e` names the file ("cannot restore FILE: why").
+                    conflicts.push(format!("{e}; left as rekey wrote it (rerun the rollback once fixed)"));
+                }
+            },
             Ok((_, current)) if current == *old_sha256 => summary.counts.skipped += 1,
             Ok(_) => {
                 summary.counts.failed += 1;
@@ -664,6 +684,9 @@ pub fn rollback(journal_path: &Path, progress: &dyn super::ports::Progress) -> R
         progress.advance(1, summary.counts.failed);
     }
     progress.finish();
+    // Lines that could not be read are failures too: what they recorded is not undone.
+    summary.counts.failed += skipped_lines.len() as u64;
+    conflicts.extend(skipped_lines);
     summary.elapsed = start.elapsed();
     Ok((summary, conflicts))
 }

@@ -225,6 +225,9 @@ pub enum ObjectUndo {
 pub struct Journal {
     path: PathBuf,
     file: Mutex<File>,
+    /// Why an append failed: the journal takes no more entries, and the
+    /// engine stops the run (see [`Journal::failure`]).
+    failed: Mutex<Option<String>>,
 }
 
 impl Journal {
@@ -245,7 +248,7 @@ impl Journal {
         let file = fsio::open_private(path, true)
             .map_err(|e| Error::io(format!("cannot open journal {}", path.display()), &e))?;
         lock(&file, path)?;
-        let journal = Self { path: path.to_path_buf(), file: Mutex::new(file) };
+        let journal = Self { path: path.to_path_buf(), file: Mutex::new(file), failed: Mutex::new(None) };
         let entries = journal.read_for_resume()?;
         match entries.first() {
             None => {
@@ -287,13 +290,7 @@ impl Journal {
     /// # Errors
     /// I/O errors writing or syncing.
     pub fn append(&self, entry: &Entry, sync: bool) -> Result<(), Error> {
-        let line = encode_line(entry)?;
-        let mut file = self.file.lock().map_err(|_| Error::new(ErrorKind::Io, "journal lock poisoned"))?;
-        file.write_all(&line).map_err(|e| Error::io("cannot write the journal", &e))?;
-        if sync {
-            file.sync_data().map_err(|e| Error::io("cannot sync the journal", &e))?;
-        }
-        Ok(())
+        self.append_encoded(&Encoded(encode_line(entry)?), sync)
     }
 
     /// Appends entries in one write (a batch of rows, say); `sync` makes
@@ -311,11 +308,10 @@ impl Journal {
     /// I/O errors writing or syncing.
     pub fn append_encoded(&self, lines: &Encoded, sync: bool) -> Result<(), Error> {
         let mut file = self.file.lock().map_err(|_| Error::new(ErrorKind::Io, "journal lock poisoned"))?;
-        file.write_all(&lines.0).map_err(|e| Error::io("cannot write the journal", &e))?;
-        if sync {
-            file.sync_data().map_err(|e| Error::io("cannot sync the journal", &e))?;
+        if let Some(e) = self.failure() {
+            return Err(e);
         }
-        Ok(())
+        append_to(&mut *file, &lines.0, sync).map_err(|e| self.fail(&e))
     }
 
     /// Makes everything appended so far durable.
@@ -324,8 +320,73 @@ impl Journal {
     /// I/O errors syncing.
     pub fn sync(&self) -> Result<(), Error> {
         let file = self.file.lock().map_err(|_| Error::new(ErrorKind::Io, "journal lock poisoned"))?;
-        file.sync_data().map_err(|e| Error::io("cannot sync the journal", &e))
+        if let Some(e) = self.failure() {
+            return Err(e);
+        }
+        file.sync_data().map_err(|e| self.fail(&e))
     }
+
+    /// Why the journal stopped taking entries, if it did: an append or a
+    /// sync failed (a full disk, say). Nothing a run does after that could
+    /// be undone, so the engine stops the run.
+    pub fn failure(&self) -> Option<Error> {
+        let failed = self.failed.lock().map_or_else(|p| p.into_inner().clone(), |f| f.clone());
+        failed.map(|why| {
+            Error::new(ErrorKind::Io, format!("cannot write the journal {}: {why}", self.path.display())).hint(
+                "the run stopped; the journal ends with its last whole entry. Make room (or fix the disk), \
+                 then rerun the same command with --resume",
+            )
+        })
+    }
+
+    /// Records a failed append or sync; returns the error to report.
+    fn fail(&self, e: &std::io::Error) -> Error {
+        let mut failed = self.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        failed.get_or_insert_with(|| e.to_string());
+        drop(failed);
+        self.failure().unwrap_or_else(|| Error::io("cannot write the journal", e))
+    }
+}
+
+/// What appending needs of the journal file: the seam where tests inject
+/// a disk that fills up part-way through a write.
+trait AppendTarget: Write {
+    /// The current length.
+    fn len(&self) -> std::io::Result<u64>;
+    /// Cuts the file back to `len`.
+    fn cut(&mut self, len: u64) -> std::io::Result<()>;
+    /// Makes the data durable.
+    fn sync(&self) -> std::io::Result<()>;
+}
+
+impl AppendTarget for File {
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+    fn cut(&mut self, len: u64) -> std::io::Result<()> {
+        self.set_len(len)
+    }
+    fn sync(&self) -> std::io::Result<()> {
+        self.sync_data()
+    }
+}
+
+/// Appends whole lines, or nothing: a write that fails part-way (ENOSPC
+/// after some bytes) or a failed sync cuts the file back to where it was,
+/// so no fragment is ever left for later lines to follow.
+fn append_to(file: &mut impl AppendTarget, bytes: &[u8], sync: bool) -> std::io::Result<()> {
+    let good = file.len()?;
+    let written = file.write_all(bytes).and_then(|()| if sync { file.sync() } else { Ok(()) });
+    if let Err(e) = written {
+        if let Err(cut) = file.cut(good).and_then(|()| file.sync()) {
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!("{e}; cutting the partial entry off failed too ({cut}): rollback skips it, naming its line"),
+            ));
+        }
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// Journal lines ready to append: the encoding (JSON, checksums) done
@@ -365,6 +426,37 @@ pub fn read_locked(path: &Path) -> Result<(File, Vec<Entry>), Error> {
     Ok((file, entries))
 }
 
+/// Reads a journal for rollback like [`read_locked`], but past damaged
+/// lines: every intact entry is returned, with a sentence for each line
+/// skipped (torn or altered), so a rollback can restore what it can and
+/// say what it could not.
+///
+/// # Errors
+/// I/O errors, a journal in use by a run, a file that is not a journal.
+pub fn read_for_rollback(path: &Path) -> Result<(File, Vec<Entry>, Vec<String>), Error> {
+    let mut file = fsio::open_private(path, false)
+        .map_err(|e| Error::io(format!("cannot open journal {}", path.display()), &e))?;
+    lock(&file, path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|e| Error::io("cannot read the journal", &e))?;
+    let read = read_lines(&bytes);
+    if !matches!(read.entries.first(), Some(Entry::Run { .. })) {
+        return Err(Error::new(ErrorKind::BadInput, format!("{} is not a rekey journal", path.display())));
+    }
+    let skipped = read
+        .damaged
+        .iter()
+        .map(|d| {
+            format!(
+                "journal {}: {}; skipped: the change it recorded, if any, is not undone",
+                path.display(),
+                d.describe()
+            )
+        })
+        .collect();
+    Ok((file, read.entries, skipped))
+}
+
 fn lock(file: &File, path: &Path) -> Result<(), Error> {
     match file.try_lock() {
         Ok(()) => Ok(()),
@@ -394,29 +486,101 @@ fn checksum(json: &[u8]) -> String {
 /// Parses every line; returns the entries and the length of the intact
 /// prefix. Only the last line may be damaged (a crash mid-append).
 fn parse(bytes: &[u8], path: &Path) -> Result<(Vec<Entry>, usize), Error> {
-    let mut entries = Vec::new();
+    let read = read_lines(bytes);
+    if let Some(damage) = read.damaged.first() {
+        return Err(damage.error(path));
+    }
+    Ok((read.entries, read.good_len))
+}
+
+/// What [`read_lines`] found.
+struct Lines {
+    /// Every entry read, in order (also those after a damaged line).
+    entries: Vec<Entry>,
+    /// The length up to the first damaged line, a torn last line left out.
+    good_len: usize,
+    /// Damaged lines other than a torn last one.
+    damaged: Vec<Damage>,
+}
+
+/// A line in the middle of a journal that cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Damage {
+    /// Its number, from 1.
+    line: usize,
+    /// Torn (a fragment of an append that failed part-way, the next
+    /// append's entry after it) rather than altered (not what was written).
+    torn: bool,
+}
+
+impl Damage {
+    /// What it means, for a person.
+    fn describe(self) -> String {
+        if self.torn {
+            format!(
+                "line {} is torn: an append that failed part-way (a full disk, say) left a fragment there, and \
+                 later entries follow it",
+                self.line
+            )
+        } else {
+            format!("line {} was altered after it was written (its checksum does not match its content)", self.line)
+        }
+    }
+
+    /// The error that stops a resume.
+    fn error(self, path: &Path) -> Error {
+        let what = format!("journal {}: {}", path.display(), self.describe());
+        if self.torn {
+            Error::new(ErrorKind::BadInput, what).hint(format!(
+                "a run cannot continue this journal; `rekey rollback --journal {}` restores every change its \
+                 intact lines name and lists the lines it skips; then start the rotation again with a new journal",
+                path.display()
+            ))
+        } else {
+            Error::new(ErrorKind::BadInput, what).hint(
+                "restore the journal from a backup before resuming; `rekey rollback` skips the altered line, naming it",
+            )
+        }
+    }
+}
+
+/// Reads every line it can. A damaged last line is a crash's torn append
+/// (left out of `good_len`); a damaged line elsewhere is recorded, and an
+/// intact entry found right after a fragment on the same line (the append
+/// that followed a failed one) is read too.
+fn read_lines(bytes: &[u8]) -> Lines {
+    let mut read = Lines { entries: Vec::new(), good_len: 0, damaged: Vec::new() };
     let mut offset = 0;
     let mut lines = bytes.split_inclusive(|b| *b == b'\n').peekable();
     let mut number = 0;
     while let Some(line) = lines.next() {
         number += 1;
         let last = lines.peek().is_none();
-        match decode_line(line) {
-            Some(entry) => {
-                entries.push(entry);
+        if let Some(entry) = decode_line(line) {
+            read.entries.push(entry);
+            if read.damaged.is_empty() {
                 offset += line.len();
+                read.good_len = offset;
             }
-            None if last => break,
-            None => {
-                return Err(Error::new(
-                    ErrorKind::BadInput,
-                    format!("line {number} of journal {} is damaged (checksum or syntax)", path.display()),
-                )
-                .hint("the journal was altered after it was written; restore it from a backup before resuming or rolling back"));
-            }
+            continue;
         }
+        if last {
+            break;
+        }
+        // Appends only ever tear the last line; a fragment in the middle is
+        // followed, on the same line, by the next append's whole entry. A
+        // damaged line without one was altered.
+        let starts_entry = |at: usize| {
+            line.get(at..at + 17).is_some_and(|h| h[..16].iter().all(u8::is_ascii_hexdigit) && h[16] == b' ')
+        };
+        let following = (1..line.len()).filter(|at| starts_entry(*at)).find_map(|at| decode_line(&line[at..]));
+        read.damaged.push(Damage { line: number, torn: following.is_some() });
+        read.entries.extend(following);
     }
-    Ok((entries, offset))
+    if read.damaged.is_empty() {
+        read.good_len = offset;
+    }
+    read
 }
 
 fn decode_line(line: &[u8]) -> Option<Entry> {
@@ -429,10 +593,15 @@ fn decode_line(line: &[u8]) -> Option<Entry> {
     serde_json::from_slice(json).ok()
 }
 
+/// Parameters journals did not always record: a journal without one was
+/// written before, and is not compared on it (so it can still be resumed).
+const RECORDED_LATER: [&str; 4] = ["source_keys", "kms_discovery", "legacy_key", "legacy_context"];
+
 fn check_same_run(before: &RunParams, now: &RunParams) -> Result<(), Error> {
     let keys: std::collections::BTreeSet<&String> = before.keys().chain(now.keys()).collect();
     let differences: Vec<String> = keys
         .into_iter()
+        .filter(|k| before.contains_key(*k) || !RECORDED_LATER.contains(&k.as_str()))
         .filter(|k| before.get(*k) != now.get(*k))
         .map(|k| {
             format!(
@@ -540,6 +709,87 @@ mod tests {
         std::fs::write(&path, &bytes).expect("damage");
         let err = Journal::open(&path, true, &params("a")).expect_err("damaged");
         assert!(err.message.contains("line 2"), "{}", err.message);
+    }
+
+    /// A file on a disk that fills up after `room` more bytes.
+    struct FillingDisk {
+        data: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for FillingDisk {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.room == 0 {
+                return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            let n = buf.len().min(self.room);
+            self.data.extend_from_slice(&buf[..n]);
+            self.room -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl AppendTarget for FillingDisk {
+        fn len(&self) -> std::io::Result<u64> {
+            Ok(self.data.len() as u64)
+        }
+        fn cut(&mut self, len: u64) -> std::io::Result<()> {
+            self.data.truncate(usize::try_from(len).expect("small"));
+            Ok(())
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_append_that_fills_the_disk_part_way_leaves_no_fragment() {
+        let first = encode_line(&Entry::Done { item: "x".into() }).expect("line");
+        let second = encode_line(&Entry::Done { item: "y".into() }).expect("line");
+        let mut disk = FillingDisk { data: first.clone(), room: 10 };
+        let err = append_to(&mut disk, &second, true).expect_err("disk full");
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
+        assert_eq!(disk.data, first, "the 10 bytes that fitted are cut off again");
+        // Room again (another process freed some): the next entry starts on a line of its own.
+        disk.room = usize::MAX;
+        append_to(&mut disk, &second, true).expect("append");
+        let read = read_lines(&disk.data);
+        assert!(read.damaged.is_empty() && read.entries.len() == 2, "{:?}", read.damaged);
+    }
+
+    #[test]
+    fn rollback_reads_past_a_torn_or_altered_middle_line_and_resume_names_which() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("j");
+        let line = |item: &str| encode_line(&Entry::Done { item: item.into() }).expect("line");
+        let run = encode_line(&Entry::Run { version: FORMAT_VERSION, params: params("a") }).expect("line");
+        // What a partial write followed by a successful append leaves: a fragment, then a whole entry.
+        let fragment = &line("y")[..20];
+        let torn = [run.clone(), line("x"), fragment.to_vec(), line("z"), line("w")].concat();
+        std::fs::write(&path, &torn).expect("write");
+        let err = Journal::open(&path, true, &params("a")).expect_err("torn");
+        assert!(err.message.contains("line 3 is torn"), "{}", err.message);
+        assert!(err.hint.as_deref().is_some_and(|h| h.contains("rekey rollback")), "{:?}", err.hint);
+        let (_, entries, skipped) = read_for_rollback(&path).expect("read past it");
+        let items: Vec<_> = entries
+            .iter()
+            .filter_map(|e| if let Entry::Done { item } = e { Some(item.as_str()) } else { None })
+            .collect();
+        assert_eq!(items, ["x", "z", "w"], "the entry after the fragment is read too");
+        assert!(skipped.len() == 1 && skipped[0].contains("line 3 is torn"), "{skipped:?}");
+
+        // One character of a whole line changed: altered, not torn.
+        let mut altered = line("y");
+        altered[30] ^= 1;
+        std::fs::write(&path, [run, line("x"), altered, line("w")].concat()).expect("write");
+        let err = Journal::open(&path, true, &params("a")).expect_err("altered");
+        assert!(err.message.contains("line 3 was altered"), "{}", err.message);
+        let (_, entries, skipped) = read_for_rollback(&path).expect("read past it");
+        assert_eq!(entries.len(), 3);
+        assert!(skipped.len() == 1 && skipped[0].contains("line 3 was altered"), "{skipped:?}");
     }
 
     #[test]

@@ -151,7 +151,12 @@ impl RecordSource {
         let mut quotes = 0usize;
         loop {
             let start = raw.len();
-            let n = self.input.read_until(b'\n', &mut raw).map_err(|e| Error::io("cannot read the input", &e))?;
+            // At most one byte past the limit: a longer line is never read into memory whole.
+            let room = (MAX_RECORD + 1).saturating_sub(raw.len()) as u64;
+            let n = (&mut self.input)
+                .take(room)
+                .read_until(b'\n', &mut raw)
+                .map_err(|e| Error::io("cannot read the input", &e))?;
             self.read += n as u64;
             if n == 0 {
                 return Ok((!raw.is_empty()).then_some(raw));
@@ -210,6 +215,7 @@ impl Source for RecordSource {
                             Field::Escaped(text) => (Item::new(name(p), text.into_bytes()), None),
                             Field::Null => (Item::new(name(p), Vec::new()), None),
                             Field::Missing => (failed_item(name(p), "the field is missing or not a string"), None),
+                            Field::Duplicate => (duplicate_item(name(p), p), None),
                         };
                         items.push(item);
                         record.spans.push(span);
@@ -222,6 +228,7 @@ impl Source for RecordSource {
                     pointers
                         .iter()
                         .map(|p| match value.pointer(p) {
+                            _ if duplicated_on_path(body, p) => duplicate_item(name(p), p),
                             Some(serde_json::Value::String(s)) => Item::new(name(p), s.clone().into_bytes()),
                             Some(serde_json::Value::Null) => Item::new(name(p), Vec::new()),
                             _ => failed_item(name(p), "the field is missing or not a string"),
@@ -256,6 +263,8 @@ enum Field {
     Null,
     /// Missing, or not a string.
     Missing,
+    /// The object holds the key more than once.
+    Duplicate,
 }
 
 /// The fields at one-segment pointers (`/name`) of a JSON object, read in
@@ -265,11 +274,12 @@ enum Field {
 fn top_level_fields(body: &[u8], pointers: &[String]) -> Option<Vec<Field>> {
     let keys: Vec<&str> =
         pointers.iter().map(|p| p.strip_prefix('/').filter(|k| !k.contains(['/', '~']))).collect::<Option<_>>()?;
-    let map: std::collections::HashMap<&str, &serde_json::value::RawValue> = serde_json::from_slice(body).ok()?;
+    let map: Entries<&str> = serde_json::from_slice(body).ok()?;
     let base = body.as_ptr() as usize;
     Some(
         keys.iter()
             .map(|key| match map.get(key).map(|raw| raw.get()) {
+                _ if map.count(key) > 1 => Field::Duplicate,
                 Some("null") => Field::Null,
                 Some(text) if text.starts_with('"') && !text.contains('\\') => {
                     let start = text.as_ptr() as usize - base;
@@ -282,6 +292,75 @@ fn top_level_fields(body: &[u8], pointers: &[String]) -> Option<Vec<Field>> {
             })
             .collect(),
     )
+}
+
+/// A JSON object's entries in order, duplicates kept: a map would keep
+/// only the last of a key written twice, and so hide it.
+struct Entries<'de, K>(Vec<(K, &'de serde_json::value::RawValue)>);
+
+impl<'de, K: AsRef<str>> Entries<'de, K> {
+    /// The last value of `key` (as serde and most parsers read it).
+    fn get(&self, key: &str) -> Option<&'de serde_json::value::RawValue> {
+        self.0.iter().rev().find(|(k, _)| k.as_ref() == key).map(|(_, v)| *v)
+    }
+
+    /// How many times `key` occurs.
+    fn count(&self, key: &str) -> usize {
+        self.0.iter().filter(|(k, _)| k.as_ref() == key).count()
+    }
+}
+
+impl<'de, K: serde::Deserialize<'de>> serde::Deserialize<'de> for Entries<'de, K> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<K>(std::marker::PhantomData<K>);
+        impl<'de, K: serde::Deserialize<'de>> serde::de::Visitor<'de> for Visit<K> {
+            type Value = Entries<'de, K>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
+/// Whether an object on the way to `pointer` (or the last one) holds the
+/// next key more than once.
+fn duplicated_on_path(body: &[u8], pointer: &str) -> bool {
+    let mut at = body;
+    for segment in pointer.split('/').skip(1) {
+        let key = segment.replace("~1", "/").replace("~0", "~");
+        let Ok(object) = serde_json::from_slice::<Entries<String>>(at) else {
+            return false; // an array, or the end of the path
+        };
+        if object.count(&key) > 1 {
+            return true;
+        }
+        match object.get(&key) {
+            Some(next) => at = next.get().as_bytes(),
+            None => return false,
+        }
+    }
+    false
+}
+
+/// A field the record holds more than once.
+fn duplicate_item(name: String, pointer: &str) -> Item {
+    let mut item = Item::new(name, Vec::new());
+    item.result = Some(Err(ItemError::new(
+        ItemErrorCode::DuplicateField,
+        format!(
+            "the record holds the field {pointer} more than once; parsers disagree on which one counts, so the \
+             record is left as it is (keep one, then rerun)"
+        ),
+    )));
+    item
 }
 
 /// A JSON string literal of `value`: quotes around it as it is when nothing

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::error::{Error, ErrorKind, ItemError};
+use super::error::{Error, ErrorKind, ItemError, ItemErrorCode};
 use super::item::{Item, Unit};
 use super::journal::{self, Checkpoint, Entry, Journal, RunParams};
 use super::ports::{Progress, Rejected, Sink, Source};
@@ -238,7 +238,13 @@ impl Engine {
                 };
                 if unit.selected {
                     tried += 1;
-                    match preflight::<S>(transform, &mut unit, self.settings.item_attempts).await {
+                    let tried_unit = preflight::<S>(transform, &mut unit, self.settings.item_attempts);
+                    // A panic is this unit's own failure (a worker reports it), never the run's.
+                    let checked = CatchUnwind(Box::pin(tried_unit)).await.unwrap_or_else(|_| {
+                        unit.items.clear();
+                        Ok(())
+                    });
+                    match checked {
                         Ok(()) => {
                             pending.push_back(unit);
                             first_failure = None;
@@ -273,9 +279,12 @@ impl Engine {
         let mut in_flight: VecDeque<tokio::task::JoinHandle<Batch<S::Payload>>> = VecDeque::new();
         let mut exhausted = false;
         let mut stop = None;
+        // A journal that cannot be written stops the run: nothing done after
+        // it could be undone. Units in flight finish (each journals first).
+        let mut journal_failure = None;
         loop {
             // Keep the window full.
-            while !exhausted && stop.is_none() && in_flight.len() < window {
+            while !exhausted && stop.is_none() && journal_failure.is_none() && in_flight.len() < window {
                 if self.cancel.load(Ordering::Relaxed) {
                     stop = Some(Stop::Interrupted);
                     break;
@@ -301,7 +310,12 @@ impl Engine {
                 let sink = Arc::clone(&sink);
                 in_flight.push_back(tokio::spawn(async move {
                     for unit in &mut batch {
-                        process::<S, K>(transform.as_deref(), &sink, unit, attempts).await;
+                        // One unit's panic (a bug, a library's assertion) fails that unit, not the run.
+                        let processed =
+                            CatchUnwind(Box::pin(process::<S, K>(transform.as_deref(), &sink, unit, attempts)));
+                        if let Err(panic) = processed.await {
+                            fail_panicked(unit, &*panic);
+                        }
                     }
                     batch
                 }));
@@ -326,6 +340,14 @@ impl Engine {
             if stop.is_none() && self.cancel.load(Ordering::Relaxed) {
                 stop = Some(Stop::Interrupted);
             }
+            if journal_failure.is_none() {
+                journal_failure = journal.as_ref().and_then(|j| j.failure());
+            }
+        }
+        if let Some(e) = journal_failure {
+            self.failures.finish()?;
+            self.progress.finish();
+            return Err(e);
         }
         counts.done_before += done_before;
         counts.not_selected -= done_before.min(counts.not_selected);
@@ -449,6 +471,47 @@ async fn process<S: Source, K: Sink<S::Payload>>(
                 item.result = Some(Err(e.clone()));
             }
         }
+    }
+}
+
+/// A future whose panic is returned instead of unwinding further, so a
+/// worker can fail the one unit that panicked and go on.
+struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn std::any::Any + Send>>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Ready(out)) => std::task::Poll::Ready(Ok(out)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(panic) => std::task::Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+/// Marks a unit whose processing panicked as failed, as a whole: what it
+/// wrote, if anything, its journal entries say.
+fn fail_panicked<P>(unit: &mut Unit<P>, panic: &(dyn std::any::Any + Send)) {
+    let why = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    let error = ItemError::new(
+        ItemErrorCode::Io,
+        format!("internal error while processing this item (a panic: {why}); the run went on without it"),
+    );
+    let mut marked = false;
+    for item in &mut unit.items {
+        if matches!(item.result, None | Some(Ok(Outcome::Changed { .. }))) {
+            item.result = Some(Err(error.clone()));
+            marked = true;
+        }
+    }
+    if !marked {
+        unit.error = Some(error);
     }
 }
 

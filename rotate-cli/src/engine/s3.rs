@@ -373,7 +373,7 @@ pub struct S3Source {
 /// An inventory read from files instead of ListObjectsV2, line by line.
 struct ListFile {
     path: std::path::PathBuf,
-    lines: std::io::Lines<Box<dyn std::io::BufRead + Send>>,
+    lines: BoundedLines,
     line: u64,
     /// An S3 Inventory manifest's data files not read yet.
     rest: VecDeque<std::path::PathBuf>,
@@ -384,7 +384,7 @@ struct ListFile {
 }
 
 impl ListFile {
-    fn open(path: &std::path::Path) -> Result<std::io::Lines<Box<dyn std::io::BufRead + Send>>, Error> {
+    fn open(path: &std::path::Path) -> Result<BoundedLines, Error> {
         use std::io::BufRead;
         let mut file = std::io::BufReader::new(
             std::fs::File::open(path)
@@ -400,7 +400,7 @@ impl ListFile {
         } else {
             Box::new(file)
         };
-        Ok(reader.lines())
+        Ok(BoundedLines(reader))
     }
 
     /// An S3 Inventory `manifest.json`: its CSV data files, found by name
@@ -452,6 +452,48 @@ impl ListFile {
             is_latest: schema.iter().position(|c| c == "IsLatest"),
             is_delete_marker: schema.iter().position(|c| c == "IsDeleteMarker"),
         })
+    }
+}
+
+/// S3's longest key, in bytes of UTF-8.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// The longest line of an object list read whole: more than any key (1,024
+/// bytes, three times that URL-encoded) or S3 Inventory row needs.
+const MAX_LIST_LINE: usize = 64 << 10;
+
+/// The lines of an object list, each read with a bound: a longer line (a
+/// 400 MB line without a newline, say) is cut at [`MAX_LIST_LINE`] bytes,
+/// the rest skipped unread into memory, and returned marked as cut.
+struct BoundedLines(Box<dyn std::io::BufRead + Send>);
+
+impl Iterator for BoundedLines {
+    type Item = std::io::Result<(String, bool)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut line = Vec::new();
+        let mut cut = false;
+        loop {
+            let buf = match self.0.fill_buf() {
+                Ok(buf) => buf,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Some(Err(e)),
+            };
+            if buf.is_empty() {
+                return (!line.is_empty() || cut).then(|| Ok((String::from_utf8_lossy(&line).into_owned(), cut)));
+            }
+            let (take, end) = match buf.iter().position(|b| *b == b'\n') {
+                Some(at) => (at, true),
+                None => (buf.len(), false),
+            };
+            let room = MAX_LIST_LINE.saturating_sub(line.len());
+            line.extend_from_slice(&buf[..take.min(room)]);
+            cut |= take > room;
+            self.0.consume(take + usize::from(end));
+            if end {
+                return Some(Ok((String::from_utf8_lossy(&line).into_owned(), cut)));
+            }
+        }
     }
 }
 
@@ -543,7 +585,11 @@ impl S3Source {
                 continue;
             };
             list.line += 1;
-            let line = line.map_err(|e| Error::io(format!("cannot read {}", list.path.display()), &e))?;
+            let (line, cut) = line.map_err(|e| Error::io(format!("cannot read {}", list.path.display()), &e))?;
+            if cut {
+                // Longer than any key or inventory row: one failed item (too long a key), not a parse.
+                return Ok(Some(line));
+            }
             let line = line.trim_end_matches('\r');
             if line.trim().is_empty() {
                 continue;
@@ -642,7 +688,13 @@ impl Source for S3Source {
                 if !self.wanted(&key) {
                     continue;
                 }
-                let id = format!("s3://{}/{key}", self.url.bucket);
+                let id = if key.len() > MAX_KEY_BYTES {
+                    // Reports name it by its start: the whole may be 64 KiB.
+                    let start: String = key.chars().take(64).collect();
+                    format!("s3://{}/{start}... ({} bytes)", self.url.bucket, key.len())
+                } else {
+                    format!("s3://{}/{key}", self.url.bucket)
+                };
                 return Ok(Some(Unit::new(id, ObjectUnit { shared: Arc::clone(&self.shared), key, head: None })));
             }
             if self.list.is_some() {
@@ -661,6 +713,14 @@ impl Source for S3Source {
     }
 
     async fn load(unit: &mut Unit<ObjectUnit>) -> Result<(), ItemError> {
+        if unit.payload.key.len() > MAX_KEY_BYTES {
+            // No such object can exist, and the SDK cannot even build the request for a very long one.
+            return Err(ItemError::input(format!(
+                "the key is {} bytes long, and S3 keys are at most 1,024 bytes (UTF-8): no such object; \
+                 check the object list",
+                unit.payload.key.len()
+            )));
+        }
         let shared = Arc::clone(&unit.payload.shared);
         let mut head = head(&shared.client, &shared.bucket, &unit.payload.key).await?;
         head.sse_context.clone_from(&shared.sse_context);
@@ -1682,7 +1742,7 @@ pub fn is_s3_run(params: &RunParams) -> bool {
 /// A journal that cannot be read.
 pub async fn rollback(client: &Client, journal_path: &std::path::Path) -> Result<(Summary, Vec<String>), Error> {
     let start = std::time::Instant::now();
-    let (_lock, entries) = journal::read_locked(journal_path)?;
+    let (_lock, entries, skipped_lines) = journal::read_for_rollback(journal_path)?;
     let sse_context = match entries.first() {
         Some(Entry::Run { params, .. }) => params.get("sse_context").filter(|c| !c.is_empty()).cloned(),
         _ => None,
@@ -1716,6 +1776,9 @@ pub async fn rollback(client: &Client, journal_path: &std::path::Path) -> Result
             }
         }
     }
+    // Lines that could not be read are failures too: what they recorded is not undone.
+    summary.counts.failed += skipped_lines.len() as u64;
+    conflicts.extend(skipped_lines);
     summary.elapsed = start.elapsed();
     Ok((summary, conflicts))
 }
@@ -1750,8 +1813,18 @@ async fn restore_object(
                 (None, Some(v)) => (key, Some(v.as_str())),
                 (None, None) => return Err(ItemError::input("the journal names no backup of the original")),
             };
-            copy_object_to(client, bucket, from_key, from_version, key, Some(&now.etag), now.sse_context.as_deref())
-                .await?;
+            // The backup must be the original the journal names: another run,
+            // or anyone, may have written over it since.
+            let (backup_hash, backup_etag) = body_sha256(client, bucket, from_key, from_version).await?;
+            if backup_hash != *old_sha256 {
+                let version = from_version.map(|v| format!(" (version {v})")).unwrap_or_default();
+                return Ok(Restoration::Conflict(format!(
+                    "its backup s3://{bucket}/{from_key}{version} is not the original: its SHA-256 is {backup_hash}, \
+                     the journal's is {old_sha256} (the backup was written over or altered); nothing was copied back"
+                )));
+            }
+            let from = (from_key, from_version, Some(backup_etag.as_str()));
+            copy_object_to(client, bucket, from, key, Some(&now.etag), now.sse_context.as_deref()).await?;
             return Ok(Restoration::Done);
         }
         ObjectUndo::Envelope { edks_b64, old_sha256, new_sha256, header_only } => {
@@ -1811,6 +1884,32 @@ async fn restore_object(
     still_as_read(client, bucket, key, &now).await?;
     self_copy(client, bucket, key, &now, &change, MAX_SINGLE_COPY, DEFAULT_PART_SIZE).await?;
     Ok(Restoration::Done)
+}
+
+/// SHA-256 of an object's body (a version of it), read as it streams, and
+/// the ETag it had.
+async fn body_sha256(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+) -> Result<(String, String), ItemError> {
+    use sha2::Digest as _;
+    let out = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(version.map(str::to_owned))
+        .send()
+        .await
+        .map_err(|e| item_error("GetObject", &e))?;
+    let etag = out.e_tag().unwrap_or_default().to_owned();
+    let mut body = out.body;
+    let mut hash = sha2::Sha256::new();
+    while let Some(chunk) = body.next().await {
+        hash.update(chunk.map_err(|e| io_error(&format!("cannot read s3://{bucket}/{key}"), &e))?);
+    }
+    Ok((journal::hex(&hash.finalize()), etag))
 }
 
 /// Objects up to this size are read whole; larger ones only by their header.
@@ -2027,12 +2126,63 @@ async fn complete_upload(
     Ok(())
 }
 
+/// Refuses a backup prefix under which a backup could land on an object
+/// the run rotates, or be rotated itself: an empty one (each backup would
+/// be the object itself), and one that is a prefix of the rotated prefix or
+/// lies inside it. A whole-bucket target is the exception it has to be:
+/// there the backup prefix is left out of the listing.
+///
+/// # Errors
+/// A usage error naming the prefix, with the next step.
+pub fn check_backup_prefix(url: &S3Url, backup_prefix: &str) -> Result<(), Error> {
+    let hint = || {
+        format!(
+            "pass --backup-prefix with a prefix outside s3://{}/{}, such as the default .rekey-backup/",
+            url.bucket, url.prefix
+        )
+    };
+    if backup_prefix.is_empty() {
+        return Err(Error::usage(
+            "--backup-prefix is empty: the backup of each original would be the object itself, overwritten by the run",
+        )
+        .hint(hint()));
+    }
+    let rotated = url.prefix.as_str();
+    if !rotated.is_empty() && (rotated.starts_with(backup_prefix) || backup_prefix.starts_with(rotated)) {
+        return Err(Error::usage(format!(
+            "--backup-prefix {backup_prefix:?} overlaps the rotated prefix {rotated:?}: backups would be taken for \
+             objects to rotate, or objects for backups"
+        ))
+        .hint(hint()));
+    }
+    Ok(())
+}
+
+/// This run's name under the backup prefix: the start time and random
+/// digits, so that no run (nor a resumed one) writes where another kept
+/// its originals. The journal names each backup's full key.
+fn backup_run() -> &'static str {
+    static RUN: OnceLock<String> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let now = DateTime::from(std::time::SystemTime::now());
+        let time = now.fmt(DateTimeFormat::DateTime).unwrap_or_default().replace(['-', ':'], "");
+        let time = time.split('.').next().unwrap_or_default().trim_end_matches('Z').to_owned();
+        let mut random = [0u8; 4];
+        // Without the system's random source, the process id still tells runs of one second apart.
+        if getrandom::fill(&mut random).is_err() {
+            random = std::process::id().to_be_bytes();
+        }
+        format!("{time}Z-{}", journal::hex(&random))
+    })
+}
+
 /// A re-encryption of a whole object: the original is kept first (the
 /// previous version of a versioned bucket, or a copy under the backup
 /// prefix), the journal names it, then the new body is put conditionally.
 /// Keeps the original of an object about to be re-encrypted: on a
 /// versioned bucket its version stays (nothing to do), otherwise a
-/// server-side copy under `backup_prefix`, whose key is returned.
+/// server-side copy at `{backup_prefix}{run}/{key}` (see [`backup_run`]),
+/// never over an existing object, whose key is returned.
 async fn keep_original(
     client: &Client,
     bucket: &str,
@@ -2043,11 +2193,13 @@ async fn keep_original(
     if read.version_id.is_some() {
         return Ok(None);
     }
-    let backup = format!("{backup_prefix}{key}");
-    copy_object_to(client, bucket, key, None, &backup, None, read.sse_context.as_deref()).await.map_err(|mut e| {
-        e.message = format!("cannot keep the original at s3://{bucket}/{backup}: {}", e.message);
-        e
-    })?;
+    let backup = format!("{backup_prefix}{}/{key}", backup_run());
+    copy_object_to(client, bucket, (key, None, None), &backup, None, read.sse_context.as_deref()).await.map_err(
+        |mut e| {
+            e.message = format!("cannot keep the original at s3://{bucket}/{backup}: {}", e.message);
+            e
+        },
+    )?;
     Ok(Some(backup))
 }
 
@@ -2266,15 +2418,17 @@ async fn reencrypt_whole(
     }
 }
 
-/// CopyObject from `from` (a version of it) to `to`, keeping metadata, tags
+/// CopyObject from `from` (a key, a version of it, and the ETag it must
+/// still have) to `to`, keeping metadata, tags
 /// and content headers (`COPY` directives) and resending the source's
 /// storage class and server-side encryption; conditional on `to_etag` being
-/// the destination's current ETag when given (checked by a read just before).
+/// the destination's current ETag when given (checked by a read just before),
+/// and on `to` not existing without it (a read just before, and
+/// `If-None-Match: *`, which S3 enforces on copies).
 async fn copy_object_to(
     client: &Client,
     bucket: &str,
-    from: &str,
-    from_version: Option<&str>,
+    (from, from_version, from_etag): (&str, Option<&str>, Option<&str>),
     to: &str,
     to_etag: Option<&str>,
     sse_context: Option<&str>,
@@ -2287,17 +2441,34 @@ async fn copy_object_to(
         .send()
         .await
         .map_err(|e| item_error("HeadObject", &e))?;
+    if from_etag.is_some_and(|etag| source.e_tag() != Some(etag)) {
+        return Err(ItemError::new(
+            ItemErrorCode::ChangedDuringRotation,
+            format!("s3://{bucket}/{from} changed while it was being checked"),
+        ));
+    }
     if let Some(etag) = to_etag {
         let now = head(client, bucket, to).await?;
         if now.etag != etag {
             return Err(changed());
+        }
+    } else {
+        match client.head_object().bucket(bucket).key(to).send().await {
+            Ok(_) => {
+                return Err(ItemError::new(
+                    ItemErrorCode::Io,
+                    format!("s3://{bucket}/{to} already exists, and a backup is never written over"),
+                ));
+            }
+            Err(e) if status(&e) == Some(404) => {}
+            Err(e) => return Err(item_error("HeadObject", &e)),
         }
     }
     let is_kms = matches!(
         source.server_side_encryption(),
         Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse)
     );
-    client
+    let copy = client
         .copy_object()
         .bucket(bucket)
         .key(to)
@@ -2309,11 +2480,17 @@ async fn copy_object_to(
         .set_server_side_encryption(source.server_side_encryption().cloned())
         .set_ssekms_encryption_context(sse_context.filter(|_| is_kms).map(str::to_owned))
         .set_ssekms_key_id(source.ssekms_key_id().filter(|_| is_kms).map(str::to_owned))
-        .set_bucket_key_enabled(source.bucket_key_enabled().filter(|_| is_kms))
-        .send()
-        .await
-        .map_err(|e| item_error("CopyObject", &e))?;
-    Ok(())
+        .set_bucket_key_enabled(source.bucket_key_enabled().filter(|_| is_kms));
+    let fresh = to_etag.is_none();
+    match copy.clone().set_if_none_match(fresh.then(|| "*".to_owned())).send().await {
+        Ok(_) => Ok(()),
+        // A server without conditional copies: the name was seen free just before.
+        Err(e) if fresh && not_implemented(&e) => {
+            copy.send().await.map_err(|e| item_error("CopyObject", &e))?;
+            Ok(())
+        }
+        Err(e) => Err(item_error("CopyObject", &e)),
+    }
 }
 
 #[cfg(test)]
@@ -2338,5 +2515,31 @@ mod tests {
         assert!(check_endpoint("http://[::1]:5000/").is_ok());
         assert!(check_endpoint("https://s3.example.com").is_ok());
         assert!(check_endpoint("http://s3.example.com").is_err());
+    }
+
+    #[test]
+    fn object_list_lines_are_read_with_a_bound() {
+        let long = "x".repeat(MAX_LIST_LINE * 3);
+        let text = format!("a\n{long}\nb\r\n{long}");
+        let lines: Vec<(String, bool)> =
+            BoundedLines(Box::new(std::io::Cursor::new(text.into_bytes()))).map(|l| l.expect("line")).collect();
+        let shape: Vec<(usize, bool)> = lines.iter().map(|(l, cut)| (l.len(), *cut)).collect();
+        assert_eq!(shape, [(1, false), (MAX_LIST_LINE, true), (2, false), (MAX_LIST_LINE, true)]);
+        assert_eq!((lines[0].0.as_str(), lines[2].0.as_str()), ("a", "b\r"));
+    }
+
+    #[test]
+    fn backup_prefixes_that_could_meet_the_rotated_objects_are_refused() {
+        let url: S3Url = "s3://b/data/".parse().expect("url");
+        for bad in ["", "data/", "data/old/", "d", "data"] {
+            let e = check_backup_prefix(&url, bad).expect_err(bad);
+            assert!(e.message.contains("--backup-prefix") && e.hint.is_some(), "{bad:?}: {}", e.message);
+        }
+        assert!(check_backup_prefix(&url, ".rekey-backup/").is_ok() && check_backup_prefix(&url, "dat/").is_ok());
+        let whole: S3Url = "s3://b".parse().expect("url");
+        assert!(check_backup_prefix(&whole, ".rekey-backup/").is_ok(), "left out of a whole bucket's listing");
+        assert!(check_backup_prefix(&whole, "").is_err());
+        let run = backup_run();
+        assert!(run.len() == 25 && run.as_bytes()[8] == b'T' && run.as_bytes()[15] == b'Z', "{run}");
     }
 }

@@ -49,6 +49,8 @@ pub struct ScanReport {
     pub empty: u64,
     /// Units that could not be read (unreadable files, records that are not JSON).
     pub unreadable: u64,
+    /// JSON records holding a scanned field more than once (which one counts is ambiguous).
+    pub duplicate_fields: u64,
 }
 
 impl ScanReport {
@@ -66,6 +68,7 @@ impl ScanReport {
             "not_envelopes": self.not_envelopes,
             "empty": self.empty,
             "unreadable": self.unreadable,
+            "duplicate_fields": self.duplicate_fields,
         });
         for format in FormatId::ALL {
             v[format.report_key()] = json!(self.count(format));
@@ -105,6 +108,7 @@ impl ScanReport {
             ("not envelopes", self.not_envelopes),
             ("empty", self.empty),
             ("unreadable", self.unreadable),
+            ("records with the field twice (rotation refuses them; keep one)", self.duplicate_fields),
         ] {
             if n > 0 {
                 out.push_str(&format!("{n:>12}  {name}\n"));
@@ -158,6 +162,7 @@ impl ScanReport {
         self.not_envelopes += other.not_envelopes;
         self.empty += other.empty;
         self.unreadable += other.unreadable;
+        self.duplicate_fields += other.duplicate_fields;
     }
 }
 
@@ -188,8 +193,10 @@ impl<P: Send + 'static> Sink<P> for ScanSink {
     async fn write(&self, unit: &mut Unit<P>) -> Result<(), ItemError> {
         let mut report = ScanReport::default();
         for item in &unit.items {
-            if item.result.is_none() {
-                report.classify(&item.bytes, self.expect);
+            match &item.result {
+                None => report.classify(&item.bytes, self.expect),
+                Some(Err(e)) if e.code == super::error::ItemErrorCode::DuplicateField => report.duplicate_fields += 1,
+                Some(_) => {}
             }
         }
         let mut total = self.report.lock().map_err(|_| ItemError::input("internal: scan lock poisoned"))?;

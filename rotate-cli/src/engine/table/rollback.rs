@@ -47,7 +47,7 @@ struct Restore {
 /// A journal that cannot be read or is in use, or the database's errors.
 pub fn rollback(journal_path: &std::path::Path, url: Option<&str>) -> Result<(Summary, Vec<String>), Error> {
     let start = std::time::Instant::now();
-    let (_lock, entries) = journal::read_locked(journal_path)?;
+    let (_lock, entries, skipped_lines) = journal::read_for_rollback(journal_path)?;
     let Some(Entry::Run { params, .. }) = entries.first() else {
         return Err(Error::new(ErrorKind::BadInput, "not a rekey journal"));
     };
@@ -143,6 +143,9 @@ pub fn rollback(journal_path: &std::path::Path, url: Option<&str>) -> Result<(Su
             }
         }
     }
+    // Lines that could not be read are failures too: what they recorded is not undone.
+    summary.counts.failed += skipped_lines.len() as u64;
+    conflicts.extend(skipped_lines);
     summary.elapsed = start.elapsed();
     Ok((summary, conflicts))
 }
