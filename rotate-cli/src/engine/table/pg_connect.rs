@@ -110,6 +110,12 @@ fn explain(e: &tokio_postgres::Error, url: &str, settings: &Settings) -> Error {
                 ))
             };
         }
+        if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION && text.contains("client certificate") {
+            return fail(format!("the server wants a client certificate: {said}")).hint(format!(
+                "name a certificate for {user} signed by a CA the server trusts: sslcert=FILE and sslkey=FILE \
+                 (or PGSSLCERT, PGSSLKEY)"
+            ));
+        }
         if *code == SqlState::INVALID_CATALOG_NAME {
             return fail(said).hint("check the database name in the URL (postgres://USER@HOST:PORT/DB)");
         }
@@ -122,7 +128,7 @@ fn explain(e: &tokio_postgres::Error, url: &str, settings: &Settings) -> Error {
 
     let detail = source_text(e);
     if detail.contains("server does not support TLS") {
-        let err = fail(format!("the server at {at} does not accept TLS connections"));
+        let err = fail(format!("the server at {at} does not accept TLS connections (or is not PostgreSQL)"));
         return if settings.off_machine {
             err.hint(format!(
                 "{host} is not this machine, and rekey sends nothing unencrypted across a network unless asked: \
