@@ -160,6 +160,34 @@ mod tests {
         );
     }
 
+    /// The same against boto3 run now, for other hosts, ports, users, regions and a session token.
+    #[test]
+    #[ignore = "needs the test venv with boto3: bash scripts/test.sh"]
+    fn tokens_match_boto3_run_live() {
+        let python = std::env::var("REKEY_TEST_PYTHON").expect("REKEY_TEST_PYTHON: run `bash scripts/test.sh`");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/interop/rds_auth_token.py");
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("after 1970").as_secs();
+        let cases = [
+            ("mydb.cluster-c0ffee.us-east-1.rds.amazonaws.com", 5432, "rekey", "us-east-1", None),
+            ("proxy.example.internal", 6543, "app-user_01", "ap-southeast-2", Some("sess/+=token")),
+            ("10.0.0.7", 15432, "naïve user", "eu-central-1", None),
+        ];
+        for (host, port, user, region, session) in cases {
+            let mut args =
+                vec![host.to_owned(), port.to_string(), user.to_owned(), region.to_owned(), "AKIDLIVE".into()];
+            args.push(SECRET.into());
+            args.extend(session.map(str::to_owned));
+            args.extend(["--at".to_owned(), now.to_string()]);
+            let out = std::process::Command::new(&python).arg(script).args(&args).output().expect("python");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let boto3 = String::from_utf8(out.stdout).expect("utf-8");
+            let creds = Credentials::new("AKIDLIVE", SECRET, session.map(str::to_owned), None, "test");
+            let time = SystemTime::UNIX_EPOCH + Duration::from_secs(now);
+            let ours = auth_token(host, port, user, region, &creds, time).expect("token");
+            assert_eq!(ours.as_str(), boto3.trim(), "{host}:{port} {user} {region}");
+        }
+    }
+
     #[test]
     fn regions_come_from_rds_endpoint_names() {
         assert_eq!(region_of_endpoint("db1.abc123xyz.eu-west-1.rds.amazonaws.com"), Some("eu-west-1"));
