@@ -372,3 +372,37 @@ pub(super) fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Opti
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_client_key_others_may_read_is_refused_like_libpq_does() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = (dir.path().join("c.crt"), dir.path().join("c.key"));
+        std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n").expect("write");
+        std::fs::write(&key, "").expect("write");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let settings = TlsSettings {
+            roots: Roots::None,
+            check: Check::Nothing,
+            client: Some(ClientCert { cert, key: key.clone() }),
+        };
+        let e = settings.connector().expect_err("refused");
+        assert!(e.message.contains("may be read by others"), "{}", e.message);
+        assert_eq!(e.hint.as_deref(), Some(format!("chmod 0600 {}", key.display()).as_str()));
+    }
+
+    #[test]
+    fn an_empty_root_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not a certificate\n").expect("write");
+        let settings = TlsSettings { roots: Roots::File(ca), check: Check::ChainAndName, client: None };
+        let e = settings.connector().expect_err("refused");
+        assert!(e.message.contains("holds no usable certificate"), "{}", e.message);
+    }
+}
