@@ -171,19 +171,22 @@ pub(super) fn on_this_machine(host: &Host) -> bool {
 
 /// The connection settings: the URL, then the libpq environment and password file.
 pub(super) fn settings(url: &str) -> Result<Settings, Error> {
+    settings_with(url, &|k| std::env::var(k).ok())
+}
+
+/// [`settings`] with the environment read through `lookup`.
+fn settings_with(url: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Error> {
     let (pg_url, taken) = take_params(url);
     let mut config = Config::from_str(&pg_url).map_err(|e| {
         Error::usage(format!("{} is not a PostgreSQL URL this build reads: {e}", redact_url(url)))
             .hint("write postgres://USER@HOST:PORT/DB?sslmode=verify-full&sslrootcert=CA.pem")
     })?;
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let env = |k: &str| lookup(k).filter(|v| !v.is_empty());
     let param = |k: &str| taken.iter().rev().find(|(key, _)| key == k).map(|(_, v)| v.clone());
     let from_url_or_env = |k: &str, var: &str| param(k).filter(|v| !v.is_empty()).or_else(|| env(var));
 
     let home_file = |name: &str| {
-        std::env::var_os("HOME")
-            .map(|h| std::path::Path::new(&h).join(".postgresql").join(name))
-            .filter(|p| p.is_file())
+        env("HOME").map(|h| std::path::Path::new(&h).join(".postgresql").join(name)).filter(|p| p.is_file())
     };
     let written_mode = from_url_or_env("sslmode", "PGSSLMODE");
     let root_setting = from_url_or_env("sslrootcert", "PGSSLROOTCERT");
@@ -414,7 +417,26 @@ mod tests {
 
     /// Settings with the libpq environment and home directory out of the way.
     fn settings_of(url: &str) -> Result<Settings, Error> {
-        settings(url)
+        settings_with(url, &|_| None)
+    }
+
+    #[test]
+    fn the_libpq_variables_apply_where_the_url_is_silent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "").expect("write");
+        let ca_text = ca.display().to_string();
+        let vars = [("PGSSLMODE", "verify-ca"), ("PGSSLROOTCERT", ca_text.as_str()), ("PGUSER", "u")];
+        let lookup = |k: &str| vars.iter().find(|(name, _)| *name == k).map(|(_, v)| (*v).to_owned());
+        let s = settings_with("postgres://db.example.com/db", &lookup).expect("from the environment");
+        assert_eq!((s.mode, s.tls.check, s.tls.roots.clone()), (SslMode::VerifyCa, Check::Chain, Roots::File(ca)));
+        // The URL wins over the environment.
+        let s = settings_with("postgres://db.example.com/db?sslmode=verify-full", &lookup).expect("url");
+        assert_eq!(s.mode, SslMode::VerifyFull);
+        // PGSSLMODE=disable is as written out as the URL's.
+        let plain = |k: &str| (k == "PGSSLMODE").then(|| "disable".to_owned());
+        let s = settings_with("postgres://u@db.example.com/db", &plain).expect("disable");
+        assert_eq!(s.config.get_ssl_mode(), TpSslMode::Disable);
     }
 
     #[test]

@@ -12,7 +12,9 @@
 //! - `verify-full`: the chain and the host name.
 //!
 //! ALPN says `postgresql`, as libpq 17 does (needed for
-//! `sslnegotiation=direct`; servers before 17 ignore it).
+//! `sslnegotiation=direct`; servers before 17 ignore it). SCRAM is bound to
+//! the server's certificate (`tls-server-end-point`), as libpq's default
+//! `channel_binding=prefer` does.
 
 use std::fmt;
 use std::io;
@@ -347,10 +349,63 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RustlsStream<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for RustlsStream<S> {
+    /// `tls-server-end-point` (RFC 5929), as libpq offers it: SCRAM then
+    /// proves the password was sent to the holder of this certificate, even
+    /// under `sslmode=require` where nothing checked it.
     fn channel_binding(&self) -> ChannelBinding {
-        // SCRAM then runs without channel binding, as with libpq's channel_binding=prefer
-        // when the server offers none.
-        ChannelBinding::none()
+        match self.0.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| server_end_point(c)) {
+            Some(hash) => ChannelBinding::tls_server_end_point(hash),
+            None => ChannelBinding::none(),
+        }
+    }
+}
+
+/// One DER element: (tag, contents, what follows). `None` on anything malformed.
+fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let (bytes, rest) = rest.split_at(n);
+        (bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b)), rest)
+    };
+    if rest.len() < len {
+        return None;
+    }
+    let (contents, rest) = rest.split_at(len);
+    Some((tag, contents, rest))
+}
+
+/// The certificate's hash for `tls-server-end-point`: with the hash of its
+/// signature algorithm, SHA-256 in place of MD5 and SHA-1 (RFC 5929 4.1);
+/// `None` for algorithms without one (RSA-PSS, Ed25519), as PostgreSQL's server.
+fn server_end_point(cert: &CertificateDer<'_>) -> Option<Vec<u8>> {
+    use sha2::Digest;
+    const RSA: [u8; 8] = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01];
+    const ECDSA: [u8; 6] = [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04];
+    let (0x30, certificate, _) = der(cert.as_ref())? else { return None };
+    let (0x30, _, rest) = der(certificate)? else { return None };
+    let (0x30, algorithm, _) = der(rest)? else { return None };
+    let (0x06, oid, _) = der(algorithm)? else { return None };
+    let bytes = cert.as_ref();
+    let (family, last) = if let Some(last) = oid.strip_prefix(&RSA[..]) {
+        ("rsa", last)
+    } else if let Some(last) = oid.strip_prefix(&ECDSA[..]) {
+        ("ecdsa", last)
+    } else {
+        return None;
+    };
+    match (family, last) {
+        // md5, sha1, sha256 WithRSAEncryption; ecdsa-with-SHA1, -SHA256
+        ("rsa", [0x04 | 0x05 | 0x0b]) | ("ecdsa", [0x01] | [0x03, 0x02]) => Some(sha2::Sha256::digest(bytes).to_vec()),
+        ("rsa", [0x0c]) | ("ecdsa", [0x03, 0x03]) => Some(sha2::Sha384::digest(bytes).to_vec()),
+        ("rsa", [0x0d]) | ("ecdsa", [0x03, 0x04]) => Some(sha2::Sha512::digest(bytes).to_vec()),
+        _ => None,
     }
 }
 
@@ -394,6 +449,28 @@ mod tests {
         let e = settings.connector().expect_err("refused");
         assert!(e.message.contains("may be read by others"), "{}", e.message);
         assert_eq!(e.hint.as_deref(), Some(format!("chmod 0600 {}", key.display()).as_str()));
+    }
+
+    #[test]
+    fn channel_binding_hashes_with_the_signature_algorithms_hash() {
+        // A minimal certificate shape: SEQUENCE { SEQUENCE {} (tbs), SEQUENCE { OID }, BIT STRING }.
+        let cert = |oid: &[u8]| {
+            let mut alg = vec![0x06, u8::try_from(oid.len()).expect("short")];
+            alg.extend_from_slice(oid);
+            let mut body = vec![0x30, 0x00, 0x30, u8::try_from(alg.len()).expect("short")];
+            body.extend(alg);
+            body.extend([0x03, 0x01, 0x00]);
+            let mut der = vec![0x30, u8::try_from(body.len()).expect("short")];
+            der.extend(body);
+            CertificateDer::from(der)
+        };
+        let ecdsa_sha256 = [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+        let rsa_sha384 = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c];
+        let rsa_pss = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a];
+        assert_eq!(server_end_point(&cert(&ecdsa_sha256)).map(|h| h.len()), Some(32));
+        assert_eq!(server_end_point(&cert(&rsa_sha384)).map(|h| h.len()), Some(48));
+        assert_eq!(server_end_point(&cert(&rsa_pss)), None);
+        assert_eq!(server_end_point(&CertificateDer::from(vec![0x30, 0x85, 0x01])), None);
     }
 
     #[test]
