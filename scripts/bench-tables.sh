@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Database columns: `rekey rewrap` in place of 1,000,000 text envelopes
-# (local keyring) in SQLite and in PostgreSQL, against a plain Python loop
-# (scripts/bench_tables_loop.py: one UPDATE per row) in the same run.
+# (local keyring) in SQLite and in PostgreSQL, without TLS (sslmode=disable)
+# and over TLS (verify-full, the test cluster's CA, a role that may connect
+# only over TLS), against a plain Python loop (scripts/bench_tables_loop.py:
+# one UPDATE per row) in the same run.
 #
 #   bash scripts/bench-tables.sh              # REKEY_BENCH_ROWS=1000000, 3 runs of rekey each
+#   REKEY_BENCH_LOOPS=0 bash scripts/bench-tables.sh   # rekey only, without the Python loops
 #
 # Each rekey run rewraps every row (the runs alternate between two keys), so
-# the median of 3 is over full runs. Peak RSS from /usr/bin/time.
+# the median of 3 is over full runs; PostgreSQL's plain and TLS runs take
+# turns on the same table. Peak RSS from /usr/bin/time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rows=${REKEY_BENCH_ROWS:-1000000}
@@ -20,10 +24,13 @@ moto_venv
 py=$PWD/.venv/bin/python
 trap pg_stop EXIT
 pg_start
+loops=${REKEY_BENCH_LOOPS:-1}
 cargo build --release --quiet -p rotate-cli
-rekey=$PWD/target/release/rekey
 work=$(mktemp -d "${TMPDIR:-/tmp}/rekey-bench-tables.XXXXXX")
 trap 'pg_stop; rm -rf "$work"' EXIT
+# A copy: a target directory shared with other builds may change under the runs.
+cp "${CARGO_TARGET_DIR:-$PWD/target}/release/rekey" "$work/rekey"
+rekey=$work/rekey
 export REKEY_KEYSTORE=$work/keys
 "$rekey" keys create k0 >/dev/null
 "$rekey" keys create k1 >/dev/null
@@ -46,22 +53,43 @@ psql -q -c "CREATE TABLE bench (id bigint PRIMARY KEY, ssn text)" -c "\\copy ben
 
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
-# rekey: N runs alternating k0 -> k1 -> k0 ...; prints "rows/s peakRSS(KiB)" per run.
-bench_rekey() {
-  local url=$1 label=$2 from=k0 to=k1 i
-  for ((i = 0; i < runs; i++)); do
-    rm -f "$work/j" "$work/j.failures.jsonl"
-    /usr/bin/time -f "%M" -o "$work/rss" "$rekey" rewrap --to "local:$to" --from "local:$from" "$url" \
-      --table bench --column ssn --id id --journal "$work/j" --json --no-progress >"$work/summary.json"
-    "$py" -c "import json, sys; s = json.load(open(sys.argv[1])); assert s['rewrapped'] == $rows, s; print(round(s['rewrapped'] / s['elapsed_seconds']), open(sys.argv[2]).read().strip())" \
-      "$work/summary.json" "$work/rss"
-    local t=$from; from=$to; to=$t
-  done >"$work/$label.runs"
+# The key each table's rows are under now: every run moves them to the other one.
+declare -A under=([sqlite]=k0 [postgres]=k0)
+
+# One rekey run over `url` (table `table`): appends "rows/s peakRSS(KiB)" to $work/LABEL.runs.
+rekey_run() {
+  local url=$1 label=$2 table=$3
+  local from=${under[$table]} to
+  to=$([[ $from == k0 ]] && echo k1 || echo k0)
+  rm -f "$work/j" "$work/j.failures.jsonl"
+  /usr/bin/time -f "%M" -o "$work/rss" "$rekey" rewrap --to "local:$to" --from "local:$from" "$url" \
+    --table bench --column ssn --id id --journal "$work/j" --json --no-progress >"$work/summary.json"
+  "$py" -c "import json, sys; s = json.load(open(sys.argv[1])); assert s['rewrapped'] == $rows, s; print(round(s['rewrapped'] / s['elapsed_seconds']), open(sys.argv[2]).read().strip())" \
+    "$work/summary.json" "$work/rss" >>"$work/$label.runs"
+  under[$table]=$to
+}
+
+report() {
+  local label=$1
   echo "$label rekey rows/s (runs): $(cut -d' ' -f1 "$work/$label.runs" | tr '\n' ' ')"
   echo "$label rekey rows/s median: $(cut -d' ' -f1 "$work/$label.runs" | median); peak RSS KiB: $(cut -d' ' -f2 "$work/$label.runs" | sort -n | tail -1)"
 }
 
-bench_rekey "sqlite:$work/bench.db" sqlite
-bench_rekey "$REKEY_TEST_PG_URL" postgres
-echo "sqlite python loop (rows, seconds, rows/s): $("$py" scripts/bench_tables_loop.py loop-sqlite "$work/bench.db")"
-echo "postgres python loop (rows, seconds, rows/s): $("$py" scripts/bench_tables_loop.py loop-pg)"
+plain_url="$REKEY_TEST_PG_URL?sslmode=disable"
+tls_url="postgres://rekey_tls:$REKEY_TEST_PG_TLS_PASSWORD@127.0.0.1:$PGPORT/postgres?sslmode=verify-full&sslrootcert=$REKEY_TEST_PG_TLS_CA"
+for ((i = 0; i < runs; i++)); do
+  rekey_run "sqlite:$work/bench.db" sqlite sqlite
+done
+for ((i = 0; i < runs; i++)); do
+  rekey_run "$plain_url" postgres postgres
+  rekey_run "$tls_url" postgres-tls postgres
+done
+report sqlite
+report postgres
+report postgres-tls
+echo "postgres-tls / postgres (medians): $("$py" -c "import sys; print(round(int(sys.argv[2]) / int(sys.argv[1]), 3))" \
+  "$(cut -d' ' -f1 "$work/postgres.runs" | median)" "$(cut -d' ' -f1 "$work/postgres-tls.runs" | median)")"
+if ((loops)); then
+  echo "sqlite python loop (rows, seconds, rows/s): $("$py" scripts/bench_tables_loop.py loop-sqlite "$work/bench.db")"
+  echo "postgres python loop (rows, seconds, rows/s): $(PGSSLMODE=disable "$py" scripts/bench_tables_loop.py loop-pg)"
+fi

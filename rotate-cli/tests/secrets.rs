@@ -3,8 +3,11 @@
 //! print request bodies; a planted wrapped key does not block decryption;
 //! discovery needs an account; plain HTTP is refused off loopback.
 //!
-//! The log test needs the local KMS server (`bash scripts/test.sh`); the
-//! others run anywhere. Helpers are local to this file on purpose.
+//! No database password or RDS IAM token in any log, output or journal
+//! either.
+//!
+//! The log tests need the local KMS server or PostgreSQL (`bash
+//! scripts/test.sh`); the others run anywhere. Helpers are local to this file on purpose.
 
 mod common;
 
@@ -271,5 +274,62 @@ fn a_plain_http_endpoint_off_loopback_is_refused_before_any_request() {
         assert!(stderr.contains("plain HTTP") && stderr.contains("192.0.2.1"), "{variable}: {stderr}");
         assert!(started.elapsed() < Duration::from_secs(10), "refused at once, not after a connection attempt");
         assert!(out.stdout.is_empty());
+    }
+}
+
+/// A variable scripts/postgres.sh sets.
+fn pg_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run `bash scripts/test.sh`"))
+}
+
+#[test]
+#[ignore = "needs the local PostgreSQL servers: bash scripts/test.sh"]
+fn no_database_password_or_iam_token_in_trace_logs_outputs_or_journals() {
+    let dir = Dir::new();
+    dir.ok(&["keys", "create", "new"], &[]);
+    let admin = pg_var("REKEY_TEST_PG_URL");
+    let port = admin.split_once("127.0.0.1:").and_then(|(_, r)| r.split('/').next()).expect("port").to_owned();
+    let password = pg_var("REKEY_TEST_PG_TLS_PASSWORD");
+    let ca = pg_var("REKEY_TEST_PG_TLS_CA");
+    let trace = [("RUST_LOG", "trace")];
+    let table = ["--table", "pg_catalog.pg_am", "--column", "amname", "--id", "oid"];
+    let everything = |out: &Output| {
+        let mut all = out.stdout.clone();
+        all.extend_from_slice(&out.stderr);
+        for file in files(dir.dir.path()) {
+            all.extend(std::fs::read(file).unwrap_or_default());
+        }
+        all
+    };
+
+    // A password in the URL: a scan that connects, and a run the server refuses after TLS.
+    let url = format!("postgres://rekey_tls:{password}@127.0.0.1:{port}/postgres?sslmode=verify-full&sslrootcert={ca}");
+    let out = dir.rekey(&[&["scan", &url][..], &table, &["--json"]].concat(), &trace);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!contains(&everything(&out), password.as_bytes()), "the password stays out of logs and outputs");
+    let wrong = url.replace("/postgres?", "/no_such_db?");
+    let out = dir.rekey(&[&["rewrap", "--to", "local:new", &wrong][..], &table, &["--journal", "j"]].concat(), &trace);
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!contains(&everything(&out), password.as_bytes()), "the password stays out of logs and outputs");
+
+    // An IAM token: signed from these credentials, sent as the password, refused by the server.
+    let (access, secret, session) =
+        ("ASIAEXAMPLEEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "FwoGZXIvYXdzSESSIONTOKENEXAMPLE");
+    let iam = format!("postgres://rekey_iam@localhost:{port}/postgres?sslmode=verify-full&sslrootcert={ca}");
+    let out = dir.rekey(
+        &[&["rewrap", "--to", "local:new", &iam, "--database-iam-auth"][..], &table, &["--journal", "j2"]].concat(),
+        &[
+            ("RUST_LOG", "trace"),
+            ("AWS_ACCESS_KEY_ID", access),
+            ("AWS_SECRET_ACCESS_KEY", secret),
+            ("AWS_SESSION_TOKEN", session),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("the IAM token was refused"), "the server saw a token and said no: {stderr}");
+    let all = everything(&out);
+    for needle in ["X-Amz-Signature", "X-Amz-Security-Token", "Action=connect", secret, session] {
+        assert!(!contains(&all, needle.as_bytes()), "{needle} appears in the output or logs");
     }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Env, pg_url, python};
+use common::{Env, Pg, pg_database, python};
 use rusqlite::Connection;
 use rusqlite::types::Value as Sql;
 use serde_json::Value;
@@ -455,61 +455,6 @@ fn kms_fixture(env: &Env, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
 }
 
-/// A fresh database for one test, dropped and created through the admin URL.
-fn pg_database(name: &str) -> String {
-    let admin = pg_url();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("connect");
-        tokio::spawn(conn);
-        client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await.expect("drop");
-        client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create");
-    });
-    match admin.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => panic!("REKEY_TEST_PG_URL needs a database path"),
-    }
-}
-
-struct Pg {
-    rt: tokio::runtime::Runtime,
-    client: tokio_postgres::Client,
-}
-
-impl Pg {
-    fn connect(url: &str) -> Self {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let client = rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
-            tokio::spawn(conn);
-            client
-        });
-        Self { rt, client }
-    }
-
-    fn exec(&self, sql: &str) {
-        self.rt.block_on(self.client.batch_execute(sql)).unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
-    /// Every row as text, in id order.
-    fn snapshot(&self, table: &str) -> Vec<Vec<Option<String>>> {
-        let rows =
-            self.rt.block_on(self.client.query(&format!("SELECT * FROM {table} ORDER BY 1"), &[])).expect("select");
-        rows.iter()
-            .map(|r| {
-                (0..r.len())
-                    .map(|i| {
-                        r.try_get::<_, Option<String>>(i)
-                            .or_else(|_| r.try_get::<_, Option<i64>>(i).map(|v| v.map(|v| v.to_string())))
-                            .or_else(|_| r.try_get::<_, Option<i32>>(i).map(|v| v.map(|v| v.to_string())))
-                            .expect("text or integer")
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-}
-
 #[test]
 #[ignore = "needs PostgreSQL and the local KMS server: bash scripts/test.sh"]
 fn postgres_100k_legacy_records_move_to_kms_in_place_while_an_application_writes() {
@@ -777,7 +722,7 @@ fn postgres_bad_input_is_refused_clearly() {
             "rewrap",
             "--to",
             "local:new",
-            &format!("{url}?sslmode=require"),
+            &format!("{url}?sslmode=verify-full"),
             "--table",
             "t",
             "--column",
@@ -787,7 +732,7 @@ fn postgres_bad_input_is_refused_clearly() {
         ],
         2,
     );
-    assert!(e.contains("without TLS"), "{e}");
+    assert!(e.contains("needs the CA that signed the server's certificate"), "{e}");
     // Composite ids are fine; the garbage row is reported and the run goes on.
     pg.exec("UPDATE t SET v = NULL WHERE v <> 'garbage'");
     let out =

@@ -51,6 +51,9 @@ pub(crate) struct InventoryArgs {
     /// Table: bind each item to its row with this column's value in the encryption context; repeatable
     #[arg(long, value_name = "COL", requires = "table")]
     pub(crate) context_column: Vec<String>,
+    /// Table: log in to PostgreSQL on RDS with an IAM token (SigV4, from the AWS configuration KMS uses; TLS required)
+    #[arg(long, requires = "table")]
+    pub(crate) database_iam_auth: bool,
     /// Table: rows per page and per transaction
     #[arg(long, default_value_t = rotate_cli::engine::table::DEFAULT_BATCH_SIZE, value_name = "N")]
     pub(crate) batch_size: usize,

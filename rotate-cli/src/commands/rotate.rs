@@ -379,8 +379,17 @@ fn inventory(args: &InventoryArgs) -> Result<Inventory, CliError> {
     };
     match (&args.table, url) {
         (Some(table), Some(url)) => {
+            let url = if args.database_iam_auth {
+                if !url.starts_with("postgres") {
+                    return Err(CliError::usage("--database-iam-auth is for PostgreSQL on RDS (postgres://...)"));
+                }
+                let param = rotate_cli::engine::table::IAM_AUTH_PARAM;
+                format!("{url}{}{param}=true", if url.contains('?') { '&' } else { '?' })
+            } else {
+                url.to_owned()
+            };
             let spec = TableSpec {
-                url: url.to_owned(),
+                url,
                 table: table.clone(),
                 columns: args.column.clone(),
                 ids: args.ids.clone(),

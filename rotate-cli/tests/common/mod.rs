@@ -34,6 +34,104 @@ pub fn pg_url() -> String {
     set_by_test_sh("REKEY_TEST_PG_URL", "PostgreSQL")
 }
 
+/// A fresh database for one test, dropped and created through the admin URL.
+pub fn pg_database(name: &str) -> String {
+    let admin = pg_url();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(conn);
+        client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await.expect("drop");
+        client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create");
+    });
+    match admin.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("REKEY_TEST_PG_URL needs a database path"),
+    }
+}
+
+/// An admin connection (plain, as the superuser rekey) for making and reading test tables.
+pub struct Pg {
+    pub rt: tokio::runtime::Runtime,
+    pub client: tokio_postgres::Client,
+}
+
+impl Pg {
+    pub fn connect(url: &str) -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let client = rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
+            tokio::spawn(conn);
+            client
+        });
+        Self { rt, client }
+    }
+
+    pub fn exec(&self, sql: &str) {
+        self.rt.block_on(self.client.batch_execute(sql)).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Every row as text, in id order.
+    pub fn snapshot(&self, table: &str) -> Vec<Vec<Option<String>>> {
+        let rows =
+            self.rt.block_on(self.client.query(&format!("SELECT * FROM {table} ORDER BY 1"), &[])).expect("select");
+        rows.iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| {
+                        r.try_get::<_, Option<String>>(i)
+                            .or_else(|_| r.try_get::<_, Option<i64>>(i).map(|v| v.map(|v| v.to_string())))
+                            .or_else(|_| r.try_get::<_, Option<i32>>(i).map(|v| v.map(|v| v.to_string())))
+                            .expect("text or integer")
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// The TLS side of the test cluster (`scripts/postgres.sh`): its CA,
+/// another CA, the client certificate of the role `rekey_cert`, and the
+/// password of `rekey_tls`; both roles may connect only over TLS.
+pub struct PgTls {
+    pub port: String,
+    pub ca: String,
+    pub other_ca: String,
+    pub cert: String,
+    pub key: String,
+    pub password: String,
+}
+
+pub fn pg_tls() -> PgTls {
+    let needs = "PostgreSQL with TLS";
+    let url = pg_url();
+    let port = url
+        .split_once("127.0.0.1:")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .unwrap_or_else(|| panic!("REKEY_TEST_PG_URL names no 127.0.0.1 port: {url}"))
+        .to_owned();
+    PgTls {
+        port,
+        ca: set_by_test_sh("REKEY_TEST_PG_TLS_CA", needs),
+        other_ca: set_by_test_sh("REKEY_TEST_PG_TLS_OTHER_CA", needs),
+        cert: set_by_test_sh("REKEY_TEST_PG_TLS_CERT", needs),
+        key: set_by_test_sh("REKEY_TEST_PG_TLS_KEY", needs),
+        password: set_by_test_sh("REKEY_TEST_PG_TLS_PASSWORD", needs),
+    }
+}
+
+impl PgTls {
+    /// `postgres://USERINFO@HOST:PORT/DB?QUERY`.
+    pub fn url(&self, userinfo: &str, host: &str, db: &str, query: &str) -> String {
+        format!("postgres://{userinfo}@{host}:{}/{db}?{query}", self.port)
+    }
+
+    /// The password role `rekey_tls` with its password.
+    pub fn tls_user(&self) -> String {
+        format!("rekey_tls:{}", self.password)
+    }
+}
+
 /// A script of `scripts/interop` (fixtures, fault and recording proxies).
 pub fn interop_script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/interop").join(name)

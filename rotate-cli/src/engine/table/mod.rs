@@ -1,5 +1,6 @@
 //! Database tables: encrypted columns rotated in place (or into a shadow
-//! column), in SQLite or PostgreSQL.
+//! column), in SQLite or PostgreSQL (over TLS, with passwords or RDS IAM
+//! tokens).
 //!
 //! Reading is keyset pagination on the id columns (`WHERE (ids) > (last
 //! key) ORDER BY ids LIMIT n`, never OFFSET), one page prefetched while the
@@ -21,7 +22,10 @@
 
 mod db;
 mod pg_config;
+mod pg_connect;
+mod pg_tls;
 mod postgres;
+mod rds_iam;
 mod rollback;
 mod sink;
 mod source;
@@ -29,7 +33,7 @@ mod spec;
 mod sqlite;
 mod verify;
 
-pub use self::pg_config::redact_url;
+pub use self::pg_config::{IAM_AUTH_PARAM, redact_url};
 pub use self::rollback::{is_table_run, rollback, run_params};
 pub use self::sink::TableSink;
 pub use self::source::TableSource;

@@ -1,8 +1,7 @@
-//! PostgreSQL through tokio-postgres, without TLS.
+//! PostgreSQL through tokio-postgres.
 //!
-//! The connection settings come as libpq users expect ([`super::pg_config`]).
-//! No TLS stack is linked: `sslmode=require` (or stricter) is refused
-//! rather than silently downgraded; loopback and socket connections need none.
+//! The connection settings, TLS and RDS IAM authentication come as libpq
+//! and AWS users expect ([`super::pg_connect`]).
 //!
 //! Keys travel as text (`id::text`) and are cast back to the column's type
 //! in SQL, so any id type with a text form works. A batch of updates is one
@@ -11,10 +10,10 @@
 
 use std::collections::HashSet;
 
+use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls};
 
-use super::pg_config::{config, redact_url};
+use super::pg_connect::connect;
 use super::spec::{Cell, Db, Group, KeyValue, Row, TableSpec, quote, quote_table};
 use crate::engine::error::{Error, ErrorKind};
 
@@ -61,23 +60,11 @@ fn db_error(what: &str, e: &tokio_postgres::Error) -> Error {
 impl PgDb {
     /// Connects (settings as libpq reads them) and checks the table.
     pub(crate) fn open(url: &str, spec: &TableSpec) -> Result<Self, Error> {
-        let config = config(url)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| Error::io("cannot start the database runtime", &e))?;
-        let (client, connection) = rt.block_on(config.connect(NoTls)).map_err(|e| {
-            let mut err = db_error(&format!("cannot connect to {}", redact_url(url)), &e);
-            if err.hint.is_none() {
-                err = err.hint("check the URL, PGHOST/PGPORT/PGUSER, and that the server is running");
-            }
-            err
-        })?;
-        rt.spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!("PostgreSQL connection: {e}");
-            }
-        });
+        let client = connect(&rt, url)?;
         rt.block_on(check(&client, spec)).and_then(|(ids, kinds)| {
             let table = quote_table(&spec.table);
             let key = ids.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", ");
