@@ -487,6 +487,7 @@ async fn run(
     }
     let settings = Settings { journal: journal_path.clone().map(|p| (p, params)), ..settings(&target) };
     let mut preflight = Vec::new();
+    let mut sample_failed = false;
     if target.dry_run {
         // DescribeKey on the destination and on the KMS source keys named.
         let destination = transform
@@ -541,10 +542,27 @@ async fn run(
     };
     if target.dry_run {
         let sample = match dry.sample() {
-            Some(item) => match transform.apply_now(&item, &envelope_core::EncryptionContext::new()).await {
-                Ok(Outcome::Changed { .. }) => "one item processed in memory: ok".to_owned(),
-                Ok(_) => "one item processed in memory: already done".to_owned(),
-                Err(e) => format!("one item processed in memory FAILED: {e}"),
+            Some(item) => match transform.apply_sample(&item).await {
+                Ok(Outcome::Changed { .. }) => format!("one item ({}) processed in memory: ok", item.name),
+                Ok(_) => format!("one item ({}) processed in memory: already done", item.name),
+                Err(e) => {
+                    // The forecast counts what its own sample showed: that item fails.
+                    let c = &mut summary.counts;
+                    c.failed += 1;
+                    sample_failed = true;
+                    if c.rewrapped > 0 {
+                        c.rewrapped -= 1;
+                    } else {
+                        c.reencrypted = c.reencrypted.saturating_sub(1);
+                        c.from_legacy = c.from_legacy.min(c.reencrypted);
+                        c.lifted = c.lifted.min(c.reencrypted);
+                    }
+                    format!(
+                        "one item ({}) processed in memory FAILED: {e}; a real run would fail it, and likely every \
+                         item like it",
+                        item.name
+                    )
+                }
             },
             None => "no item would change".to_owned(),
         };
@@ -564,6 +582,12 @@ async fn run(
     }
     summary.kms = keys.kms().usage();
     print_summary(&summary, target.json, stdout_busy);
+    if sample_failed {
+        eprintln!(
+            "rekey: error: the dry run's sample item failed in memory (see \"sample\" above)\n  hint: fix its cause \
+             (keys, --from, the context) and dry-run again before the real run"
+        );
+    }
     if summary.stopped == Some(Stop::Interrupted) {
         let total = summary.total.map_or_else(String::new, |t| format!(" of {t}"));
         eprintln!(

@@ -1,0 +1,132 @@
+//! What misled an operator (issue 24, items 7 to 11): doomed runs the
+//! preflight let start, journals that blocked every next step, a dry run
+//! whose forecast its own sample disproved, and the small things a first run
+//! trips on. The real binary; each test was watched failing on the binary
+//! from before its fix (`REKEY_BIN`).
+
+mod common;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use common::Env;
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `n` bare data keys under local key `key`, made with `context`, base64 in
+/// `dir/keyN.edk`.
+fn bare_keys(env: &Env, key: &str, context: &[(&str, &str)], dir: &str, n: usize) {
+    let context = envelope_core::EncryptionContext::from_pairs(context.iter().copied()).expect("context");
+    std::fs::create_dir_all(env.path(dir)).expect("mkdir");
+    let keyring = env.keyring(key);
+    for i in 0..n {
+        let (_, edk) = keyring.generate_sync(&context).expect("generate");
+        std::fs::write(env.path(&format!("{dir}/key{i:02}.edk")), STANDARD.encode(edk.wrapped())).expect("write");
+    }
+}
+
+/// Item 7: a wrong `--source-context` on bare keys fails every item alike;
+/// the preflight stops the run before any journal, naming the context tried.
+#[test]
+fn a_wrong_source_context_stops_the_run_before_anything_is_written() {
+    let env = Env::with_keys(&["old", "new"]);
+    bare_keys(&env, "old", &[("purpose", "backup")], "edks", 6);
+    let before = env.snapshot("edks");
+    let args = [
+        "rewrap",
+        "--items",
+        "edk",
+        "--from",
+        "local:old",
+        "--to",
+        "local:new",
+        "--source-context",
+        "purpose=backups",
+        "edks",
+    ];
+    let out = env.run(&args);
+    let stderr = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert_ne!(out.status.code(), Some(6), "not a partial run: nothing may start\n{stderr}");
+    assert!(stderr.contains("preflight: the first 3 items all fail the same way"), "{stderr}");
+    assert!(stderr.contains("with the context purpose=backups"), "names the context tried: {stderr}");
+    assert!(stderr.contains("hint: nothing was written; check --source-context"), "{stderr}");
+    assert!(!env.path("edks.rekey-journal").exists(), "no journal for a doomed run");
+    assert!(!env.path("edks.rekey-journal.failures.jsonl").exists());
+    assert_eq!(env.snapshot("edks"), before);
+
+    // The corrected command then runs at once: nothing blocks it.
+    let mut fixed = args.to_vec();
+    fixed[8] = "purpose=backup";
+    fixed.push("--json");
+    let s = env.json(&fixed);
+    assert_eq!(s["rewrapped"], 6, "{s}");
+}
+
+/// Item 7: a mistyped `--field` fails every record alike ("missing"); the
+/// preflight stops before an output or a journal exists, and names the
+/// fields the first record does have.
+#[test]
+fn a_mistyped_field_stops_the_run_and_names_the_fields_there_are() {
+    let env = Env::with_keys(&["old", "new"]);
+    let mut lines = String::new();
+    for i in 0..20 {
+        let item = env.seal_local("old", &[], format!("4111-{i}").as_bytes());
+        lines.push_str(&format!("{{\"id\":{i},\"card\":\"{}\"}}\n", STANDARD.encode(item)));
+    }
+    std::fs::write(env.path("cards.jsonl"), &lines).expect("write");
+    let args =
+        ["rewrap", "--from", "local:old", "--to", "local:new", "--field", "/cardd", "cards.jsonl", "-o", "out.jsonl"];
+    let out = env.run(&args);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "a usage error: {stderr}");
+    assert!(stderr.contains("preflight: the first 3 items all fail the same way"), "{stderr}");
+    assert!(stderr.contains("the field /cardd is missing"), "{stderr}");
+    assert!(stderr.contains("this record's fields: /id, /card"), "{stderr}");
+    assert!(stderr.contains("hint: nothing was written; check the spelling of --field"), "{stderr}");
+    assert!(!env.path("out.jsonl").exists(), "no output for a doomed run");
+    assert!(!env.path("out.jsonl.rekey-journal").exists(), "no journal for a doomed run");
+}
+
+/// Item 9: a dry run whose in-memory sample fails counts that failure in its
+/// forecast and exits non-zero; it never promises "0 failed" beside it.
+#[test]
+fn a_dry_run_counts_its_failed_sample_and_exits_non_zero() {
+    let env = Env::with_keys(&["old", "new"]);
+    bare_keys(&env, "old", &[("purpose", "backup")], "edks", 4);
+    let args = [
+        "rewrap",
+        "--items",
+        "edk",
+        "--from",
+        "local:old",
+        "--to",
+        "local:new",
+        "--source-context",
+        "purpose=backups",
+        "--dry-run",
+        "--json",
+        "edks",
+    ];
+    let out = env.run(&args);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json summary");
+    assert!(s["sample"].as_str().is_some_and(|l| l.contains("FAILED")), "{s}");
+    assert_eq!(s["failed"], 1, "the sample's failure is counted: {s}");
+    assert_eq!(s["rewrapped"], 3, "{s}");
+    assert!(stderr.contains("hint: fix its cause"), "{stderr}");
+
+    // The text form says the same.
+    let out = env.run(&args[..args.len() - 2].iter().chain(&["edks"]).copied().collect::<Vec<_>>());
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(6));
+    assert!(stdout.contains("would be): 4 items") && stdout.contains("3 rewrapped, 1 failed"), "{stdout}");
+
+    // A sample that works changes nothing of the forecast, and exits 0.
+    let mut good = args.to_vec();
+    good[8] = "purpose=backup";
+    let s = env.json(&good);
+    assert_eq!((s["rewrapped"].as_u64(), s["failed"].as_u64()), (Some(4), Some(0)), "{s}");
+}
