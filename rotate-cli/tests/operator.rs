@@ -130,3 +130,67 @@ fn a_dry_run_counts_its_failed_sample_and_exits_non_zero() {
     let s = env.json(&good);
     assert_eq!((s["rewrapped"].as_u64(), s["failed"].as_u64()), (Some(4), Some(0)), "{s}");
 }
+
+/// Item 8: a run that changed nothing (every item failed) leaves a journal;
+/// each refusal it causes names the way out, and rollback retires it so the
+/// corrected command runs.
+#[test]
+fn a_journal_that_changed_nothing_is_retired_by_rollback() {
+    let env = Env::with_keys(&["old", "new"]);
+    bare_keys(&env, "old", &[("purpose", "backup")], "edks", 5);
+    let before = env.snapshot("edks");
+    let wrong = [
+        "rewrap",
+        "--items",
+        "edk",
+        "--from",
+        "local:old",
+        "--to",
+        "local:new",
+        "--source-context",
+        "purpose=backups",
+        "edks",
+    ];
+    // Past the preflight (as a mix of items could get), every item fails.
+    let out = env.run(&[&wrong[..], &["--no-preflight"]].concat());
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
+    assert!(env.path("edks.rekey-journal").is_file());
+    assert_eq!(env.snapshot("edks"), before);
+
+    let mut fixed = wrong.to_vec();
+    fixed[8] = "purpose=backup";
+    let journal = env.path("edks.rekey-journal").display().to_string();
+    let err = env.fails(&fixed, 2);
+    assert!(err.contains("already exists, from a run that changed nothing"), "{err}");
+    assert!(err.contains(&format!("hint: retire it with `rekey rollback --journal {journal}`")), "{err}");
+
+    let err = env.fails(&[&fixed[..], &["--resume"]].concat(), 2);
+    assert!(err.contains("--resume needs the same command"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "hint: that run changed nothing: retire its journal with `rekey rollback --journal {journal}`"
+        )),
+        "{err}"
+    );
+
+    let out = env.ok(&["rollback", "--journal", "edks.rekey-journal"]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("the run changed nothing; its journal is retired to edks.rekey-journal.retired"),
+        "{stderr}"
+    );
+    assert!(!env.path("edks.rekey-journal").exists());
+    assert!(env.path("edks.rekey-journal.retired").is_file(), "kept as a record");
+    assert!(env.path("edks.rekey-journal.retired.failures.jsonl").is_file(), "its failure report goes with it");
+    assert_eq!(env.snapshot("edks"), before, "nothing to undo");
+
+    let s = env.json(&[&fixed[..], &["--json"]].concat());
+    assert_eq!(s["rewrapped"], 5, "{s}");
+    assert!(!env.path("edks.rekey-journal.failures.jsonl").exists(), "the new run starts a clean failure report");
+
+    // A journal that did change something is never retired by rollback.
+    let out = env.ok(&["rollback", "--journal", "edks.rekey-journal"]);
+    assert!(!text(&out.stderr).contains("retired"), "{}", text(&out.stderr));
+    assert!(env.path("edks.rekey-journal").is_file());
+    assert_eq!(env.snapshot("edks"), before, "restored");
+}

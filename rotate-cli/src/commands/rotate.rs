@@ -329,6 +329,16 @@ pub(crate) fn rollback(args: RollbackArgs) -> Result<ExitCode, CliError> {
         eprintln!("rekey: rollback: {c}");
     }
     print_summary(&summary, args.json, false);
+    if summary.counts.failed == 0
+        && let Some(retired) = rotate_cli::engine::journal::retire_if_unchanged(&args.journal)?
+    {
+        // Nothing to undo, and nothing for --resume to finish: the journal
+        // would only block the corrected command.
+        eprintln!(
+            "rekey: rollback: the run changed nothing; its journal is retired to {} and no longer blocks a new run",
+            retired.display()
+        );
+    }
     Ok(if summary.counts.failed > 0 { ExitCode::from(Code::Partial as u8) } else { ExitCode::SUCCESS })
 }
 
