@@ -93,7 +93,8 @@ pub(crate) struct TargetArgs {
     /// Only the first N items (after --sample and --shard)
     #[arg(long, value_name = "N")]
     pub(crate) limit: Option<u64>,
-    /// Check every new wrapped key or envelope against the original before writing it
+    /// Check every new wrapped key or envelope against the original before writing it: one unwrap under the
+    /// destination per distinct new data key (kms:Decrypt for a KMS key), which brings that data key into memory
     #[arg(long)]
     pub(crate) verify: bool,
     /// Failure report, JSON Lines [default: next to the journal, .failures.jsonl]

@@ -640,7 +640,7 @@ fn iam_actions(operation: &str, to: &KeySpec, from: &[KeySpec], verify: bool, lo
                 actions.push(format!("kms:Encrypt on {key} (items under local keys)"));
             }
             if verify {
-                actions.push(format!("kms:Decrypt on {key} (--verify)"));
+                actions.push(format!("kms:Decrypt on {key} (--verify; brings each new data key into memory)"));
             }
             actions.push(format!("kms:DescribeKey on {key}"));
         }
