@@ -506,3 +506,38 @@ fn verify_unwraps_each_new_data_key_once_and_the_dry_run_says_what_it_costs() {
     assert!(calls.contains("into this process's memory"), "{dry}");
     assert!(dry["iam_actions"].to_string().contains("brings each new data key into memory"), "{dry}");
 }
+
+/// Issue 24, item 11: the dry run's IAM list names kms:Decrypt for the
+/// legacy data key's KMS key.
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn the_dry_run_names_kms_decrypt_for_the_legacy_data_key() {
+    let env = Env::new();
+    let (old_key, new_key) = (env.create_key(), env.create_key());
+    let export = env.path("users.jsonl");
+    let edk = env.path("datakey.bin");
+    env.py(&["legacy-export", &old_key, "5", export.to_str().expect("utf-8"), edk.to_str().expect("utf-8")]);
+    let to = format!("kms:{new_key}");
+    let dry = summary(&env.ok(&[
+        "reencrypt",
+        "--items",
+        "legacy",
+        "--legacy-edk",
+        "datakey.bin",
+        "--to",
+        &to,
+        "--field",
+        "/ssn",
+        "--dry-run",
+        "--json",
+        "users.jsonl",
+        "-o",
+        "users.new.jsonl",
+    ]));
+    assert!(
+        dry["iam_actions"]
+            .to_string()
+            .contains("kms:Decrypt on the KMS key the legacy data key (--legacy-edk) is under"),
+        "{dry}"
+    );
+}

@@ -194,3 +194,64 @@ fn a_journal_that_changed_nothing_is_retired_by_rollback() {
     assert!(env.path("edks.rekey-journal").is_file());
     assert_eq!(env.snapshot("edks"), before, "restored");
 }
+
+/// Item 11: `--from`'s help no longer says "default: all": KMS keys must be named.
+#[test]
+fn the_from_help_says_kms_keys_must_be_named() {
+    let env = Env::with_keys(&[]);
+    let help = text(&env.ok(&["rewrap", "--help"]).stdout);
+    assert!(!help.contains("default: all"), "{help}");
+    assert!(help.contains("KMS keys must be named here"), "{help}");
+}
+
+/// Item 11: a mistyped `local:` key gets a did-you-mean, as KMS aliases do.
+#[test]
+fn a_mistyped_local_key_gets_a_did_you_mean() {
+    let env = Env::with_keys(&["orders-old", "orders-new"]);
+    std::fs::create_dir_all(env.path("vault")).expect("mkdir");
+    let err = env.fails(&["rewrap", "--to", "local:orders-nwe", "--from", "local:orders-old", "vault"], 4);
+    assert!(err.contains("hint: did you mean local:orders-new?"), "{err}");
+    let err = env.fails(&["rewrap", "--to", "local:orders-new", "--from", "local:ordersold", "vault"], 4);
+    assert!(err.contains("hint: did you mean local:orders-old?"), "{err}");
+    let err = env.fails(&["rewrap", "--to", "local:payments", "--from", "local:orders-old", "vault"], 4);
+    assert!(err.contains("hint: the keystore holds orders-new, orders-old; `rekey keys list` shows them"), "{err}");
+}
+
+/// Item 11: a journal place that cannot be written names `--journal`.
+#[test]
+fn an_unusable_journal_place_names_the_journal_flag() {
+    let env = Env::with_keys(&["old", "new"]);
+    env.vault(2);
+    let err = env.fails(&["rewrap", "--to", "local:new", "--from", "local:old", "--journal", "gone/run.j", "vault"], 4);
+    assert!(err.contains("the journal's directory gone cannot be used"), "{err}");
+    assert!(err.contains("hint: choose another place with --journal FILE"), "{err}");
+}
+
+/// Item 11: a keyset file others may read is used, with a warning; keys
+/// swapped between its entries are named as an altered file, not a context.
+#[test]
+fn keyset_files_open_to_others_are_warned_about_and_swapped_keys_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::with_keys(&["k1"]);
+    env.ok(&["keyset", "create", "--key", "local:k1", "app.keyset"]);
+    std::fs::set_permissions(env.path("app.keyset"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = env.ok(&["keyset", "list", "app.keyset"]);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("keyset file app.keyset is open to group or others (mode 0644)"), "{stderr}");
+    assert!(stderr.contains("`chmod 600 app.keyset`"), "{stderr}");
+    std::fs::set_permissions(env.path("app.keyset"), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    assert_eq!(text(&env.ok(&["keyset", "list", "app.keyset"]).stderr), "");
+
+    env.ok(&["keyset", "rotate", "--key", "local:k1", "app.keyset"]);
+    std::fs::write(env.path("in.txt"), "secret\n").expect("write");
+    env.ok(&["keyset", "encrypt", "--keyset", "app.keyset", "--lines", "in.txt", "-o", "r.rec"]);
+    let file = std::fs::read_to_string(env.path("app.keyset")).expect("read");
+    let wraps: Vec<&str> = file.lines().filter(|l| l.starts_with("wrap ")).collect();
+    std::fs::write(env.path("app.keyset"), file.replacen(wraps[1], wraps[0], 1)).expect("write");
+    let err = env.fails(&["keyset", "decrypt", "--keyset", "app.keyset", "--lines", "r.rec"], 3);
+    assert!(!err.contains("check --context"), "no --context is involved: {err}");
+    assert!(
+        err.contains("hint: the keyset file's wrapped keys do not match their entries: app.keyset was altered"),
+        "{err}"
+    );
+}

@@ -135,7 +135,8 @@ pub(crate) struct RewrapArgs {
     /// The key to wrap under
     #[arg(long, value_name = "KEYREF")]
     pub(crate) to: KeySpec,
-    /// Only replace wrapped keys of these keys; repeatable (default: all)
+    /// Only replace wrapped keys of these keys; repeatable. KMS keys must be named here (or found with
+    /// --kms-discovery); without --from, only wrapped keys under the keystore's local keys are replaced
     #[arg(long, value_name = "KEYREF")]
     pub(crate) from: Vec<KeySpec>,
     /// Keep the old wrapped keys beside the new one (a transition period)

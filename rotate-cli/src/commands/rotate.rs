@@ -127,7 +127,8 @@ pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs, action: Action) 
     let sources = keys.decrypting(&args.from, &args.discovery).await?;
     key_params(&mut params, &args.from, &args.discovery);
     legacy_params(&mut params, &args);
-    let iam = iam_actions("reencrypt", to, &args.from, args.target.verify, local_keys_exist(keys));
+    let mut iam = iam_actions("reencrypt", to, &args.from, args.target.verify, local_keys_exist(keys));
+    iam.extend(legacy_iam(&args));
     let transform = transform(Reencrypt::new(destination, context, legacy), sources, &args.target);
     match action {
         Action::Rotate => run(keys, transform, args.target, "reencrypt", params, iam, kms_keys(&args.from)).await,
@@ -198,11 +199,12 @@ async fn reencrypt_to_keyset(keys: &Keys, args: ReencryptArgs, action: Action) -
     legacy_params(&mut params, &args);
     let strategy = ToKeyset::new(Arc::new(handle), keyset.id().to_string(), context, legacy, inner);
     let kms_from = kms_keys(&args.from);
-    let iam = if kms_from.is_empty() {
+    let mut iam = if kms_from.is_empty() {
         vec!["none: the keyset's keys are unwrapped once at the start".to_owned()]
     } else {
         vec![format!("kms:Decrypt on {}", kms_from.join(", "))]
     };
+    iam.extend(legacy_iam(&args));
     let transform = transform(strategy, sources, &args.target);
     match action {
         Action::Rotate => run(keys, transform, args.target, "reencrypt", params, iam, kms_from).await,
@@ -622,6 +624,17 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 /// Whether the local keystore holds a key: without `--from`, those are the sources.
 fn local_keys_exist(keys: &Keys) -> bool {
     keys.keystore().list().is_ok_and(|list| !list.is_empty())
+}
+
+/// The legacy data key's own KMS call: its blob names its key, which KMS
+/// reads from it (the dry run cannot), so the plan names it by its source.
+fn legacy_iam(args: &ReencryptArgs) -> Option<String> {
+    args.legacy_edk.as_ref().filter(|_| args.items == ItemKind::Legacy)?;
+    Some(
+        "kms:Decrypt on the KMS key the legacy data key (--legacy-edk) is under, once at the start (the key its \
+         blob names)"
+            .to_owned(),
+    )
 }
 
 /// The IAM actions a run needs, for the dry run's report: only what applies.

@@ -255,8 +255,10 @@ impl Journal {
                 ))
             });
         }
-        let file = fsio::open_private(path, true)
-            .map_err(|e| Error::io(format!("cannot open journal {}", path.display()), &e))?;
+        let file = fsio::open_private(path, true).map_err(|e| {
+            Error::io(format!("cannot open journal {}", path.display()), &e)
+                .hint("choose a place you may write with --journal FILE")
+        })?;
         lock(&file, path)?;
         let journal = Self { path: path.to_path_buf(), file: Mutex::new(file), failed: Mutex::new(None) };
         let entries = journal.read_for_resume()?;
