@@ -16,3 +16,4 @@ pub use error::{KmsError, KmsErrorKind};
 pub use keyref::KeyRef;
 pub use keyring::{DiscoveryFilter, KmsKeyring, PROVIDER_ID};
 pub use metrics::{MetricsSnapshot, OPERATIONS};
+pub use suggest::closest;

@@ -73,7 +73,8 @@ fn describe_aliases(names: &[&str], more_pages: bool, region: &str) -> String {
 
 /// The name nearest to `wanted` by edit distance, if near enough to be a
 /// typo: at most a third of its length, and at least two edits allowed.
-fn closest<'a>(wanted: &str, names: &[&'a str]) -> Option<&'a str> {
+/// The CLI suggests local key names with it too, as it does KMS aliases.
+pub fn closest<'a>(wanted: &str, names: &[&'a str]) -> Option<&'a str> {
     let limit = (wanted.chars().count() / 3).max(2);
     names
         .iter()

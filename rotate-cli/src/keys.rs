@@ -41,15 +41,35 @@ impl Keys {
         &self.kms
     }
 
+    /// The local key `name`; a name not in the keystore gets the nearest one
+    /// as a did-you-mean, as KMS aliases do.
+    fn load_local(&self, name: &str) -> Result<envelope_core::LocalKey, CliError> {
+        self.keystore.load(name).map_err(|e| {
+            let missing = e.kind() == envelope_core::KeyringErrorKind::KeyNotFound;
+            let err = keystore_error(e);
+            if !missing {
+                return err;
+            }
+            let names: Vec<String> =
+                self.keystore.list().unwrap_or_default().into_iter().map(|info| info.name).collect();
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            match kms_adapter::closest(name, &refs) {
+                Some(near) => err.hint(format!("did you mean local:{near}?")),
+                None if names.is_empty() => err,
+                None => err.hint(format!("the keystore holds {}; `rekey keys list` shows them", refs.join(", "))),
+            }
+        })
+    }
+
     /// A keyring that wraps under `spec` and may unwrap with `also_unwrap`.
     pub(crate) async fn wrapping(&self, spec: &KeySpec, also_unwrap: &[KeySpec]) -> Result<Box<dyn Keyring>, CliError> {
         match spec {
             KeySpec::Local(name) => {
-                let key = self.keystore.load(name).map_err(keystore_error)?;
+                let key = self.load_local(name)?;
                 let mut allowed = Vec::new();
                 for other in also_unwrap {
                     if let KeySpec::Local(n) = other {
-                        allowed.push(self.keystore.load(n).map_err(keystore_error)?);
+                        allowed.push(self.load_local(n)?);
                     }
                 }
                 Ok(Box::new(LocalKeyring::with_allowed(Some(key), allowed)))
@@ -82,7 +102,7 @@ impl Keys {
         let local_keys = if allow.is_empty() {
             self.keystore.load_all().map_err(keystore_error)?
         } else {
-            local.iter().map(|n| self.keystore.load(n)).collect::<Result<_, _>>().map_err(keystore_error)?
+            local.iter().map(|n| self.load_local(n)).collect::<Result<_, _>>()?
         };
         if !local_keys.is_empty() {
             keyrings.push(Box::new(LocalKeyring::with_allowed(None, local_keys)));

@@ -441,3 +441,103 @@ fn rewrap_only_moves_keys_the_operator_named() {
     let report = std::fs::read_to_string(env.path("vault.rekey-journal.failures.jsonl")).expect("report");
     assert!(report.contains(&k3), "the report names the key KMS really used: {report}");
 }
+
+/// Issue 24, item 10: `reencrypt --verify` unwraps each new data key once
+/// (rows share one), not once per row, and still decrypts every new item;
+/// a dry run says what `--verify` costs and brings into memory, for
+/// re-encryptions and for bare (S3 metadata) data keys alike.
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn verify_unwraps_each_new_data_key_once_and_the_dry_run_says_what_it_costs() {
+    let env = Env::new();
+    let (old_key, new_key) = (env.create_key(), env.create_key());
+    let export = env.path("users.jsonl");
+    let edk = env.path("datakey.bin");
+    env.py(&["legacy-export", &old_key, "300", export.to_str().expect("utf-8"), edk.to_str().expect("utf-8")]);
+    let to = format!("kms:{new_key}");
+    let args = [
+        "reencrypt",
+        "--items",
+        "legacy",
+        "--legacy-edk",
+        "datakey.bin",
+        "--to",
+        &to,
+        "--context",
+        "table=users",
+        "--field",
+        "/ssn",
+        "--verify",
+        "--json",
+        "users.jsonl",
+        "-o",
+        "users.new.jsonl",
+    ];
+    let dry = summary(&env.ok(&[&args[..], &["--dry-run"]].concat()));
+    let calls = dry["kms_calls"].to_string();
+    assert!(calls.contains("to --verify (each new data key is brought into memory"), "{dry}");
+    let s = summary(&env.ok(&args));
+    assert_eq!(s["reencrypted"], 300, "{s}");
+    assert_eq!(s["verified"].as_u64().unwrap_or(0), 0, "{s}");
+    // One Decrypt for the legacy data key, one to --verify the one new data key.
+    assert_eq!(s["kms"]["calls"]["Decrypt"], 2, "not one per row: {s}");
+    assert_eq!(s["kms"]["calls"]["GenerateDataKey"], 1, "{s}");
+
+    // Bare data keys: --verify's Decrypt brings each data key into memory, and the plan says so.
+    env.py(&["bare-edks", &old_key, "5", env.path("keys-dir").to_str().expect("utf-8"), r#"{"purpose":"b"}"#]);
+    let from = format!("kms:{old_key}");
+    let dry = summary(&env.ok(&[
+        "rewrap",
+        "--items",
+        "edk",
+        "--to",
+        &to,
+        "--from",
+        &from,
+        "--source-context",
+        "purpose=b",
+        "--verify",
+        "--dry-run",
+        "--json",
+        "keys-dir",
+    ]));
+    let calls = dry["kms_calls"].to_string();
+    assert!(calls.contains("5 unwrap calls under the destination to --verify (kms:Decrypt for a KMS key)"), "{dry}");
+    assert!(calls.contains("into this process's memory"), "{dry}");
+    assert!(dry["iam_actions"].to_string().contains("brings each new data key into memory"), "{dry}");
+}
+
+/// Issue 24, item 11: the dry run's IAM list names kms:Decrypt for the
+/// legacy data key's KMS key.
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn the_dry_run_names_kms_decrypt_for_the_legacy_data_key() {
+    let env = Env::new();
+    let (old_key, new_key) = (env.create_key(), env.create_key());
+    let export = env.path("users.jsonl");
+    let edk = env.path("datakey.bin");
+    env.py(&["legacy-export", &old_key, "5", export.to_str().expect("utf-8"), edk.to_str().expect("utf-8")]);
+    let to = format!("kms:{new_key}");
+    let dry = summary(&env.ok(&[
+        "reencrypt",
+        "--items",
+        "legacy",
+        "--legacy-edk",
+        "datakey.bin",
+        "--to",
+        &to,
+        "--field",
+        "/ssn",
+        "--dry-run",
+        "--json",
+        "users.jsonl",
+        "-o",
+        "users.new.jsonl",
+    ]));
+    assert!(
+        dry["iam_actions"]
+            .to_string()
+            .contains("kms:Decrypt on the KMS key the legacy data key (--legacy-edk) is under"),
+        "{dry}"
+    );
+}

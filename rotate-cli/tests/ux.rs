@@ -395,6 +395,23 @@ fn terminals_get_no_binary_ciphertext_and_a_note_when_stdin_is_read() {
     assert!(Path::new(&env.path("out.txt")).is_file());
 }
 
+/// Issue 24, item 11: `rekey man rewrap` on a terminal shows the page
+/// rendered (through `man -l -`), not its roff source; off a terminal it
+/// stays roff, for `man -l` or a packager.
+#[test]
+fn man_pages_are_rendered_on_a_terminal() {
+    let env = Env::with_keys(&[]);
+    if Command::new("man").arg("--version").output().is_err() {
+        eprintln!("skipped: man is not installed");
+        return;
+    }
+    let Some(shown) = under_pty(&env, "man rewrap", b"", &[("MANPAGER", "cat"), ("PAGER", "cat")]) else { return };
+    assert!(!shown.contains(".TH ") && !shown.contains(".SH "), "roff on a terminal: {shown:?}");
+    assert!(shown.contains("NAME") && shown.contains("rekey-rewrap"), "{shown:?}");
+    let piped = text(&env.ok(&["man", "rewrap"]).stdout);
+    assert!(piped.starts_with(".ie \\n(.g .ds Aq") || piped.contains(".TH "), "{piped:?}");
+}
+
 #[test]
 fn colour_only_on_a_terminal_and_never_with_no_color() {
     let env = Env::with_keys(&["a"]);

@@ -96,7 +96,8 @@ pub(crate) struct TargetArgs {
     /// Only the first N items (after --sample and --shard)
     #[arg(long, value_name = "N")]
     pub(crate) limit: Option<u64>,
-    /// Check every new wrapped key or envelope against the original before writing it
+    /// Check every new wrapped key or envelope against the original before writing it: one unwrap under the
+    /// destination per distinct new data key (kms:Decrypt for a KMS key), which brings that data key into memory
     #[arg(long)]
     pub(crate) verify: bool,
     /// Failure report, JSON Lines [default: next to the journal, .failures.jsonl]
@@ -137,7 +138,8 @@ pub(crate) struct RewrapArgs {
     /// The key to wrap under
     #[arg(long, value_name = "KEYREF")]
     pub(crate) to: KeySpec,
-    /// Only replace wrapped keys of these keys; repeatable (default: all)
+    /// Only replace wrapped keys of these keys; repeatable. KMS keys must be named here (or found with
+    /// --kms-discovery); without --from, only wrapped keys under the keystore's local keys are replaced
     #[arg(long, value_name = "KEYREF")]
     pub(crate) from: Vec<KeySpec>,
     /// Keep the old wrapped keys beside the new one (a transition period)

@@ -133,15 +133,55 @@ fn refs(keyrings: &[Box<dyn Keyring>]) -> Vec<&dyn Keyring> {
 pub(crate) async fn open(keys: &Keys, file: &Path) -> Result<(Keyset, KeysetHandle), CliError> {
     let keyset = load(file)?;
     let keyrings = unwrap_keyrings(keys, &keyset, &[]).await?;
-    let handle = keyset.unwrap(&refs(&keyrings)).await?;
+    let handle = keyset.unwrap(&refs(&keyrings)).await.map_err(|e| unwrap_error(file, e))?;
     Ok((keyset, handle))
 }
 
 fn load(file: &Path) -> Result<Keyset, CliError> {
-    FileKeysetStore::new(file).load_sync()?.ok_or_else(|| {
+    let keyset = FileKeysetStore::new(file).load_sync()?.ok_or_else(|| {
         CliError::new(Code::Io, format!("keyset file {} does not exist", file.display()))
             .hint("create one with `rekey keyset create --key KEYREF FILE`")
-    })
+    })?;
+    warn_if_shared(file);
+    Ok(keyset)
+}
+
+/// A keyset file others may read or write is accepted, with a warning: it
+/// holds wrapped keys (and a writer could swap them), so it is kept 0600
+/// like a keystore's key files.
+fn warn_if_shared(file: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(file) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    "keyset file {} is open to group or others (mode {mode:04o}); it holds the keyset's wrapped \
+                     keys: `chmod 600 {}`",
+                    file.display(),
+                    file.display()
+                );
+            }
+        }
+    }
+}
+
+/// A keyset whose keys do not unwrap: a wrapped key that fails under its
+/// own entry means the file was altered (entries swapped), not a context.
+fn unwrap_error(file: &Path, e: envelope_core::Error) -> CliError {
+    let altered = matches!(&e, envelope_core::Error::Keyring(k)
+        if matches!(k.kind(), envelope_core::KeyringErrorKind::InvalidCiphertext));
+    let err = CliError::from(e);
+    if altered {
+        err.hint(format!(
+            "the keyset file's wrapped keys do not match their entries: {} was altered (keys swapped or replaced); \
+             restore it from a backup",
+            file.display()
+        ))
+    } else {
+        err
+    }
 }
 
 fn list(keyset: &Keyset, json: bool) {
@@ -326,7 +366,7 @@ async fn records(keys: &Keys, args: &RecordArgs, action: Action) -> Result<ExitC
     let keyset = load(&args.keyset)?;
     let context = parse_context(&args.context)?;
     let keyrings = unwrap_keyrings(keys, &keyset, &args.keys).await?;
-    let handle = keyset.unwrap(&refs(&keyrings)).await?;
+    let handle = keyset.unwrap(&refs(&keyrings)).await.map_err(|e| unwrap_error(&args.keyset, e))?;
     if !matches!(action, Action::Decrypt) && handle.primary().is_none() {
         return Err(CliError::usage("the keyset has no primary key to encrypt with")
             .hint(format!("add one with `rekey keyset rotate --key KEYREF {}`", args.keyset.display())));

@@ -45,8 +45,27 @@ pub(crate) fn run(args: &ManArgs) -> Result<ExitCode, CliError> {
     clap_mangen::Man::new(command.clone())
         .render(&mut page)
         .map_err(|e| CliError::io("cannot render the man page", e))?;
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) && show_with_man(&page) {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Off a terminal (a pipe, `> rekey-rewrap.1`): the roff source, for man or a packager.
     ui::out(&String::from_utf8_lossy(&page))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// On a terminal, the page rendered as `man` would show it (`man -l -`,
+/// with its pager); `false` when `man` cannot be run, so the roff is printed.
+fn show_with_man(page: &[u8]) -> bool {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let Ok(mut child) = Command::new("man").args(["-l", "-"]).stdin(Stdio::piped()).spawn() else {
+        return false;
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        // A pager quit early closes the pipe: not an error.
+        let _ = stdin.write_all(page);
+    }
+    child.wait().is_ok_and(|status| status.success())
 }
 
 /// The file names `generate_to` writes: every command, depth first.

@@ -127,7 +127,8 @@ pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs, action: Action) 
     let sources = keys.decrypting(&args.from, &args.discovery).await?;
     key_params(&mut params, &args.from, &args.discovery);
     legacy_params(&mut params, &args);
-    let iam = iam_actions("reencrypt", to, &args.from, args.target.verify, local_keys_exist(keys));
+    let mut iam = iam_actions("reencrypt", to, &args.from, args.target.verify, local_keys_exist(keys));
+    iam.extend(legacy_iam(&args));
     let transform = transform(Reencrypt::new(destination, context, legacy), sources, &args.target);
     match action {
         Action::Rotate => run(keys, transform, args.target, "reencrypt", params, iam, kms_keys(&args.from)).await,
@@ -198,11 +199,12 @@ async fn reencrypt_to_keyset(keys: &Keys, args: ReencryptArgs, action: Action) -
     legacy_params(&mut params, &args);
     let strategy = ToKeyset::new(Arc::new(handle), keyset.id().to_string(), context, legacy, inner);
     let kms_from = kms_keys(&args.from);
-    let iam = if kms_from.is_empty() {
+    let mut iam = if kms_from.is_empty() {
         vec!["none: the keyset's keys are unwrapped once at the start".to_owned()]
     } else {
         vec![format!("kms:Decrypt on {}", kms_from.join(", "))]
     };
+    iam.extend(legacy_iam(&args));
     let transform = transform(strategy, sources, &args.target);
     match action {
         Action::Rotate => run(keys, transform, args.target, "reencrypt", params, iam, kms_from).await,
@@ -329,6 +331,16 @@ pub(crate) fn rollback(args: RollbackArgs) -> Result<ExitCode, CliError> {
         eprintln!("rekey: rollback: {c}");
     }
     print_summary(&summary, args.json, false);
+    if summary.counts.failed == 0
+        && let Some(retired) = rotate_cli::engine::journal::retire_if_unchanged(&args.journal)?
+    {
+        // Nothing to undo, and nothing for --resume to finish: the journal
+        // would only block the corrected command.
+        eprintln!(
+            "rekey: rollback: the run changed nothing; its journal is retired to {} and no longer blocks a new run",
+            retired.display()
+        );
+    }
     Ok(if summary.counts.failed > 0 { ExitCode::from(Code::Partial as u8) } else { ExitCode::SUCCESS })
 }
 
@@ -496,6 +508,7 @@ async fn run(
     }
     let settings = Settings { journal: journal_path.clone().map(|p| (p, params)), ..settings(&target) };
     let mut preflight = Vec::new();
+    let mut sample_failed = false;
     if target.dry_run {
         // DescribeKey on the destination and on the KMS source keys named.
         let destination = transform
@@ -550,10 +563,27 @@ async fn run(
     };
     if target.dry_run {
         let sample = match dry.sample() {
-            Some(item) => match transform.apply_now(&item, &envelope_core::EncryptionContext::new()).await {
-                Ok(Outcome::Changed { .. }) => "one item processed in memory: ok".to_owned(),
-                Ok(_) => "one item processed in memory: already done".to_owned(),
-                Err(e) => format!("one item processed in memory FAILED: {e}"),
+            Some(item) => match transform.apply_sample(&item).await {
+                Ok(Outcome::Changed { .. }) => format!("one item ({}) processed in memory: ok", item.name),
+                Ok(_) => format!("one item ({}) processed in memory: already done", item.name),
+                Err(e) => {
+                    // The forecast counts what its own sample showed: that item fails.
+                    let c = &mut summary.counts;
+                    c.failed += 1;
+                    sample_failed = true;
+                    if c.rewrapped > 0 {
+                        c.rewrapped -= 1;
+                    } else {
+                        c.reencrypted = c.reencrypted.saturating_sub(1);
+                        c.from_legacy = c.from_legacy.min(c.reencrypted);
+                        c.lifted = c.lifted.min(c.reencrypted);
+                    }
+                    format!(
+                        "one item ({}) processed in memory FAILED: {e}; a real run would fail it, and likely every \
+                         item like it",
+                        item.name
+                    )
+                }
             },
             None => "no item would change".to_owned(),
         };
@@ -573,6 +603,12 @@ async fn run(
     }
     summary.kms = keys.kms().usage();
     print_summary(&summary, target.json, stdout_busy);
+    if sample_failed {
+        eprintln!(
+            "rekey: error: the dry run's sample item failed in memory (see \"sample\" above)\n  hint: fix its cause \
+             (keys, --from, the context) and dry-run again before the real run"
+        );
+    }
     if summary.stopped == Some(Stop::Interrupted) {
         let total = summary.total.map_or_else(String::new, |t| format!(" of {t}"));
         eprintln!(
@@ -599,6 +635,17 @@ fn local_keys_exist(keys: &Keys) -> bool {
     keys.keystore().list().is_ok_and(|list| !list.is_empty())
 }
 
+/// The legacy data key's own KMS call: its blob names its key, which KMS
+/// reads from it (the dry run cannot), so the plan names it by its source.
+fn legacy_iam(args: &ReencryptArgs) -> Option<String> {
+    args.legacy_edk.as_ref().filter(|_| args.items == ItemKind::Legacy)?;
+    Some(
+        "kms:Decrypt on the KMS key the legacy data key (--legacy-edk) is under, once at the start (the key its \
+         blob names)"
+            .to_owned(),
+    )
+}
+
 /// The IAM actions a run needs, for the dry run's report: only what applies.
 fn iam_actions(operation: &str, to: &KeySpec, from: &[KeySpec], verify: bool, local_keys: bool) -> Vec<String> {
     let kms_from: Vec<String> = kms_keys(from);
@@ -615,7 +662,7 @@ fn iam_actions(operation: &str, to: &KeySpec, from: &[KeySpec], verify: bool, lo
                 actions.push(format!("kms:Encrypt on {key} (items under local keys)"));
             }
             if verify {
-                actions.push(format!("kms:Decrypt on {key} (--verify)"));
+                actions.push(format!("kms:Decrypt on {key} (--verify; brings each new data key into memory)"));
             }
             actions.push(format!("kms:DescribeKey on {key}"));
         }

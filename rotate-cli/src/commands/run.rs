@@ -36,8 +36,10 @@ pub(crate) fn check_writable(journal: &Path) -> Result<(), CliError> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let meta = std::fs::metadata(dir)
-        .map_err(|e| CliError::io(format!("the journal's directory {} cannot be used", dir.display()), e))?;
+    let meta = std::fs::metadata(dir).map_err(|e| {
+        CliError::io(format!("the journal's directory {} cannot be used", dir.display()), e)
+            .hint("choose another place with --journal FILE (a directory that exists and you may write)")
+    })?;
     if meta.permissions().readonly() {
         return Err(CliError::new(Code::Io, format!("the journal's directory {} is read-only", dir.display()))
             .hint("choose another place with --journal FILE"));

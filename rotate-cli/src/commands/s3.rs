@@ -229,9 +229,19 @@ pub(crate) async fn sse_rotate(args: SseRotateArgs) -> Result<ExitCode, CliError
             }
         }
     }
+    // An object's SSE key id is what its writer gave: often an alias (its
+    // name or ARN), which S3 keeps as given. A --from alias therefore also
+    // matches by its name, beside the key it resolves to.
+    let mut matching = from.clone();
+    for key in &args.from {
+        let given = key.strip_prefix("kms:").unwrap_or(key);
+        if given.contains("alias/") && !matching.iter().any(|m| m == given) {
+            matching.push(given.to_owned());
+        }
+    }
     let job = S3Job::Sse(SseJob {
         to: to.clone(),
-        from: from.clone(),
+        from: matching,
         method,
         bucket_key: args.bucket_key,
         multipart_from: args.multipart_threshold,
@@ -290,6 +300,15 @@ pub(crate) async fn sse_rotate(args: SseRotateArgs) -> Result<ExitCode, CliError
     } else {
         engine.run(source, ObjectSink::new()).await?
     };
+    if !from.is_empty() {
+        // Objects under other keys are left out by --from, not by a flag the operator did not give.
+        let flags = target.sample.is_some() || target.limit.is_some() || target.inventory.shard.is_some();
+        summary.not_selected_reason = if flags {
+            "under a key --from does not name, or outside --sample/--shard/--limit"
+        } else {
+            "under a key --from does not name"
+        };
+    }
     summary.extra.push(("versioned_bucket".into(), json!(versioned)));
     summary.extra.push(("method".into(), json!(format!("{method:?}").to_lowercase())));
     print_summary(&summary, target.json, false);

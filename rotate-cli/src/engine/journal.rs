@@ -241,12 +241,24 @@ impl Journal {
     pub fn open(path: &Path, resume: bool, params: &RunParams) -> Result<(Self, Vec<Entry>), Error> {
         let exists = std::fs::symlink_metadata(path).is_ok();
         if exists && !resume {
-            return Err(Error::usage(format!("journal {} already exists", path.display())).hint(
-                "pass --resume to continue that run, `rekey rollback --journal FILE` to undo it, or --journal to choose another file",
-            ));
+            let shown = path.display();
+            // Read only to say which way out fits; a journal in use says so here.
+            let nothing = read_locked(path).is_ok_and(|(_, entries)| changed_nothing(&entries));
+            return Err(if nothing {
+                Error::usage(format!("journal {shown} already exists, from a run that changed nothing")).hint(format!(
+                    "retire it with `rekey rollback --journal {shown}` (there is nothing to undo), then rerun"
+                ))
+            } else {
+                Error::usage(format!("journal {shown} already exists")).hint(format!(
+                    "pass --resume to continue that run, `rekey rollback --journal {shown}` to undo it, or --journal to \
+                     choose another file"
+                ))
+            });
         }
-        let file = fsio::open_private(path, true)
-            .map_err(|e| Error::io(format!("cannot open journal {}", path.display()), &e))?;
+        let file = fsio::open_private(path, true).map_err(|e| {
+            Error::io(format!("cannot open journal {}", path.display()), &e)
+                .hint("choose a place you may write with --journal FILE")
+        })?;
         lock(&file, path)?;
         let journal = Self { path: path.to_path_buf(), file: Mutex::new(file), failed: Mutex::new(None) };
         let entries = journal.read_for_resume()?;
@@ -255,7 +267,17 @@ impl Journal {
                 journal.append(&Entry::Run { version: FORMAT_VERSION, params: params.clone() }, true)?;
                 fsio::sync_dir(path).map_err(|e| Error::io("cannot sync the journal's directory", &e))?;
             }
-            Some(Entry::Run { params: before, .. }) => check_same_run(before, params)?,
+            Some(Entry::Run { params: before, .. }) => check_same_run(before, params).map_err(|e| {
+                if changed_nothing(&entries) {
+                    e.hint(format!(
+                        "that run changed nothing: retire its journal with `rekey rollback --journal {}`, then run \
+                         the corrected command without --resume",
+                        path.display()
+                    ))
+                } else {
+                    e
+                }
+            })?,
             Some(_) => {
                 return Err(Error::new(
                     ErrorKind::BadInput,
@@ -406,6 +428,53 @@ impl Encoded {
         }
         Ok(Self(lines))
     }
+}
+
+/// Whether a journal records no change at all (every item failed, or was
+/// already done): it has nothing to undo.
+pub fn changed_nothing(entries: &[Entry]) -> bool {
+    entries.iter().all(|e| match e {
+        Entry::Begin { .. } | Entry::Row { .. } | Entry::Object { .. } => false,
+        Entry::Checkpoint { counts, .. } => counts.rewrapped == 0 && counts.reencrypted == 0,
+        _ => true,
+    })
+}
+
+/// Retires the journal of a run that changed nothing, so it no longer
+/// blocks the next run: it and its failure report are renamed to
+/// `JOURNAL.retired` (`.retired.2`, … when taken), kept as a record.
+/// Returns the new name, or `None` when the journal records a change.
+///
+/// # Errors
+/// I/O errors, a journal in use by a run, a damaged journal.
+pub fn retire_if_unchanged(path: &Path) -> Result<Option<PathBuf>, Error> {
+    let (_lock, entries) = read_locked(path)?;
+    if !changed_nothing(&entries) {
+        return Ok(None);
+    }
+    let retired = (1..)
+        .map(|n| {
+            let suffix = if n == 1 { ".retired".to_owned() } else { format!(".retired.{n}") };
+            suffixed(path, &suffix)
+        })
+        .find(|p| std::fs::symlink_metadata(p).is_err())
+        .unwrap_or_else(|| suffixed(path, ".retired"));
+    std::fs::rename(path, &retired)
+        .map_err(|e| Error::io(format!("cannot retire the journal {}", path.display()), &e))?;
+    let failures = suffixed(path, ".failures.jsonl");
+    if std::fs::symlink_metadata(&failures).is_ok() {
+        std::fs::rename(&failures, suffixed(&retired, ".failures.jsonl"))
+            .map_err(|e| Error::io(format!("cannot move the failure report {}", failures.display()), &e))?;
+    }
+    fsio::sync_dir(path).map_err(|e| Error::io("cannot sync the journal's directory", &e))?;
+    Ok(Some(retired))
+}
+
+/// `path` with `suffix` appended to its file name.
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
 }
 
 /// Reads a journal for rollback, holding its lock for as long as the

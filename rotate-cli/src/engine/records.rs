@@ -214,7 +214,7 @@ impl Source for RecordSource {
                             }
                             Field::Escaped(text) => (Item::new(name(p), text.into_bytes()), None),
                             Field::Null => (Item::new(name(p), Vec::new()), None),
-                            Field::Missing => (failed_item(name(p), "the field is missing or not a string"), None),
+                            Field::Missing => (missing_field(name(p), p, body), None),
                             Field::Duplicate => (duplicate_item(name(p), p), None),
                         };
                         items.push(item);
@@ -231,7 +231,7 @@ impl Source for RecordSource {
                             _ if duplicated_on_path(body, p) => duplicate_item(name(p), p),
                             Some(serde_json::Value::String(s)) => Item::new(name(p), s.clone().into_bytes()),
                             Some(serde_json::Value::Null) => Item::new(name(p), Vec::new()),
-                            _ => failed_item(name(p), "the field is missing or not a string"),
+                            _ => missing_field(name(p), p, body),
                         })
                         .collect()
                 }
@@ -375,6 +375,24 @@ fn json_literal(value: &[u8]) -> Result<Vec<u8>, String> {
     }
     let text = std::str::from_utf8(value).map_err(|_| "a binary item cannot go into a JSON field")?;
     serde_json::to_vec(text).map_err(|e| e.to_string())
+}
+
+/// An item whose field the record lacks: the message names the fields the
+/// record does have, so a mistyped `--field` shows itself.
+fn missing_field(name: String, pointer: &str, body: &[u8]) -> Item {
+    const SHOWN: usize = 20;
+    let fields = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(map)) => {
+            let mut names: Vec<String> =
+                map.keys().take(SHOWN).map(|k| format!("/{}", k.replace('~', "~0").replace('/', "~1"))).collect();
+            if map.len() > SHOWN {
+                names.push(format!("and {} more", map.len() - SHOWN));
+            }
+            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+        }
+        _ => "none: it is not a JSON object".to_owned(),
+    };
+    failed_item(name, &format!("the field {pointer} is missing or not a string (this record's fields: {fields})"))
 }
 
 fn failed_item(name: String, message: &str) -> Item {

@@ -192,6 +192,8 @@ pub struct Summary {
     pub failures: Option<PathBuf>,
     /// More lines: name and value (dry-run plan, preflight).
     pub extra: Vec<(String, Value)>,
+    /// Why units were not selected, as the text summary says it.
+    pub not_selected_reason: &'static str,
 }
 
 impl Summary {
@@ -210,6 +212,7 @@ impl Summary {
             journal: None,
             failures: None,
             extra: Vec::new(),
+            not_selected_reason: "--sample/--shard/--limit",
         }
     }
 
@@ -293,7 +296,7 @@ impl Summary {
             ));
         }
         if c.not_selected > 0 {
-            out.push_str(&format!("  not selected (--sample/--shard/--limit): {}\n", c.not_selected));
+            out.push_str(&format!("  not selected ({}): {}\n", self.not_selected_reason, c.not_selected));
         }
         if c.empty > 0 {
             out.push_str(&format!("  empty values left alone: {}\n", c.empty));

@@ -231,7 +231,7 @@ impl Engine {
             && let Some(transform) = &self.transform
         {
             let mut tried = 0;
-            let mut first_failure = None;
+            let mut failures: Vec<(String, ItemError)> = Vec::new();
             while tried < PREFLIGHT_UNITS {
                 let Some(mut unit) = next(&mut source)? else {
                     break;
@@ -247,17 +247,15 @@ impl Engine {
                     match checked {
                         Ok(()) => {
                             pending.push_back(unit);
-                            first_failure = None;
+                            failures.clear();
                             break;
                         }
-                        Err(e) => {
-                            first_failure.get_or_insert(e);
-                        }
+                        Err(failure) => failures.push(failure),
                     }
                 }
                 pending.push_back(unit);
             }
-            if let Some(e) = first_failure {
+            if let Some(e) = doomed(&failures) {
                 return Err(e);
             }
         }
@@ -515,35 +513,85 @@ fn fail_panicked<P>(unit: &mut Unit<P>, panic: &(dyn std::any::Any + Send)) {
     }
 }
 
-/// Units the preflight tries: the run stops only when all of them fail the
-/// same way every item would (a missing `--from`, a key it may not use), so
-/// one odd or forged item cannot stop a run.
+/// Units the preflight tries: the run stops only when all of them fail, for
+/// a reason every item would share (a missing `--from`, a key it may not
+/// use) or all the same way (a wrong context, a mistyped field), so one odd
+/// or forged item cannot stop a run.
 const PREFLIGHT_UNITS: usize = 3;
 
-/// The preflight: one unit's first item transformed in memory; a failure
-/// every item would share is returned before anything is written.
-async fn preflight<S: Source>(transform: &Transform, unit: &mut Unit<S::Payload>, attempts: u32) -> Result<(), Error> {
-    if S::load(unit).await.is_err() {
-        return Ok(());
+/// The preflight: one unit's first item transformed in memory. Returns the
+/// item's name and why it failed (loading it, or transforming it).
+async fn preflight<S: Source>(
+    transform: &Transform,
+    unit: &mut Unit<S::Payload>,
+    attempts: u32,
+) -> Result<(), (String, ItemError)> {
+    if let Err(e) = S::load(unit).await {
+        return Err((unit.id.clone(), e));
     }
     let Some(item) = unit.items.iter().find(|i| i.result.is_none()) else {
-        return Ok(());
+        // Every item already failed as the source read it (a missing field).
+        return match unit.items.iter().find_map(|i| match &i.result {
+            Some(Err(e)) => Some((i.name.clone(), e.clone())),
+            _ => None,
+        }) {
+            Some(failure) => Err(failure),
+            None => Ok(()),
+        };
     };
     let (result, _) = apply_with_retries(transform, item, attempts).await;
     match result {
-        Err(e) if e.code.is_systemic() => Err(Error::new(
-            e.keyring.map_or(ErrorKind::Usage, ErrorKind::Keyring),
-            format!("preflight: the first item ({}) cannot be processed: {}", item.name, e.message),
-        )
-        .hint(
-            "nothing was written; check --from, --source-context and the key permissions (a --dry-run shows the plan)",
-        )),
-        _ => {
+        Err(e) => Err((item.name.clone(), e)),
+        Ok(_) => {
             // Loaded again by the worker; the keyring caches make that cheap.
             unit.items.clear();
             Ok(())
         }
     }
+}
+
+/// Whether the preflight's failures doom the run: every unit tried failed,
+/// and either all for a reason every item would share (a key or permission
+/// problem), or, two or more, all the same way (every one a wrong context,
+/// a field no record has). Then the run stops before
+/// anything is written, naming the cause. A mix of reasons, or a transient
+/// fault, lets the run go on.
+fn doomed(failures: &[(String, ItemError)]) -> Option<Error> {
+    let (first_name, first) = failures.first()?;
+    let all_systemic = failures.iter().all(|(_, e)| e.code.is_systemic());
+    // Alike: two items at least, failing for a reason the operator's
+    // parameters explain (a field, a context), not one an item can have on
+    // its own (a directory's first files may well not be envelopes).
+    let all_alike = failures.len() >= 2
+        && matches!(
+            first.code,
+            ItemErrorCode::MissingField | ItemErrorCode::InvalidCiphertext | ItemErrorCode::ContextMismatch
+        )
+        && failures.iter().all(|(_, e)| e.code == first.code);
+    if !(all_systemic || all_alike) {
+        return None;
+    }
+    let (kind, hint) = match first.code {
+        ItemErrorCode::MissingField => (
+            ErrorKind::Usage,
+            "nothing was written; check the spelling of --field/--column against the fields named above",
+        ),
+        ItemErrorCode::InvalidCiphertext | ItemErrorCode::ContextMismatch => (
+            first.keyring.map_or(ErrorKind::Usage, ErrorKind::Keyring),
+            "nothing was written; check --source-context (or --context): it must be the context the items were \
+             encrypted with, and --from: the keys they are under",
+        ),
+        _ => (
+            first.keyring.map_or(ErrorKind::Usage, ErrorKind::Keyring),
+            "nothing was written; check --from, --source-context and the key permissions (a --dry-run shows the plan)",
+        ),
+    };
+    let which = if failures.len() == 1 {
+        format!("the first item ({first_name}) cannot be processed")
+    } else {
+        format!("the first {} items all fail the same way; the first, {first_name}", failures.len())
+    };
+    Some(Error::new(kind, format!("preflight: {which}: {}", first.message)).hint(hint))
 }
 
 /// Runs `transform` on one item, retrying transient faults with backoff.

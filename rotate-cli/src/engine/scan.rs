@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::error::{Error, ErrorKind, ItemError};
 use super::format::{self, FormatId, Migrate};
-use super::item::Unit;
+use super::item::{Item, Unit};
 use super::journal::{Checkpoint, Journal};
 use super::ports::{Rejected, Sink};
 use super::report::Counts;
@@ -221,7 +221,7 @@ impl<P: Send + 'static> Sink<P> for ScanSink {
 #[derive(Debug, Default)]
 pub struct DryRun {
     journal_bytes: Mutex<u64>,
-    sample: Mutex<Option<Vec<u8>>>,
+    sample: Mutex<Option<Item>>,
 }
 
 impl DryRun {
@@ -231,7 +231,7 @@ impl DryRun {
     }
 
     /// The first item that would change, to try for real in memory.
-    pub fn sample(&self) -> Option<Vec<u8>> {
+    pub fn sample(&self) -> Option<Item> {
         self.sample.lock().ok().and_then(|mut s| s.take())
     }
 
@@ -266,7 +266,12 @@ impl<P: Send + 'static> Sink<P> for DryRun {
                 .items
                 .iter()
                 .find(|i| matches!(i.result, Some(Ok(super::transform::Outcome::Changed { .. }))))
-                .map(|i| i.bytes.clone());
+                .map(|i| {
+                    let mut sample = Item::new(i.name.clone(), i.bytes.clone());
+                    sample.context = i.context.clone();
+                    sample.header_only = i.header_only;
+                    sample
+                });
         }
         Ok(())
     }

@@ -53,7 +53,21 @@ impl RewrapBare {
             }
         }
         let Some(rewrapped) = rewrapped else {
-            return Err(last.unwrap_or_else(|| ItemError::new(ItemErrorCode::NoSourceKey, "no --from key to try")));
+            return Err(match last {
+                // A bare blob names neither key nor context: the refusal is
+                // the source's, and the context tried is the usual cause.
+                Some(e) if e.code == ItemErrorCode::InvalidCiphertext => ItemError {
+                    message: format!(
+                        "no --from key opens this data key with the context {} (a wrong --source-context, or a blob \
+                         under another key): {}",
+                        pairs(&source_context),
+                        e.message
+                    ),
+                    ..e
+                },
+                Some(e) => e,
+                None => ItemError::new(ItemErrorCode::NoSourceKey, "no --from key to try"),
+            });
         };
         if shared.verify {
             // A bare key has no commitment: check the new blob unwraps under the destination.
@@ -99,6 +113,14 @@ impl RewrapBare {
             Err(ItemError::new(ItemErrorCode::VerifyFailed, "the copy holds another data key"))
         }
     }
+}
+
+/// A context as the command line writes it: `k=v,k2=v2`, or `{}` when empty.
+fn pairs(context: &EncryptionContext) -> String {
+    if context.is_empty() {
+        return "{} (none)".to_owned();
+    }
+    context.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
 /// A blob stored as base64 text (kept as text) or as raw bytes.

@@ -96,7 +96,9 @@ impl Reencrypt {
         };
         if shared.verify {
             let check = Envelope::parse(&sealed, &shared.parse)?;
-            let key = destination.unwrap(&check.header().encrypted_data_keys, &new_context).await?;
+            // The destination unwraps the new data key (once per distinct
+            // key), and the new item, decrypted with it, is the original.
+            let key = shared.unwrap_new(&check.header().encrypted_data_keys, &new_context, destination).await?;
             if check.open_plaintext(&key)?.as_bytes() != plaintext {
                 return Err(ItemError::new(
                     ItemErrorCode::VerifyFailed,
@@ -127,8 +129,8 @@ impl Reencrypt {
         let materials = shared.materials_for(&new_context, destination).await?;
         if shared.verify {
             // The destination must really open the new data key.
-            let key = destination.unwrap(&materials.encrypted_data_keys, &new_context).await?;
-            if key != materials.data_key {
+            let key = shared.unwrap_new(&materials.encrypted_data_keys, &new_context, destination).await?;
+            if *key != materials.data_key {
                 return Err(ItemError::new(
                     ItemErrorCode::VerifyFailed,
                     "the destination does not unwrap the new data key",
@@ -208,7 +210,12 @@ impl Strategy for Reencrypt {
             out.push(format!(
                 "about {} data key generations (one per {MESSAGES_PER_DATA_KEY} items and context){}",
                 items.div_ceil(MESSAGES_PER_DATA_KEY).max(1),
-                if shared.verify { ", and as many unwraps to --verify" } else { "" }
+                if shared.verify {
+                    ", and as many unwraps under the destination to --verify (each new data key is brought into \
+                     memory to decrypt a new item and compare it with the original)"
+                } else {
+                    ""
+                }
             ));
         }
         out

@@ -98,6 +98,23 @@ impl Shared {
             .await?)
     }
 
+    /// The data key of an item this run just sealed, unwrapped by
+    /// `destination` alone (`--verify`): once per distinct wrapped key, and
+    /// items share one data key per context, so a run makes a call per data
+    /// key rather than per item. The caller still decrypts the new item with
+    /// it and compares.
+    pub(super) async fn unwrap_new(
+        &self,
+        edks: &[EncryptedDataKey],
+        context: &EncryptionContext,
+        destination: &dyn Keyring,
+    ) -> Result<Arc<DataKey>, ItemError> {
+        let Some(edk) = edks.iter().find(|e| destination.can_unwrap(e)) else {
+            return Err(envelope_core::hazmat::no_matching_key(edks).into());
+        };
+        self.unwrap_one(edk, context, destination).await
+    }
+
     /// Re-wraps one data key under `destination`; the destination keyring
     /// decides how (KMS ReEncrypt, or unwrap with the sources and wrap).
     pub(super) async fn rewrap_one(
@@ -295,6 +312,14 @@ pub(super) fn rewrap_calls(
     if !(is_remote(destination) || shared.sources_remote()) {
         return Vec::new();
     }
-    let verify = if shared.verify && keys > 0 { format!(", and {keys} more to --verify") } else { String::new() };
+    let verify = if shared.verify && keys > 0 {
+        format!(
+            ", and {keys} unwrap {} under the destination to --verify (kms:Decrypt for a KMS key), each bringing that \
+             data key into this process's memory, which a KMS-to-KMS rewrap without --verify never does",
+            calls(keys)
+        )
+    } else {
+        String::new()
+    };
     vec![format!("{bound}{keys} re-wrap {} (one per distinct wrapped key, {items} items){verify}", calls(keys))]
 }

@@ -153,6 +153,22 @@ impl Transform {
         self.strategy.apply(&self.shared, item, row).await
     }
 
+    /// Transforms one item for real even in a dry run (the dry run's
+    /// sample): with its row's context, and as the real run would if only
+    /// its header was read.
+    ///
+    /// # Errors
+    /// Why the item cannot be transformed.
+    pub async fn apply_sample(&self, item: &Item) -> Result<Outcome, ItemError> {
+        if item.bytes.is_empty() {
+            return Ok(Outcome::Empty);
+        }
+        if item.header_only {
+            return self.strategy.apply_header(&self.shared, &item.bytes, &item.context).await;
+        }
+        self.apply_now(&item.bytes, &item.context).await
+    }
+
     /// Checks a copy this transform made of `original` (a shadow column's
     /// value): the destination opens it, and it holds what the original
     /// holds. A re-wrapped copy is proven without decrypting any body where
