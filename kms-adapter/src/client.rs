@@ -2,13 +2,15 @@
 //! through [`Kms`], which counts it and maps its errors.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_kms::Client;
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, KeySpec, KeyState, KeyUsageType};
 use envelope_core::{DataKey, EncryptionContext};
@@ -17,7 +19,7 @@ use zeroize::Zeroizing;
 use crate::endpoint::PlainHttpGuard;
 use crate::error::{KmsError, KmsErrorKind};
 use crate::keyref::{KeyRef, arn_region};
-use crate::limiter::TokenBucket;
+use crate::limiter::{RateLimiter, ThrottlesAreRetriedByTheAdapter};
 use crate::metrics::{CountingInterceptor, Metrics, MetricsSnapshot};
 
 /// The SDK's retry modes.
@@ -45,8 +47,12 @@ pub struct KmsConfig {
     pub attempt_timeout: Duration,
     /// Time allowed for a call, retries included.
     pub operation_timeout: Duration,
-    /// Most requests per second across every clone of the client; `None` for no limit.
+    /// Most requests per second across every clone of the client (`--max-rps`); `None` for no cap.
     pub max_requests_per_second: Option<f64>,
+    /// Adapt the request rate to KMS's quota: back off on throttling, probe
+    /// back up (see the `limiter` module). On by default; the cap above
+    /// still applies. Off: the cap alone, or no limit.
+    pub adaptive_rate: bool,
 }
 
 impl Default for KmsConfig {
@@ -58,6 +64,7 @@ impl Default for KmsConfig {
             attempt_timeout: Duration::from_secs(10),
             operation_timeout: Duration::from_secs(60),
             max_requests_per_second: None,
+            adaptive_rate: true,
         }
     }
 }
@@ -82,7 +89,9 @@ pub struct Kms {
     /// The profile it was made with; `None` for the default chain.
     profile: Option<String>,
     shared: Arc<Shared>,
-    limit: Option<Arc<TokenBucket>>,
+    limit: Arc<RateLimiter>,
+    /// How long a call keeps retrying throttling answers before it fails.
+    patience: Duration,
 }
 
 /// What every client made from one [`Kms`] shares.
@@ -180,16 +189,41 @@ impl Kms {
             clients: tokio::sync::Mutex::default(),
         });
         let (client, region) = shared.make(None, None).await;
-        Self { client, region, profile: None, shared, limit: None }.with_rate_limit(config.max_requests_per_second)
+        Self {
+            client,
+            region,
+            profile: None,
+            shared,
+            limit: Arc::new(RateLimiter::new(None, config.adaptive_rate)),
+            patience: config.operation_timeout,
+        }
+        .with_rate_limit(config.max_requests_per_second, config.adaptive_rate)
     }
 
     /// Limits this client and its clones to `rate` requests per second
-    /// (`None` or a non-positive rate: no limit). The clients it makes for
-    /// other regions and profiles afterwards share the same budget.
+    /// (`None` or a non-positive rate: no cap), adapting below it to KMS's
+    /// throttling when `adaptive`. The clients it makes for other regions
+    /// and profiles afterwards share the same budget.
     #[must_use]
-    pub fn with_rate_limit(mut self, rate: Option<f64>) -> Self {
-        self.limit = rate.filter(|r| r.is_finite() && *r > 0.0).map(|r| Arc::new(TokenBucket::new(r)));
+    pub fn with_rate_limit(mut self, rate: Option<f64>, adaptive: bool) -> Self {
+        let cap = rate.filter(|r| r.is_finite() && *r > 0.0);
+        self.limit = Arc::new(RateLimiter::new(cap, adaptive));
         self
+    }
+
+    /// How long one call keeps retrying ThrottlingException answers (paced
+    /// by the adaptive rate) before it fails with
+    /// [`KmsErrorKind::Throttled`]. The operation timeout by default.
+    #[must_use]
+    pub fn with_throttle_patience(mut self, patience: Duration) -> Self {
+        self.patience = patience;
+        self
+    }
+
+    /// The request rate the limiter allows now, per second (adaptive: where
+    /// it settled under KMS's quota).
+    pub fn rate(&self) -> f64 {
+        self.limit.rate()
     }
 
     /// A client from an SDK configuration builder (tests use this with a
@@ -200,12 +234,24 @@ impl Kms {
     /// [`Kms::from_env`].
     pub fn from_sdk_config(builder: aws_sdk_kms::config::Builder) -> Self {
         let metrics = Arc::new(Metrics::default());
-        let conf = builder.interceptor(PlainHttpGuard).interceptor(CountingInterceptor(Arc::clone(&metrics))).build();
+        let conf = builder
+            .interceptor(PlainHttpGuard)
+            .interceptor(CountingInterceptor(Arc::clone(&metrics)))
+            .retry_classifier(ThrottlesAreRetriedByTheAdapter)
+            .build();
         let region = conf.region().map(ToString::to_string);
         let client = Client::from_conf(conf.clone());
         let shared =
             Arc::new(Shared { metrics, source: Source::Fixed(Box::new(conf)), clients: tokio::sync::Mutex::default() });
-        Self { client, region, profile: None, shared, limit: None }
+        let defaults = KmsConfig::default();
+        Self {
+            client,
+            region,
+            profile: None,
+            shared,
+            limit: Arc::new(RateLimiter::new(None, defaults.adaptive_rate)),
+            patience: defaults.operation_timeout,
+        }
     }
 
     /// The region this client sends requests to, if one is configured.
@@ -257,7 +303,8 @@ impl Kms {
             region: actual_region,
             profile: profile.map(str::to_owned),
             shared: Arc::clone(&self.shared),
-            limit: self.limit.clone(),
+            limit: Arc::clone(&self.limit),
+            patience: self.patience,
         })
     }
 
@@ -283,12 +330,42 @@ impl Kms {
         self.shared.metrics.snapshot()
     }
 
-    /// Counts a call of `operation`, after waiting for the rate limit.
-    async fn start(&self, operation: &'static str) {
-        if let Some(limit) = &self.limit {
-            limit.acquire().await;
-        }
+    /// Makes one call of `operation` (counted once), `attempt` sending it:
+    /// each attempt waits for the rate limiter, and ThrottlingException
+    /// answers are retried here, paced by the adaptive rate, for up to the
+    /// client's patience. The SDK's own retries (transient faults, timeouts)
+    /// happen inside each attempt; it leaves throttling to this loop
+    /// ([`ThrottlesAreRetriedByTheAdapter`]), so its retry budget is never
+    /// spent on throttles and retried requests also wait for the limiter.
+    async fn send<T, E, R, F, Fut>(&self, operation: &'static str, key: &str, attempt: F) -> Result<T, KmsError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, R>>>,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
         self.shared.metrics.call(operation);
+        let deadline = Instant::now() + self.patience;
+        loop {
+            self.limit.acquire().await;
+            match attempt().await {
+                Err(e) if is_throttling(&e) => {
+                    self.limit.throttled();
+                    if Instant::now() >= deadline {
+                        return Err(KmsError::from_sdk(operation, key, e));
+                    }
+                }
+                Err(e @ SdkError::ServiceError(_)) => {
+                    self.limit.admitted();
+                    return Err(KmsError::from_sdk(operation, key, e));
+                }
+                Err(e) => return Err(KmsError::from_sdk(operation, key, e)),
+                Ok(out) => {
+                    self.limit.admitted();
+                    return Ok(out);
+                }
+            }
+        }
     }
 
     /// ListAliases, first page (up to 100): the alias names of this
@@ -299,8 +376,8 @@ impl Kms {
     /// not list aliases.
     pub(crate) async fn alias_names(&self) -> Result<(Vec<String>, bool), KmsError> {
         const OP: &str = "ListAliases";
-        self.start(OP).await;
-        let out = self.client.list_aliases().limit(100).send().await.map_err(|e| KmsError::from_sdk(OP, "", e))?;
+        let request = self.client.list_aliases().limit(100);
+        let out = self.send(OP, "", || request.clone().send()).await?;
         let names = out.aliases().iter().filter_map(|a| a.alias_name().map(str::to_owned)).collect();
         Ok((names, out.truncated()))
     }
@@ -312,11 +389,10 @@ impl Kms {
     pub async fn describe(&self, key: &str) -> Result<KeyDescription, KmsError> {
         const OP: &str = "DescribeKey";
         let (kms, sent) = self.route(key).await?;
-        kms.start(OP).await;
-        let out = match kms.client.describe_key().key_id(sent).send().await {
+        let request = kms.client.describe_key().key_id(sent);
+        let out = match kms.send(OP, key, || request.clone().send()).await {
             Ok(out) => out,
-            Err(e) => {
-                let err = KmsError::from_sdk(OP, key, e);
+            Err(err) => {
                 if err.kind() != KmsErrorKind::KeyNotFound {
                     return Err(err);
                 }
@@ -345,17 +421,13 @@ impl Kms {
     ) -> Result<(DataKey, Vec<u8>, String), KmsError> {
         const OP: &str = "GenerateDataKey";
         let (kms, sent) = self.route(key).await?;
-        kms.start(OP).await;
-        let out = kms
+        let request = kms
             .client
             .generate_data_key()
             .key_id(sent)
             .key_spec(DataKeySpec::Aes256)
-            .set_encryption_context(context_map(context))
-            .send()
-            .await
-            .map_err(|e| KmsError::from_sdk(OP, key, e))?;
-        let mut out = out;
+            .set_encryption_context(context_map(context));
+        let mut out = kms.send(OP, key, || request.clone().send()).await?;
         let data_key = data_key(OP, key, out.plaintext.take())?;
         let blob =
             out.ciphertext_blob().ok_or_else(|| KmsError::new(KmsErrorKind::Service, OP, key, "no ciphertext"))?;
@@ -382,17 +454,13 @@ impl Kms {
             }
             None => (self.clone(), None),
         };
-        kms.start(OP).await;
-        let out = kms
+        let request = kms
             .client
             .decrypt()
             .ciphertext_blob(Blob::new(blob))
             .set_key_id(sent.map(str::to_owned))
-            .set_encryption_context(context_map(context))
-            .send()
-            .await
-            .map_err(|e| KmsError::from_sdk(OP, named, e))?;
-        let mut out = out;
+            .set_encryption_context(context_map(context));
+        let mut out = kms.send(OP, named, || request.clone().send()).await?;
         let data_key = data_key(OP, named, out.plaintext.take())?;
         Ok((data_key, required(OP, named, "key id", out.key_id())?.to_owned()))
     }
@@ -409,18 +477,16 @@ impl Kms {
     ) -> Result<(Vec<u8>, String), KmsError> {
         const OP: &str = "Encrypt";
         let (kms, sent) = self.route(key).await?;
-        kms.start(OP).await;
-        let out = kms
+        let request = kms
             .client
             .encrypt()
             .key_id(sent)
             // The SDK copies this into a `Blob` and a request body it does not
-            // zeroize; there is no way to hand it a buffer it would wipe.
+            // zeroize; there is no way to hand it a buffer it would wipe (nor
+            // to the clone a retry of a throttled attempt sends).
             .plaintext(Blob::new(data_key.expose_secret().as_slice()))
-            .set_encryption_context(context_map(context))
-            .send()
-            .await
-            .map_err(|e| KmsError::from_sdk(OP, key, e))?;
+            .set_encryption_context(context_map(context));
+        let out = kms.send(OP, key, || request.clone().send()).await?;
         let blob =
             out.ciphertext_blob().ok_or_else(|| KmsError::new(KmsErrorKind::Service, OP, key, "no ciphertext"))?;
         Ok((blob.as_ref().to_vec(), required(OP, key, "key id", out.key_id())?.to_owned()))
@@ -446,18 +512,15 @@ impl Kms {
         // ReEncrypt runs in the destination key's region; a source key in
         // another region is the caller's to avoid (KmsKeyring::rewrap does).
         let (kms, sent) = self.route(destination).await?;
-        kms.start(OP).await;
-        let out = kms
+        let request = kms
             .client
             .re_encrypt()
             .ciphertext_blob(Blob::new(blob))
             .set_source_key_id(source_key.filter(|k| !k.is_empty()).map(str::to_owned))
             .set_source_encryption_context(context_map(source_context))
             .destination_key_id(sent)
-            .set_destination_encryption_context(context_map(destination_context))
-            .send()
-            .await
-            .map_err(|e| KmsError::from_sdk(OP, destination, e))?;
+            .set_destination_encryption_context(context_map(destination_context));
+        let out = kms.send(OP, destination, || request.clone().send()).await?;
         let blob = out
             .ciphertext_blob()
             .ok_or_else(|| KmsError::new(KmsErrorKind::Service, OP, destination, "no ciphertext"))?;
@@ -499,6 +562,7 @@ impl Shared {
                 aws_sdk_kms::config::Builder::from(&sdk)
                     .interceptor(PlainHttpGuard)
                     .interceptor(CountingInterceptor(Arc::clone(&self.metrics)))
+                    .retry_classifier(ThrottlesAreRetriedByTheAdapter)
                     .build()
             }
             Source::Fixed(conf) => {
@@ -512,4 +576,10 @@ impl Shared {
         let region = conf.region().map(ToString::to_string);
         (Client::from_conf(conf), region)
     }
+}
+
+/// Whether KMS answered that the request was over its quota.
+fn is_throttling<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    matches!(err, SdkError::ServiceError(_))
+        && matches!(err.code(), Some("ThrottlingException" | "LimitExceededException"))
 }

@@ -122,7 +122,7 @@ impl Intercept for CountingInterceptor {
 }
 
 /// The error code of a type-erased KMS operation error.
-fn error_code(err: &aws_smithy_runtime_api::client::interceptors::context::Error) -> Option<&str> {
+pub(crate) fn error_code(err: &aws_smithy_runtime_api::client::interceptors::context::Error) -> Option<&str> {
     err.downcast_ref::<DecryptError>()
         .and_then(ProvideErrorMetadata::code)
         .or_else(|| err.downcast_ref::<ReEncryptError>().and_then(ProvideErrorMetadata::code))

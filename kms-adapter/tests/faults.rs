@@ -27,16 +27,34 @@ async fn throttling_then_success_is_retried_and_counted() {
 }
 
 #[tokio::test]
-async fn throttling_past_the_limit_is_a_typed_error() {
+async fn throttling_past_the_patience_is_a_typed_error() {
     let (url, seen) = fake_kms(vec![Reply::Throttle]).await;
-    let kms = client(&url, 3, Duration::from_secs(5));
+    // Throttles are retried by the adapter (not the SDK, whose max attempts
+    // are for faults) until the client's patience runs out.
+    let kms = client(&url, 3, Duration::from_secs(5)).with_throttle_patience(Duration::from_millis(300));
     let err = kms.decrypt(&[7; 96], Some(KEY), &EncryptionContext::new()).await.expect_err("throttled");
     assert_eq!(err.kind(), KmsErrorKind::Throttled);
     assert!(err.to_string().contains("throttled after all retries"), "{err}");
-    assert_eq!(seen.load(Ordering::SeqCst), 3, "max attempts");
+    let seen = seen.load(Ordering::SeqCst);
+    assert!(seen >= 3, "retried while patient: {seen}");
     let keyring_error: envelope_core::KeyringError = err.into();
     assert_eq!(keyring_error.kind(), KeyringErrorKind::Throttled);
-    assert_eq!(kms.metrics().throttles, 3);
+    let m = kms.metrics();
+    assert_eq!((m.calls_of("Decrypt"), m.throttles), (1, seen as u64));
+}
+
+#[tokio::test]
+async fn throttles_are_not_retried_by_the_sdk_nor_limited_by_its_attempts() {
+    // Five throttles, then the answer: with max attempts 2, only the
+    // adapter's retries get there, and the SDK's retry budget is untouched.
+    let mut script = vec![Reply::Throttle; 5];
+    script.push(Reply::Decrypted);
+    let (url, seen) = fake_kms(script).await;
+    let kms = client(&url, 2, Duration::from_secs(5));
+    kms.decrypt(&[7; 96], Some(KEY), &EncryptionContext::new()).await.expect("answered after five throttles");
+    assert_eq!(seen.load(Ordering::SeqCst), 6);
+    let m = kms.metrics();
+    assert_eq!((m.calls_of("Decrypt"), m.retries, m.throttles), (1, 5, 5));
 }
 
 #[tokio::test]

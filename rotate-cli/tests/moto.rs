@@ -395,6 +395,9 @@ fn throttling_and_slow_answers_are_retried_and_counted() {
             &format!("kms:{new_key}"),
             "--kms-max-attempts",
             "2",
+            // Throttles are retried until the operation timeout.
+            "--kms-operation-timeout",
+            "1",
             "--item-attempts",
             "1",
             "--journal",

@@ -27,7 +27,8 @@ pub(crate) struct KmsArgs {
     #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
     pub(crate) kms_operation_timeout: f64,
 
-    /// Most KMS requests per second, across all workers (0: no limit)
+    /// Most KMS requests per second, across all workers (0: no cap). Below it the rate adapts to KMS's
+    /// quota: it backs off on ThrottlingException and probes back up; throttled requests are retried
     #[arg(long, default_value_t = 0.0, value_name = "RPS")]
     pub(crate) max_rps: f64,
 }

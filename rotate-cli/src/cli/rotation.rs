@@ -72,7 +72,8 @@ pub(crate) struct TargetArgs {
     /// Record stream output [default: stdout]
     #[arg(short, long, value_name = "FILE")]
     pub(crate) output: Option<PathBuf>,
-    /// Items in parallel
+    /// Units in parallel: files and objects one each, record streams and tables in batches (64 records,
+    /// 128 rows) whose items all run at once; KMS requests are paced by the adaptive rate (see --max-rps)
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub(crate) concurrency: usize,
     /// Attempts per item for transient faults, on top of the SDK's retries
