@@ -544,3 +544,33 @@ fn the_dry_run_names_kms_decrypt_for_the_legacy_data_key() {
         "{dry}"
     );
 }
+
+/// Issue 24, item 7, as reported: bare KMS data keys with a wrong
+/// `--source-context` failed one by one (exit 6, a journal, the warning
+/// naming ReEncrypt with a key); the preflight now stops the run first and
+/// names the context tried.
+#[test]
+#[ignore = "needs the local KMS server: bash scripts/test.sh"]
+fn a_wrong_source_context_on_kms_bare_keys_stops_before_the_journal() {
+    let env = Env::new();
+    let (old_key, new_key) = (env.create_key(), env.create_key());
+    env.py(&["bare-edks", &old_key, "20", env.path("keys-dir").to_str().expect("utf-8"), r#"{"purpose":"backup"}"#]);
+    let (to, from) = (format!("kms:{new_key}"), format!("kms:{old_key}"));
+    let out = env.rekey(&[
+        "rewrap",
+        "--items",
+        "edk",
+        "--to",
+        &to,
+        "--from",
+        &from,
+        "--source-context",
+        "purpose=backups",
+        "keys-dir",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("no --from key opens this data key with the context purpose=backups"), "{stderr}");
+    assert!(stderr.contains("hint: nothing was written; check --source-context"), "{stderr}");
+    assert!(!env.path("keys-dir.rekey-journal").exists());
+}
