@@ -18,13 +18,6 @@ use crate::cli::{Cli, Command};
 use crate::commands::rotate::Action;
 use crate::exit::CliError;
 
-/// mimalloc instead of glibc's malloc: a KMS request through the AWS SDK
-/// allocates and frees dozens of small objects (its config bag, type-erased
-/// boxes, headers), and glibc's `malloc`/`free` took 29% of the CPU of a
-/// KMS-bound rewrap (`perf`, benches/RESULTS.md, issue 25).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
