@@ -116,8 +116,9 @@ impl ReencryptEsdk {
         if shared.verify {
             // As a reader under the SDKs' strictest policy would open it, with the destination alone.
             let check = Message::parse(&sealed)?;
-            let key = destination.unwrap(&kms_wrapped_keys(&check), &kms_context(&check)?).await?;
-            if check.decrypt(&PlaintextDataKey::from(key))?.as_bytes() != plaintext.as_bytes() {
+            // One unwrap per new data key, cached: unsigned messages share theirs.
+            let key = shared.unwrap_new(&kms_wrapped_keys(&check), &kms_context(&check)?, destination).await?;
+            if check.decrypt(&PlaintextDataKey::from(key.duplicate()))?.as_bytes() != plaintext.as_bytes() {
                 return Err(ItemError::new(
                     ItemErrorCode::VerifyFailed,
                     "the new message does not decrypt to the original",
