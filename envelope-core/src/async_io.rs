@@ -11,8 +11,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::aead::TAG_LEN;
 use crate::aead::tag_array;
+use crate::blocking::Mode;
 use crate::context::EncryptionContext;
-use crate::encryptor::{Encryptor, Expect, Mode};
+use crate::encryptor::{Encryptor, Expect};
 use crate::error::{Error, FormatError};
 use crate::header::{BodyForm, Header, begin_message};
 use crate::keyring::Materials;
@@ -203,7 +204,7 @@ async fn read_exact<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8], field:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encryptor::block_on;
+    use crate::blocking::block_on;
     use crate::stream::StreamOptions;
     use crate::{LocalKey, LocalKeyring};
 

@@ -6,6 +6,7 @@ mod aead;
 #[cfg(feature = "tokio")]
 mod async_io;
 mod backend;
+mod blocking;
 mod cache;
 mod codec;
 mod context;

@@ -32,19 +32,21 @@
 //! the cache dropped (and the last message using it has finished).
 
 use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::future::Future;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::hash::BuildHasherDefault;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::context::EncryptionContext;
-use crate::error::{KeyringError, KeyringErrorKind};
+use crate::error::KeyringError;
 use crate::key::{DataKey, EncryptedDataKey};
 use crate::keyring::Materials;
+
+mod flight;
+mod hash;
+
+use self::flight::{Flight, Outcome, Wait, lock};
+use self::hash::{PassThrough, Seeded, seed, wrapped_hash};
 
 /// Entries kept on each side (encrypt, decrypt) unless told otherwise.
 const DEFAULT_CAPACITY: usize = 1000;
@@ -419,147 +421,6 @@ impl fmt::Debug for Cache {
     }
 }
 
-/// The decrypt side's hash of a key list: its wrapped keys alone (each a
-/// fresh ciphertext tells entries apart; equality still compares everything).
-fn wrapped_hash(seed: u64, edks: &[EncryptedDataKey]) -> u64 {
-    let mut h = MulRot(seed);
-    for edk in edks {
-        h.write(edk.wrapped());
-    }
-    h.finish()
-}
-
-/// The cache's hash: multiply-rotate over 8-byte words, seeded per cache.
-/// SipHash, the std default, was a fifth of a cached 64-byte decryption and a
-/// third of the front door's cost on a cached encryption. A weaker hash is
-/// acceptable here: the seed is secret and random, a table holds at most the
-/// cache's capacity (so the worst case is one probe over that many entries),
-/// the decrypt side stores only key lists that unwrapped and matched a
-/// commitment, and encryption contexts come from the application.
-struct MulRot(u64);
-
-const MUL: u64 = 0x517c_c1b7_2722_0a95;
-
-impl Hasher for MulRot {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut words = bytes.chunks_exact(8);
-        for word in &mut words {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(word);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(MUL);
-        }
-        let mut tail = [0u8; 8];
-        tail[..words.remainder().len()].copy_from_slice(words.remainder());
-        self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(tail) ^ bytes.len() as u64).wrapping_mul(MUL);
-    }
-
-    fn finish(&self) -> u64 {
-        // The product's high bits are its best mixed; the table indexes by the low ones.
-        self.0.rotate_left(26)
-    }
-}
-
-/// Builds [`MulRot`] hashers with the cache's seed.
-#[derive(Clone, Copy)]
-struct Seeded(u64);
-
-impl BuildHasher for Seeded {
-    type Hasher = MulRot;
-
-    fn build_hasher(&self) -> MulRot {
-        MulRot(self.0)
-    }
-}
-
-/// Passes a precomputed `u64` hash through, for the decrypt side's buckets.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only u64 keys are hashed; fold anything else in anyway.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-/// A random seed: std's `RandomState` keys come from the OS once per thread
-/// and vary per instance.
-fn seed() -> u64 {
-    RandomState::new().hash_one(0u8)
-}
-
-/// A poisoned lock only means another thread panicked while holding it; the
-/// maps stay consistent (no user code runs under the lock), so carry on.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// One keyring call that several callers wait for.
-#[derive(Default)]
-struct Flight {
-    state: Mutex<FlightState>,
-}
-
-#[derive(Default)]
-struct FlightState {
-    outcome: Option<Outcome>,
-    waiters: Vec<Waker>,
-}
-
-enum Outcome {
-    /// The entry is ready, or the leader gave up (cancelled): look again.
-    Retry,
-    /// The keyrings failed; every waiter gets the error (without its source).
-    Failed(KeyringErrorKind, String),
-}
-
-impl Flight {
-    fn finish(&self, outcome: Outcome) {
-        let waiters = {
-            let mut state = lock(&self.state);
-            state.outcome = Some(outcome);
-            std::mem::take(&mut state.waiters)
-        };
-        for waker in waiters {
-            waker.wake();
-        }
-    }
-}
-
-/// Waits for a flight without holding any thread: the waker is stored and
-/// called by whoever finishes the flight.
-struct Wait {
-    flight: Arc<Flight>,
-}
-
-impl Future for Wait {
-    type Output = Option<KeyringError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = lock(&self.flight.state);
-        match &state.outcome {
-            Some(Outcome::Retry) => Poll::Ready(None),
-            Some(Outcome::Failed(kind, message)) => Poll::Ready(Some(KeyringError::new(*kind, message.clone()))),
-            None => {
-                if !state.waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                    state.waiters.push(cx.waker().clone());
-                }
-                Poll::Pending
-            }
-        }
-    }
-}
-
 /// The caller that asks the keyrings for a context. If its future is
 /// dropped before the answer (a cancelled task), the pending entry is
 /// removed and the waiters are told to look again, so none waits forever.
@@ -623,82 +484,4 @@ impl Drop for Leading<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    use super::*;
-
-    fn materials() -> Materials {
-        let edk = EncryptedDataKey::new("test", "k", vec![1, 2, 3]).expect("edk");
-        Materials { data_key: DataKey::from_bytes([9; 32]), encrypted_data_keys: vec![edk] }
-    }
-
-    /// A clock the test moves by hand.
-    fn fake_clock() -> (Arc<AtomicU64>, Clock) {
-        let offset = Arc::new(AtomicU64::new(0));
-        let handle = Arc::clone(&offset);
-        (offset, Box::new(move || Duration::from_millis(1_000_000 + handle.load(Ordering::SeqCst))))
-    }
-
-    fn get(cache: &Cache, context: &EncryptionContext, len: u64, calls: &AtomicU64) -> Arc<Materials> {
-        let future = cache.materials(context, Some(len), || {
-            calls.fetch_add(1, Ordering::SeqCst);
-            std::future::ready(Ok(materials()))
-        });
-        let mut future = std::pin::pin!(future);
-        match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(result) => result.expect("materials"),
-            Poll::Pending => panic!("no flight is pending in these tests"),
-        }
-    }
-
-    #[test]
-    fn entries_expire_with_the_clock() {
-        let (offset, clock) = fake_clock();
-        let cache = Cache::with_clock(CachePolicy::new(Duration::from_secs(60)), clock);
-        let context = EncryptionContext::new();
-        let calls = AtomicU64::new(0);
-        get(&cache, &context, 10, &calls);
-        offset.store(59_999, Ordering::SeqCst);
-        get(&cache, &context, 10, &calls);
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "still within max age");
-        offset.store(60_000, Ordering::SeqCst);
-        get(&cache, &context, 10, &calls);
-        assert_eq!(calls.load(Ordering::SeqCst), 2, "at max age the key is replaced");
-
-        let edk = EncryptedDataKey::new("test", "k", vec![1]).expect("edk");
-        cache.remember(std::slice::from_ref(&edk), &context, &DataKey::from_bytes([1; 32]));
-        offset.store(119_999, Ordering::SeqCst);
-        assert!(cache.unwrapped(std::slice::from_ref(&edk), &context).is_some());
-        offset.store(120_000, Ordering::SeqCst);
-        assert!(cache.unwrapped(std::slice::from_ref(&edk), &context).is_none());
-        assert_eq!(cache.len().1, 0, "the expired key is gone");
-    }
-
-    #[test]
-    fn capacity_evicts_the_least_recently_used() {
-        let (_, clock) = fake_clock();
-        let cache = Cache::with_clock(CachePolicy::new(Duration::from_secs(60)).capacity(2), clock);
-        let contexts: Vec<_> =
-            (0..3).map(|i| EncryptionContext::from_pairs([("n", i.to_string())]).expect("context")).collect();
-        let calls = AtomicU64::new(0);
-        get(&cache, &contexts[0], 1, &calls);
-        get(&cache, &contexts[1], 1, &calls);
-        get(&cache, &contexts[0], 1, &calls);
-        get(&cache, &contexts[2], 1, &calls); // evicts 1, the least recently used
-        assert_eq!(cache.len().0, 2);
-        get(&cache, &contexts[0], 1, &calls);
-        assert_eq!(calls.load(Ordering::SeqCst), 3);
-        get(&cache, &contexts[1], 1, &calls);
-        assert_eq!(calls.load(Ordering::SeqCst), 4, "context 1 was evicted");
-
-        let edks: Vec<_> = (0..3u8).map(|i| EncryptedDataKey::new("t", "k", vec![i]).expect("edk")).collect();
-        let context = EncryptionContext::new();
-        for edk in &edks {
-            cache.remember(std::slice::from_ref(edk), &context, &DataKey::from_bytes([2; 32]));
-        }
-        assert_eq!(cache.len().1, 2);
-        assert!(cache.unwrapped(std::slice::from_ref(&edks[0]), &context).is_none());
-        assert!(cache.unwrapped(std::slice::from_ref(&edks[2]), &context).is_some());
-    }
-}
+mod tests;
