@@ -192,13 +192,22 @@ impl Head {
     }
 }
 
+/// Where an S3 Encryption Client object keeps the wrapped key rekey replaces.
+#[derive(Debug, Clone)]
+pub(super) enum KeyPlace {
+    /// The object's user-metadata entry of that name.
+    Metadata { entry: &'static str },
+    /// The instruction file, as read.
+    InstructionFile { key: String, head: Box<Head>, body: Vec<u8>, entry: &'static str },
+}
+
 /// What an S3 unit carries.
 pub struct ObjectUnit {
     pub(super) shared: Arc<Shared>,
     pub(super) key: String,
     pub(super) head: Option<Head>,
     /// Where an S3 Encryption Client object's wrapped key is (`S3Job::S3ec`).
-    pub(super) s3ec: Option<super::s3ec::KeyPlace>,
+    pub(super) s3ec: Option<KeyPlace>,
 }
 
 impl std::fmt::Debug for ObjectUnit {

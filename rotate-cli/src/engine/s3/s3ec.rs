@@ -16,19 +16,10 @@ use serde_json::{Value, json};
 
 use super::body::{get_bytes, reencrypt_whole};
 use super::client::{item_error, status};
-use super::object::{Head, Shared, head};
+use super::object::{Head, KeyPlace, Shared, head};
 use crate::engine::error::{Error, ErrorKind, ItemError, ItemErrorCode};
 use crate::engine::item::Item;
 use crate::engine::journal::Journal;
-
-/// Where an S3 Encryption Client object keeps the wrapped key rekey replaces.
-#[derive(Debug, Clone)]
-pub(super) enum KeyPlace {
-    /// The object's user-metadata entry of that name.
-    Metadata { entry: &'static str },
-    /// The instruction file, as read.
-    InstructionFile { key: String, head: Box<Head>, body: Vec<u8>, entry: &'static str },
-}
 
 /// What a load found: the content metadata and where the key is.
 pub(super) struct Found {
