@@ -14,8 +14,11 @@ S3 and KMS on one endpoint, AWS_ENDPOINT_URL). Used by rotate-cli/tests/s3ec.rs.
         its encryption context, its plaintext digest compared with the manifest's.
   s3ec.py raw BUCKET KEY -> the sha256 of the stored (encrypted) body
   s3ec.py set-metadata BUCKET KEY NAME VALUE -> one metadata entry changed by a plain copy
+  s3ec.py foreign-key BUCKET KEY KMS_KEY -> the object's wrapped key replaced by a new data key
+        under KMS_KEY made with the object's own stored context (a planted key)
 """
 
+import base64
 import hashlib
 import io
 import json
@@ -124,6 +127,13 @@ def main(argv):
             Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
             Metadata=metadata, MetadataDirective="REPLACE",
         )
+    elif argv[0] == "foreign-key":
+        bucket, key, kms_key = argv[1:4]
+        metadata = client("s3").head_object(Bucket=bucket, Key=key)["Metadata"]
+        entry = "x-amz-3" if "x-amz-3" in metadata else "x-amz-key-v2"
+        context = json.loads(metadata.get("x-amz-t") or metadata.get("x-amz-matdesc") or "{}")
+        blob = client("kms").generate_data_key(KeyId=kms_key, KeySpec="AES_256", EncryptionContext=context)
+        main(["set-metadata", bucket, key, entry, base64.b64encode(blob["CiphertextBlob"]).decode()])
     else:
         sys.exit(f"unknown command {argv[0]}")
 

@@ -609,7 +609,10 @@ async fn run(
                     )
                 }
             },
-            None => "no item would change".to_owned(),
+            None => match dry.first_failure() {
+                Some((name, why)) => format!("no item would change; one item ({name}) FAILED: {why}"),
+                None => "no item would change".to_owned(),
+            },
         };
         summary.extra.push(("sample".into(), json!(sample)));
         summary.extra.push((
