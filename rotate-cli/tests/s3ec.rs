@@ -279,3 +279,45 @@ fn inspect_shows_one_object_and_legacy_kms_wrapping_fails_with_its_reason_in_the
     let failures = std::fs::read_to_string(env.path("run.journal.failures.jsonl")).expect("failure report");
     assert!(failures.contains("legacy `kms`") && failures.contains("reencrypt"), "{failures}");
 }
+
+#[test]
+#[ignore = "needs the local KMS server and the S3 Encryption Client: bash scripts/test.sh"]
+fn keys_in_instruction_files_are_rewrapped_there_with_the_object_untouched_and_rolled_back() {
+    let env = Env::new();
+    let (bucket, manifest, k1, k2, _) = env.objects();
+    for key in ["d/v3/small-1", "d/v2/small-2", "d/v3/big-0"] {
+        env.py("s3ec.py", &["to-instruction-file", &bucket, key]);
+    }
+    // The official client reads them from their instruction files.
+    assert!(all_ok(&env.read(&bucket, &k1, &manifest)));
+    let before = env.snapshot(&bucket);
+    let url = format!("s3://{bucket}/d/");
+    let (from, to) = (format!("kms:{k1}"), format!("kms:{k2}"));
+    let scan = env.rekey(&["scan", &url, "--json", "--no-progress"], 0);
+    let counts = &scan["s3_encryption_client"];
+    assert_eq!((counts["instruction_files"].as_u64(), counts["key_in_instruction_file"].as_u64()), (Some(3), Some(2)));
+
+    let s = env.rekey(&rewrap(&url, &from, &to, "run.journal"), 0);
+    assert_eq!((s["rewrapped"].as_u64(), s["failed"].as_u64()), (Some(12), Some(0)), "{s}");
+    assert!(all_ok(&env.read(&bucket, &k2, &manifest)), "{:?}", env.read(&bucket, &k2, &manifest));
+    let after = env.snapshot(&bucket);
+    for key in ["d/v3/small-1", "d/v2/small-2", "d/v3/big-0"] {
+        assert_eq!(after[key], before[key], "{key}: the object itself is untouched");
+        let file = format!("{key}.instruction");
+        assert_ne!(after[&file]["BodySha256"], before[&file]["BodySha256"], "{file} rewritten");
+        assert_eq!(after[&file]["Metadata"], before[&file]["Metadata"], "{file}: its own metadata kept");
+    }
+    // The originals of the rewritten files were kept beside them (unversioned bucket).
+    let backups = env.py("s3_fixtures.py", &["versions", &bucket, ".rekey-backup/"]);
+    assert_eq!(serde_json::from_str::<BTreeMap<String, u64>>(&backups).expect("JSON").len(), 3, "{backups}");
+
+    let again = env.rekey(&rewrap(&url, &from, &to, "run2.journal"), 0);
+    assert_eq!((again["skipped"].as_u64(), again["rewrapped"].as_u64()), (Some(12), Some(0)), "{again}");
+    let r = env.rekey(&["rollback", "--journal", "run.journal", "--json"], 0);
+    assert_eq!(r["restored"], 12, "{r}");
+    assert!(all_ok(&env.read(&bucket, &k1, &manifest)));
+    let restored = env.snapshot(&bucket);
+    for key in ["d/v3/small-1.instruction", "d/v2/small-2.instruction", "d/v3/big-0.instruction"] {
+        assert_eq!(restored[key]["BodySha256"], before[key]["BodySha256"], "{key}: restored byte for byte");
+    }
+}

@@ -14,6 +14,11 @@ S3 and KMS on one endpoint, AWS_ENDPOINT_URL). Used by rotate-cli/tests/s3ec.rs.
         its encryption context, its plaintext digest compared with the manifest's.
   s3ec.py raw BUCKET KEY -> the sha256 of the stored (encrypted) body
   s3ec.py set-metadata BUCKET KEY NAME VALUE -> one metadata entry changed by a plain copy
+  s3ec.py to-instruction-file BUCKET KEY
+        moves the object's key entries into KEY.instruction as the specification
+        lays it out (V2: every S3 Encryption Client entry; V3: x-amz-3, x-amz-w,
+        x-amz-t and x-amz-m, the content entries staying on the object), the
+        file marked x-amz-crypto-instr-file, as the Java client writes one
   s3ec.py foreign-key BUCKET KEY KMS_KEY -> the object's wrapped key replaced by a new data key
         under KMS_KEY made with the object's own stored context (a planted key)
 """
@@ -123,6 +128,23 @@ def main(argv):
         head = s3.head_object(Bucket=bucket, Key=key)
         metadata = dict(head["Metadata"])
         metadata[name] = value
+        s3.copy_object(
+            Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
+            Metadata=metadata, MetadataDirective="REPLACE",
+        )
+    elif argv[0] == "to-instruction-file":
+        s3 = client("s3")
+        bucket, key = argv[1:3]
+        metadata = dict(s3.head_object(Bucket=bucket, Key=key)["Metadata"])
+        if "x-amz-3" in metadata:
+            moved = ["x-amz-3", "x-amz-w", "x-amz-t", "x-amz-m"]
+        else:
+            moved = ["x-amz-key-v2", "x-amz-wrap-alg", "x-amz-matdesc", "x-amz-iv", "x-amz-cek-alg", "x-amz-tag-len"]
+        instruction = {name: metadata.pop(name) for name in moved if name in metadata}
+        s3.put_object(
+            Bucket=bucket, Key=key + ".instruction", Body=json.dumps(instruction).encode(),
+            Metadata={"x-amz-crypto-instr-file": ""},
+        )
         s3.copy_object(
             Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
             Metadata=metadata, MetadataDirective="REPLACE",
