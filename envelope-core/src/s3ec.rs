@@ -185,7 +185,34 @@ impl std::fmt::Debug for ContentMetadata {
     }
 }
 
+/// V3's key commitment length.
+pub const KEY_COMMITMENT_LEN: usize = 28;
+/// The V3 content suite id (`115`, `0x0073`), as the key derivation takes it.
+const COMMITTING_SUITE_ID: [u8; 2] = [0x00, 0x73];
+
+/// The V3 key commitment of `data_key` under `message_id`: HKDF-SHA512
+/// (salt the message id), expanded with the suite id and `COMMITKEY`.
+pub fn key_commitment(data_key: &[u8], message_id: &[u8]) -> [u8; KEY_COMMITMENT_LEN] {
+    let hkdf = hkdf::Hkdf::<sha2::Sha512>::new(Some(message_id), data_key);
+    let mut info = [0u8; 11];
+    info[..2].copy_from_slice(&COMMITTING_SUITE_ID);
+    info[2..].copy_from_slice(b"COMMITKEY");
+    let mut commitment = [0u8; KEY_COMMITMENT_LEN];
+    // 28 bytes is far below HKDF-SHA512's limit, so expansion cannot fail.
+    let _ = hkdf.expand(&info, &mut commitment);
+    commitment
+}
+
 impl ContentMetadata {
+    /// Whether `data_key` is the key a V3 object's stored commitment
+    /// (`x-amz-d`) was made for, compared in constant time. `None` for V1
+    /// and V2, which commit to nothing.
+    pub fn commits_to(&self, data_key: &[u8]) -> Option<bool> {
+        use subtle::ConstantTimeEq as _;
+        let (stored, message_id) = (self.key_commitment.as_ref()?, self.message_id.as_ref()?);
+        Some(bool::from(key_commitment(data_key, message_id).ct_eq(stored.as_slice())))
+    }
+
     /// The encryption context the client sends to KMS for this object: the
     /// stored map as it is, for `kms+context` and the legacy `kms`. `None`
     /// for raw keyrings.

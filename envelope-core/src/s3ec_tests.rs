@@ -179,6 +179,24 @@ fn v2_instruction_file_and_key_replacement_keeps_the_rest() {
     assert_eq!(ContentMetadata { wrapped_key: m.wrapped_key.clone(), ..again }, m);
 }
 
+/// From the official Python client's own derivation (`derive_keys`), data
+/// key 00..1f, message id 100..127.
+#[test]
+fn key_commitment_matches_the_official_client() {
+    let data_key: Vec<u8> = (0..32).collect();
+    let message_id: Vec<u8> = (100..128).collect();
+    assert_eq!(
+        hex::encode(key_commitment(&data_key, &message_id)),
+        "2d59a480d136f5982791c93a93d760ceade5011ccf465dbfc303c597"
+    );
+    let mut meta = complete(parse(&v3()).expect("parsed"));
+    meta.message_id = Some(message_id);
+    meta.key_commitment = Some(key_commitment(&data_key, meta.message_id.as_ref().expect("id")).to_vec());
+    assert_eq!(meta.commits_to(&data_key), Some(true));
+    assert_eq!(meta.commits_to(&[0u8; 32]), Some(false));
+    assert_eq!(complete(parse(&v2()).expect("parsed")).commits_to(&data_key), None);
+}
+
 #[test]
 fn debug_output_holds_no_key_bytes() {
     let m = complete(parse(&v2()).expect("parsed"));

@@ -190,21 +190,35 @@ fn moved_and_foreign_keys_are_refused_and_a_tampered_commitment_is_not_laundered
     );
     let before = env.snapshot(&bucket);
 
-    let s = env.rekey(&rewrap(&url, &format!("kms:{k1}"), &format!("kms:{k2}"), "run.journal"), 6);
-    assert_eq!((s["rewrapped"].as_u64(), s["failed"].as_u64()), (Some(10), Some(2)), "{s}");
+    let (from, to) = (format!("kms:{k1}"), format!("kms:{k2}"));
+    let mut args = rewrap(&url, &from, &to, "run.journal");
+    args.push("--verify");
+    let s = env.rekey(&args, 6);
+    assert_eq!((s["rewrapped"].as_u64(), s["failed"].as_u64()), (Some(9), Some(3)), "{s}");
     let failures = std::fs::read_to_string(env.path("run.journal.failures.jsonl")).expect("failure report");
     assert!(failures.contains("d/v3/small-2") && failures.contains("d/v2/small-0"), "{failures}");
+    // --verify opens the new key and finds the stored commitment is not its own.
+    assert!(failures.contains("d/v3/small-0") && failures.contains("x-amz-d"), "{failures}");
     let after = env.snapshot(&bucket);
-    for name in ["d/v3/small-2", "d/v2/small-0"] {
+    for name in ["d/v3/small-2", "d/v2/small-0", "d/v3/small-0"] {
         assert_eq!(after[name], before[name], "{name}: refused, and left exactly as it was");
     }
-    // The tampered object's key was re-wrapped, its commitment kept as it
-    // was: the client still refuses it, under the new key too.
+    let read = env.read(&bucket, &k2, &manifest);
+    let fine = read.iter().filter(|(_, r)| *r == "ok").count();
+    assert_eq!(fine, 9, "{read:?}");
+
+    // Without --verify the tampered object's key is re-wrapped and its
+    // commitment kept as it was: nothing is laundered, the client still refuses it.
+    let s = env.rekey(&rewrap(&url, &from, &to, "run2.journal"), 6);
+    assert_eq!(
+        (s["rewrapped"].as_u64(), s["skipped"].as_u64(), s["failed"].as_u64()),
+        (Some(1), Some(9), Some(2)),
+        "{s}"
+    );
     let read = env.read(&bucket, &k2, &manifest);
     assert!(read["d/v3/small-0"].starts_with("error"), "{read:?}");
+    let after = env.snapshot(&bucket);
     assert_eq!(after["d/v3/small-0"]["Metadata"]["x-amz-d"], before["d/v3/small-0"]["Metadata"]["x-amz-d"]);
-    let fine = read.iter().filter(|(k, r)| *r == "ok" && !["d/v3/small-2", "d/v2/small-0"].contains(&k.as_str()));
-    assert_eq!(fine.count(), 9, "{read:?}");
 }
 
 struct Proxy(Child);

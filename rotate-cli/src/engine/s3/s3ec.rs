@@ -136,6 +136,52 @@ pub(super) async fn write_instruction_file(
     reencrypt_whole(&shared.client, &shared.bucket, key, ihead, journal, id, body, new, backup_prefix).await
 }
 
+/// Under `--verify`, for V3: the new wrapped key (`new_value`, base64)
+/// opened by the destination alone must be the key the object's stored
+/// commitment (`x-amz-d`) was made for; otherwise the object was tampered
+/// with (or its key swapped) and is not written.
+pub(super) async fn check_commitment(
+    shared: &Shared,
+    (read, place): (&Head, &KeyPlace),
+    context: &EncryptionContext,
+    new_value: &str,
+) -> Result<(), ItemError> {
+    let Some(transform) = shared.probe.as_ref().map(|p| &p.transform).filter(|t| t.verifies()) else {
+        return Ok(());
+    };
+    let meta = match place {
+        KeyPlace::Metadata { .. } => match s3ec::parse(&read.metadata) {
+            Ok(Status::Complete(meta)) => *meta,
+            _ => return Ok(()),
+        },
+        KeyPlace::InstructionFile { body, .. } => match s3ec::parse_with_instruction_file(&read.metadata, body) {
+            Ok(meta) => meta,
+            Err(_) => return Ok(()),
+        },
+    };
+    if meta.key_commitment.is_none() {
+        return Ok(());
+    }
+    let Some(destination) = transform.destination() else {
+        return Ok(());
+    };
+    let blob = STANDARD
+        .decode(new_value.trim_ascii())
+        .map_err(|_| ItemError::input("internal: a new key that is not base64"))?;
+    let edk = envelope_core::EncryptedDataKey::new(destination.provider_id(), destination.key_id(), blob)
+        .map_err(|e| ItemError::input(e.to_string()))?;
+    let data_key = destination.unwrap(std::slice::from_ref(&edk), context).await?;
+    if meta.commits_to(data_key.expose_secret()) == Some(true) {
+        Ok(())
+    } else {
+        Err(ItemError::new(
+            ItemErrorCode::VerifyFailed,
+            "the object's key commitment (x-amz-d) is not that of its data key: its metadata was tampered with or \
+             its wrapped key swapped; nothing was written (the S3 Encryption Client refuses this object too)",
+        ))
+    }
+}
+
 /// `rekey inspect s3://BUCKET/KEY`: what one object's S3 Encryption
 /// Client metadata (or its instruction file) says, without any key.
 ///

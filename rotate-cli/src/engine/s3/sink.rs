@@ -10,7 +10,7 @@ use super::body::{put_whole, reencrypt_streamed, reencrypt_whole, rewrite_header
 use super::client::{DEFAULT_PART_SIZE, MAX_SINGLE_COPY, io_error, same_key};
 use super::copy::{CopyChange, Written, self_copy, update_encryption};
 use super::object::{KeyPlace, ObjectUnit, S3Job, SseMethod, head, still_as_read};
-use super::s3ec::write_instruction_file;
+use super::s3ec::{check_commitment, write_instruction_file};
 use crate::engine::error::{Error, ItemError, ItemErrorCode};
 use crate::engine::item::Unit;
 use crate::engine::journal::{self, Checkpoint, Entry, Journal, ObjectUndo};
@@ -109,6 +109,9 @@ impl Sink<ObjectUnit> for ObjectSink {
         }
         let new = String::from_utf8(new.clone())
             .map_err(|_| ItemError::new(ItemErrorCode::BadInput, "internal: a new value that is not text"))?;
+        if let (S3Job::S3ec { .. }, Some(place)) = (&shared.job, &unit.payload.s3ec) {
+            check_commitment(&shared, (&read, place), &item.context, &new).await?;
+        }
         let s3ec_entry = match (&shared.job, &unit.payload.s3ec) {
             (
                 S3Job::S3ec { backup_prefix, .. },
