@@ -105,3 +105,20 @@ pub fn keyset_file(data: &[u8]) {
 pub fn esdk_message(data: &[u8]) {
     crate::esdk::fuzz_message(data);
 }
+
+/// Reads S3 Encryption Client metadata: the input, split at newlines into
+/// `name=value` entries up to the first NUL, then the rest as an
+/// instruction file; also replaces the key of that file.
+pub fn s3ec_metadata(data: &[u8]) {
+    let (entries, file) = match data.iter().position(|b| *b == 0) {
+        Some(at) => (&data[..at], &data[at + 1..]),
+        None => (data, &[][..]),
+    };
+    let metadata: std::collections::BTreeMap<String, String> = String::from_utf8_lossy(entries)
+        .lines()
+        .filter_map(|line| line.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    let _ = crate::s3ec::parse(&metadata);
+    let _ = crate::s3ec::parse_with_instruction_file(&metadata, file);
+    let _ = crate::s3ec::replace_instruction_key(file, crate::s3ec::KEY_V3, "AQID");
+}

@@ -28,6 +28,7 @@ pub mod legacy;
 mod local;
 mod plaintext;
 mod random;
+pub mod s3ec;
 mod stream;
 mod suite;
 mod text;

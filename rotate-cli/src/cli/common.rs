@@ -165,7 +165,8 @@ pub(crate) struct DiscoveryArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
-    /// Input file [default: stdin]
+    /// Input file [default: stdin], or s3://BUCKET/KEY: an object's S3 Encryption Client metadata (HeadObject,
+    /// and its instruction file KEY.instruction when the key is there)
     pub(crate) input: Option<PathBuf>,
     /// Machine-readable output
     #[arg(long)]

@@ -18,6 +18,9 @@ pub(crate) enum ItemKind {
     Legacy,
     /// AWS Encryption SDK messages, binary or base64 (reencrypt only, into new SDK messages)
     Esdk,
+    /// S3 objects written by the Amazon S3 Encryption Client (rewrap of s3:// targets: each object's KMS-wrapped
+    /// data key, under its own encryption context)
+    S3ec,
 }
 
 /// What to work on: files and directories, or one record stream.
@@ -257,6 +260,12 @@ pub(crate) struct S3Args {
     /// this run, so no backup is ever written over); not empty, and not overlapping the target's prefix
     #[arg(long, default_value = ".rekey-backup/", value_name = "PREFIX")]
     pub(crate) backup_prefix: String,
+    /// S3, --items s3ec: the instruction file of KEY is KEY followed by this suffix
+    #[arg(long, default_value = ".instruction", value_name = "SUFFIX")]
+    pub(crate) instruction_suffix: String,
+    /// Set by `rewrap --items s3ec`: the objects are S3 Encryption Client objects.
+    #[arg(skip)]
+    pub(crate) s3ec: bool,
     /// Set by `rewrap --metadata-key`: the destination context, with which a
     /// rerun recognises data keys already under the destination.
     #[arg(skip)]

@@ -17,6 +17,9 @@ use rotate_cli::engine::format::esdk;
 const MAX_TEXT_INPUT: u64 = 128 << 20;
 
 pub(crate) fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
+    if let Some(url) = args.input.as_ref().and_then(|p| p.to_str()).filter(|u| rotate_cli::engine::s3::is_s3_url(u)) {
+        return super::s3::inspect(url, args.json);
+    }
     let mut input = BufReader::with_capacity(1 << 16, open_input(args.input.as_deref())?);
     let head = input.fill_buf().map_err(|e| CliError::io("cannot read the input", e))?.to_vec();
     let options = ParseOptions { max_encrypted_data_keys: envelope_core::hazmat::MAX_ENCRYPTED_DATA_KEYS };

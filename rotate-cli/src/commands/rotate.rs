@@ -44,13 +44,31 @@ AES-GCM under the message's derived key with a fixed zero IV, so re-authenticati
 and nonce on new data, and anyone holding both headers can forge frames; signed messages would also need the \
 signing key, which the SDK discarded. Nothing was written";
 
+/// `rekey reencrypt --items s3ec` is not built yet.
+fn s3ec_reencrypt_missing() -> CliError {
+    CliError::usage("rekey does not re-encrypt S3 Encryption Client objects yet (their bodies stay as they are)")
+        .hint("re-wrap their KMS data keys with `rekey rewrap s3://... --items s3ec`")
+}
+
 pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs, action: Action) -> Result<ExitCode, CliError> {
     if args.items == ItemKind::Esdk {
         // Before any key is resolved or anything is read or written.
         return Err(CliError::usage(ESDK_REWRAP_REFUSED).hint("use rekey reencrypt --items esdk"));
     }
     let mut args = args;
-    if args.target.inventory.s3.metadata_key.is_some() {
+    if args.items == ItemKind::S3ec {
+        if !crate::commands::s3::is_s3_target(&args.target.inventory) {
+            return Err(CliError::usage("--items s3ec is for S3 objects: name one target s3://BUCKET/PREFIX"));
+        }
+        if !args.source_context.is_empty() || !args.dest_context.is_empty() {
+            return Err(CliError::usage(
+                "--items s3ec uses each object's own encryption context: drop --source-context and --dest-context",
+            ));
+        }
+        // Each object is a bare KMS blob under its own context; reruns probe with it.
+        args.target.inventory.s3.s3ec = true;
+        args.target.inventory.s3.probe_context = Some(Vec::new());
+    } else if args.target.inventory.s3.metadata_key.is_some() {
         // S3 method A: the metadata entry holds a bare KMS blob.
         args.items = ItemKind::Edk;
         let dest = if args.dest_context.is_empty() { &args.source_context } else { &args.dest_context };
@@ -59,7 +77,7 @@ pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs, action: Action) -> Res
     let destination = keys.wrapping(&args.to, &[]).await?;
     let mut params = RunParams::new();
     let sources = match args.items {
-        ItemKind::Edk if args.from.is_empty() => {
+        ItemKind::Edk | ItemKind::S3ec if args.from.is_empty() => {
             return Err(CliError::usage(
                 "bare data keys name no key: say which keys they are under with --from kms:KEY",
             ));
@@ -75,6 +93,10 @@ pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs, action: Action) -> Res
             params.insert("add".into(), args.add.to_string());
             params.insert("remove".into(), key_ids(&remove));
             transform(Rewrap::new(destination, remove, args.add), sources, &args.target)
+        }
+        ItemKind::S3ec => {
+            let none = envelope_core::EncryptionContext::new();
+            transform(RewrapBare::new(destination, none.clone(), none), sources, &args.target)
         }
         ItemKind::Edk => {
             let source_context = parse_context(&args.source_context)?;
@@ -122,6 +144,7 @@ pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs, action: Action) 
             return Err(CliError::usage("bare encrypted data keys are re-wrapped, not re-encrypted")
                 .hint("use `rekey rewrap --items edk`"));
         }
+        ItemKind::S3ec => return Err(s3ec_reencrypt_missing()),
         ItemKind::Esdk => unreachable!("handled by reencrypt_esdk above"),
     };
     let sources = keys.decrypting(&args.from, &args.discovery).await?;
@@ -184,6 +207,7 @@ async fn reencrypt_to_keyset(keys: &Keys, args: ReencryptArgs, action: Action) -
             return Err(CliError::usage("bare encrypted data keys are re-wrapped, not re-encrypted")
                 .hint("use `rekey rewrap --items edk`"));
         }
+        ItemKind::S3ec => return Err(s3ec_reencrypt_missing()),
         ItemKind::Esdk => {
             return Err(CliError::usage("--keyset does not take AWS Encryption SDK messages")
                 .hint("re-encrypt them into SDK messages with `rekey reencrypt --items esdk --to kms:KEY`"));
@@ -585,7 +609,10 @@ async fn run(
                     )
                 }
             },
-            None => "no item would change".to_owned(),
+            None => match dry.first_failure() {
+                Some((name, why)) => format!("no item would change; one item ({name}) FAILED: {why}"),
+                None => "no item would change".to_owned(),
+            },
         };
         summary.extra.push(("sample".into(), json!(sample)));
         summary.extra.push((

@@ -54,6 +54,21 @@ pub(crate) fn spec(args: &InventoryArgs) -> Result<S3Spec, CliError> {
 
 impl S3Spec {
     fn job(&self) -> Result<S3Job, CliError> {
+        if self.args.s3ec {
+            if self.args.metadata_key.is_some() {
+                return Err(CliError::usage("--items s3ec finds each object's key entry itself: drop --metadata-key"));
+            }
+            if self.args.instruction_suffix.is_empty() {
+                return Err(CliError::usage(
+                    "--instruction-suffix needs a suffix (the client's default is .instruction)",
+                ));
+            }
+            rotate_cli::engine::s3::check_backup_prefix(&self.url, &self.args.backup_prefix)?;
+            return Ok(S3Job::S3ec {
+                instruction_suffix: self.args.instruction_suffix.clone(),
+                backup_prefix: self.args.backup_prefix.clone(),
+            });
+        }
         match &self.args.metadata_key {
             Some(name) if !name.is_empty() => Ok(S3Job::MetadataKey { name: name.clone() }),
             Some(_) => Err(CliError::usage("--metadata-key needs the name of the metadata entry holding the data key")),
@@ -363,6 +378,32 @@ async fn emit_batch_job(
         j = job_file.display()
     );
     Ok(if summary.counts.failed > 0 { ExitCode::from(Code::Partial as u8) } else { ExitCode::SUCCESS })
+}
+
+/// `rekey inspect s3://BUCKET/KEY`: one object's S3 Encryption Client metadata.
+pub(crate) fn inspect(url: &str, json: bool) -> Result<ExitCode, CliError> {
+    let url: S3Url = url.parse()?;
+    if url.prefix.is_empty() || url.prefix.ends_with('/') {
+        return Err(CliError::usage("inspect takes one object: s3://BUCKET/KEY"));
+    }
+    let handle = tokio::runtime::Handle::current();
+    let report = tokio::task::block_in_place(|| {
+        handle.block_on(async {
+            let path_style = std::env::var("AWS_S3_FORCE_PATH_STYLE").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+            let client = s3_client(path_style).await?;
+            let suffix = envelope_core::s3ec::DEFAULT_INSTRUCTION_SUFFIX;
+            Ok::<_, CliError>(rotate_cli::engine::s3::inspect_object(&client, &url.bucket, &url.prefix, suffix).await?)
+        })
+    })?;
+    if json {
+        println!("{report}");
+    } else if let Some(fields) = report.as_object() {
+        for (name, value) in fields {
+            let text = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+            println!("{name:<24} {text}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Whether a journal is of an S3 run.

@@ -222,6 +222,9 @@ impl<P: Send + 'static> Sink<P> for ScanSink {
 pub struct DryRun {
     journal_bytes: Mutex<u64>,
     sample: Mutex<Option<Item>>,
+    /// The first item that would fail, and why: the sample line names it
+    /// when no item would change, so it never reads as all clear.
+    first_failure: Mutex<Option<(String, String)>>,
 }
 
 impl DryRun {
@@ -233,6 +236,11 @@ impl DryRun {
     /// The first item that would change, to try for real in memory.
     pub fn sample(&self) -> Option<Item> {
         self.sample.lock().ok().and_then(|mut s| s.take())
+    }
+
+    /// The first item that would fail, and its error.
+    pub fn first_failure(&self) -> Option<(String, String)> {
+        self.first_failure.lock().ok().and_then(|f| f.clone())
     }
 
     /// About how large the journal of the real run would be, in bytes.
@@ -257,6 +265,14 @@ impl<P: Send + 'static> Sink<P> for DryRun {
             .sum();
         if let Ok(mut n) = self.journal_bytes.lock() {
             *n += estimate;
+        }
+        if let Ok(mut first) = self.first_failure.lock()
+            && first.is_none()
+        {
+            *first = unit.items.iter().find_map(|i| match &i.result {
+                Some(Err(e)) => Some((i.name.clone(), e.message.clone())),
+                _ => None,
+            });
         }
         if estimate > 0
             && let Ok(mut sample) = self.sample.lock()

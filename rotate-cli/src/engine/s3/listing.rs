@@ -296,6 +296,11 @@ impl S3Source {
         let relative = key.strip_prefix(&self.url.prefix).unwrap_or(key).trim_start_matches('/');
         let backup = match &self.shared.job {
             S3Job::Envelope { backup_prefix } => !backup_prefix.is_empty() && key.starts_with(backup_prefix.as_str()),
+            // Instruction files are read with their object, never as objects of their own.
+            S3Job::S3ec { instruction_suffix, backup_prefix } => {
+                (!backup_prefix.is_empty() && key.starts_with(backup_prefix.as_str()))
+                    || (!instruction_suffix.is_empty() && key.ends_with(instruction_suffix.as_str()))
+            }
             _ => false,
         };
         !key.ends_with('/')
@@ -346,7 +351,10 @@ impl Source for S3Source {
                 } else {
                     format!("s3://{}/{key}", self.url.bucket)
                 };
-                return Ok(Some(Unit::new(id, ObjectUnit { shared: Arc::clone(&self.shared), key, head: None })));
+                return Ok(Some(Unit::new(
+                    id,
+                    ObjectUnit { shared: Arc::clone(&self.shared), key, head: None, s3ec: None },
+                )));
             }
             if self.list.is_some() {
                 match self.next_listed()? {
@@ -395,7 +403,7 @@ impl Source for S3Source {
                     if let Some(probe) = &shared.probe
                         && probe.first.load(Ordering::Relaxed)
                     {
-                        if probe.under_destination(&item.bytes).await {
+                        if probe.under_destination(&item.bytes, &item.context).await {
                             item.result = Some(Ok(Outcome::Skipped));
                         } else {
                             probe.first.store(false, Ordering::Relaxed);
@@ -434,6 +442,36 @@ impl Source for S3Source {
                                 "an object over 8 MiB that is not a framed rekey envelope: only framed envelopes \
                                  are rewritten by their header",
                             )));
+                        }
+                    }
+                }
+            }
+            S3Job::S3ec { instruction_suffix, .. } => {
+                match super::s3ec::find((&shared.client, &shared.bucket), &unit.payload.key, &head, instruction_suffix)
+                    .await?
+                {
+                    None => {
+                        item.result = Some(Err(ItemError::new(
+                            ItemErrorCode::MissingField,
+                            format!(
+                                "not an S3 Encryption Client object: no x-amz-key, x-amz-key-v2 or x-amz-3 entry, \
+                                 and no instruction file {}{instruction_suffix}",
+                                unit.payload.key
+                            ),
+                        )));
+                    }
+                    Some(found) => {
+                        super::s3ec::item_of(&found, &head, &mut item);
+                        unit.payload.s3ec = Some(found.place);
+                        if let Some(probe) = &shared.probe
+                            && item.result.is_none()
+                            && probe.first.load(Ordering::Relaxed)
+                        {
+                            if probe.under_destination(&item.bytes, &item.context).await {
+                                item.result = Some(Ok(Outcome::Skipped));
+                            } else {
+                                probe.first.store(false, Ordering::Relaxed);
+                            }
                         }
                     }
                 }

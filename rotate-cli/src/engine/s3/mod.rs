@@ -40,6 +40,7 @@ mod copy;
 mod listing;
 mod object;
 mod rollback;
+mod s3ec;
 mod scan;
 mod sink;
 #[cfg(test)]
@@ -55,5 +56,6 @@ pub use self::copy::update_supported;
 pub use self::listing::{MAX_KEY_BYTES, S3Source};
 pub use self::object::{Head, ObjectUnit, Probe, S3Job, SseJob, SseMethod};
 pub use self::rollback::{is_s3_run, rollback, run_params};
-pub use self::scan::{S3ScanReport, S3ScanSink};
+pub use self::s3ec::inspect_object;
+pub use self::scan::{S3ScanReport, S3ScanSink, S3ecCounts};
 pub use self::sink::ObjectSink;

@@ -69,6 +69,16 @@ pub enum S3Job {
         /// Where originals of re-encrypted objects are copied on unversioned buckets.
         backup_prefix: String,
     },
+    /// Objects written by the Amazon S3 Encryption Client: the wrapped key
+    /// in `x-amz-key-v2` / `x-amz-3` (or `x-amz-key`), in the object's
+    /// metadata or its instruction file, re-wrapped under the object's own
+    /// KMS encryption context; the body is never read.
+    S3ec {
+        /// The instruction file of `KEY` is `KEY{instruction_suffix}`.
+        instruction_suffix: String,
+        /// Where originals of rewritten instruction files are copied on unversioned buckets.
+        backup_prefix: String,
+    },
     /// Count keys: SSE-KMS key ids, and the metadata entry when named.
     Scan {
         /// The user-metadata entry holding a data key, if any.
@@ -108,7 +118,8 @@ impl Probe {
         Self { transform, context, first: AtomicBool::new(true) }
     }
 
-    pub(super) async fn under_destination(&self, value: &[u8]) -> bool {
+    /// `context`: the item's own pairs, added to the probe's.
+    pub(super) async fn under_destination(&self, value: &[u8], context: &EncryptionContext) -> bool {
         let blob = std::str::from_utf8(value)
             .ok()
             .and_then(|t| STANDARD.decode(t.trim_ascii()).ok())
@@ -119,7 +130,13 @@ impl Probe {
         let Ok(edk) = EncryptedDataKey::new(destination.provider_id(), destination.key_id(), blob) else {
             return false;
         };
-        destination.rewrap(&edk, &self.context, &self.context, &[destination]).await.is_ok()
+        let mut merged = self.context.clone();
+        for (k, v) in context.iter() {
+            if merged.insert(k, v).is_err() {
+                return false;
+            }
+        }
+        destination.rewrap(&edk, &merged, &merged, &[destination]).await.is_ok()
     }
 }
 
@@ -175,11 +192,22 @@ impl Head {
     }
 }
 
+/// Where an S3 Encryption Client object keeps the wrapped key rekey replaces.
+#[derive(Debug, Clone)]
+pub(super) enum KeyPlace {
+    /// The object's user-metadata entry of that name.
+    Metadata { entry: &'static str },
+    /// The instruction file, as read.
+    InstructionFile { key: String, head: Box<Head>, body: Vec<u8>, entry: &'static str },
+}
+
 /// What an S3 unit carries.
 pub struct ObjectUnit {
     pub(super) shared: Arc<Shared>,
     pub(super) key: String,
     pub(super) head: Option<Head>,
+    /// Where an S3 Encryption Client object's wrapped key is (`S3Job::S3ec`).
+    pub(super) s3ec: Option<KeyPlace>,
 }
 
 impl std::fmt::Debug for ObjectUnit {

@@ -33,6 +33,11 @@ pub fn run_params(url: &S3Url, job: &S3Job, sse_context: Option<&str>) -> RunPar
             params.insert("objects".into(), "envelopes".into());
             params.insert("backup_prefix".into(), backup_prefix.clone());
         }
+        S3Job::S3ec { instruction_suffix, backup_prefix } => {
+            params.insert("objects".into(), "s3ec".into());
+            params.insert("instruction_suffix".into(), instruction_suffix.clone());
+            params.insert("backup_prefix".into(), backup_prefix.clone());
+        }
         S3Job::Scan { .. } => {}
     }
     params

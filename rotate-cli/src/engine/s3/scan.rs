@@ -35,6 +35,115 @@ pub struct S3ScanReport {
     pub metadata_missing: u64,
     /// Objects that could not be read.
     pub unreadable: u64,
+    /// S3 Encryption Client objects, per what their metadata shows.
+    pub s3ec: S3ecCounts,
+}
+
+/// S3 Encryption Client objects found by a scan (from each object's own
+/// metadata: the V1/V2 objects whose metadata is all in an instruction
+/// file show only as instruction files).
+#[derive(Debug, Default, Clone)]
+pub struct S3ecCounts {
+    /// Per KMS key: the legacy `kms` wrapping names it (`kms_cmk_id`);
+    /// `kms+context` keys are known only to KMS; raw keyrings by name.
+    pub keys: BTreeMap<String, u64>,
+    /// Per format version (V1, V2, V3).
+    pub versions: BTreeMap<String, u64>,
+    /// Per content cipher.
+    pub ciphers: BTreeMap<String, u64>,
+    /// CBC objects: unauthenticated, to migrate.
+    pub unauthenticated: u64,
+    /// Objects whose wrapped key is in an instruction file (V3 marks them).
+    pub key_in_instruction_file: u64,
+    /// Instruction files (`*.instruction`, or marked `x-amz-crypto-instr-file`).
+    pub instruction_files: u64,
+    /// Objects with S3 Encryption Client entries that do not parse.
+    pub malformed: u64,
+}
+
+impl S3ecCounts {
+    /// Counts one object's metadata.
+    pub fn add(&mut self, key: &str, metadata: &BTreeMap<String, String>) {
+        use envelope_core::s3ec::{self, Status, Wrapping};
+        if metadata.contains_key(s3ec::INSTRUCTION_FILE_MARK) || key.ends_with(s3ec::DEFAULT_INSTRUCTION_SUFFIX) {
+            self.instruction_files += 1;
+            return;
+        }
+        match s3ec::parse(metadata) {
+            Ok(Status::NotMarked) => {}
+            Ok(Status::InstructionFile) => self.key_in_instruction_file += 1,
+            Ok(Status::Complete(meta)) => {
+                let key = match &meta.wrapping {
+                    Wrapping::KmsContext => "kms+context (the key is known only to KMS)".to_owned(),
+                    Wrapping::KmsLegacy => format!(
+                        "kms (legacy) {}",
+                        meta.stored_context.get(s3ec::KMS_CMK_ID_CONTEXT_KEY).map_or("?", String::as_str)
+                    ),
+                    Wrapping::Raw(name) => format!("raw keyring {name}"),
+                };
+                *self.keys.entry(key).or_default() += 1;
+                *self.versions.entry(meta.version.to_string()).or_default() += 1;
+                let mut cipher = meta.cipher.to_string();
+                if !meta.cipher.authenticated() {
+                    cipher.push_str(" (unauthenticated, migrate)");
+                    self.unauthenticated += 1;
+                }
+                *self.ciphers.entry(cipher).or_default() += 1;
+            }
+            Err(_) => self.malformed += 1,
+        }
+    }
+
+    /// Whether anything was found.
+    pub fn any(&self) -> bool {
+        !self.versions.is_empty() || self.key_in_instruction_file + self.instruction_files + self.malformed > 0
+    }
+
+    /// As JSON.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "objects": self.versions.values().sum::<u64>() + self.key_in_instruction_file,
+            "keys": self.keys,
+            "format_versions": self.versions,
+            "content_ciphers": self.ciphers,
+            "unauthenticated_migrate": self.unauthenticated,
+            "key_in_instruction_file": self.key_in_instruction_file,
+            "instruction_files": self.instruction_files,
+            "malformed": self.malformed,
+        })
+    }
+
+    /// As text for a person.
+    pub fn to_text(&self) -> String {
+        let mut out = String::from("S3 Encryption Client objects per key:\n");
+        let section = |out: &mut String, map: &BTreeMap<String, u64>| {
+            for (name, n) in map {
+                out.push_str(&format!("  {n:>10}  {name}\n"));
+            }
+        };
+        section(&mut out, &self.keys);
+        out.push_str("S3 Encryption Client objects per format version:\n");
+        section(&mut out, &self.versions);
+        out.push_str("S3 Encryption Client objects per content cipher:\n");
+        section(&mut out, &self.ciphers);
+        if self.unauthenticated > 0 {
+            out.push_str(&format!(
+                "  {:>10}  unauthenticated (AES/CBC), migrate: re-encrypt them as V3 objects\n",
+                self.unauthenticated
+            ));
+        }
+        out.push_str(&format!(
+            "  {:>10}  objects whose key is in an instruction file (V3)\n  {:>10}  instruction files\n",
+            self.key_in_instruction_file, self.instruction_files
+        ));
+        if self.malformed > 0 {
+            out.push_str(&format!(
+                "  {:>10}  objects with S3 Encryption Client entries that do not parse\n",
+                self.malformed
+            ));
+        }
+        out
+    }
 }
 
 impl S3ScanSink {
@@ -59,6 +168,7 @@ impl S3ScanReport {
             "metadata_bare_data_keys": self.metadata_bare,
             "metadata_missing": self.metadata_missing,
             "unreadable": self.unreadable,
+            "s3_encryption_client": self.s3ec.to_json(),
         })
     }
 
@@ -85,6 +195,9 @@ impl S3ScanReport {
                 self.metadata_bare, self.metadata_missing
             ));
         }
+        if self.s3ec.any() {
+            out.push_str(&self.s3ec.to_text());
+        }
         if self.unreadable > 0 {
             out.push_str(&format!("{:>12}  unreadable\n", self.unreadable));
         }
@@ -107,6 +220,7 @@ impl Sink<ObjectUnit> for S3ScanSink {
         }
         let sse = head.sse.as_ref().map_or("none", |s| s.as_str()).to_owned();
         *report.sse.entry(sse).or_default() += 1;
+        report.s3ec.add(&unit.payload.key, &head.metadata);
         if let S3Job::Scan { metadata_key: Some(_) } = &unit.payload.shared.job {
             match unit.items.first().map(|i| i.bytes.as_slice()) {
                 None | Some([]) => report.metadata_missing += 1,

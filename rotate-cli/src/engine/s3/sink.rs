@@ -9,7 +9,8 @@ use aws_sdk_s3::types::ServerSideEncryption;
 use super::body::{put_whole, reencrypt_streamed, reencrypt_whole, rewrite_header};
 use super::client::{DEFAULT_PART_SIZE, MAX_SINGLE_COPY, io_error, same_key};
 use super::copy::{CopyChange, Written, self_copy, update_encryption};
-use super::object::{ObjectUnit, S3Job, SseMethod, head, still_as_read};
+use super::object::{KeyPlace, ObjectUnit, S3Job, SseMethod, head, still_as_read};
+use super::s3ec::{check_commitment, write_instruction_file};
 use crate::engine::error::{Error, ItemError, ItemErrorCode};
 use crate::engine::item::Unit;
 use crate::engine::journal::{self, Checkpoint, Entry, Journal, ObjectUndo};
@@ -49,7 +50,8 @@ impl Sink<ObjectUnit> for ObjectSink {
         if let (Some(probe), Some(Err(e))) = (&shared.probe, &item.result)
             && !e.code.is_transient()
             && !matches!(e.code, ItemErrorCode::MissingField | ItemErrorCode::ChangedDuringRotation)
-            && probe.under_destination(&item.bytes).await
+            && !matches!(shared.job, S3Job::S3ec { .. } if e.code == ItemErrorCode::BadInput)
+            && probe.under_destination(&item.bytes, &item.context).await
         {
             item.result = Some(Ok(Outcome::Skipped));
             return Ok(());
@@ -107,17 +109,40 @@ impl Sink<ObjectUnit> for ObjectSink {
         }
         let new = String::from_utf8(new.clone())
             .map_err(|_| ItemError::new(ItemErrorCode::BadInput, "internal: a new value that is not text"))?;
-        let (undo, change, sse_job) = match &shared.job {
-            S3Job::MetadataKey { name } => {
+        if let (S3Job::S3ec { .. }, Some(place)) = (&shared.job, &unit.payload.s3ec) {
+            check_commitment(&shared, (&read, place), &item.context, &new).await?;
+        }
+        let s3ec_entry = match (&shared.job, &unit.payload.s3ec) {
+            (
+                S3Job::S3ec { backup_prefix, .. },
+                Some(KeyPlace::InstructionFile { key: file, head: ihead, body, entry }),
+            ) => {
+                // The key is in the instruction file: that file is rewritten, the object is not touched.
+                still_as_read(client, bucket, key, &read).await?;
+                let file = (file.as_str(), ihead.as_ref(), body.as_slice(), *entry);
+                return write_instruction_file(&shared, &journal, &unit.id, file, &new, backup_prefix).await;
+            }
+            (S3Job::S3ec { .. }, Some(KeyPlace::Metadata { entry })) => Some((*entry).to_owned()),
+            (S3Job::S3ec { .. }, None) => {
+                return Err(ItemError::new(
+                    ItemErrorCode::Io,
+                    "internal error: an S3 Encryption Client object without its key's place",
+                ));
+            }
+            (S3Job::MetadataKey { name }, _) => Some(name.clone()),
+            _ => None,
+        };
+        let (undo, change, sse_job) = match (&shared.job, s3ec_entry) {
+            (S3Job::S3ec { .. } | S3Job::MetadataKey { .. }, Some(name)) => {
                 let old = String::from_utf8_lossy(&item.bytes).into_owned();
                 let undo = ObjectUndo::Metadata {
                     name: name.to_ascii_lowercase(),
                     old_b64: journal::b64(old.as_bytes()),
                     new_sha256: journal::sha256(new.as_bytes()),
                 };
-                (undo, CopyChange::Metadata { name: name.clone(), value: new }, None)
+                (undo, CopyChange::Metadata { name, value: new }, None)
             }
-            S3Job::Sse(job) => {
+            (S3Job::Sse(job), _) => {
                 let undo = ObjectUndo::Sse {
                     old_algorithm: read.sse.as_ref().map(|s| s.as_str().to_owned()),
                     old_kms_key: read.kms_key().map(str::to_owned),
@@ -132,7 +157,9 @@ impl Sink<ObjectUnit> for ObjectSink {
                 };
                 (undo, change, Some(job))
             }
-            S3Job::Scan { .. } | S3Job::Envelope { .. } => return Ok(()),
+            (S3Job::Scan { .. } | S3Job::Envelope { .. } | S3Job::S3ec { .. } | S3Job::MetadataKey { .. }, _) => {
+                return Ok(());
+            }
         };
         still_as_read(client, bucket, key, &read).await?;
         let entry = Entry::Object {

@@ -50,3 +50,27 @@ fn backup_prefixes_that_could_meet_the_rotated_objects_are_refused() {
     let run = backup_run();
     assert!(run.len() == 25 && run.as_bytes()[8] == b'T' && run.as_bytes()[15] == b'Z', "{run}");
 }
+
+#[test]
+fn scans_count_s3_encryption_client_objects_and_flag_cbc() {
+    let meta = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    };
+    let mut counts = super::S3ecCounts::default();
+    let v1_kms = meta(&[
+        ("x-amz-key", "AQID"),
+        ("x-amz-iv", "AAAAAAAAAAAAAAAAAAAAAA=="),
+        ("x-amz-matdesc", r#"{"kms_cmk_id":"key/k1"}"#),
+    ]);
+    counts.add("a", &v1_kms);
+    counts.add("b", &meta(&[("x-amz-c", "115"), ("x-amz-d", "AAEC"), ("x-amz-i", "AAEC")]));
+    counts.add("b.instruction", &meta(&[]));
+    counts.add("c", &meta(&[("owner", "x")]));
+    counts.add("d", &meta(&[("x-amz-key", "AQID"), ("x-amz-key-v2", "AQID")]));
+    assert_eq!(counts.keys.get("kms (legacy) key/k1"), Some(&1));
+    assert_eq!(counts.versions.get("V1"), Some(&1));
+    assert_eq!((counts.unauthenticated, counts.key_in_instruction_file, counts.instruction_files), (1, 1, 1));
+    assert_eq!(counts.malformed, 1);
+    assert!(counts.to_text().contains("unauthenticated (AES/CBC), migrate"));
+    assert_eq!(counts.to_json()["objects"], 2);
+}

@@ -89,6 +89,11 @@ impl Transform {
         Self { strategy: Box::new(strategy), shared: Shared::new(sources, parse, verify), dry_run, destination_label }
     }
 
+    /// Whether the run checks what it wrote (`--verify`).
+    pub fn verifies(&self) -> bool {
+        self.shared.verify
+    }
+
     /// After a dry run that found `items` to change: the keyring calls the
     /// real run would make, as sentences for the plan (remote providers
     /// only; local keys cost none).
