@@ -14,6 +14,8 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row as SqlRow, Value};
 
 use super::mysql_connect::{check_encrypted, connect, db_error, is_privilege_error};
+#[cfg(test)]
+use super::spec::Update;
 use super::spec::{Cell, Db, Group, KeyValue, Row, TableSpec};
 use crate::engine::error::{Error, ErrorKind};
 
@@ -510,5 +512,51 @@ mod tests {
         assert_eq!(quote("a`b"), "`a``b`");
         assert_eq!(quote("t`; DROP TABLE x; --"), "`t``; DROP TABLE x; --`");
         assert_eq!(literal("o'k\\"), "'o''k\\\\'");
+    }
+
+    /// An application's value that differs from what rekey read only in letter case (or
+    /// trailing spaces) is equal under a case-insensitive collation: it must still win.
+    #[test]
+    #[ignore = "needs MariaDB: bash scripts/test.sh"]
+    fn a_value_changed_only_in_case_is_not_overwritten() {
+        let url = std::env::var("REKEY_TEST_MYSQL_URL").expect("REKEY_TEST_MYSQL_URL: run bash scripts/test.sh");
+        let spec = TableSpec {
+            url: url.clone(),
+            table: "rekey_case_t".into(),
+            columns: vec!["v".into()],
+            ids: vec!["id".into()],
+            into: None,
+            context_columns: Vec::new(),
+            batch_size: 10,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let (mut admin, _) = connect(&rt, &url).expect("connect");
+        rt.block_on(admin.query_drop(
+            "DROP TABLE IF EXISTS rekey_case_t; \
+             CREATE TABLE rekey_case_t (id INT PRIMARY KEY, v VARCHAR(64)) COLLATE utf8mb4_general_ci; \
+             INSERT INTO rekey_case_t VALUES (1, 'abc'), (2, 'abc'), (3, 'abc')",
+        ))
+        .expect("table");
+        let mut db = MysqlDb::open(&url, &spec).expect("open");
+        let rows = db.page(None, 10).expect("page");
+        assert_eq!(rows.len(), 3);
+        // The application writes after rekey read: another case, trailing spaces.
+        rt.block_on(admin.query_drop(
+            "UPDATE rekey_case_t SET v = 'ABC' WHERE id = 1; UPDATE rekey_case_t SET v = 'abc ' WHERE id = 2",
+        ))
+        .expect("application write");
+        let group = Group {
+            set: "v".into(),
+            guard: "v".into(),
+            set_must_be_null: false,
+            rows: rows
+                .iter()
+                .map(|r| Update { key: r.key.clone(), expect: r.cells[0].clone(), value: Cell::Text(b"new".to_vec()) })
+                .collect(),
+        };
+        assert_eq!(db.update(&[group]).expect("update"), vec![vec![false, false, true]]);
+        let values: Vec<String> = rt.block_on(admin.query("SELECT v FROM rekey_case_t ORDER BY id")).expect("read");
+        assert_eq!(values, ["ABC", "abc ", "new"], "the application's writes stand");
+        rt.block_on(admin.query_drop("DROP TABLE rekey_case_t")).expect("drop");
     }
 }

@@ -220,3 +220,21 @@ pub(super) fn check_encrypted(config: &MysqlConfig, encrypted: bool, url: &str) 
     )
     .hint("enable TLS on the server and add ssl-mode=VERIFY_IDENTITY&ssl-ca=CA.pem, or write ssl-mode=DISABLED"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unencrypted_beyond_this_machine_is_refused_unless_disabled_is_written() {
+        let config = |url: &str| parse(url, &|_| None).expect("parses");
+        let remote = config("mysql://app@db.example.com/app");
+        let e = check_encrypted(&remote, false, "mysql://app@db.example.com/app").expect_err("refused");
+        assert!(e.to_string().contains("without TLS"), "{e}");
+        assert!(check_encrypted(&remote, true, "").is_ok(), "encrypted is fine");
+        assert!(check_encrypted(&config("mysql://app@127.0.0.1/app"), false, "").is_ok(), "loopback");
+        assert!(check_encrypted(&config("mysql://app@[::1]:3306/app"), false, "").is_ok(), "loopback");
+        let disabled = config("mysql://app@db.example.com/app?ssl-mode=DISABLED");
+        assert!(check_encrypted(&disabled, false, "").is_ok(), "written out");
+    }
+}
