@@ -46,6 +46,9 @@ pub(crate) struct MysqlDb {
     conn: Conn,
     table: String,
     ids: Vec<(String, IdKind)>,
+    /// Per id: how the derived table's value is compared with it (in the column's own
+    /// character set and collation for text, so the primary key's index serves the join).
+    id_matches: Vec<String>,
     /// Binary (VARBINARY, BLOB) or text columns among the rotated and shadow ones.
     binary: std::collections::HashMap<String, bool>,
     /// Per rotated column, in `--column` order: binary (else text).
@@ -54,8 +57,8 @@ pub(crate) struct MysqlDb {
     select_after: String,
 }
 
-/// `(name, data type, nullable)` of each column.
-type Columns = Vec<(String, String, bool)>;
+/// `(name, data type, nullable, character set and collation)` of each column.
+type Columns = Vec<(String, String, bool, Option<(String, String)>)>;
 
 fn is_binary_type(ty: &str) -> bool {
     matches!(ty, "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob")
@@ -93,10 +96,21 @@ impl MysqlDb {
         let find = |c: &str| columns.iter().find(|col| col.0 == c);
         let mut binary = std::collections::HashMap::new();
         for c in spec.columns.iter().chain(&spec.into) {
-            if let Some((_, ty, _)) = find(c) {
+            if let Some((_, ty, _, _)) = find(c) {
                 binary.insert(c.clone(), is_binary_type(ty));
             }
         }
+        let id_matches = spec
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match find(c).and_then(|col| col.3.as_ref()) {
+                Some((cs, coll)) if !is_binary_type(&find(c).map_or(String::new(), |col| col.1.clone())) => {
+                    format!("t.{} = CONVERT(v.k{i} USING {cs}) COLLATE {coll}", quote(c))
+                }
+                _ => format!("t.{} = v.k{i}", quote(c)),
+            })
+            .collect();
         let ids: Vec<(String, IdKind)> = spec
             .ids
             .iter()
@@ -142,7 +156,7 @@ impl MysqlDb {
         let select = format!("SELECT {} FROM {table} ORDER BY {key} LIMIT ?", selected.join(", "));
         let select_after = format!("SELECT {} FROM {table} WHERE {after} ORDER BY {key} LIMIT ?", selected.join(", "));
         let cell_binary = spec.columns.iter().map(|c| binary.get(c).copied().unwrap_or(false)).collect();
-        Ok(Self { rt, conn, table, ids, binary, cell_binary, select, select_after })
+        Ok(Self { rt, conn, table, ids, id_matches, binary, cell_binary, select, select_after })
     }
 
     /// `(SELECT ? AS k0, ..., N AS i UNION ALL ...)`: a derived table of `rows` rows of the ids
@@ -174,7 +188,7 @@ impl MysqlDb {
     }
 
     fn key_join(&self) -> String {
-        self.ids.iter().enumerate().map(|(i, (c, _))| format!("t.{c} = v.k{i}")).collect::<Vec<_>>().join(" AND ")
+        self.id_matches.join(" AND ")
     }
 
     fn rows_per_statement(&self, extra: usize) -> usize {
@@ -238,15 +252,26 @@ fn text(v: Option<Value>) -> Option<String> {
 /// and the ids identify rows.
 async fn check(conn: &mut Conn, spec: &TableSpec, schema: &str, name: &str) -> Result<Columns, Error> {
     let err = |e: mysql_async::Error| db_error("cannot read the table's definition", &e);
-    let rows: Vec<(String, String, String)> = conn
+    let rows: Vec<(String, String, String, Option<String>, Option<String>)> = conn
         .exec(
-            "SELECT CAST(COLUMN_NAME AS CHAR), LOWER(CAST(DATA_TYPE AS CHAR)), CAST(IS_NULLABLE AS CHAR) \
+            "SELECT CAST(COLUMN_NAME AS CHAR), LOWER(CAST(DATA_TYPE AS CHAR)), CAST(IS_NULLABLE AS CHAR), \
+                    CAST(CHARACTER_SET_NAME AS CHAR), CAST(COLLATION_NAME AS CHAR) \
              FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
             (schema, name),
         )
         .await
         .map_err(err)?;
-    let columns: Columns = rows.into_iter().map(|(n, t, null)| (n, t, null == "YES")).collect();
+    let name_like = |s: &String| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let columns: Columns = rows
+        .into_iter()
+        .map(|(n, t, null, cs, coll)| {
+            let text = match (cs, coll) {
+                (Some(cs), Some(coll)) if name_like(&cs) && name_like(&coll) => Some((cs, coll)),
+                _ => None,
+            };
+            (n, t, null == "YES", text)
+        })
+        .collect();
     if columns.is_empty() {
         let tables: Vec<String> = conn
             .exec(
