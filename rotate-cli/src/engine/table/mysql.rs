@@ -252,7 +252,8 @@ fn text(v: Option<Value>) -> Option<String> {
 /// and the ids identify rows.
 async fn check(conn: &mut Conn, spec: &TableSpec, schema: &str, name: &str) -> Result<Columns, Error> {
     let err = |e: mysql_async::Error| db_error("cannot read the table's definition", &e);
-    let rows: Vec<(String, String, String, Option<String>, Option<String>)> = conn
+    type Definition = (String, String, String, Option<String>, Option<String>);
+    let rows: Vec<Definition> = conn
         .exec(
             "SELECT CAST(COLUMN_NAME AS CHAR), LOWER(CAST(DATA_TYPE AS CHAR)), CAST(IS_NULLABLE AS CHAR), \
                     CAST(CHARACTER_SET_NAME AS CHAR), CAST(COLLATION_NAME AS CHAR) \
