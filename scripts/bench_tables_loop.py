@@ -6,8 +6,10 @@ row guarded by the value read; a commit every 1,000 rows.
 
   bench_tables_loop.py make-sqlite DB N      -> table bench_py(id, ssn) in a SQLite file
   bench_tables_loop.py make-pg N             -> the same in PostgreSQL (PG* variables)
+  bench_tables_loop.py make-mysql N          -> the same in MariaDB (REKEY_TEST_MYSQL_URL)
   bench_tables_loop.py loop-sqlite DB        -> prints rows/s
   bench_tables_loop.py loop-pg               -> prints rows/s
+  bench_tables_loop.py loop-mysql            -> prints rows/s
 """
 
 import base64
@@ -44,6 +46,21 @@ def pg():
     return psycopg.connect("")
 
 
+def mysql():
+    import pymysql  # only the MariaDB half needs it
+    from urllib.parse import unquote, urlsplit
+
+    url = urlsplit(os.environ["REKEY_TEST_MYSQL_URL"])
+    return pymysql.connect(
+        host=url.hostname,
+        port=url.port or 3306,
+        user=unquote(url.username),
+        password=unquote(url.password or ""),
+        database=url.path.lstrip("/"),
+        autocommit=False,
+    )
+
+
 def main(argv):
     command = argv[0]
     if command == "make-sqlite":
@@ -57,8 +74,21 @@ def main(argv):
             with conn.cursor().copy("COPY bench_py FROM STDIN") as copy:
                 for row in rows(int(argv[1])):
                     copy.write_row(row)
-    elif command in ("loop-sqlite", "loop-pg"):
-        conn = sqlite3.connect(argv[1]) if command == "loop-sqlite" else pg()
+    elif command == "make-mysql":
+        conn = mysql()
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE bench_py (id BIGINT PRIMARY KEY, ssn TEXT)")
+            batch = []
+            for row in rows(int(argv[1])):
+                batch.append(row)
+                if len(batch) == 10_000:
+                    cur.executemany("INSERT INTO bench_py VALUES (%s, %s)", batch)
+                    batch = []
+            if batch:
+                cur.executemany("INSERT INTO bench_py VALUES (%s, %s)", batch)
+        conn.commit()
+    elif command in ("loop-sqlite", "loop-pg", "loop-mysql"):
+        conn = {"loop-sqlite": lambda: sqlite3.connect(argv[1]), "loop-pg": pg, "loop-mysql": mysql}[command]()
         mark = "?" if command == "loop-sqlite" else "%s"
         start = time.perf_counter()
         read = conn.cursor()

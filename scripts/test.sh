@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test, on a fresh clone: formatting, lints, the workspace's tests
 # against a local KMS server (moto, installed into .venv) and a throwaway
-# PostgreSQL cluster (scripts/postgres.sh), doc tests, and a
+# PostgreSQL cluster (scripts/postgres.sh) and MariaDB server
+# (scripts/mariadb.sh), doc tests, and a
 # short run of every fuzz target when a nightly toolchain is present.
 #
 #   bash scripts/test.sh            # everything
@@ -16,7 +17,9 @@ fuzz=1
 source scripts/moto.sh
 # shellcheck source=scripts/postgres.sh
 source scripts/postgres.sh
-trap 'moto_stop; pg_stop' EXIT
+# shellcheck source=scripts/mariadb.sh
+source scripts/mariadb.sh
+trap 'moto_stop; pg_stop; mariadb_stop' EXIT
 
 echo "== cargo fmt"
 cargo fmt --all -- --check
@@ -29,6 +32,7 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 moto_start
 pg_start
+mariadb_start
 
 echo "== cargo test"
 # Benches are compiled by clippy above and run by `cargo bench`; in test mode their 1 GiB cases would dominate.

@@ -27,7 +27,7 @@ pub(crate) enum ItemKind {
 #[derive(Debug, Args)]
 pub(crate) struct InventoryArgs {
     /// Files or directories (recursed) rewritten in place, one record file with --field/--column ('-' is stdin),
-    /// or a database (sqlite:PATH, postgres://...) with --table
+    /// or a database (sqlite:PATH, postgres://..., mysql://...) with --table
     #[arg(required = true, value_name = "TARGET")]
     pub(crate) targets: Vec<PathBuf>,
     /// Only files matching this glob (relative to the directory); repeatable
@@ -42,7 +42,7 @@ pub(crate) struct InventoryArgs {
     /// CSV record stream or --table: the column holding the item; repeatable
     #[arg(long, value_name = "NAME")]
     pub(crate) column: Vec<String>,
-    /// Database table (TARGET is sqlite:PATH or postgres://...; PG* variables and ~/.pgpass apply)
+    /// Database table (TARGET is sqlite:PATH, postgres://... or mysql://...; PG* variables, ~/.pgpass, ~/.my.cnf and MYSQL_PWD apply)
     #[arg(long, value_name = "[SCHEMA.]TABLE", conflicts_with_all = ["field", "include", "exclude"])]
     pub(crate) table: Option<String>,
     /// Table: the columns identifying a row (a primary key or unique index on exactly them)

@@ -436,7 +436,9 @@ fn inventory(args: &InventoryArgs) -> Result<Inventory, CliError> {
             return Ok(Inventory::Table(TableSource::open(&spec)?, spec));
         }
         (Some(_), None) => {
-            return Err(CliError::usage("--table needs one database TARGET: sqlite:PATH or postgres://..."));
+            return Err(CliError::usage(
+                "--table needs one database TARGET: sqlite:PATH, postgres://... or mysql://...",
+            ));
         }
         (None, Some(_)) => {
             return Err(CliError::usage("a database TARGET needs --table, --column and --id")

@@ -132,6 +132,90 @@ impl PgTls {
     }
 }
 
+/// The MariaDB server's URL (`scripts/mariadb.sh`), with the password of the user rekey.
+pub fn mysql_url() -> String {
+    set_by_test_sh("REKEY_TEST_MYSQL_URL", "MariaDB")
+}
+
+/// A fresh MariaDB database for one test; its URL.
+pub fn mysql_database(name: &str) -> String {
+    let admin = mysql_url();
+    let my = My::connect(&admin);
+    my.exec(&format!("DROP DATABASE IF EXISTS `{name}`; CREATE DATABASE `{name}`"));
+    match admin.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("REKEY_TEST_MYSQL_URL needs a database path"),
+    }
+}
+
+/// The MariaDB server's TLS side: its CA, a CA that signed nothing there, and
+/// the password of `rekey_tls` (a user created with REQUIRE SSL).
+pub struct MyTls {
+    pub ca: String,
+    pub other_ca: String,
+    pub password: String,
+}
+
+pub fn mysql_tls() -> MyTls {
+    let needs = "MariaDB with TLS";
+    MyTls {
+        ca: set_by_test_sh("REKEY_TEST_MYSQL_TLS_CA", needs),
+        other_ca: set_by_test_sh("REKEY_TEST_MYSQL_TLS_OTHER_CA", needs),
+        password: set_by_test_sh("REKEY_TEST_MYSQL_TLS_PASSWORD", needs),
+    }
+}
+
+/// An admin connection (as the user rekey) for making and reading test tables.
+pub struct My {
+    pub rt: tokio::runtime::Runtime,
+    pub conn: std::cell::RefCell<mysql_async::Conn>,
+}
+
+impl My {
+    pub fn connect(url: &str) -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let opts = mysql_async::Opts::from_url(url).expect("MySQL URL");
+        let opts = mysql_async::OptsBuilder::from_opts(opts).prefer_socket(false);
+        let conn = rt.block_on(mysql_async::Conn::new(opts)).expect("connect to MariaDB");
+        Self { rt, conn: std::cell::RefCell::new(conn) }
+    }
+
+    /// Runs statements (separated by `;`) through the text protocol.
+    pub fn exec(&self, sql: &str) {
+        use mysql_async::prelude::Queryable;
+        let mut conn = self.conn.borrow_mut();
+        self.rt.block_on(conn.query_drop(sql)).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Runs one statement with parameters.
+    pub fn exec_with(&self, sql: &str, params: Vec<mysql_async::Value>) -> u64 {
+        use mysql_async::prelude::Queryable;
+        let mut conn = self.conn.borrow_mut();
+        self.rt.block_on(conn.exec_drop(sql, params)).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        conn.affected_rows()
+    }
+
+    /// Every row of `table`, every column as the bytes stored (integers as decimal text), in order of the first column.
+    pub fn snapshot(&self, table: &str) -> Vec<Vec<Option<Vec<u8>>>> {
+        use mysql_async::prelude::Queryable;
+        let mut conn = self.conn.borrow_mut();
+        let rows: Vec<mysql_async::Row> =
+            self.rt.block_on(conn.query(format!("SELECT * FROM {table} ORDER BY 1"))).expect("select");
+        rows.into_iter()
+            .map(|r| {
+                r.unwrap()
+                    .into_iter()
+                    .map(|v| match v {
+                        mysql_async::Value::NULL => None,
+                        mysql_async::Value::Bytes(b) => Some(b),
+                        other => panic!("the text protocol gave {other:?}"),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
 /// A script of `scripts/interop` (fixtures, fault and recording proxies).
 pub fn interop_script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/interop").join(name)

@@ -2,6 +2,7 @@
 
 use std::sync::mpsc;
 
+use super::mysql;
 use super::pg_config::redact_url;
 use super::postgres;
 use super::spec::{Db, TableSpec, sqlite_path};
@@ -14,9 +15,11 @@ pub(super) fn connect(spec: &TableSpec) -> Result<Box<dyn Db>, Error> {
         Ok(Box::new(sqlite::SqliteDb::open(path, spec)?))
     } else if spec.url.starts_with("postgres://") || spec.url.starts_with("postgresql://") {
         Ok(Box::new(postgres::PgDb::open(&spec.url, spec)?))
+    } else if spec.url.starts_with("mysql://") || spec.url.starts_with("mariadb://") {
+        Ok(Box::new(mysql::MysqlDb::open(&spec.url, spec)?))
     } else {
         Err(Error::usage(format!("{} is not a database URL", redact_url(&spec.url)))
-            .hint("write sqlite:PATH or postgres://USER@HOST:PORT/DB"))
+            .hint("write sqlite:PATH, postgres://USER@HOST:PORT/DB or mysql://USER@HOST:PORT/DB"))
     }
 }
 

@@ -1,6 +1,6 @@
 //! Database tables: encrypted columns rotated in place (or into a shadow
-//! column), in SQLite or PostgreSQL (over TLS, with passwords or RDS IAM
-//! tokens).
+//! column), in SQLite, PostgreSQL (over TLS, with passwords or RDS IAM
+//! tokens), or MySQL and MariaDB (over TLS).
 //!
 //! Reading is keyset pagination on the id columns (`WHERE (ids) > (last
 //! key) ORDER BY ids LIMIT n`, never OFFSET), one page prefetched while the
@@ -21,6 +21,9 @@
 //! engine's async workers.
 
 mod db;
+mod mysql;
+mod mysql_config;
+mod mysql_connect;
 mod pg_config;
 mod pg_connect;
 mod pg_tls;

@@ -17,8 +17,9 @@ pub const DEFAULT_BATCH_SIZE: usize = 1000;
 /// values go.
 #[derive(Debug, Clone)]
 pub struct TableSpec {
-    /// `sqlite:PATH`, or `postgres://...` / `postgresql://...` (the `PG*`
-    /// environment variables and the password file fill what it leaves out).
+    /// `sqlite:PATH`, `postgres://...` / `postgresql://...` (the `PG*`
+    /// environment variables and the password file fill what it leaves out),
+    /// or `mysql://...` (an option file and `MYSQL_PWD` fill the password).
     pub url: String,
     /// The table, optionally `SCHEMA.TABLE`.
     pub table: String,
@@ -70,7 +71,7 @@ impl TableSpec {
     }
 
     /// The default journal file name: `TABLE.rekey-journal`, beside a SQLite
-    /// database, in the current directory for PostgreSQL.
+    /// database, in the current directory for PostgreSQL and MySQL.
     pub fn default_journal(&self) -> std::path::PathBuf {
         let name = format!("{}.rekey-journal", self.table.replace(['/', '\\'], "_"));
         match sqlite_path(&self.url) {
@@ -93,7 +94,7 @@ pub(super) fn sqlite_path(url: &str) -> Option<&str> {
 
 /// Whether `target` is a database URL this build can open.
 pub fn is_database_url(target: &str) -> bool {
-    target.starts_with("sqlite:") || target.starts_with("postgres://") || target.starts_with("postgresql://")
+    ["sqlite:", "postgres://", "postgresql://", "mysql://", "mariadb://"].iter().any(|p| target.starts_with(p))
 }
 
 /// `name` as an SQL identifier: in double quotes, inner quotes doubled.
