@@ -6,55 +6,11 @@
 //! every output back to the same plaintext and context.
 
 mod common;
+mod sdk;
 
-use std::process::{Command, Output};
-
-use common::{Env, interop_script, python};
+use common::Env;
+use sdk::{create_key, json, ok, py, rekey, text};
 use serde_json::Value;
-
-/// Runs a fixture script with the server's endpoint; returns its stdout.
-fn py(script: &str, args: &[&str]) -> String {
-    let out = Command::new(python())
-        .arg(interop_script(script))
-        .args(args)
-        .env("AWS_ENDPOINT_URL", common::endpoint())
-        .output()
-        .expect("python");
-    assert!(out.status.success(), "{script} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
-}
-
-fn create_key() -> String {
-    py("kms_fixtures.py", &["create-key"])
-}
-
-/// `rekey` in `env` against the local KMS server.
-fn rekey(env: &Env, args: &[&str]) -> Output {
-    env.cmd(args)
-        .env("AWS_ENDPOINT_URL", common::endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .expect("run rekey")
-}
-
-fn ok(env: &Env, args: &[&str]) -> Output {
-    let out = rekey(env, args);
-    assert!(out.status.success(), "rekey {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-fn json(env: &Env, args: &[&str]) -> Value {
-    let out = ok(env, args);
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[test]
 #[ignore = "needs the local KMS server and the Python AWS Encryption SDK: bash scripts/test.sh"]

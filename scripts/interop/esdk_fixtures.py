@@ -10,6 +10,14 @@ rotate-cli/tests/esdk.rs.
   esdk_fixtures.py one KEY OUT       -> one 0x0478 message under KEY
   esdk_fixtures.py plant KEY IN OUT  -> IN with its (only) wrapped key replaced by a
         fresh KMS data key under KEY and the same context: another data key
+  esdk_fixtures.py read KEY FILE [text|lines] -> decrypts a message rekey wrote (binary;
+        text: one base64 message; lines: one per line) with a strict provider of KEY
+        alone under REQUIRE_ENCRYPT_REQUIRE_DECRYPT; prints one JSON line per message:
+        {"plaintext_sha256", "plaintext_len", "context" (without the public key),
+        "suite", "keys", "frame_length", "signed"}
+  esdk_fixtures.py cli-read KEY FILE [CONTEXT_JSON] -> the same with aws-encryption-cli
+        (binary or base64, --decode for a .b64 file), requiring CONTEXT_JSON's pairs;
+        prints {"plaintext_sha256", "plaintext_len"}
   esdk_fixtures.py check KEY DIR [RECORDS] -> decrypts every message of DIR (as `write`
         laid it out; RECORDS names the record file, default records.jsonl) with a strict provider of KEY alone under
         REQUIRE_ENCRYPT_REQUIRE_DECRYPT; compares with DIR/expected.json;
@@ -20,10 +28,13 @@ botocore reads for the SDK's KMS clients too.
 """
 
 import base64
+import hashlib
 import json
 import os
 import struct
+import subprocess
 import sys
+import tempfile
 
 import aws_encryption_sdk
 import boto3
@@ -156,6 +167,51 @@ def plant(key, source, out):
         f.write(message.replace(before, struct.pack(">H", len(new)) + new))
 
 
+def read(key, path, form):
+    """Decrypts rekey's messages with the SDK: strict provider, strictest policy."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if form == "lines":
+        messages = [base64.b64decode(line) for line in data.splitlines()]
+    elif form == "text":
+        messages = [base64.b64decode(data)]
+    else:
+        messages = [data]
+    client = aws_encryption_sdk.EncryptionSDKClient(commitment_policy=CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT)
+    strict = provider(key)
+    for message in messages:
+        plaintext, header = client.decrypt(source=message, key_provider=strict)
+        context = {k: v for k, v in header.encryption_context.items() if k != PUBLIC_KEY}
+        print(json.dumps({
+            "plaintext_sha256": hashlib.sha256(plaintext).hexdigest(),
+            "plaintext_len": len(plaintext),
+            "context": context,
+            "suite": "0x%04x" % header.algorithm.algorithm_id,
+            "keys": [k.key_provider.key_info.decode() for k in header.encrypted_data_keys],
+            "frame_length": header.frame_length,
+            "signed": PUBLIC_KEY in header.encryption_context,
+        }))
+
+
+def cli_read(key, path, context):
+    """Decrypts one message with aws-encryption-cli, strictest policy, the context required."""
+    cli = os.path.join(os.path.dirname(sys.executable), "aws-encryption-cli")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "plaintext")
+        command = [cli, "--decrypt", "--input", path, "--output", out, "--wrapping-keys", "key=" + key,
+                   "--commitment-policy", "require-encrypt-require-decrypt", "--suppress-metadata"]
+        if path.endswith(".b64"):
+            command.append("--decode")
+        if context:
+            command += ["--encryption-context"] + [f"{k}={v}" for k, v in context.items()]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SystemExit("aws-encryption-cli refused %s: %s" % (path, result.stderr.strip()))
+        with open(out, "rb") as f:
+            plaintext = f.read()
+    print(json.dumps({"plaintext_sha256": hashlib.sha256(plaintext).hexdigest(), "plaintext_len": len(plaintext)}))
+
+
 def main(argv):
     command = argv[0]
     if command == "write":
@@ -166,6 +222,10 @@ def main(argv):
             f.write(message)
     elif command == "plant":
         plant(argv[1], argv[2], argv[3])
+    elif command == "read":
+        read(argv[1], argv[2], argv[3] if len(argv) > 3 else "binary")
+    elif command == "cli-read":
+        cli_read(argv[1], argv[2], json.loads(argv[3]) if len(argv) > 3 else {})
     elif command == "check":
         check(argv[1], argv[2], argv[3] if len(argv) > 3 else "records.jsonl")
     else:

@@ -222,6 +222,51 @@ impl Strategy for ReencryptEsdk {
     }
 }
 
+/// An SDK message opened to be converted into another format (rekey
+/// envelopes, compact records): what [`Reencrypt`](super::Reencrypt) and
+/// [`ToKeyset`](super::ToKeyset) seal again.
+pub(super) struct Converted {
+    /// The plaintext, wiped when dropped.
+    pub(super) plaintext: Plaintext,
+    /// The message's context without the signing key's public half, which
+    /// belongs to the discarded signature.
+    pub(super) context: EncryptionContext,
+    /// The frame length of a framed message, kept when rekey's format takes
+    /// it (else rekey's default); `None` for a non-framed one.
+    pub(super) frame_len: Option<u32>,
+    /// [`ChangeKind::Lifted`] from a suite without key commitment.
+    pub(super) kind: ChangeKind,
+}
+
+/// Opens an SDK message (`detected`) with the operator's sources, to be
+/// converted into another format. The signature is verified, and the key
+/// commitment checked, before any plaintext is returned; non-committing
+/// suites are read without an opt-in, since converting them is the way off.
+pub(super) async fn open_to_convert(shared: &Shared, detected: &Detected) -> Result<Converted, ItemError> {
+    let message = Message::parse_with(&detected.bytes, &DecryptOptions::allowing_non_committing())?;
+    let context = context_without_public_key(&message)?;
+    let plaintext = open(shared, &message, &shared.sources()).await?;
+    let frame_len = match message.content_type() {
+        ContentType::Framed => Some(message.frame_length())
+            .filter(|len| envelope_core::hazmat::BodyForm::framed(*len).is_ok())
+            .or(Some(envelope_core::hazmat::DEFAULT_FRAME_LEN)),
+        _ => None,
+    };
+    let kind = if message.suite().is_committing() { ChangeKind::Reencrypted } else { ChangeKind::Lifted };
+    Ok(Converted { plaintext, context, frame_len, kind })
+}
+
+/// Notes a message's first wrapped key for the dry run's forecast; refuses
+/// what cannot be read.
+pub(super) fn plan_to_convert(shared: &Shared, detected: &Detected) -> Result<(), ItemError> {
+    let message = Message::parse_with(&detected.bytes, &DecryptOptions::allowing_non_committing())?;
+    check_key_size(message.suite())?;
+    if let Some(first) = kms_wrapped_keys(&message).first() {
+        shared.note_planned(first.wrapped());
+    }
+    Ok(())
+}
+
 /// The item as an SDK message, or why it is not one.
 fn detect_message(item: &[u8]) -> Result<Detected, ItemError> {
     match format::detect(item) {
