@@ -7,6 +7,9 @@ rotate-cli/tests/esdk.rs.
         DIR/files/text_*.b64 (base64 text), DIR/records.jsonl (base64 in the
         field "secret"), and DIR/expected.json {name: {"plaintext_hex",
         "context", "suite"}} (records named "records.jsonl#ID")
+  esdk_fixtures.py suites KEY DIR  -> as `write`, but the AES-128 and AES-192 suites, two
+        20 MiB plaintexts (framed and not) and an empty one; expected.json names
+        each plaintext by "plaintext_sha256"
   esdk_fixtures.py one KEY OUT       -> one 0x0478 message under KEY
   esdk_fixtures.py plant KEY IN OUT  -> IN with its (only) wrapped key replaced by a
         fresh KMS data key under KEY and the same context: another data key
@@ -110,6 +113,38 @@ def write(key, directory):
         json.dump(expected, f, indent=1)
 
 
+# The AES-128 and AES-192 suites (every one the Python SDK writes), and
+# large and empty plaintexts: (name, algorithm, frame length, context, size)
+SUITES = [
+    ("aes128_0014", Algorithm.AES_128_GCM_IV12_TAG16, 4096, {"s": "0014"}, 5000),
+    ("aes192_0046", Algorithm.AES_192_GCM_IV12_TAG16, 0, {"s": "0046"}, 300),
+    ("aes128_0114", Algorithm.AES_128_GCM_IV12_TAG16_HKDF_SHA256, 1024, {"s": "0114"}, 3000),
+    ("aes192_0146", Algorithm.AES_192_GCM_IV12_TAG16_HKDF_SHA256, 4096, {"s": "0146"}, 100),
+    ("aes128_0214", Algorithm.AES_128_GCM_IV12_TAG16_HKDF_SHA256_ECDSA_P256, 4096, {"s": "0214"}, 9000),
+    ("aes192_0346", Algorithm.AES_192_GCM_IV12_TAG16_HKDF_SHA384_ECDSA_P384, 512, {"s": "0346"}, 2000),
+    ("big_default", None, 4096, {"size": "20MiB"}, 20 << 20),
+    ("big_nonframed", Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY, 0, {"size": "20MiB"}, 20 << 20),
+    ("empty", Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY, 4096, {"size": "0"}, 0),
+]
+
+
+def write_suites(key, directory):
+    """SUITES under KEY, laid out as `write` does (no records): plaintexts
+    are random, made here, and named by their SHA-256 in expected.json."""
+    os.makedirs(os.path.join(directory, "files"), exist_ok=True)
+    expected = {}
+    for name, algorithm, frame, context, size in SUITES:
+        plaintext = os.urandom(size)
+        message, suite = encrypt(key, algorithm, frame, context, plaintext)
+        with open(os.path.join(directory, "files", name + ".msg"), "wb") as f:
+            f.write(message)
+        expected["files/" + name + ".msg"] = {
+            "plaintext_sha256": hashlib.sha256(plaintext).hexdigest(), "context": context, "suite": suite}
+    open(os.path.join(directory, "records.jsonl"), "w").close()
+    with open(os.path.join(directory, "expected.json"), "w") as f:
+        json.dump(expected, f, indent=1)
+
+
 def messages(directory, records="records.jsonl"):
     """Every message of a `write` layout: (name, bytes)."""
     for name in sorted(os.listdir(os.path.join(directory, "files"))):
@@ -132,7 +167,9 @@ def check(key, directory, records):
         plaintext, header = client.decrypt(source=message, key_provider=strict)
         want = expected[name]
         context = {k: v for k, v in header.encryption_context.items() if k != PUBLIC_KEY}
-        if plaintext.hex() != want["plaintext_hex"] or context != want["context"]:
+        same = (hashlib.sha256(plaintext).hexdigest() == want["plaintext_sha256"] if "plaintext_sha256" in want
+                else plaintext.hex() == want["plaintext_hex"])
+        if not same or context != want["context"]:
             bad.append(name)
         signed_before = want["suite"] in ("0x0578", "0x0378", "0x0346", "0x0214")
         suite = "0x%04x" % header.algorithm.algorithm_id
@@ -216,6 +253,8 @@ def main(argv):
     command = argv[0]
     if command == "write":
         write(argv[1], argv[2])
+    elif command == "suites":
+        write_suites(argv[1], argv[2])
     elif command == "one":
         message, _ = encrypt(argv[1], Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY, 4096, {"who": "someone else"}, b"not yours")
         with open(argv[2], "wb") as f:
