@@ -51,6 +51,18 @@ pub trait Keyring: Send + Sync {
     fn unwrap<'a>(&'a self, edks: &'a [EncryptedDataKey], context: &'a EncryptionContext)
     -> KeyringFuture<'a, DataKey>;
 
+    /// Unwraps one of `edks` as an AWS Encryption SDK data key, which is
+    /// 16, 24 or 32 bytes by suite (the SDKs' AES-128 and AES-192 suites
+    /// wrap shorter keys). The default is [`Keyring::unwrap`], 32 bytes; a
+    /// keyring whose provider hands back shorter keys (AWS KMS) overrides it.
+    fn unwrap_esdk<'a>(
+        &'a self,
+        edks: &'a [EncryptedDataKey],
+        context: &'a EncryptionContext,
+    ) -> KeyringFuture<'a, crate::esdk::PlaintextDataKey> {
+        Box::pin(async move { self.unwrap(edks, context).await.map(crate::esdk::PlaintextDataKey::from) })
+    }
+
     /// Re-wraps the data key inside `edk` under this keyring's key, moving it
     /// from the `source` context to the `destination` context. Only the keyrings
     /// in `sources` may unwrap `edk`: they are the operator's allow-list.

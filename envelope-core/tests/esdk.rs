@@ -470,3 +470,24 @@ fn fuzz_entry_holds_on_the_vectors_and_their_mutations() {
         }
     }
 }
+
+#[test]
+fn large_messages_decrypt_on_several_threads_and_release_nothing_for_one_bad_frame() {
+    // 3 MiB in 4096-byte frames: over the size from which frames are shared out between threads.
+    let plaintext: Vec<u8> = (0..3u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 11).to_le_bytes()[0]).collect();
+    let (bytes, key) = write(Suite::Aes256GcmHkdfSha512Commit, 4096, &plaintext);
+    let message = Message::parse(&bytes).expect("parse");
+    assert!(message.decrypt(&key).expect("decrypt").as_bytes() == plaintext.as_slice());
+    let header_len = message.header().len();
+    let frame_size = 4 + 12 + 4096 + 16;
+    let frames = plaintext.len() / 4096;
+    // A flipped ciphertext byte in the first, a middle and the last full frame: each in another thread's share.
+    for i in [0, frames / 2, frames - 1] {
+        let mut bad = bytes.clone();
+        bad[header_len + i * frame_size + 100] ^= 1;
+        let message = Message::parse(&bad).expect("well formed");
+        let mut out = envelope_core::Plaintext::new();
+        assert!(matches!(message.decrypt_into(&key, &mut out), Err(Error::Authentication)), "frame {i}");
+        assert!(out.as_bytes().is_empty(), "frame {i}: nothing released");
+    }
+}

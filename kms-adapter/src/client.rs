@@ -158,11 +158,20 @@ fn context_map(context: &EncryptionContext) -> Option<HashMap<String, String>> {
 /// Moves a plaintext key out of a KMS response into a zeroizing `DataKey`,
 /// and zeroizes the response's own copy (the SDK's `Blob` does not).
 fn data_key(operation: &'static str, key: &str, blob: Option<Blob>) -> Result<DataKey, KmsError> {
-    let bytes = Zeroizing::new(
+    thirty_two_bytes(operation, key, &secret(operation, key, blob)?)
+}
+
+/// A plaintext key of any length out of a KMS response, zeroizing.
+fn secret(operation: &'static str, key: &str, blob: Option<Blob>) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+    Ok(Zeroizing::new(
         blob.map(Blob::into_inner)
             .ok_or_else(|| KmsError::new(KmsErrorKind::Service, operation, key, "no plaintext in the response"))?,
-    );
-    DataKey::try_from_slice(&bytes)
+    ))
+}
+
+/// The 32-byte data key rekey's formats use, from a plaintext key KMS returned.
+fn thirty_two_bytes(operation: &'static str, key: &str, bytes: &[u8]) -> Result<DataKey, KmsError> {
+    DataKey::try_from_slice(bytes)
         .map_err(|_| KmsError::new(KmsErrorKind::Service, operation, key, "the plaintext key is not 32 bytes"))
 }
 
@@ -445,6 +454,22 @@ impl Kms {
         key: Option<&str>,
         context: &EncryptionContext,
     ) -> Result<(DataKey, String), KmsError> {
+        let (secret, used) = self.decrypt_any_len(blob, key, context).await?;
+        Ok((thirty_two_bytes("Decrypt", key.unwrap_or(""), &secret)?, used))
+    }
+
+    /// [`Kms::decrypt`] of a key of any length (the AWS Encryption SDK's
+    /// AES-128 and AES-192 suites wrap 16- and 24-byte data keys), zeroized
+    /// on drop.
+    ///
+    /// # Errors
+    /// A [`KmsError`] naming the key.
+    pub async fn decrypt_any_len(
+        &self,
+        blob: &[u8],
+        key: Option<&str>,
+        context: &EncryptionContext,
+    ) -> Result<(Zeroizing<Vec<u8>>, String), KmsError> {
         const OP: &str = "Decrypt";
         let named = key.unwrap_or("");
         let (kms, sent) = match key {
@@ -461,7 +486,7 @@ impl Kms {
             .set_key_id(sent.map(str::to_owned))
             .set_encryption_context(context_map(context));
         let mut out = kms.send(OP, named, || request.clone().send()).await?;
-        let data_key = data_key(OP, named, out.plaintext.take())?;
+        let data_key = secret(OP, named, out.plaintext.take())?;
         Ok((data_key, required(OP, named, "key id", out.key_id())?.to_owned()))
     }
 

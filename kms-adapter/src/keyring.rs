@@ -4,7 +4,9 @@ use envelope_core::{
     DataKey, EncryptedDataKey, EncryptionContext, Keyring, KeyringError, KeyringErrorKind, KeyringFuture, Rewrapped,
 };
 
+use envelope_core::esdk::PlaintextDataKey;
 use envelope_core::hazmat::{no_matching_key, unwrap_data_key};
+use zeroize::Zeroizing;
 
 use crate::client::Kms;
 use crate::error::{KmsError, KmsErrorKind};
@@ -230,11 +232,11 @@ impl KmsKeyring {
         &self,
         edks: &[EncryptedDataKey],
         context: &EncryptionContext,
-    ) -> Result<DataKey, KeyringError> {
+    ) -> Result<Zeroizing<Vec<u8>>, KeyringError> {
         let mut last_error = None;
         for edk in edks.iter().filter(|e| self.can_unwrap(e)) {
             let (kms, pin) = self.decrypt_target(edk.key_id());
-            match kms.decrypt(edk.wrapped(), pin, context).await {
+            match kms.decrypt_any_len(edk.wrapped(), pin, context).await {
                 Ok((key, used)) if self.allows(&used) => return Ok(key),
                 Ok((_key, used)) => {
                     last_error = Some(KmsError::new(
@@ -302,7 +304,26 @@ impl Keyring for KmsKeyring {
         edks: &'a [EncryptedDataKey],
         context: &'a EncryptionContext,
     ) -> KeyringFuture<'a, DataKey> {
-        Box::pin(self.unwrap_edks(edks, context))
+        Box::pin(async move {
+            let secret = self.unwrap_edks(edks, context).await?;
+            DataKey::try_from_slice(&secret).map_err(|_| {
+                KeyringError::new(KeyringErrorKind::Invalid, "KMS returned a data key that is not 32 bytes")
+            })
+        })
+    }
+
+    /// The SDK's AES-128 and AES-192 suites' 16- and 24-byte keys as well.
+    fn unwrap_esdk<'a>(
+        &'a self,
+        edks: &'a [EncryptedDataKey],
+        context: &'a EncryptionContext,
+    ) -> KeyringFuture<'a, PlaintextDataKey> {
+        Box::pin(async move {
+            let secret = self.unwrap_edks(edks, context).await?;
+            PlaintextDataKey::from_slice(&secret).map_err(|_| {
+                KeyringError::new(KeyringErrorKind::Invalid, "KMS returned a data key that is not 16, 24 or 32 bytes")
+            })
+        })
     }
 
     /// KMS to KMS with ReEncrypt: the data key never enters this process.

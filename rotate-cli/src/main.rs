@@ -57,6 +57,9 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Keys(command) => commands::keys::run(&keys, command),
         Command::Encrypt(args) if args.keyset.is_some() => commands::keyset::encrypt(&keys, args).await,
         Command::Decrypt(args) if args.keyset.is_some() => commands::keyset::decrypt(&keys, args).await,
+        Command::Encrypt(args) if args.format == cli::OutputFormat::Esdk => {
+            commands::encrypt_esdk::run(&keys, args).await
+        }
         Command::Encrypt(args) => commands::encrypt::run(&keys, args).await,
         Command::Decrypt(args) => commands::decrypt::run(&keys, args).await,
         Command::Inspect(args) => commands::inspect::run(args),

@@ -6,55 +6,11 @@
 //! every output back to the same plaintext and context.
 
 mod common;
+mod sdk;
 
-use std::process::{Command, Output};
-
-use common::{Env, interop_script, python};
+use common::Env;
+use sdk::{create_key, json, ok, py, rekey, sha256_hex, text};
 use serde_json::Value;
-
-/// Runs a fixture script with the server's endpoint; returns its stdout.
-fn py(script: &str, args: &[&str]) -> String {
-    let out = Command::new(python())
-        .arg(interop_script(script))
-        .args(args)
-        .env("AWS_ENDPOINT_URL", common::endpoint())
-        .output()
-        .expect("python");
-    assert!(out.status.success(), "{script} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
-}
-
-fn create_key() -> String {
-    py("kms_fixtures.py", &["create-key"])
-}
-
-/// `rekey` in `env` against the local KMS server.
-fn rekey(env: &Env, args: &[&str]) -> Output {
-    env.cmd(args)
-        .env("AWS_ENDPOINT_URL", common::endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .expect("run rekey")
-}
-
-fn ok(env: &Env, args: &[&str]) -> Output {
-    let out = rekey(env, args);
-    assert!(out.status.success(), "rekey {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-fn json(env: &Env, args: &[&str]) -> Value {
-    let out = ok(env, args);
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[test]
 #[ignore = "needs the local KMS server and the Python AWS Encryption SDK: bash scripts/test.sh"]
@@ -297,6 +253,56 @@ fn python_sdk_messages_move_to_a_new_kms_key_and_the_python_sdk_reads_them_back(
     // Rollback restores every original byte for byte.
     ok(&env, &["rollback", "--journal", "data/files.rekey-journal"]);
     assert_eq!(env.snapshot("data/files"), before);
+}
+
+#[test]
+#[ignore = "needs the local KMS server and the Python AWS Encryption SDK: bash scripts/test.sh"]
+fn aes_128_and_192_suites_and_20_mib_messages_decrypt_and_rotate() {
+    let env = Env::with_keys(&[]);
+    let (a, b) = (create_key(), create_key());
+    let (from, to) = (format!("kms:{a}"), format!("kms:{b}"));
+    let dir = env.path("data");
+    // Every AES-128 and AES-192 suite, 20 MiB framed and non-framed, empty: made now, not committed.
+    py("esdk_fixtures.py", &["suites", &a, dir.to_str().expect("utf-8")]);
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.path("data/expected.json")).expect("read")).expect("json");
+    let expected = expected.as_object().expect("map");
+    assert_eq!(expected.len(), 9);
+    for (name, want) in expected {
+        let file = format!("data/{name}");
+        let plain = ok(&env, &["decrypt", "--key", &from, "--allow-non-committing", &file]);
+        assert_eq!(sha256_hex(&plain.stdout), want["plaintext_sha256"].as_str().expect("sha"), "{name}");
+        let inspect = json(&env, &["inspect", "--json", &file]);
+        assert_eq!(inspect["suite"]["id"], want["suite"], "{name}: {inspect}");
+    }
+    // The KMS answer is checked: another key's allow-list opens none.
+    let refused = rekey(&env, &["decrypt", "--key", &to, "--allow-non-committing", "data/files/aes128_0114.msg"]);
+    assert_ne!(refused.status.code(), Some(0));
+
+    let run = json(
+        &env,
+        &[
+            "reencrypt",
+            "--items",
+            "esdk",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--verify",
+            "--json",
+            "--no-progress",
+            "data/files",
+        ],
+    );
+    assert_eq!((run["reencrypted"].as_u64(), run["failed"].as_u64()), (Some(9), Some(0)), "{run}");
+    assert_eq!(run["lifted_to_key_commitment"], 6, "{run}");
+    // The Python SDK, key B alone, strictest policy: AES-256 with key commitment, signed inputs still signed.
+    let check: Value =
+        serde_json::from_str(&py("esdk_fixtures.py", &["check", &b, dir.to_str().expect("utf-8")])).expect("json");
+    assert_eq!(check["checked"], 9, "{check}");
+    assert_eq!(check["bad"], serde_json::json!([]), "{check}");
+    assert_eq!(check["suites"], serde_json::json!({"0x0478": 6, "0x0578": 3}), "{check}");
 }
 
 #[test]

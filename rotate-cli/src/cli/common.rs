@@ -104,14 +104,53 @@ pub(crate) struct EncryptArgs {
     /// missing final newline are kept)
     #[arg(long)]
     pub(crate) lines: bool,
-    /// Plaintext bytes per frame of the binary (framed) form
-    #[arg(long, default_value_t = envelope_core::hazmat::DEFAULT_FRAME_LEN, value_name = "BYTES")]
-    pub(crate) frame_size: u32,
+    /// What to write: rekey envelopes, or AWS Encryption SDK messages (version 2, framed, key commitment)
+    /// that the SDKs and aws-encryption-cli decrypt; those take kms:KEY keys only
+    #[arg(long, value_enum, default_value_t = OutputFormat::Rekey, conflicts_with = "keyset")]
+    pub(crate) format: OutputFormat,
+    /// --format esdk: the message's algorithm suite, named as the SDKs name it
+    #[arg(long, value_enum, default_value_t = EsdkAlgorithm::Signed, value_name = "SUITE")]
+    pub(crate) algorithm: EsdkAlgorithm,
+    /// Plaintext bytes per frame of the binary (framed) form [default: 65536; 4096 with --format esdk, as
+    /// the SDKs]
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) frame_size: Option<u32>,
     /// Replace outputs that exist
     #[arg(long)]
     pub(crate) force: bool,
     #[command(flatten, next_help_heading = "KMS client options")]
     pub(crate) kms: KmsArgs,
+}
+
+/// The ciphertext format a command writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutputFormat {
+    /// rekey envelopes (docs/format.md)
+    Rekey,
+    /// AWS Encryption SDK messages (docs/format.md §14)
+    Esdk,
+}
+
+/// The AWS Encryption SDK suites rekey writes: the committing ones, named
+/// as the SDKs and aws-encryption-cli's `--algorithm` name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum EsdkAlgorithm {
+    /// 0x0578, the SDKs' default: key commitment and an ECDSA P-384 signature
+    #[value(name = "AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384", alias = "0x0578")]
+    Signed,
+    /// 0x0478: key commitment, unsigned (smaller, faster; any holder of the data key can make messages)
+    #[value(name = "AES_256_GCM_HKDF_SHA512_COMMIT_KEY", alias = "0x0478")]
+    Unsigned,
+}
+
+impl EsdkAlgorithm {
+    /// The suite it names.
+    pub(crate) fn suite(self) -> envelope_core::esdk::Suite {
+        match self {
+            Self::Signed => envelope_core::esdk::Suite::Aes256GcmHkdfSha512CommitEcdsaP384,
+            Self::Unsigned => envelope_core::esdk::Suite::Aes256GcmHkdfSha512Commit,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

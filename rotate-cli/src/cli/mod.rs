@@ -8,7 +8,9 @@ mod rotation;
 mod s3;
 
 pub(crate) use self::command::{Cli, Command, DemoArgs, KeysCommand, ManArgs};
-pub(crate) use self::common::{DecryptArgs, DiscoveryArgs, EncryptArgs, FilesArgs, InspectArgs, KmsArgs, RetryMode};
+pub(crate) use self::common::{
+    DecryptArgs, DiscoveryArgs, EncryptArgs, FilesArgs, InspectArgs, KmsArgs, OutputFormat, RetryMode,
+};
 pub(crate) use self::keyset::{KeysetCommand, RecordArgs};
 pub(crate) use self::rotation::{
     InventoryArgs, ItemKind, ReencryptArgs, RewrapArgs, RollbackArgs, S3Args, ScanArgs, TargetArgs, VerifyCommand,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::common::{DiscoveryArgs, KmsArgs};
+use super::common::{DiscoveryArgs, KmsArgs, OutputFormat};
 use crate::key_spec::KeySpec;
 
 /// What the items of a rotation are.
@@ -178,6 +178,10 @@ pub(crate) struct ReencryptArgs {
     /// context is --context (plus --context-column), which an envelope's own context must match
     #[arg(long, value_name = "FILE", conflicts_with = "to")]
     pub(crate) keyset: Option<PathBuf>,
+    /// --items esdk: write new SDK messages (esdk, the default) or convert them into rekey envelopes under
+    /// --to (rekey), each keeping its message's encryption context; --keyset converts into compact records
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub(crate) format: Option<OutputFormat>,
     /// Keys allowed to decrypt the items (envelopes); repeatable
     #[arg(long, value_name = "KEYREF")]
     pub(crate) from: Vec<KeySpec>,

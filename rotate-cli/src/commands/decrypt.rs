@@ -246,20 +246,12 @@ impl Unwrapper<'_> {
                 "pass --allow-non-committing to read it, then move such messages with `rekey reencrypt --items esdk`",
             ));
         }
-        if suite.data_key_len() != 32 {
-            return Err(CliError::new(
-                Code::BadInput,
-                format!(
-                    "the message uses {}, whose data key is {} bytes: rekey's keyrings unwrap 32-byte data keys only",
-                    suite.name(),
-                    suite.data_key_len()
-                ),
-            )
-            .hint("decrypt it with the AWS Encryption SDK"));
-        }
         let context = EncryptionContext::from_pairs(message.encryption_context())?;
         let edks = esdk::kms_wrapped_keys(message.wrapped_keys());
         note_header(record, &edks, &context);
+        if suite.data_key_len() != 32 {
+            return self.open_esdk_short_key(&message, &edks, &context).await;
+        }
         let opened = std::sync::Mutex::new(None);
         let check = |k: &DataKey| match message.decrypt(&PlaintextDataKey::from(k.duplicate())) {
             Ok(plaintext) => {
@@ -277,6 +269,40 @@ impl Unwrapper<'_> {
             .flatten()
             .ok_or_else(|| CliError::new(Code::Authentication, "the message did not decrypt"))?;
         Ok(zeroize::Zeroizing::new(plaintext.as_bytes().to_vec()))
+    }
+}
+
+impl Unwrapper<'_> {
+    /// Opens a message on an AES-128 or AES-192 suite: its 16- or 24-byte
+    /// data key is unwrapped by each allowed keyring that accepts a wrapped
+    /// key, until one opens the whole message (not cached: such keys are
+    /// not rekey's 32-byte `DataKey`).
+    async fn open_esdk_short_key(
+        &self,
+        message: &Message<'_>,
+        edks: &[EncryptedDataKey],
+        context: &EncryptionContext,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, CliError> {
+        context.require(&self.expected)?;
+        if let Some(missing) = self.required.iter().find(|k| context.get(k).is_none()) {
+            return Err(CliError::new(
+                Code::Authentication,
+                format!("the encryption context has no {missing:?}, which --context {missing} requires"),
+            ));
+        }
+        let mut last = None;
+        for edk in edks {
+            for keyring in self.keyrings.iter().filter(|k| k.can_unwrap(edk)) {
+                match keyring.unwrap_esdk(std::slice::from_ref(edk), context).await {
+                    Ok(key) => match message.decrypt(&key) {
+                        Ok(plaintext) => return Ok(zeroize::Zeroizing::new(plaintext.as_bytes().to_vec())),
+                        Err(e) => last = Some(CliError::from(e)),
+                    },
+                    Err(e) => last = Some(CliError::from(e)),
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| CliError::from(envelope_core::hazmat::no_matching_key(edks))))
     }
 }
 

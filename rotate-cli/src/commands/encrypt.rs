@@ -15,7 +15,7 @@ use crate::exit::{CliError, Code};
 use crate::keys::{Keys, parse_context};
 
 /// The most a `--text` input may be: the single-shot form is held in memory.
-const MAX_TEXT_INPUT: u64 = 64 << 20;
+pub(super) const MAX_TEXT_INPUT: u64 = 64 << 20;
 
 /// The form of the output.
 #[derive(Debug, Clone, Copy)]
@@ -30,14 +30,14 @@ enum Form {
 
 pub(crate) async fn run(keys: &Keys, args: EncryptArgs) -> Result<ExitCode, CliError> {
     let context = parse_context(&args.context)?;
-    envelope_core::hazmat::BodyForm::framed(args.frame_size)
-        .map_err(|e| CliError::usage(format!("--frame-size: {e}")))?;
+    let frame_size = args.frame_size.unwrap_or(envelope_core::hazmat::DEFAULT_FRAME_LEN);
+    envelope_core::hazmat::BodyForm::framed(frame_size).map_err(|e| CliError::usage(format!("--frame-size: {e}")))?;
     let form = if args.lines {
         Form::Lines
     } else if args.text {
         Form::Text
     } else {
-        Form::Binary { frame_size: args.frame_size }
+        Form::Binary { frame_size }
     };
     let plan = files::plan(&args.files, Direction::Encrypt, args.force)?;
     if let Plan::Single(job) = &plan
@@ -148,7 +148,7 @@ fn reserve_secret(buf: &mut Zeroizing<Vec<u8>>, additional: usize) {
 
 /// Reads `input` to its end, or to `limit` bytes, into memory that is
 /// zeroized on drop and leaves no copy behind as it grows.
-fn read_secret(mut input: impl Read, limit: u64) -> io::Result<Zeroizing<Vec<u8>>> {
+pub(super) fn read_secret(mut input: impl Read, limit: u64) -> io::Result<Zeroizing<Vec<u8>>> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let mut buf = Zeroizing::new(Vec::new());
     let mut chunk = Zeroizing::new([0u8; 8192]);
@@ -171,7 +171,7 @@ fn read_secret(mut input: impl Read, limit: u64) -> io::Result<Zeroizing<Vec<u8>
 /// that the output can keep it: `--lines` round trips byte for byte. Each
 /// line sits in one zeroizing buffer that is reused and grown without leaving
 /// copies; a line that is not UTF-8 is an error, as `BufRead::lines` makes it.
-struct SecretLines<R> {
+pub(super) struct SecretLines<R> {
     input: R,
     chunk: Zeroizing<Vec<u8>>,
     start: usize,
@@ -181,7 +181,7 @@ struct SecretLines<R> {
 }
 
 impl<R: Read> SecretLines<R> {
-    fn new(input: R) -> Self {
+    pub(super) fn new(input: R) -> Self {
         Self {
             input,
             chunk: Zeroizing::new(vec![0u8; 1 << 16]),
@@ -192,7 +192,7 @@ impl<R: Read> SecretLines<R> {
         }
     }
 
-    fn next_line(&mut self) -> io::Result<Option<(&[u8], &'static [u8])>> {
+    pub(super) fn next_line(&mut self) -> io::Result<Option<(&[u8], &'static [u8])>> {
         self.line.zeroize();
         loop {
             if self.start == self.end {

@@ -4,6 +4,7 @@ pub(crate) mod audit;
 pub(crate) mod decrypt;
 pub(crate) mod demo;
 pub(crate) mod encrypt;
+pub(crate) mod encrypt_esdk;
 pub(crate) mod files;
 pub(crate) mod inspect;
 pub(crate) mod keys;

@@ -23,7 +23,7 @@ use serde_json::json;
 
 use super::run::{INTERRUPTED, cancel_on_signals, check_writable, print_summary, progress, settings};
 use crate::cli::{
-    DiscoveryArgs, InventoryArgs, ItemKind, ReencryptArgs, RewrapArgs, RollbackArgs, ScanArgs, TargetArgs,
+    DiscoveryArgs, InventoryArgs, ItemKind, OutputFormat, ReencryptArgs, RewrapArgs, RollbackArgs, ScanArgs, TargetArgs,
 };
 use crate::exit::{CliError, Code};
 use crate::key_spec::{KeySpec, kms_keys};
@@ -122,6 +122,9 @@ pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs, action: Action) -> Res
 }
 
 pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs, action: Action) -> Result<ExitCode, CliError> {
+    if args.format.is_some() && args.items != ItemKind::Esdk {
+        return Err(CliError::usage("--format chooses what AWS Encryption SDK messages become: it needs --items esdk"));
+    }
     let Some(to) = &args.to else {
         return reencrypt_to_keyset(keys, args, action).await;
     };
@@ -160,11 +163,27 @@ pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs, action: Action) 
 }
 
 /// `rekey reencrypt --items esdk`: AWS Encryption SDK messages into new SDK
-/// messages under `to`, through the same engine as every rotation.
+/// messages under `to` (or, `--format rekey`, into rekey envelopes), through
+/// the same engine as every rotation.
 async fn reencrypt_esdk(keys: &Keys, args: ReencryptArgs, to: &KeySpec, action: Action) -> Result<ExitCode, CliError> {
     if !args.context.is_empty() {
         return Err(CliError::usage("--items esdk keeps each message's own encryption context; drop --context")
             .hint("bind messages to their rows with --context-column: their context must already hold it"));
+    }
+    if args.format == Some(OutputFormat::Rekey) {
+        let destination = keys.wrapping(to, &[]).await?;
+        let sources = keys.decrypting(&args.from, &args.discovery).await?;
+        let mut params = RunParams::new();
+        params.insert("items".into(), "esdk".into());
+        params.insert("format".into(), "rekey".into());
+        key_params(&mut params, &args.from, &args.discovery);
+        let iam = iam_actions("reencrypt", to, &args.from, args.target.verify, local_keys_exist(keys));
+        let strategy = Reencrypt::new(destination, None, None).converting_esdk_messages();
+        let transform = transform(strategy, sources, &args.target);
+        return match action {
+            Action::Rotate => run(keys, transform, args.target, "reencrypt", params, iam, kms_keys(&args.from)).await,
+            Action::Verify => verify_copies(transform, args.target).await,
+        };
     }
     let KeySpec::Kms(_) = to else {
         return Err(CliError::usage(
@@ -208,10 +227,11 @@ async fn reencrypt_to_keyset(keys: &Keys, args: ReencryptArgs, action: Action) -
                 .hint("use `rekey rewrap --items edk`"));
         }
         ItemKind::S3ec => return Err(s3ec_reencrypt_missing()),
-        ItemKind::Esdk => {
-            return Err(CliError::usage("--keyset does not take AWS Encryption SDK messages")
-                .hint("re-encrypt them into SDK messages with `rekey reencrypt --items esdk --to kms:KEY`"));
+        ItemKind::Esdk if args.format == Some(OutputFormat::Esdk) => {
+            return Err(CliError::usage("--keyset writes compact records, not AWS Encryption SDK messages")
+                .hint("drop --format esdk, or write SDK messages with --to kms:KEY instead of --keyset"));
         }
+        ItemKind::Esdk => None,
     };
     let context = parse_context(&args.context)?;
     let mut params = RunParams::new();
@@ -221,7 +241,10 @@ async fn reencrypt_to_keyset(keys: &Keys, args: ReencryptArgs, action: Action) -
     let sources = keys.decrypting(&args.from, &args.discovery).await?;
     key_params(&mut params, &args.from, &args.discovery);
     legacy_params(&mut params, &args);
-    let strategy = ToKeyset::new(Arc::new(handle), keyset.id().to_string(), context, legacy, inner);
+    let mut strategy = ToKeyset::new(Arc::new(handle), keyset.id().to_string(), context, legacy, inner);
+    if args.items == ItemKind::Esdk {
+        strategy = strategy.converting_esdk_messages();
+    }
     let kms_from = kms_keys(&args.from);
     let mut iam = if kms_from.is_empty() {
         vec!["none: the keyset's keys are unwrapped once at the start".to_owned()]

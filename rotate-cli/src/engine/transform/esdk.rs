@@ -34,9 +34,11 @@
 //! the P-384 signature itself (a KMS round trip is about 10 ms, spread over
 //! the run's concurrency), so rekey keeps the SDK's per-message signing key.
 //!
-//! Only 32-byte data keys are handled: rekey's `DataKey` (and the KMS
-//! keyring's unwrap) is 32 bytes, so messages on the AES-128 and AES-192
-//! suites fail with a reason before any KMS call.
+//! Messages on the AES-128 and AES-192 suites carry 16- and 24-byte data
+//! keys, which rekey's `DataKey` cache does not hold: they are unwrapped
+//! with [`Keyring::unwrap_esdk`] once per message, not once per distinct
+//! wrapped key (the SDKs have written AES-256 by default since their first
+//! versions, so such messages are few).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -167,7 +169,6 @@ impl Strategy for ReencryptEsdk {
     fn plan(&self, shared: &Shared, item: &[u8]) -> Result<bool, ItemError> {
         let detected = detect_message(item)?;
         let message = Message::parse_with(&detected.bytes, &DecryptOptions::allowing_non_committing())?;
-        check_key_size(message.suite())?;
         if let Some(first) = kms_wrapped_keys(&message).first() {
             shared.note_planned(first.wrapped());
         }
@@ -222,6 +223,50 @@ impl Strategy for ReencryptEsdk {
     }
 }
 
+/// An SDK message opened to be converted into another format (rekey
+/// envelopes, compact records): what [`Reencrypt`](super::Reencrypt) and
+/// [`ToKeyset`](super::ToKeyset) seal again.
+pub(super) struct Converted {
+    /// The plaintext, wiped when dropped.
+    pub(super) plaintext: Plaintext,
+    /// The message's context without the signing key's public half, which
+    /// belongs to the discarded signature.
+    pub(super) context: EncryptionContext,
+    /// The frame length of a framed message, kept when rekey's format takes
+    /// it (else rekey's default); `None` for a non-framed one.
+    pub(super) frame_len: Option<u32>,
+    /// [`ChangeKind::Lifted`] from a suite without key commitment.
+    pub(super) kind: ChangeKind,
+}
+
+/// Opens an SDK message (`detected`) with the operator's sources, to be
+/// converted into another format. The signature is verified, and the key
+/// commitment checked, before any plaintext is returned; non-committing
+/// suites are read without an opt-in, since converting them is the way off.
+pub(super) async fn open_to_convert(shared: &Shared, detected: &Detected) -> Result<Converted, ItemError> {
+    let message = Message::parse_with(&detected.bytes, &DecryptOptions::allowing_non_committing())?;
+    let context = context_without_public_key(&message)?;
+    let plaintext = open(shared, &message, &shared.sources()).await?;
+    let frame_len = match message.content_type() {
+        ContentType::Framed => Some(message.frame_length())
+            .filter(|len| envelope_core::hazmat::BodyForm::framed(*len).is_ok())
+            .or(Some(envelope_core::hazmat::DEFAULT_FRAME_LEN)),
+        _ => None,
+    };
+    let kind = if message.suite().is_committing() { ChangeKind::Reencrypted } else { ChangeKind::Lifted };
+    Ok(Converted { plaintext, context, frame_len, kind })
+}
+
+/// Notes a message's first wrapped key for the dry run's forecast; refuses
+/// what cannot be read.
+pub(super) fn plan_to_convert(shared: &Shared, detected: &Detected) -> Result<(), ItemError> {
+    let message = Message::parse_with(&detected.bytes, &DecryptOptions::allowing_non_committing())?;
+    if let Some(first) = kms_wrapped_keys(&message).first() {
+        shared.note_planned(first.wrapped());
+    }
+    Ok(())
+}
+
 /// The item as an SDK message, or why it is not one.
 fn detect_message(item: &[u8]) -> Result<Detected, ItemError> {
     match format::detect(item) {
@@ -248,19 +293,6 @@ fn kms_wrapped_keys(message: &Message<'_>) -> Vec<EncryptedDataKey> {
     format::esdk::kms_wrapped_keys(message.wrapped_keys())
 }
 
-/// Refuses the AES-128 and AES-192 suites, whose data keys rekey's keyrings do not carry.
-fn check_key_size(suite: Suite) -> Result<(), ItemError> {
-    if suite.data_key_len() == 32 {
-        return Ok(());
-    }
-    Err(ItemError::input(format!(
-        "the message is on {}, whose data key is {} bytes: rekey's keyrings unwrap 32-byte data keys only, \
-         so decrypt it with the AWS Encryption SDK",
-        suite.name(),
-        suite.data_key_len()
-    )))
-}
-
 /// Opens a message with `keyrings`: each KMS wrapped key one of them
 /// accepts, unwrapped once per distinct key however many items share it,
 /// until one decrypts. `Message::decrypt` checks the key commitment (on
@@ -268,14 +300,18 @@ fn check_key_size(suite: Suite) -> Result<(), ItemError> {
 /// planted wrapped key holding another data key fails there and the next
 /// wrapped key is tried.
 async fn open(shared: &Shared, message: &Message<'_>, keyrings: &[&dyn Keyring]) -> Result<Plaintext, ItemError> {
-    check_key_size(message.suite())?;
     let context = kms_context(message)?;
     let edks = kms_wrapped_keys(message);
     let mut last = None;
     for edk in &edks {
         for keyring in keyrings.iter().filter(|k| k.can_unwrap(edk)) {
-            match shared.unwrap_one(edk, &context, *keyring).await {
-                Ok(key) => match message.decrypt(&PlaintextDataKey::from(key.duplicate())) {
+            let key = if message.suite().data_key_len() == 32 {
+                shared.unwrap_one(edk, &context, *keyring).await.map(|k| PlaintextDataKey::from(k.duplicate()))
+            } else {
+                keyring.unwrap_esdk(std::slice::from_ref(edk), &context).await.map_err(ItemError::from)
+            };
+            match key {
+                Ok(key) => match message.decrypt(&key) {
                     Ok(plaintext) => return Ok(plaintext),
                     Err(e) => last = Some(ItemError::from(e)),
                 },

@@ -11,6 +11,7 @@ use envelope_core::keyset::{CompactRecord, KeyId, KeysetHandle};
 use envelope_core::legacy::{InnerEncoding, decrypt_legacy_record};
 use envelope_core::{DataKey, EncryptionContext, Keyring};
 
+use super::esdk::{open_to_convert, plan_to_convert};
 use super::outcome::{ChangeKind, Outcome, Proof};
 use super::reencrypt::legacy_text;
 use super::shared::{Shared, not_an_envelope, with_row};
@@ -35,6 +36,8 @@ pub struct ToKeyset {
     legacy: Option<DataKey>,
     /// The inner encoding of legacy records.
     inner: InnerEncoding,
+    /// Whether AWS Encryption SDK messages are converted too.
+    esdk_messages: bool,
 }
 
 impl ToKeyset {
@@ -46,7 +49,14 @@ impl ToKeyset {
         legacy: Option<DataKey>,
         inner: InnerEncoding,
     ) -> Self {
-        Self { keyset, keyset_id, context, legacy, inner }
+        Self { keyset, keyset_id, context, legacy, inner, esdk_messages: false }
+    }
+
+    /// Also converts AWS Encryption SDK messages (`rekey reencrypt --items
+    /// esdk --keyset FILE`); a message's context must be the records'.
+    pub fn converting_esdk_messages(mut self) -> Self {
+        self.esdk_messages = true;
+        self
     }
 
     async fn to_keyset(&self, shared: &Shared, item: &[u8], row: &EncryptionContext) -> Result<Outcome, ItemError> {
@@ -79,6 +89,20 @@ impl ToKeyset {
                 let opened = self.keyset.decrypt(&d.bytes, context)?;
                 let key = CompactRecord::parse(&d.bytes).ok().map(|r| r.key_id());
                 Ok((Box::new(opened), ChangeKind::Reencrypted, key, d.encoding))
+            }
+            Some(d) if self.esdk_messages && d.format == FormatId::Esdk => {
+                let converted = open_to_convert(shared, &d).await?;
+                if converted.context != *context {
+                    return Err(ItemError::new(
+                        ItemErrorCode::ContextMismatch,
+                        format!(
+                            "the message's context {:?} is not the records' {:?}: a compact record keeps no context, \
+                             so give it with --context (and --context-column)",
+                            converted.context, context
+                        ),
+                    ));
+                }
+                Ok((Box::new(converted.plaintext), converted.kind, None, d.encoding))
             }
             Some(d) if d.format == FormatId::Envelope => {
                 let envelope = Envelope::parse(&d.bytes, &shared.parse)?;
@@ -142,6 +166,10 @@ impl Strategy for ToKeyset {
         Ok(match format::detect(item) {
             Some(d) if d.format == FormatId::Compact => {
                 CompactRecord::parse(&d.bytes).ok().map(|r| r.key_id()) != self.keyset.primary()
+            }
+            Some(d) if self.esdk_messages && d.format == FormatId::Esdk => {
+                plan_to_convert(shared, &d)?;
+                true
             }
             Some(d) if d.format == FormatId::Envelope => {
                 let envelope = Envelope::parse(&d.bytes, &shared.parse)?;

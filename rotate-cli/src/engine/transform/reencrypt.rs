@@ -8,6 +8,7 @@ use envelope_core::hazmat::{BodyForm, Envelope, encrypt_stream, seal};
 use envelope_core::legacy::{InnerEncoding, decrypt_legacy_record};
 use envelope_core::{DataKey, EncryptionContext, Keyring};
 
+use super::esdk::{open_to_convert, plan_to_convert};
 use super::outcome::{ChangeKind, Outcome, Proof, StreamJob};
 use super::shared::{
     MESSAGES_PER_DATA_KEY, Shared, calls, is_destination, is_remote, label, not_an_envelope, with_row,
@@ -25,6 +26,8 @@ pub struct Reencrypt {
     context: Option<EncryptionContext>,
     /// The legacy data key, unwrapped once, and the inner encoding.
     legacy: Option<(DataKey, InnerEncoding)>,
+    /// Whether AWS Encryption SDK messages are converted into envelopes.
+    esdk_messages: bool,
 }
 
 impl Reencrypt {
@@ -35,17 +38,41 @@ impl Reencrypt {
         context: Option<EncryptionContext>,
         legacy: Option<(DataKey, InnerEncoding)>,
     ) -> Self {
-        Self { destination, context, legacy }
+        Self { destination, context, legacy, esdk_messages: false }
+    }
+
+    /// Also converts AWS Encryption SDK messages into envelopes (`rekey
+    /// reencrypt --items esdk --format rekey`), keeping each message's
+    /// context unless a new one is given.
+    pub fn converting_esdk_messages(mut self) -> Self {
+        self.esdk_messages = true;
+        self
+    }
+
+    /// The item as an envelope, or as an SDK message when those are converted.
+    fn detect(&self, item: &[u8]) -> Option<format::Detected> {
+        format::detect(item)
+            .filter(|d| d.format == FormatId::Envelope || (self.esdk_messages && d.format == FormatId::Esdk))
     }
 
     async fn reencrypt(&self, shared: &Shared, item: &[u8], row: &EncryptionContext) -> Result<Outcome, ItemError> {
         let destination = self.destination.as_ref();
         let context = self.context.as_ref().map(|c| with_row(c, row)).transpose()?;
         let context = context.as_ref();
-        let detected = format::detect(item).filter(|d| d.format == FormatId::Envelope);
+        let detected = self.detect(item);
         // The plaintext, zeroized when dropped (a whole-buffer wipe for envelopes).
         let (opened, old_context, frame_len, kind, encoding): (Box<dyn AsRef<[u8]> + Send + Sync>, _, _, _, _) =
             match (detected, &self.legacy) {
+                (Some(detected), _) if detected.format == FormatId::Esdk => {
+                    let converted = open_to_convert(shared, &detected).await?;
+                    (
+                        Box::new(converted.plaintext),
+                        converted.context,
+                        converted.frame_len,
+                        converted.kind,
+                        detected.encoding,
+                    )
+                }
                 (Some(detected), _) => {
                     let envelope = Envelope::parse(&detected.bytes, &shared.parse)?;
                     let header = envelope.header();
@@ -161,7 +188,8 @@ impl Strategy for Reencrypt {
     }
 
     fn plan(&self, shared: &Shared, item: &[u8]) -> Result<bool, ItemError> {
-        match format::detect(item).filter(|d| d.format == FormatId::Envelope) {
+        match self.detect(item) {
+            Some(detected) if detected.format == FormatId::Esdk => plan_to_convert(shared, &detected)?,
             Some(detected) => {
                 let envelope = Envelope::parse(&detected.bytes, &shared.parse)?;
                 if let Some(first) = envelope.header().encrypted_data_keys.first() {
@@ -198,7 +226,14 @@ impl Strategy for Reencrypt {
         original: &'a Item,
         copy: &'a [u8],
     ) -> BoxFuture<'a, Result<Proof, ItemError>> {
-        Box::pin(check_envelope_copy(shared, self.destination.as_ref(), original, copy, self.legacy.as_ref()))
+        Box::pin(check_envelope_copy(
+            shared,
+            self.destination.as_ref(),
+            original,
+            copy,
+            self.legacy.as_ref(),
+            self.esdk_messages,
+        ))
     }
 
     fn planned_calls(&self, shared: &Shared, keys: usize, bound: &str, items: u64) -> Vec<String> {
@@ -238,6 +273,7 @@ pub(super) async fn check_envelope_copy(
     original: &Item,
     copy: &[u8],
     legacy: Option<&(DataKey, InnerEncoding)>,
+    esdk_messages: bool,
 ) -> Result<Proof, ItemError> {
     let differs = |what: &str| ItemError::new(ItemErrorCode::VerifyFailed, format!("the copy {what}"));
     let copy_bytes = format::encoding_of(copy).decode(copy)?;
@@ -265,11 +301,18 @@ pub(super) async fn check_envelope_copy(
         let same = envelope.open_plaintext(&key)?.as_bytes() == copy_envelope.open_plaintext(&copy_key)?.as_bytes();
         return if same { Ok(Proof::SamePlaintext) } else { Err(differs("decrypts to another plaintext")) };
     }
-    let Some((key, inner)) = legacy else {
-        return Err(not_an_envelope());
+    let plaintext: Box<dyn AsRef<[u8]> + Send + Sync> = match (format::detect(&original.bytes), legacy) {
+        (Some(detected), _) if esdk_messages && detected.format == FormatId::Esdk => {
+            let converted = open_to_convert(shared, &detected).await?;
+            if converted.context != copy_envelope.header().context {
+                return Err(differs("has another encryption context"));
+            }
+            Box::new(converted.plaintext)
+        }
+        (_, Some((key, inner))) => Box::new(decrypt_legacy_record(key, legacy_text(&original.bytes)?, *inner)?),
+        (_, None) => return Err(not_an_envelope()),
     };
-    let plaintext = decrypt_legacy_record(key, legacy_text(&original.bytes)?, *inner)?;
-    if plaintext.as_bytes() == copy_envelope.open_plaintext(&copy_key)?.as_bytes() {
+    if (*plaintext).as_ref() == copy_envelope.open_plaintext(&copy_key)?.as_bytes() {
         Ok(Proof::SamePlaintext)
     } else {
         Err(differs("decrypts to another plaintext"))

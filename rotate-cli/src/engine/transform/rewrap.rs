@@ -205,7 +205,7 @@ impl Strategy for Rewrap {
         original: &'a Item,
         copy: &'a [u8],
     ) -> BoxFuture<'a, Result<Proof, ItemError>> {
-        Box::pin(check_envelope_copy(shared, self.destination.as_ref(), original, copy, None))
+        Box::pin(check_envelope_copy(shared, self.destination.as_ref(), original, copy, None, false))
     }
 
     fn planned_calls(&self, shared: &Shared, keys: usize, bound: &str, items: u64) -> Vec<String> {
