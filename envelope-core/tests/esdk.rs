@@ -472,8 +472,8 @@ fn fuzz_entry_holds_on_the_vectors_and_their_mutations() {
 }
 
 #[test]
-fn large_messages_decrypt_on_several_threads_and_release_nothing_for_one_bad_frame() {
-    // 3 MiB in 4096-byte frames: over the size from which frames are shared out between threads.
+fn a_bad_frame_anywhere_in_a_large_message_releases_nothing() {
+    // 3 MiB in 4096-byte frames.
     let plaintext: Vec<u8> = (0..3u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 11).to_le_bytes()[0]).collect();
     let (bytes, key) = write(Suite::Aes256GcmHkdfSha512Commit, 4096, &plaintext);
     let message = Message::parse(&bytes).expect("parse");
@@ -481,7 +481,7 @@ fn large_messages_decrypt_on_several_threads_and_release_nothing_for_one_bad_fra
     let header_len = message.header().len();
     let frame_size = 4 + 12 + 4096 + 16;
     let frames = plaintext.len() / 4096;
-    // A flipped ciphertext byte in the first, a middle and the last full frame: each in another thread's share.
+    // A flipped ciphertext byte in the first, a middle and the last full frame.
     for i in [0, frames / 2, frames - 1] {
         let mut bad = bytes.clone();
         bad[header_len + i * frame_size + 100] ^= 1;

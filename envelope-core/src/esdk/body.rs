@@ -12,7 +12,7 @@ use super::header::Header;
 use super::header::{ContentType, ContextPairs, HeaderInfo, WrappedKeys};
 use super::keys::PlaintextDataKey;
 use super::options::DecryptOptions;
-use super::suite::{Cipher, IV_LEN, Suite, TAG_LEN};
+use super::suite::{IV_LEN, Suite, TAG_LEN};
 
 /// Marks the final frame where a regular frame has its sequence number.
 pub(crate) const FINAL_FRAME_MARKER: u32 = u32::MAX;
@@ -279,26 +279,6 @@ impl<'a> Message<'a> {
         }
         out.set_len_zeroed(self.plaintext_len);
         let mut r = Reader::new(&self.bytes[info.len..self.signed_end]);
-        let threads = if self.plaintext_len >= PARALLEL_MIN_LEN {
-            std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(MAX_THREADS)
-        } else {
-            1
-        };
-        if threads > 1 {
-            let frame_len = usize::try_from(info.frame_len).unwrap_or(usize::MAX).max(1);
-            let mut frames = Vec::with_capacity(self.plaintext_len / frame_len + 1);
-            let mut seq = 1u32;
-            loop {
-                let frame = read_frame(&mut r, info, seq)?;
-                let last = frame.piece != Piece::Regular;
-                frames.push(frame);
-                if last {
-                    break;
-                }
-                seq = next_seq(seq)?;
-            }
-            return open_frames(&cipher, info.message_id(), &frames, out, threads);
-        }
         let (mut seq, mut at) = (1u32, 0usize);
         loop {
             let frame = read_frame(&mut r, info, seq)?;
@@ -312,55 +292,4 @@ impl<'a> Message<'a> {
             seq = next_seq(seq)?;
         }
     }
-}
-
-/// Messages of at least this much plaintext are decrypted on several
-/// threads: below it, starting a thread costs more than it saves.
-const PARALLEL_MIN_LEN: usize = 1 << 20;
-/// The most threads one message is decrypted on.
-const MAX_THREADS: usize = 4;
-
-/// Opens `frames` into `out` (exactly their total length) on up to
-/// `threads` scoped threads, each a contiguous run of frames into its own
-/// part of `out`. Frames are independent under AES-GCM (each has its own
-/// IV, AAD and tag), and aws-lc spends a fixed cost on every call (a
-/// 4096-byte frame costs about three times its share of one 16 MiB call),
-/// which only more cores hide. Nothing is released before every frame's
-/// tag verified: the caller wipes `out` on any error.
-fn open_frames(
-    cipher: &Cipher,
-    message_id: &[u8],
-    frames: &[Frame<'_>],
-    out: &mut [u8],
-    threads: usize,
-) -> Result<(), Error> {
-    if threads <= 1 || frames.len() < 2 {
-        let mut at = 0usize;
-        for frame in frames {
-            let end = at.checked_add(frame.content.len()).ok_or(FormatError::BadFrame)?;
-            let dest = out.get_mut(at..end).ok_or(FormatError::BadFrame)?;
-            cipher.open_to(&frame.iv, frame.aad(message_id).as_bytes(), frame.content, &frame.tag, dest)?;
-            at = end;
-        }
-        return if at == out.len() { Ok(()) } else { Err(FormatError::BadFrame.into()) };
-    }
-    let per_thread = frames.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let mut rest = out;
-        let mut workers = Vec::with_capacity(threads);
-        for group in frames.chunks(per_thread) {
-            let len = group.iter().map(|f| f.content.len()).try_fold(0usize, usize::checked_add);
-            let len = len.filter(|&l| l <= rest.len()).ok_or(FormatError::BadFrame)?;
-            let (mine, tail) = std::mem::take(&mut rest).split_at_mut(len);
-            rest = tail;
-            workers.push(scope.spawn(move || open_frames(cipher, message_id, group, mine, 1)));
-        }
-        let mut result = if rest.is_empty() { Ok(()) } else { Err(FormatError::BadFrame.into()) };
-        for worker in workers {
-            // A worker that panicked opened nothing that counts.
-            let outcome = worker.join().unwrap_or(Err(Error::Authentication));
-            result = result.and(outcome);
-        }
-        result
-    })
 }
