@@ -30,8 +30,14 @@ use crate::fsio;
 use envelope_core::EncryptedDataKey;
 use envelope_core::hazmat::{Envelope, ParseOptions};
 
-/// The journal format this build writes.
-const FORMAT_VERSION: u32 = 2;
+/// The journal format this build writes. Version 3 records encryption
+/// contexts as canonical JSON objects ([`context_param`]); version 2
+/// recorded them in Rust's debug form, and is compared in that form
+/// ([`in_version_2_form`]) so its runs still resume.
+const FORMAT_VERSION: u32 = 3;
+
+/// The parameters holding an encryption context.
+const CONTEXT_PARAMS: [&str; 3] = ["source_context", "dest_context", "context"];
 
 /// The parameters of a run, compared on `--resume`: name to value.
 pub type RunParams = BTreeMap<String, String>;
@@ -122,6 +128,19 @@ pub enum Entry {
         etag: String,
         /// What changed, and its old value.
         undo: ObjectUndo,
+    },
+    /// Written and synced before a change to an item of any target that
+    /// records its own undo: what rollback needs to put it back
+    /// (ciphertext and hashes only). Targets added since the journal had
+    /// `Row` and `Object` write this; `Done` and `Abandoned` entries name
+    /// the same `item`.
+    Change {
+        /// How reports name the item.
+        item: String,
+        /// The target kind ([`Target::kind`](super::Target::kind)) whose rollback reads `undo`.
+        target: String,
+        /// The target's own undo record, which its rollback parses.
+        undo: serde_json::Value,
     },
     /// A stream finished and its output was renamed into place.
     Complete {
@@ -267,17 +286,18 @@ impl Journal {
                 journal.append(&Entry::Run { version: FORMAT_VERSION, params: params.clone() }, true)?;
                 fsio::sync_dir(path).map_err(|e| Error::io("cannot sync the journal's directory", &e))?;
             }
-            Some(Entry::Run { params: before, .. }) => check_same_run(before, params).map_err(|e| {
-                if changed_nothing(&entries) {
-                    e.hint(format!(
-                        "that run changed nothing: retire its journal with `rekey rollback --journal {}`, then run \
+            Some(Entry::Run { params: before, version }) => check_same_run(before, &in_version_form(*version, params))
+                .map_err(|e| {
+                    if changed_nothing(&entries) {
+                        e.hint(format!(
+                            "that run changed nothing: retire its journal with `rekey rollback --journal {}`, then run \
                          the corrected command without --resume",
-                        path.display()
-                    ))
-                } else {
-                    e
-                }
-            })?,
+                            path.display()
+                        ))
+                    } else {
+                        e
+                    }
+                })?,
             Some(_) => {
                 return Err(Error::new(
                     ErrorKind::BadInput,
@@ -434,7 +454,7 @@ impl Encoded {
 /// already done): it has nothing to undo.
 pub fn changed_nothing(entries: &[Entry]) -> bool {
     entries.iter().all(|e| match e {
-        Entry::Begin { .. } | Entry::Row { .. } | Entry::Object { .. } => false,
+        Entry::Begin { .. } | Entry::Row { .. } | Entry::Object { .. } | Entry::Change { .. } => false,
         Entry::Checkpoint { counts, .. } => counts.rewrapped == 0 && counts.reencrypted == 0,
         _ => true,
     })
@@ -524,6 +544,58 @@ pub fn read_for_rollback(path: &Path) -> Result<(File, Vec<Entry>, Vec<String>),
         })
         .collect();
     Ok((file, read.entries, skipped))
+}
+
+/// A journal opened for rollback: read once, past damaged lines, and
+/// locked until dropped.
+#[derive(Debug)]
+pub struct RollbackJournal {
+    path: PathBuf,
+    entries: Vec<Entry>,
+    skipped: Vec<String>,
+    _lock: File,
+}
+
+impl RollbackJournal {
+    /// Opens, locks and reads `path` (see [`read_for_rollback`]).
+    ///
+    /// # Errors
+    /// I/O errors, a journal in use by a run, a file that is not a journal.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let (lock, entries, skipped) = read_for_rollback(path)?;
+        Ok(Self { path: path.to_path_buf(), entries, skipped, _lock: lock })
+    }
+
+    /// The journal's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every intact entry, the run entry first.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// A sentence for each damaged line skipped.
+    pub fn skipped(&self) -> &[String] {
+        &self.skipped
+    }
+
+    /// The run's parameters.
+    pub fn params(&self) -> &RunParams {
+        static NONE: RunParams = RunParams::new();
+        match self.entries.first() {
+            Some(Entry::Run { params, .. }) => params,
+            _ => &NONE,
+        }
+    }
+
+    /// The kind of target the run was on: its `target` parameter; journals
+    /// of files and record streams did not record one, and are `files`
+    /// (whose rollback recognises a stream's journal by its checkpoints).
+    pub fn target_kind(&self) -> &str {
+        self.params().get("target").map_or("files", String::as_str)
+    }
 }
 
 fn lock(file: &File, path: &Path) -> Result<(), Error> {
@@ -685,6 +757,35 @@ fn check_same_run(before: &RunParams, now: &RunParams) -> Result<(), Error> {
     }
     Err(Error::usage(format!("--resume needs the same command as the run it continues; {}", differences.join("; ")))
         .hint("rerun exactly the command that made this journal, or roll it back first"))
+}
+
+/// An encryption context as a run parameter: a JSON object, keys sorted.
+pub fn context_param<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let map: BTreeMap<&str, &str> = pairs.into_iter().collect();
+    serde_json::to_string(&map).unwrap_or_default()
+}
+
+/// `params` as a journal of `version` recorded them, for comparison.
+fn in_version_form(version: u32, params: &RunParams) -> RunParams {
+    if version >= 3 { params.clone() } else { in_version_2_form(params) }
+}
+
+/// `params` with each context in version 2's form: the debug form of the
+/// context (`{"k": "v"}`); `--context` of a re-encryption to a key was
+/// optional there (`None`, `Some({...})`), a keyset run's was not.
+fn in_version_2_form(params: &RunParams) -> RunParams {
+    let mut old = params.clone();
+    let optional = !params.contains_key("keyset");
+    for name in CONTEXT_PARAMS {
+        let Some(value) = old.get_mut(name) else { continue };
+        if name == "context" && optional && value.is_empty() {
+            *value = "None".into();
+            continue;
+        }
+        let Ok(map) = serde_json::from_str::<BTreeMap<String, String>>(value) else { continue };
+        *value = if name == "context" && optional { format!("Some({map:?})") } else { format!("{map:?}") };
+    }
+    old
 }
 
 /// A key list as an undo record: `[provider, key id, base64 blob]` triples, base64.
@@ -869,6 +970,39 @@ mod tests {
         let err = Journal::open(&path, true, &params("kms:b")).expect_err("other --to");
         assert!(err.message.contains("to: the journal has kms:a, this command has kms:b"), "{}", err.message);
         assert!(Journal::open(&path, false, &params("kms:a")).is_err(), "exists without --resume");
+    }
+
+    #[test]
+    fn a_version_2_journal_with_debug_contexts_resumes_and_a_changed_context_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("j");
+        let mut before = params("kms:a");
+        before.insert("source_context".into(), r#"{"tenant": "t\"1"}"#.into());
+        before.insert("context".into(), "None".into());
+        let run = encode_line(&Entry::Run { version: 2, params: before }).expect("line");
+        std::fs::write(&path, run).expect("write");
+        let mut now = params("kms:a");
+        now.insert("source_context".into(), context_param([("tenant", "t\"1")]));
+        now.insert("context".into(), String::new());
+        assert_eq!(now["source_context"], r#"{"tenant":"t\"1"}"#, "canonical JSON");
+        drop(Journal::open(&path, true, &now).expect("the same run, in version 3's form"));
+        now.insert("source_context".into(), context_param([("tenant", "t2")]));
+        let err = Journal::open(&path, true, &now).expect_err("another context");
+        assert!(
+            err.message
+                .contains(r#"source_context: the journal has {"tenant": "t\"1"}, this command has {"tenant": "t2"}"#),
+            "{}",
+            err.message
+        );
+
+        // A keyset run's context was never optional.
+        let mut keyset = params("kms:a");
+        keyset.insert("keyset".into(), "ks".into());
+        keyset.insert("context".into(), context_param([("a", "b")]));
+        assert_eq!(in_version_2_form(&keyset)["context"], r#"{"a": "b"}"#);
+        let mut one = params("kms:a");
+        one.insert("context".into(), context_param([("a", "b")]));
+        assert_eq!(in_version_2_form(&one)["context"], r#"Some({"a": "b"})"#);
     }
 
     #[test]
