@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::engine::report::Counts;
 
 /// The journal format this build writes. Version 3 records encryption
-/// contexts as canonical JSON objects ([`context_param`]); version 2
+/// contexts as canonical JSON objects ([`context_param`](super::context_param)); version 2
 /// recorded them in Rust's debug form, and is compared in that form
-/// ([`in_version_2_form`]) so its runs still resume.
+/// (the resume check) so its runs still resume.
 pub(super) const FORMAT_VERSION: u32 = 3;
 
 /// The parameters of a run, compared on `--resume`: name to value.
@@ -110,7 +110,7 @@ pub enum Entry {
     Change {
         /// How reports name the item.
         item: String,
-        /// The target kind ([`Target::kind`](super::Target::kind)) whose rollback reads `undo`.
+        /// The target kind ([`Target::kind`](crate::engine::Target::kind)) whose rollback reads `undo`.
         target: String,
         /// The target's own undo record, which its rollback parses.
         undo: serde_json::Value,
