@@ -23,6 +23,19 @@ pub(crate) enum ItemKind {
     S3ec,
 }
 
+impl ItemKind {
+    /// Its name on the command line, which journals record.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Envelope => "envelope",
+            Self::Edk => "edk",
+            Self::Legacy => "legacy",
+            Self::Esdk => "esdk",
+            Self::S3ec => "s3ec",
+        }
+    }
+}
+
 /// What to work on: files and directories, or one record stream.
 #[derive(Debug, Args)]
 pub(crate) struct InventoryArgs {

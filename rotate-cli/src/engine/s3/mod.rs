@@ -43,6 +43,7 @@ mod rollback;
 mod s3ec;
 mod scan;
 mod sink;
+mod target;
 #[cfg(test)]
 mod tests;
 
@@ -59,3 +60,4 @@ pub use self::rollback::{is_s3_run, rollback, run_params};
 pub use self::s3ec::inspect_object;
 pub use self::scan::{S3ScanReport, S3ScanSink, S3ecCounts};
 pub use self::sink::ObjectSink;
+pub use self::target::S3Target;
