@@ -56,6 +56,11 @@ pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs, action: Action) -> Res
         let dest = if args.dest_context.is_empty() { &args.source_context } else { &args.dest_context };
         args.target.inventory.s3.probe_context = Some(dest.clone());
     }
+    if args.items == ItemKind::Edk && crate::commands::dynamodb::is_dynamodb_target(&args.target.inventory) {
+        // A rerun (or a resumed run) finds blobs under the destination already: probed, not failed.
+        let dest = if args.dest_context.is_empty() { &args.source_context } else { &args.dest_context };
+        args.target.inventory.s3.probe_context = Some(dest.clone());
+    }
     let destination = keys.wrapping(&args.to, &[]).await?;
     let mut params = RunParams::new();
     let sources = match args.items {
@@ -220,7 +225,7 @@ fn transform(strategy: impl Strategy + 'static, sources: Vec<Box<dyn Keyring>>, 
 /// `rekey verify`: every copy in the shadow column checked against its
 /// original with the run's keys; nothing written, no journal.
 async fn verify_copies(transform: Transform, target: TargetArgs) -> Result<ExitCode, CliError> {
-    let Inventory::Table(source, spec) = inventory(&target.inventory)? else {
+    let Inventory::Table(source, spec) = inventory(&target.inventory, target.concurrency)? else {
         return Err(CliError::usage("rekey verify checks a database column filled with --into; name a database"));
     };
     if spec.into.is_none() {
@@ -320,7 +325,14 @@ pub(crate) fn rollback(args: RollbackArgs) -> Result<ExitCode, CliError> {
         matches!(entries.first(), Some(rotate_cli::engine::journal::Entry::Run { params, .. })
             if crate::commands::s3::is_s3_journal(params))
     };
-    let (summary, conflicts) = if s3 {
+    let dynamodb = {
+        let (_lock, entries, _) = rotate_cli::engine::journal::read_for_rollback(&args.journal)?;
+        matches!(entries.first(), Some(rotate_cli::engine::journal::Entry::Run { params, .. })
+            if rotate_cli::engine::dynamodb::is_dynamodb_run(params))
+    };
+    let (summary, conflicts) = if dynamodb {
+        crate::commands::dynamodb::rollback(&args.journal)?
+    } else if s3 {
         crate::commands::s3::rollback(&args.journal)?
     } else if table {
         rotate_cli::engine::table::rollback(&args.journal, args.database_url.as_deref())?
@@ -344,6 +356,9 @@ pub(crate) fn rollback(args: RollbackArgs) -> Result<ExitCode, CliError> {
     Ok(if summary.counts.failed > 0 { ExitCode::from(Code::Partial as u8) } else { ExitCode::SUCCESS })
 }
 
+/// Scan segments of a `rekey scan dynamodb://...` without `--segments`.
+const DEFAULT_SCAN_SEGMENTS: usize = 16;
+
 pub(crate) async fn scan(args: ScanArgs) -> Result<ExitCode, CliError> {
     let settings = Settings { shard: args.inventory.shard, preflight: false, ..Settings::default() };
     let expect = if args.items == ItemKind::Edk { Expect::BareKeys } else { Expect::Auto };
@@ -356,8 +371,14 @@ pub(crate) async fn scan(args: ScanArgs) -> Result<ExitCode, CliError> {
         progress: progress(!args.no_progress),
         cancel: cancel_on_signals(),
     };
-    let summary = match inventory(&args.inventory)? {
+    let summary = match inventory(&args.inventory, DEFAULT_SCAN_SEGMENTS)? {
         Inventory::S3(spec) => return spec.scan(engine, args.json).await,
+        Inventory::Dynamo(spec) => {
+            // The source takes the shard as scan segments; the engine selects every item it gets.
+            let engine = Engine { settings: Settings { shard: None, ..engine.settings }, ..engine };
+            let (source, _) = crate::commands::dynamodb::source(&spec, args.inventory.shard, None).await?;
+            engine.run(source, Arc::clone(&sink)).await?
+        }
         Inventory::Files(source) => engine.run(source, Arc::clone(&sink)).await?,
         Inventory::Records(source) => engine.run(source, Arc::clone(&sink)).await?,
         Inventory::Table(source, _) => engine.run(source, Arc::clone(&sink)).await?,
@@ -374,14 +395,23 @@ pub(crate) async fn scan(args: ScanArgs) -> Result<ExitCode, CliError> {
 }
 
 enum Inventory {
+    Dynamo(rotate_cli::engine::dynamodb::DynamoSpec),
     Files(FileSource),
     Records(RecordSource),
     Table(TableSource, TableSpec),
     S3(crate::commands::s3::S3Spec),
 }
 
-/// The source a command line names: one record stream, a table, or files.
-fn inventory(args: &InventoryArgs) -> Result<Inventory, CliError> {
+/// The source a command line names: one record stream, a table, or files;
+/// `concurrency` is the default number of DynamoDB scan segments.
+fn inventory(args: &InventoryArgs, concurrency: usize) -> Result<Inventory, CliError> {
+    if crate::commands::dynamodb::is_dynamodb_target(args) {
+        return Ok(Inventory::Dynamo(crate::commands::dynamodb::spec(args, concurrency)?));
+    }
+    crate::commands::dynamodb::refuse_flags_elsewhere(args)?;
+    if args.into.is_some() && args.table.is_none() {
+        return Err(CliError::usage("--into is for a database --table or a dynamodb:// target"));
+    }
     if crate::commands::s3::is_s3_target(args) {
         return Ok(Inventory::S3(crate::commands::s3::spec(args)?));
     }
@@ -445,7 +475,7 @@ async fn run(
     mut iam: Vec<String>,
     source_keys: Vec<String>,
 ) -> Result<ExitCode, CliError> {
-    let inventory = inventory(&target.inventory)?;
+    let inventory = inventory(&target.inventory, target.concurrency)?;
     params.insert("operation".into(), operation.into());
     params.insert("to".into(), transform.destination_label().to_owned());
     params.insert("from".into(), source_keys.join(","));
@@ -467,6 +497,11 @@ async fn run(
     if let Inventory::S3(spec) = &inventory {
         params.append(&mut spec.run_params()?);
         iam.extend(spec.iam_actions());
+    }
+    if let Inventory::Dynamo(spec) = &inventory {
+        params.append(&mut spec.run_params());
+        params.insert("targets".into(), format!("dynamodb://{}", spec.table));
+        iam.extend(crate::commands::dynamodb::iam_actions(spec));
     }
 
     let (journal_path, stdout_busy) = match &inventory {
@@ -490,6 +525,12 @@ async fn run(
             }
             (Some(target.journal.clone().unwrap_or_else(|| spec.default_journal())), false)
         }
+        Inventory::Dynamo(spec) => {
+            if target.output.is_some() {
+                return Err(CliError::usage("-o is for record streams; DynamoDB items are updated in place"));
+            }
+            (Some(target.journal.clone().unwrap_or_else(|| spec.default_journal())), false)
+        }
         Inventory::Records(_) => {
             let output = target.output.as_ref().filter(|o| *o != Path::new("-"));
             let journal = target.journal.clone().or_else(|| output.map(|o| with_suffix(o, ".rekey-journal")));
@@ -506,7 +547,11 @@ async fn run(
     {
         check_writable(journal)?;
     }
-    let settings = Settings { journal: journal_path.clone().map(|p| (p, params)), ..settings(&target) };
+    let mut settings = Settings { journal: journal_path.clone().map(|p| (p, params)), ..settings(&target) };
+    if matches!(inventory, Inventory::Dynamo(_)) {
+        // The source takes the shard as scan segments; the engine selects every item it gets.
+        settings.shard = None;
+    }
     let mut preflight = Vec::new();
     let mut sample_failed = false;
     if target.dry_run {
@@ -536,7 +581,22 @@ async fn run(
         cancel: cancel_on_signals(),
     };
     let dry = DryRun::new();
+    let mut throttled = None;
     let mut summary = match inventory {
+        Inventory::Dynamo(spec) => {
+            let probe = match &target.inventory.s3.probe_context {
+                Some(pairs) => Some(rotate_cli::engine::s3::Probe::new(Arc::clone(&transform), parse_context(pairs)?)),
+                None => None,
+            };
+            let (source, client) = crate::commands::dynamodb::source(&spec, target.inventory.shard, probe).await?;
+            let summary = if target.dry_run {
+                engine.run(source, Arc::clone(&dry)).await?
+            } else {
+                engine.run(source, rotate_cli::engine::dynamodb::DynamoSink::new(spec.segments)).await?
+            };
+            throttled = Some(client);
+            summary
+        }
         Inventory::Files(source) if target.dry_run => engine.run(source, Arc::clone(&dry)).await?,
         Inventory::Records(source) if target.dry_run => engine.run(source, Arc::clone(&dry)).await?,
         Inventory::Table(source, _) if target.dry_run => engine.run(source, Arc::clone(&dry)).await?,
@@ -600,6 +660,9 @@ async fn run(
         summary
             .extra
             .push(("journal_estimate".into(), json!(format!("about {} KiB", dry.journal_bytes().div_ceil(1024)))));
+    }
+    if let Some(client) = throttled {
+        summary.extra.push(("dynamodb_throttled_retries".into(), json!(client.throttled())));
     }
     summary.kms = keys.kms().usage();
     print_summary(&summary, target.json, stdout_busy);

@@ -123,6 +123,17 @@ pub enum Entry {
         /// What changed, and its old value.
         undo: ObjectUndo,
     },
+    /// Written and synced before a change to one item of a target that
+    /// keeps its own undo record (DynamoDB): rollback hands `undo` to the
+    /// target named by `target`. `Done` and `Abandoned` entries use the same `item`.
+    Change {
+        /// How reports name the item.
+        item: String,
+        /// The target kind that wrote the entry and reads it back.
+        target: String,
+        /// What the target needs to put the item back (ciphertext only).
+        undo: serde_json::Value,
+    },
     /// A stream finished and its output was renamed into place.
     Complete {
         /// The output path.
@@ -434,7 +445,7 @@ impl Encoded {
 /// already done): it has nothing to undo.
 pub fn changed_nothing(entries: &[Entry]) -> bool {
     entries.iter().all(|e| match e {
-        Entry::Begin { .. } | Entry::Row { .. } | Entry::Object { .. } => false,
+        Entry::Begin { .. } | Entry::Row { .. } | Entry::Object { .. } | Entry::Change { .. } => false,
         Entry::Checkpoint { counts, .. } => counts.rewrapped == 0 && counts.reencrypted == 0,
         _ => true,
     })

@@ -395,7 +395,7 @@ impl Source for S3Source {
                     if let Some(probe) = &shared.probe
                         && probe.first.load(Ordering::Relaxed)
                     {
-                        if probe.under_destination(&item.bytes).await {
+                        if probe.under_destination(&item.bytes, &item.context).await {
                             item.result = Some(Ok(Outcome::Skipped));
                         } else {
                             probe.first.store(false, Ordering::Relaxed);

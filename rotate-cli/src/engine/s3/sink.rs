@@ -49,7 +49,7 @@ impl Sink<ObjectUnit> for ObjectSink {
         if let (Some(probe), Some(Err(e))) = (&shared.probe, &item.result)
             && !e.code.is_transient()
             && !matches!(e.code, ItemErrorCode::MissingField | ItemErrorCode::ChangedDuringRotation)
-            && probe.under_destination(&item.bytes).await
+            && probe.under_destination(&item.bytes, &item.context).await
         {
             item.result = Some(Ok(Outcome::Skipped));
             return Ok(());
