@@ -16,8 +16,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use common::{endpoint, interop_script, python};
 use serde_json::Value;
 
-/// Items of the large test; `REKEY_DYNAMODB_ITEMS` changes it.
-const MANY: &str = "10000";
+/// Items of the large test: 2,000 keeps it near a minute on moto (which serves
+/// about 150 requests a second here); `REKEY_DYNAMODB_ITEMS=10000` runs the full size.
+const MANY: &str = "2000";
 
 fn aws_env(endpoint: &str) -> [(&'static str, String); 5] {
     [
@@ -176,8 +177,12 @@ fn kinds(snapshot: &BTreeMap<String, Value>) -> BTreeMap<String, (bool, bool)> {
 fn changes(journals: &[PathBuf]) -> BTreeMap<String, u32> {
     let mut seen = BTreeMap::new();
     for j in journals {
-        for line in std::fs::read_to_string(j).expect("journal").lines() {
-            let v: Value = serde_json::from_str(line).expect("journal line");
+        // A running journal may not exist yet, and may end in a line being written.
+        let text = std::fs::read_to_string(j).unwrap_or_default();
+        for line in text.lines() {
+            // Each line is a checksum, a space, then the entry.
+            let entry = line.split_once(' ').map_or(line, |(_, e)| e);
+            let Ok(v) = serde_json::from_str::<Value>(entry) else { continue };
             if v["type"] == "change" {
                 *seen.entry(v["item"].as_str().expect("item").to_owned()).or_insert(0) += 1;
             }
@@ -318,7 +323,7 @@ fn rerun_until_clean(env: &Env, url: &str, from: &str, to: &str) -> Value {
 fn killed_mid_run_resumed_then_rolled_back_byte_for_byte() {
     let env = Env::new();
     let (k1, k2) = (env.create_key(), env.create_key());
-    let (table, keys) = env.table("2000", &k1);
+    let (table, keys) = env.table("1000", &k1);
     let before = env.snapshot(&table);
     let url = format!("dynamodb://{table}");
     let (from, to) = (format!("kms:{k1}"), format!("kms:{k2}"));
@@ -329,7 +334,7 @@ fn killed_mid_run_resumed_then_rolled_back_byte_for_byte() {
     // SIGKILL once some changes are journaled, well before the end.
     let journal = env.path("run.journal");
     let started = std::time::Instant::now();
-    while changes(std::slice::from_ref(&journal)).len() < 300 {
+    while changes(std::slice::from_ref(&journal)).len() < 150 {
         assert!(started.elapsed().as_secs() < 120, "the run made no progress");
         assert!(child.try_wait().expect("wait").is_none(), "the run ended before it was killed");
         std::thread::sleep(std::time::Duration::from_millis(20));
