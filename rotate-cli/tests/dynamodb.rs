@@ -215,7 +215,7 @@ fn many_items_rewrapped_in_both_types_then_rolled_back_byte_for_byte() {
         "--json",
         "--no-progress",
     ]);
-    assert_eq!(s["units"].as_u64(), Some(before.len() as u64), "{s}");
+    assert_eq!(s["bare_data_keys"].as_u64(), Some(2 * before.len() as u64), "{s}");
 
     let dry = env.ok(&[&rewrap(&url, &from, &to, "dry.journal")[..], &["--dry-run"]].concat());
     let iam = dry["iam_actions"].to_string();
