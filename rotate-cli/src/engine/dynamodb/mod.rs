@@ -29,11 +29,8 @@ mod spec;
 #[cfg(test)]
 mod tests;
 
-/// The journal's `target` for DynamoDB runs.
-pub const KIND: &str = "dynamodb";
-
 pub use self::client::DynamoClient;
 pub use self::rollback::{is_dynamodb_run, rollback};
 pub use self::sink::DynamoSink;
 pub use self::source::{DynamoSource, DynamoUnit};
-pub use self::spec::{DynamoSpec, is_dynamodb_url, parse_url};
+pub use self::spec::{DynamoSpec, KIND, is_dynamodb_url, parse_url};

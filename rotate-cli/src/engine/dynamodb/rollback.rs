@@ -18,7 +18,7 @@ const IN_FLIGHT: usize = 32;
 
 /// Whether a journal's run was on a DynamoDB table.
 pub fn is_dynamodb_run(params: &RunParams) -> bool {
-    params.get("target").is_some_and(|t| t == super::KIND)
+    params.get("target").is_some_and(|t| t == super::spec::KIND)
 }
 
 /// One attribute to put back.
@@ -57,7 +57,7 @@ fn parse_undo(item: &str, undo: &Value) -> Result<Undo, Error> {
 }
 
 /// What became of one item.
-enum Restored {
+enum Fate {
     Restored,
     AlreadyOriginal,
     Conflict(String),
@@ -65,13 +65,13 @@ enum Restored {
 
 /// Puts one item back through its entries, latest first: an item changed
 /// twice (a resumed run) goes back step by step to its first original.
-async fn restore_item(client: &DynamoClient, version: Option<&str>, name: &str, undos: Vec<Undo>) -> Restored {
-    let mut outcome = Restored::AlreadyOriginal;
+async fn restore_item(client: &DynamoClient, version: Option<&str>, name: &str, undos: Vec<Undo>) -> Fate {
+    let mut outcome = Fate::AlreadyOriginal;
     for undo in undos {
         match restore_one(client, version, &undo).await {
-            Ok(true) => outcome = Restored::Restored,
+            Ok(true) => outcome = Fate::Restored,
             Ok(false) => {}
-            Err(why) => return Restored::Conflict(format!("{name}: {why}")),
+            Err(why) => return Fate::Conflict(format!("{name}: {why}")),
         }
     }
     outcome
@@ -186,7 +186,7 @@ pub async fn rollback(client: &DynamoClient, journal_path: &std::path::Path) -> 
             Entry::Abandoned { item } => {
                 abandoned.insert(item);
             }
-            Entry::Change { item, target, undo } if target == super::KIND => {
+            Entry::Change { item, target, undo } if target == super::spec::KIND => {
                 if abandoned.remove(item.as_str()) {
                     continue;
                 }
@@ -204,10 +204,10 @@ pub async fn rollback(client: &DynamoClient, journal_path: &std::path::Path) -> 
     let client = Arc::new(client.clone());
     let version = Arc::new(version);
     let mut tasks = tokio::task::JoinSet::new();
-    let mut tally = |r: Restored, summary: &mut Summary| match r {
-        Restored::Restored => summary.restored += 1,
-        Restored::AlreadyOriginal => summary.counts.skipped += 1,
-        Restored::Conflict(why) => {
+    let mut tally = |r: Fate, summary: &mut Summary| match r {
+        Fate::Restored => summary.restored += 1,
+        Fate::AlreadyOriginal => summary.counts.skipped += 1,
+        Fate::Conflict(why) => {
             summary.counts.failed += 1;
             conflicts.push(why);
         }

@@ -197,8 +197,11 @@ impl Sink<DynamoUnit> for DynamoSink {
         }
         let journal = self.journal.get().ok_or_else(|| ItemError::new(ItemErrorCode::Io, "no journal"))?;
         let version = unit.payload.version.as_ref();
-        let entry =
-            Entry::Change { item: unit.id.clone(), target: super::KIND.into(), undo: undo(unit, &changes, version) };
+        let entry = Entry::Change {
+            item: unit.id.clone(),
+            target: super::spec::KIND.into(),
+            undo: undo(unit, &changes, version),
+        };
         let io = |e: Error| ItemError::new(ItemErrorCode::Io, format!("cannot write the journal: {e}"));
         journal.append(&entry, true).map_err(io)?;
         match update(&unit.payload.table, &unit.payload.key, &changes, version).await {

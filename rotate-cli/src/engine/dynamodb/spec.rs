@@ -30,6 +30,9 @@ pub struct DynamoSpec {
     pub segments: u32,
 }
 
+/// The journal's `target` for DynamoDB runs.
+pub const KIND: &str = "dynamodb";
+
 /// The scheme of a DynamoDB target.
 const SCHEME: &str = "dynamodb://";
 
@@ -97,7 +100,7 @@ impl DynamoSpec {
     /// The parameters a run records, compared on `--resume` and read by rollback.
     pub fn run_params(&self) -> journal::RunParams {
         journal::RunParams::from([
-            ("target".into(), super::KIND.into()),
+            ("target".into(), KIND.into()),
             ("table".into(), self.table.clone()),
             ("attributes".into(), self.attributes.join(",")),
             ("into".into(), self.into.clone().unwrap_or_default()),

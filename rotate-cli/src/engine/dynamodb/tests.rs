@@ -20,8 +20,8 @@ fn spec() -> DynamoSpec {
 
 #[test]
 fn urls_name_a_valid_table() {
-    assert_eq!(parse_url("dynamodb://orders-2026.v1").unwrap(), "orders-2026.v1");
-    assert_eq!(parse_url("dynamodb://orders/").unwrap(), "orders");
+    assert_eq!(parse_url("dynamodb://orders-2026.v1").expect("valid"), "orders-2026.v1");
+    assert_eq!(parse_url("dynamodb://orders/").expect("valid"), "orders");
     for bad in ["dynamodb://", "dynamodb://ab", "dynamodb://a b c", "s3://orders", "dynamodb://x/y"] {
         assert!(parse_url(bad).is_err(), "{bad} should be refused");
     }
@@ -56,7 +56,7 @@ fn keys_survive_the_journal_exactly() {
         ("bin".to_owned(), AttributeValue::B(Blob::new(vec![0, 255, 7]))),
     ]);
     let json = key_to_json(&key);
-    assert_eq!(key_from_json(&json).unwrap(), key);
+    assert_eq!(key_from_json(&json).expect("round trip"), key);
     assert!(key_from_json(&serde_json::json!({"pk": {"X": "1"}})).is_err());
     let names = vec!["pk".to_owned(), "sk".to_owned()];
     assert_eq!(item_id("orders", &names, &key), "orders pk=\"tenant \\\"7\\\"\",sk=12.50");
