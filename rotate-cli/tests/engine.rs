@@ -1,8 +1,9 @@
 //! The engine in process, with local keys: every shared flag (`--sample`,
 //! `--limit`, `--shard`, `--max-failures`, `--dry-run`, `--resume`, the
 //! failure report) must behave the same on every target. One table of cases,
-//! run against a directory of files, a JSON Lines stream and a CSV stream
-//! holding the same items.
+//! run through the `Target` seam against a directory of files, a JSON Lines
+//! stream, a CSV stream and a SQLite table holding the same items: a new
+//! target adds a variant, its fixture and its constructor.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,13 +12,14 @@ use std::sync::atomic::AtomicBool;
 use envelope_core::{EncryptionContext, Keyring, Keystore, LocalKeyring};
 
 use envelope_core::hazmat::{Materials, ParseOptions, encode_text, seal};
-use rotate_cli::engine::files::{FileSource, InPlaceSink};
+use rotate_cli::engine::files::FileTarget;
 use rotate_cli::engine::journal::RunParams;
-use rotate_cli::engine::records::{RecordFormat, RecordSource, StreamSink};
+use rotate_cli::engine::records::{RecordFormat, RecordTarget};
 use rotate_cli::engine::report::{FailureLog, Stop, Summary};
 use rotate_cli::engine::scan::DryRun;
+use rotate_cli::engine::table::{TableSpec, TableTarget};
 use rotate_cli::engine::transform::{Rewrap, Transform};
-use rotate_cli::engine::{Engine, Settings, Shard, Silent};
+use rotate_cli::engine::{Engine, Rotation, Settings, Shard, Silent};
 
 /// Good items, then bad ones (not envelopes) at the start of the inventory.
 const GOOD: usize = 300;
@@ -28,7 +30,11 @@ enum Target {
     Files,
     JsonLines,
     Csv,
+    Sqlite,
 }
+
+/// Every target the table runs on.
+const TARGETS: [Target; 4] = [Target::Files, Target::JsonLines, Target::Csv, Target::Sqlite];
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -68,6 +74,16 @@ impl Fixture {
                 let rows: String = items.iter().enumerate().map(|(i, s)| format!("{i},{s}\n")).collect();
                 std::fs::write(root.join("in.csv"), format!("id,s\n{rows}")).expect("write");
             }
+            Target::Sqlite => {
+                std::fs::create_dir_all(root.join("db")).expect("mkdir");
+                let mut conn = rusqlite::Connection::open(root.join("db/app.db")).expect("create");
+                conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT)").expect("schema");
+                let tx = conn.transaction().expect("tx");
+                for (i, item) in items.iter().enumerate() {
+                    tx.execute("INSERT INTO t VALUES (?1, ?2)", rusqlite::params![i as i64, item]).expect("insert");
+                }
+                tx.commit().expect("commit");
+            }
         }
         Self { dir, keystore }
     }
@@ -99,29 +115,38 @@ impl Fixture {
             settings,
         };
         let dry = engine.settings.dry_run;
-        let run = match target {
-            Target::Files => {
-                let source = FileSource::new(vec![self.path("vault")], &[], &[]).expect("source");
-                if dry {
-                    engine.run(source, DryRun::new()).await
-                } else {
-                    engine.run(source, Arc::new(InPlaceSink::default())).await
-                }
-            }
-            Target::JsonLines | Target::Csv => {
-                let (input, format) = match target {
-                    Target::JsonLines => (self.path("in.jsonl"), RecordFormat::JsonLines(vec!["/s".into()])),
-                    _ => (self.path("in.csv"), RecordFormat::Csv(vec!["s".into()])),
-                };
-                let source = RecordSource::open(&input, &format).expect("source");
-                if dry {
-                    engine.run(source, DryRun::new()).await
-                } else {
-                    let sink = StreamSink::new(Some(with(&journal, ".out")), &input, source.header());
-                    engine.run(source, Arc::new(sink)).await
-                }
-            }
+        let output = with(&journal, ".out");
+        let store: Box<dyn rotate_cli::engine::Target> = match target {
+            Target::Files => Box::new(FileTarget::open(vec![self.path("vault")], &[], &[]).expect("target")),
+            Target::JsonLines => Box::new(
+                RecordTarget::open(&self.path("in.jsonl"), &RecordFormat::JsonLines(vec!["/s".into()]))
+                    .expect("target"),
+            ),
+            Target::Csv => Box::new(
+                RecordTarget::open(&self.path("in.csv"), &RecordFormat::Csv(vec!["s".into()])).expect("target"),
+            ),
+            Target::Sqlite => Box::new(
+                TableTarget::open(TableSpec {
+                    url: format!("sqlite:{}", self.path("db/app.db").display()),
+                    table: "t".into(),
+                    columns: vec!["s".into()],
+                    ids: vec!["id".into()],
+                    into: None,
+                    context_columns: Vec::new(),
+                    batch_size: 50,
+                })
+                .expect("target"),
+            ),
         };
+        let transform = engine.transform.clone().expect("a transform");
+        let rotation = Rotation {
+            engine: &engine,
+            transform: &transform,
+            count_ahead: false,
+            output: Some(&output),
+            resume: engine.settings.resume,
+        };
+        let run = if dry { store.dry_run(rotation, DryRun::new()).await } else { store.rotate(rotation).await };
         run.expect("run")
     }
 }
@@ -171,7 +196,7 @@ async fn on_every_target(case: &str, run: impl AsyncFn(&Fixture, Target) -> Seen
 /// between targets (a path, `record N`), so only their properties compare.
 async fn on_each_target(run: impl AsyncFn(&Fixture, Target) -> Seen) -> Vec<(Target, Seen)> {
     let mut results = Vec::new();
-    for target in [Target::Files, Target::JsonLines, Target::Csv] {
+    for target in TARGETS {
         let fixture = Fixture::new(target);
         results.push((target, run(&fixture, target).await));
     }
@@ -214,7 +239,7 @@ async fn every_shared_flag_behaves_the_same_on_every_target() {
             let s = f.run(t, Settings { shard: Some(Shard { index, count: 3 }), ..settings() }, &journal).await;
             changed += s.counts.rewrapped;
             assert!(s.counts.rewrapped < GOOD as u64, "a shard is a part");
-            if t != Target::Files {
+            if matches!(t, Target::JsonLines | Target::Csv) {
                 // Streams write a full output per shard; the next shard reads the input again.
                 std::fs::remove_file(with(&f.path(&journal), ".out")).expect("output");
             }

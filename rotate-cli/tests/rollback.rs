@@ -117,7 +117,11 @@ fn a_rollback_reports_progress_per_file() {
     let env = Env::with_keys(&["old", "new"]);
     let path = rewrapped_vault_with_a_busy_journal(&env);
     let recorder = Recorder::default();
-    let (summary, conflicts) = rotate_cli::engine::files::rollback(&path, &recorder).expect("rollback");
+    let (summary, conflicts) = rotate_cli::engine::files::rollback(
+        &rotate_cli::engine::journal::RollbackJournal::open(&path).expect("journal"),
+        &recorder,
+    )
+    .expect("rollback");
     assert_eq!((summary.restored, summary.counts.failed, conflicts.len()), (N as u64, 1, 1));
     assert_eq!(*recorder.totals.lock().expect("lock"), [N as u64 + 1]);
     assert_eq!(*recorder.advanced.lock().expect("lock"), N as u64 + 1);

@@ -11,6 +11,6 @@ pub(crate) use self::command::{Cli, Command, DemoArgs, KeysCommand, ManArgs};
 pub(crate) use self::common::{DecryptArgs, DiscoveryArgs, EncryptArgs, FilesArgs, InspectArgs, KmsArgs, RetryMode};
 pub(crate) use self::keyset::{KeysetCommand, RecordArgs};
 pub(crate) use self::rotation::{
-    InventoryArgs, ItemKind, ReencryptArgs, RewrapArgs, RollbackArgs, S3Args, ScanArgs, TargetArgs, VerifyCommand,
+    InventoryArgs, ItemKind, ReencryptArgs, RewrapArgs, RollbackArgs, ScanArgs, TargetArgs, VerifyCommand,
 };
 pub(crate) use self::s3::{S3Command, SseMethodArg, SseRotateArgs};

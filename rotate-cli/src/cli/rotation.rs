@@ -20,6 +20,18 @@ pub(crate) enum ItemKind {
     Esdk,
 }
 
+impl ItemKind {
+    /// Its name on the command line, which journals record.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Envelope => "envelope",
+            Self::Edk => "edk",
+            Self::Legacy => "legacy",
+            Self::Esdk => "esdk",
+        }
+    }
+}
+
 /// What to work on: files and directories, or one record stream.
 #[derive(Debug, Args)]
 pub(crate) struct InventoryArgs {
@@ -78,8 +90,8 @@ pub(crate) struct DynamoArgs {
     /// DynamoDB: a number the application bumps on each write; updates also require it unchanged, and bump it
     #[arg(long, value_name = "NAME")]
     pub(crate) version_attribute: Option<String>,
-    /// DynamoDB: parallel scan segments of the whole table [default: --concurrency, 16 for scan];
-    /// every --shard process must use the same number
+    /// DynamoDB: parallel scan segments of the whole table [default: 16]; every --shard process must use the same
+    /// number
     #[arg(long, value_name = "N")]
     pub(crate) segments: Option<u32>,
 }

@@ -13,6 +13,7 @@ pub(crate) mod man;
 pub(crate) mod rotate;
 pub(crate) mod run;
 pub(crate) mod s3;
+pub(crate) mod targets;
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};

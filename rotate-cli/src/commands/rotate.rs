@@ -9,22 +9,18 @@ use std::sync::Arc;
 use envelope_core::hazmat::ParseOptions;
 use envelope_core::legacy::InnerEncoding;
 use envelope_core::{DataKey, Keyring};
-use rotate_cli::engine::files::{FileSource, InPlaceSink};
-use rotate_cli::engine::journal::RunParams;
-use rotate_cli::engine::records::{RecordFormat, RecordSource, StreamSink};
+use rotate_cli::engine::journal::{RunParams, context_param};
 use rotate_cli::engine::report::{FailureLog, Stop};
-use rotate_cli::engine::scan::{DryRun, Expect, ScanSink};
-use rotate_cli::engine::table::{CopyCheck, TableSink, TableSource, TableSpec};
+use rotate_cli::engine::scan::{DryRun, Expect};
+use rotate_cli::engine::table::CopyCheck;
 use rotate_cli::engine::transform::{
     Outcome, Reencrypt, ReencryptEsdk, Rewrap, RewrapBare, Strategy, ToKeyset, Transform,
 };
-use rotate_cli::engine::{Engine, Settings};
+use rotate_cli::engine::{Engine, Rotation, Settings};
 use serde_json::json;
 
 use super::run::{INTERRUPTED, cancel_on_signals, check_writable, print_summary, progress, settings};
-use crate::cli::{
-    DiscoveryArgs, InventoryArgs, ItemKind, ReencryptArgs, RewrapArgs, RollbackArgs, ScanArgs, TargetArgs,
-};
+use crate::cli::{DiscoveryArgs, ItemKind, ReencryptArgs, RewrapArgs, RollbackArgs, ScanArgs, TargetArgs};
 use crate::exit::{CliError, Code};
 use crate::key_spec::{KeySpec, kms_keys};
 use crate::keys::{Keys, legacy_data_key, parse_context};
@@ -85,8 +81,8 @@ pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs, action: Action) -> Res
             let source_context = parse_context(&args.source_context)?;
             let dest_context =
                 if args.dest_context.is_empty() { source_context.clone() } else { parse_context(&args.dest_context)? };
-            params.insert("source_context".into(), format!("{source_context:?}"));
-            params.insert("dest_context".into(), format!("{dest_context:?}"));
+            params.insert("source_context".into(), context_param(source_context.iter()));
+            params.insert("dest_context".into(), context_param(dest_context.iter()));
             transform(RewrapBare::new(destination, source_context, dest_context), sources, &args.target)
         }
         ItemKind::Legacy => {
@@ -95,7 +91,7 @@ pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs, action: Action) -> Res
         }
         ItemKind::Esdk => return Err(CliError::usage(ESDK_REWRAP_REFUSED).hint("use rekey reencrypt --items esdk")),
     };
-    params.insert("items".into(), format!("{:?}", args.items).to_lowercase());
+    params.insert("items".into(), args.items.name().into());
     key_params(&mut params, &args.from, &args.discovery);
     let iam = iam_actions("rewrap", &args.to, &args.from, args.target.verify, local_keys_exist(keys));
     match action {
@@ -115,8 +111,8 @@ pub(crate) async fn reencrypt(keys: &Keys, args: ReencryptArgs, action: Action) 
     let destination = keys.wrapping(to, &[]).await?;
     let context = if args.context.is_empty() { None } else { Some(parse_context(&args.context)?) };
     let mut params = RunParams::new();
-    params.insert("context".into(), format!("{context:?}"));
-    params.insert("items".into(), format!("{:?}", args.items).to_lowercase());
+    params.insert("context".into(), context.as_ref().map(|c| context_param(c.iter())).unwrap_or_default());
+    params.insert("items".into(), args.items.name().into());
     let legacy = match args.items {
         ItemKind::Legacy => Some((
             legacy_key(keys, &args).await?,
@@ -196,8 +192,8 @@ async fn reencrypt_to_keyset(keys: &Keys, args: ReencryptArgs, action: Action) -
     };
     let context = parse_context(&args.context)?;
     let mut params = RunParams::new();
-    params.insert("context".into(), format!("{context:?}"));
-    params.insert("items".into(), format!("{:?}", args.items).to_lowercase());
+    params.insert("context".into(), context_param(context.iter()));
+    params.insert("items".into(), args.items.name().into());
     params.insert("keyset".into(), keyset.id().to_string());
     let sources = keys.decrypting(&args.from, &args.discovery).await?;
     key_params(&mut params, &args.from, &args.discovery);
@@ -225,12 +221,8 @@ fn transform(strategy: impl Strategy + 'static, sources: Vec<Box<dyn Keyring>>, 
 /// `rekey verify`: every copy in the shadow column checked against its
 /// original with the run's keys; nothing written, no journal.
 async fn verify_copies(transform: Transform, target: TargetArgs) -> Result<ExitCode, CliError> {
-    let Inventory::Table(source, spec) = inventory(&target.inventory, target.concurrency)? else {
-        return Err(CliError::usage("rekey verify checks a database column filled with --into; name a database"));
-    };
-    if spec.into.is_none() {
-        return Err(CliError::usage("rekey verify needs --into COLUMN: the shadow column to check against --column"));
-    }
+    let store = super::targets::target(&target.inventory)?;
+    store.can_verify()?;
     if target.dry_run || target.resume || target.journal.is_some() || target.output.is_some() {
         return Err(CliError::usage("rekey verify writes nothing: drop --dry-run, --resume, --journal and -o"));
     }
@@ -244,8 +236,7 @@ async fn verify_copies(transform: Transform, target: TargetArgs) -> Result<ExitC
         cancel: cancel_on_signals(),
     };
     let check = CopyCheck::new(Arc::new(transform));
-    let source = if target.no_progress { source } else { source.with_total()? };
-    let mut summary = engine.run(source, Arc::clone(&check)).await?;
+    let mut summary = store.verify(&engine, Arc::clone(&check), !target.no_progress).await?;
     let tally = check.tally();
     // Proven copies were left as they are, which the engine counts as skipped.
     summary.counts.skipped = summary.counts.skipped.saturating_sub(tally.verified());
@@ -314,31 +305,8 @@ fn key_ids(keyrings: &[Box<dyn Keyring>]) -> String {
 }
 
 pub(crate) fn rollback(args: RollbackArgs) -> Result<ExitCode, CliError> {
-    let table = {
-        // Only to see what the run was on; the lock is released before the rollback takes it.
-        let (_lock, entries, _) = rotate_cli::engine::journal::read_for_rollback(&args.journal)?;
-        matches!(entries.first(), Some(rotate_cli::engine::journal::Entry::Run { params, .. })
-            if rotate_cli::engine::table::is_table_run(params))
-    };
-    let s3 = {
-        let (_lock, entries, _) = rotate_cli::engine::journal::read_for_rollback(&args.journal)?;
-        matches!(entries.first(), Some(rotate_cli::engine::journal::Entry::Run { params, .. })
-            if crate::commands::s3::is_s3_journal(params))
-    };
-    let dynamodb = {
-        let (_lock, entries, _) = rotate_cli::engine::journal::read_for_rollback(&args.journal)?;
-        matches!(entries.first(), Some(rotate_cli::engine::journal::Entry::Run { params, .. })
-            if rotate_cli::engine::dynamodb::is_dynamodb_run(params))
-    };
-    let (summary, conflicts) = if dynamodb {
-        crate::commands::dynamodb::rollback(&args.journal)?
-    } else if s3 {
-        crate::commands::s3::rollback(&args.journal)?
-    } else if table {
-        rotate_cli::engine::table::rollback(&args.journal, args.database_url.as_deref())?
-    } else {
-        rotate_cli::engine::files::rollback(&args.journal, progress(true).as_ref())?
-    };
+    let request = super::targets::RollbackRequest { database_url: args.database_url.as_deref() };
+    let (summary, conflicts) = super::targets::rollback(&args.journal, &request)?;
     for c in conflicts {
         eprintln!("rekey: rollback: {c}");
     }
@@ -356,13 +324,9 @@ pub(crate) fn rollback(args: RollbackArgs) -> Result<ExitCode, CliError> {
     Ok(if summary.counts.failed > 0 { ExitCode::from(Code::Partial as u8) } else { ExitCode::SUCCESS })
 }
 
-/// Scan segments of a `rekey scan dynamodb://...` without `--segments`.
-const DEFAULT_SCAN_SEGMENTS: usize = 16;
-
 pub(crate) async fn scan(args: ScanArgs) -> Result<ExitCode, CliError> {
     let settings = Settings { shard: args.inventory.shard, preflight: false, ..Settings::default() };
     let expect = if args.items == ItemKind::Edk { Expect::BareKeys } else { Expect::Auto };
-    let sink = ScanSink::new(expect);
     let engine = Engine {
         operation: "scan",
         settings,
@@ -371,99 +335,14 @@ pub(crate) async fn scan(args: ScanArgs) -> Result<ExitCode, CliError> {
         progress: progress(!args.no_progress),
         cancel: cancel_on_signals(),
     };
-    let summary = match inventory(&args.inventory, DEFAULT_SCAN_SEGMENTS)? {
-        Inventory::S3(spec) => return spec.scan(engine, args.json).await,
-        Inventory::Dynamo(spec) => {
-            // The source takes the shard as scan segments; the engine selects every item it gets.
-            let engine = Engine { settings: Settings { shard: None, ..engine.settings }, ..engine };
-            let (source, _) = crate::commands::dynamodb::source(&spec, args.inventory.shard, None).await?;
-            engine.run(source, Arc::clone(&sink)).await?
-        }
-        Inventory::Files(source) => engine.run(source, Arc::clone(&sink)).await?,
-        Inventory::Records(source) => engine.run(source, Arc::clone(&sink)).await?,
-        Inventory::Table(source, _) => engine.run(source, Arc::clone(&sink)).await?,
-    };
-    let report = sink.report();
+    let scanned = super::targets::target(&args.inventory)?.scan(&engine, expect).await?;
     if args.json {
-        let mut v = report.to_json();
-        v["units"] = json!(summary.counts.items() + summary.counts.not_selected);
-        println!("{v}");
+        println!("{}", scanned.json);
     } else {
-        print!("{}", report.to_text());
+        print!("{}", scanned.text);
     }
+    let summary = scanned.summary;
     Ok(if summary.stopped == Some(Stop::Interrupted) { ExitCode::from(INTERRUPTED) } else { ExitCode::SUCCESS })
-}
-
-enum Inventory {
-    Dynamo(rotate_cli::engine::dynamodb::DynamoSpec),
-    Files(FileSource),
-    Records(RecordSource),
-    Table(TableSource, TableSpec),
-    S3(crate::commands::s3::S3Spec),
-}
-
-/// The source a command line names: one record stream, a table, or files;
-/// `concurrency` is the default number of DynamoDB scan segments.
-fn inventory(args: &InventoryArgs, concurrency: usize) -> Result<Inventory, CliError> {
-    if crate::commands::dynamodb::is_dynamodb_target(args) {
-        return Ok(Inventory::Dynamo(crate::commands::dynamodb::spec(args, concurrency)?));
-    }
-    crate::commands::dynamodb::refuse_flags_elsewhere(args)?;
-    if args.into.is_some() && args.table.is_none() {
-        return Err(CliError::usage("--into is for a database --table or a dynamodb:// target"));
-    }
-    if crate::commands::s3::is_s3_target(args) {
-        return Ok(Inventory::S3(crate::commands::s3::spec(args)?));
-    }
-    let url = match &args.targets[..] {
-        [one] => one.to_str().filter(|t| rotate_cli::engine::table::is_database_url(t)),
-        _ => None,
-    };
-    match (&args.table, url) {
-        (Some(table), Some(url)) => {
-            let url = if args.database_iam_auth {
-                if !url.starts_with("postgres") {
-                    return Err(CliError::usage("--database-iam-auth is for PostgreSQL on RDS (postgres://...)"));
-                }
-                let param = rotate_cli::engine::table::IAM_AUTH_PARAM;
-                format!("{url}{}{param}=true", if url.contains('?') { '&' } else { '?' })
-            } else {
-                url.to_owned()
-            };
-            let spec = TableSpec {
-                url,
-                table: table.clone(),
-                columns: args.column.clone(),
-                ids: args.ids.clone(),
-                into: args.into.clone(),
-                context_columns: args.context_column.clone(),
-                batch_size: args.batch_size,
-            };
-            return Ok(Inventory::Table(TableSource::open(&spec)?, spec));
-        }
-        (Some(_), None) => {
-            return Err(CliError::usage("--table needs one database TARGET: sqlite:PATH or postgres://..."));
-        }
-        (None, Some(_)) => {
-            return Err(CliError::usage("a database TARGET needs --table, --column and --id")
-                .hint("e.g. rekey scan sqlite:app.db --table users --column ssn --id id"));
-        }
-        (None, None) => {}
-    }
-    if args.field.is_empty() && args.column.is_empty() {
-        return Ok(Inventory::Files(FileSource::new(args.targets.clone(), &args.include, &args.exclude)?));
-    }
-    let [input] = &args.targets[..] else {
-        return Err(CliError::usage(
-            "a record stream (--field or --column) takes exactly one input file, or '-' for stdin",
-        ));
-    };
-    let format = if args.field.is_empty() {
-        RecordFormat::Csv(args.column.clone())
-    } else {
-        RecordFormat::JsonLines(args.field.clone())
-    };
-    Ok(Inventory::Records(RecordSource::open(input, &format)?))
 }
 
 async fn run(
@@ -475,68 +354,23 @@ async fn run(
     mut iam: Vec<String>,
     source_keys: Vec<String>,
 ) -> Result<ExitCode, CliError> {
-    let inventory = inventory(&target.inventory, target.concurrency)?;
+    let store = super::targets::target(&target.inventory)?;
     params.insert("operation".into(), operation.into());
     params.insert("to".into(), transform.destination_label().to_owned());
     params.insert("from".into(), source_keys.join(","));
     params.insert("fields".into(), target.inventory.field.join(","));
     params.insert("columns".into(), target.inventory.column.join(","));
     params.insert("shard".into(), target.inventory.shard.map(|s| s.to_string()).unwrap_or_default());
-    let targets: Vec<String> = target
-        .inventory
-        .targets
-        .iter()
-        .map(|t| t.canonicalize().unwrap_or_else(|_| t.clone()).display().to_string())
-        .collect();
-    params.insert("targets".into(), targets.join(","));
-    if let Inventory::Table(_, spec) = &inventory {
-        // The URL without its password: the journal never holds one.
-        params.append(&mut rotate_cli::engine::table::run_params(spec));
-        params.insert("targets".into(), rotate_cli::engine::table::redact_url(&spec.url));
+    params.append(&mut store.run_params()?);
+    iam.extend(store.iam_actions());
+    if target.output.is_some()
+        && let Some(refusal) = store.refuses_output()
+    {
+        return Err(CliError::usage(refusal));
     }
-    if let Inventory::S3(spec) = &inventory {
-        params.append(&mut spec.run_params()?);
-        iam.extend(spec.iam_actions());
-    }
-    if let Inventory::Dynamo(spec) = &inventory {
-        params.append(&mut spec.run_params());
-        params.insert("targets".into(), format!("dynamodb://{}", spec.table));
-        iam.extend(crate::commands::dynamodb::iam_actions(spec));
-    }
-
-    let (journal_path, stdout_busy) = match &inventory {
-        Inventory::Files(files) => {
-            if target.output.is_some() {
-                return Err(CliError::usage("-o is for record streams; files and directories are rewritten in place"));
-            }
-            (Some(target.journal.clone().unwrap_or_else(|| files.default_journal())), false)
-        }
-        Inventory::Table(_, spec) => {
-            if target.output.is_some() {
-                return Err(CliError::usage(
-                    "-o is for record streams; a table is updated in place (or --into a column)",
-                ));
-            }
-            (Some(target.journal.clone().unwrap_or_else(|| spec.default_journal())), false)
-        }
-        Inventory::S3(spec) => {
-            if target.output.is_some() {
-                return Err(CliError::usage("-o is for record streams; S3 objects are copied onto themselves"));
-            }
-            (Some(target.journal.clone().unwrap_or_else(|| spec.default_journal())), false)
-        }
-        Inventory::Dynamo(spec) => {
-            if target.output.is_some() {
-                return Err(CliError::usage("-o is for record streams; DynamoDB items are updated in place"));
-            }
-            (Some(target.journal.clone().unwrap_or_else(|| spec.default_journal())), false)
-        }
-        Inventory::Records(_) => {
-            let output = target.output.as_ref().filter(|o| *o != Path::new("-"));
-            let journal = target.journal.clone().or_else(|| output.map(|o| with_suffix(o, ".rekey-journal")));
-            (journal, output.is_none())
-        }
-    };
+    let output = target.output.as_deref();
+    let journal_path = target.journal.clone().or_else(|| store.default_journal(output));
+    let stdout_busy = store.writes_stdout(output);
     let failures_path = target
         .failures
         .clone()
@@ -547,11 +381,7 @@ async fn run(
     {
         check_writable(journal)?;
     }
-    let mut settings = Settings { journal: journal_path.clone().map(|p| (p, params)), ..settings(&target) };
-    if matches!(inventory, Inventory::Dynamo(_)) {
-        // The source takes the shard as scan segments; the engine selects every item it gets.
-        settings.shard = None;
-    }
+    let settings = Settings { journal: journal_path.clone().map(|p| (p, params)), ..settings(&target) };
     let mut preflight = Vec::new();
     let mut sample_failed = false;
     if target.dry_run {
@@ -563,9 +393,7 @@ async fn run(
         for key in destination.into_iter().chain(source_keys) {
             preflight.push(keys.kms().preflight(&key).await?);
         }
-        if let Inventory::S3(spec) = &inventory {
-            preflight.extend(spec.dry_run_notes().await?);
-        }
+        preflight.extend(store.dry_run_notes().await?);
     }
     let transform = Arc::new(transform);
     let engine = Engine {
@@ -581,46 +409,15 @@ async fn run(
         cancel: cancel_on_signals(),
     };
     let dry = DryRun::new();
-    let mut throttled = None;
-    let mut summary = match inventory {
-        Inventory::Dynamo(spec) => {
-            let probe = match &target.inventory.s3.probe_context {
-                Some(pairs) => Some(rotate_cli::engine::s3::Probe::new(Arc::clone(&transform), parse_context(pairs)?)),
-                None => None,
-            };
-            let (source, client) = crate::commands::dynamodb::source(&spec, target.inventory.shard, probe).await?;
-            let summary = if target.dry_run {
-                engine.run(source, Arc::clone(&dry)).await?
-            } else {
-                engine.run(source, rotate_cli::engine::dynamodb::DynamoSink::new(spec.segments)).await?
-            };
-            throttled = Some(client);
-            summary
-        }
-        Inventory::Files(source) if target.dry_run => engine.run(source, Arc::clone(&dry)).await?,
-        Inventory::Records(source) if target.dry_run => engine.run(source, Arc::clone(&dry)).await?,
-        Inventory::Table(source, _) if target.dry_run => engine.run(source, Arc::clone(&dry)).await?,
-        Inventory::S3(spec) if target.dry_run => {
-            engine.run(spec.rotation_source(&transform).await?, Arc::clone(&dry)).await?
-        }
-        Inventory::S3(spec) => {
-            engine.run(spec.rotation_source(&transform).await?, rotate_cli::engine::s3::ObjectSink::new()).await?
-        }
-        Inventory::Table(source, spec) => {
-            let source = if target.no_progress { source } else { source.with_total()? };
-            engine.run(source, Arc::new(TableSink::new(spec))).await?
-        }
-        Inventory::Files(source) => {
-            let source = if target.no_progress { source } else { source.with_total()? };
-            engine.run(source, Arc::new(InPlaceSink::default())).await?
-        }
-        Inventory::Records(source) => {
-            let input = &target.inventory.targets[0];
-            let sink = StreamSink::new(target.output.clone(), input, source.header());
-            sink.check(target.resume)?;
-            engine.run(source, Arc::new(sink)).await?
-        }
+    let rotation = Rotation {
+        engine: &engine,
+        transform: &transform,
+        count_ahead: !target.no_progress,
+        output,
+        resume: target.resume,
     };
+    let mut summary =
+        if target.dry_run { store.dry_run(rotation, Arc::clone(&dry)).await? } else { store.rotate(rotation).await? };
     if target.dry_run {
         let sample = match dry.sample() {
             Some(item) => match transform.apply_sample(&item).await {
@@ -660,9 +457,6 @@ async fn run(
         summary
             .extra
             .push(("journal_estimate".into(), json!(format!("about {} KiB", dry.journal_bytes().div_ceil(1024)))));
-    }
-    if let Some(client) = throttled {
-        summary.extra.push(("dynamodb_throttled_retries".into(), json!(client.throttled())));
     }
     summary.kms = keys.kms().usage();
     print_summary(&summary, target.json, stdout_busy);

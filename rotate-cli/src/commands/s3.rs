@@ -3,34 +3,22 @@
 //! the rollback of their journals. The work is in
 //! [`rotate_cli::engine::s3`]; this turns flags into a source and a sink.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use aws_sdk_s3::Client;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use rotate_cli::engine::journal::RunParams;
+use rotate_cli::engine::journal::RollbackJournal;
 use rotate_cli::engine::report::{FailureLog, Stop, Summary};
-use rotate_cli::engine::s3::{
-    ClientSettings, ObjectSink, Probe, S3Job, S3ScanSink, S3Source, S3Url, SseJob, SseMethod,
-};
+use rotate_cli::engine::s3::{ClientSettings, ObjectSink, S3Job, S3Source, S3Target, SseJob, SseMethod};
 use rotate_cli::engine::scan::DryRun;
-use rotate_cli::engine::transform::Transform;
 use rotate_cli::engine::{Engine, Settings};
 use serde_json::json;
 
 use super::run::{INTERRUPTED, cancel_on_signals, check_writable, print_summary, progress, settings};
-use crate::cli::{InventoryArgs, S3Args, SseMethodArg, SseRotateArgs};
+use crate::cli::{InventoryArgs, SseMethodArg, SseRotateArgs};
 use crate::exit::{CliError, Code};
-
-/// An S3 target named on the command line.
-pub(crate) struct S3Spec {
-    url: S3Url,
-    include: Vec<String>,
-    exclude: Vec<String>,
-    args: S3Args,
-}
+use crate::keys::parse_context;
 
 /// Whether the command line's targets are one S3 URL.
 pub(crate) fn is_s3_target(args: &InventoryArgs) -> bool {
@@ -38,132 +26,29 @@ pub(crate) fn is_s3_target(args: &InventoryArgs) -> bool {
 }
 
 /// The S3 target of `args` (see [`is_s3_target`]).
-pub(crate) fn spec(args: &InventoryArgs) -> Result<S3Spec, CliError> {
+pub(crate) fn target(args: &InventoryArgs) -> Result<S3Target, CliError> {
     if !args.field.is_empty() || !args.column.is_empty() || args.table.is_some() {
         return Err(CliError::usage("--field, --column and --table are not for S3 targets")
             .hint("name the metadata entry holding the data key with --metadata-key NAME"));
     }
     let target = args.targets[0].to_str().unwrap_or_default();
-    Ok(S3Spec {
+    let s3 = &args.s3;
+    let sse_context = if s3.sse_context.is_empty() { None } else { Some(parse_context(&s3.sse_context)?) };
+    let probe_context = match &s3.probe_context {
+        Some(pairs) => Some(parse_context(pairs)?),
+        None => None,
+    };
+    Ok(S3Target {
         url: target.parse()?,
         include: args.include.clone(),
         exclude: args.exclude.clone(),
-        args: args.s3.clone(),
+        metadata_key: s3.metadata_key.clone(),
+        path_style: s3.s3_path_style,
+        object_list: s3.object_list.clone(),
+        sse_context,
+        backup_prefix: s3.backup_prefix.clone(),
+        probe_context,
     })
-}
-
-impl S3Spec {
-    fn job(&self) -> Result<S3Job, CliError> {
-        match &self.args.metadata_key {
-            Some(name) if !name.is_empty() => Ok(S3Job::MetadataKey { name: name.clone() }),
-            Some(_) => Err(CliError::usage("--metadata-key needs the name of the metadata entry holding the data key")),
-            // Without --metadata-key, the objects' bodies are rekey envelopes.
-            None => {
-                rotate_cli::engine::s3::check_backup_prefix(&self.url, &self.args.backup_prefix)?;
-                Ok(S3Job::Envelope { backup_prefix: self.args.backup_prefix.clone() })
-            }
-        }
-    }
-
-    /// The default journal: in the current directory, named after the target.
-    pub(crate) fn default_journal(&self) -> PathBuf {
-        S3Source::default_journal(&self.url)
-    }
-
-    /// The journal parameters of a rotation of this target.
-    pub(crate) fn run_params(&self) -> Result<RunParams, CliError> {
-        Ok(rotate_cli::engine::s3::run_params(&self.url, &self.job()?, self.sse_context()?.as_deref()))
-    }
-
-    /// The S3 actions a rotation needs, for the dry run.
-    pub(crate) fn iam_actions(&self) -> Vec<String> {
-        let b = &self.url.bucket;
-        vec![
-            format!("s3:ListBucket on arn:aws:s3:::{b}"),
-            format!(
-                "s3:GetObject, s3:PutObject, s3:GetObjectTagging, s3:PutObjectTagging on arn:aws:s3:::{b}/{}*",
-                self.url.prefix
-            ),
-            "kms:Decrypt and kms:GenerateDataKey on the SSE-KMS key of SSE-KMS objects (the self-copy)".into(),
-        ]
-    }
-
-    /// What the dry run should say about the bucket: whether versioning
-    /// keeps earlier versions as backups.
-    pub(crate) async fn dry_run_notes(&self) -> Result<Vec<String>, CliError> {
-        let client = self.client().await?;
-        let versioning = client.get_bucket_versioning().bucket(&self.url.bucket).send().await.ok();
-        let enabled = versioning.as_ref().and_then(|v| v.status()).is_some_and(|s| s.as_str() == "Enabled");
-        Ok(vec![if enabled {
-            format!("s3://{}: versioning is on; each object's previous version stays as a backup", self.url.bucket)
-        } else {
-            format!(
-                "s3://{}: WARNING versioning is off: no earlier version is kept; the journal holds the old data keys \
-                 rollback needs (keep it)",
-                self.url.bucket
-            )
-        }])
-    }
-
-    /// The source reading `--object-list` when one is named, giving copies `--sse-context`.
-    fn listed(&self, source: S3Source) -> Result<S3Source, CliError> {
-        let source = source.with_sse_context(self.sse_context()?);
-        Ok(match &self.args.object_list {
-            Some(path) => source.with_list(path)?,
-            None => source,
-        })
-    }
-
-    /// `--sse-context` as S3's `x-amz-server-side-encryption-context` takes it: base64 of a JSON object.
-    fn sse_context(&self) -> Result<Option<String>, CliError> {
-        if self.args.sse_context.is_empty() {
-            return Ok(None);
-        }
-        let context = crate::keys::parse_context(&self.args.sse_context)?;
-        let object: serde_json::Map<String, serde_json::Value> =
-            context.iter().map(|(k, v)| (k.to_owned(), json!(v))).collect();
-        Ok(Some(STANDARD.encode(serde_json::Value::Object(object).to_string())))
-    }
-
-    async fn client(&self) -> Result<Client, CliError> {
-        s3_client(self.args.s3_path_style).await
-    }
-
-    /// The source of a rotation; `probe_context` (a rewrap of bare data keys)
-    /// lets a rerun skip objects already under the destination key.
-    pub(crate) async fn rotation_source(&self, transform: &Arc<Transform>) -> Result<S3Source, CliError> {
-        let probe = match &self.args.probe_context {
-            Some(pairs) => Some(Probe::new(Arc::clone(transform), crate::keys::parse_context(pairs)?)),
-            None => None,
-        };
-        let source =
-            S3Source::new(self.client().await?, self.url.clone(), self.job()?, &self.include, &self.exclude, probe)?;
-        self.listed(source)
-    }
-
-    /// `rekey scan s3://...`.
-    pub(crate) async fn scan(&self, engine: Engine, json: bool) -> Result<ExitCode, CliError> {
-        let job = S3Job::Scan { metadata_key: self.args.metadata_key.clone() };
-        let source = self.listed(S3Source::new(
-            self.client().await?,
-            self.url.clone(),
-            job,
-            &self.include,
-            &self.exclude,
-            None,
-        )?)?;
-        let sink = S3ScanSink::new();
-        let summary = engine.run(source, Arc::clone(&sink)).await?;
-        let report = sink.report();
-        if json {
-            let mut v = report.to_json();
-            v["objects"] = json!(report.sse.values().sum::<u64>() + report.unreadable);
-            println!("{v}");
-        } else {
-            print!("{}", report.to_text(self.args.metadata_key.as_deref()));
-        }
-        Ok(if summary.stopped == Some(Stop::Interrupted) { ExitCode::from(INTERRUPTED) } else { ExitCode::SUCCESS })
-    }
 }
 
 async fn s3_client(path_style: bool) -> Result<Client, CliError> {
@@ -191,7 +76,7 @@ pub(crate) async fn sse_rotate(args: SseRotateArgs) -> Result<ExitCode, CliError
         return Err(CliError::usage("--metadata-key, -o and --verify are not for sse-rotate")
             .hint("to re-wrap data keys kept in metadata, use `rekey rewrap s3://... --metadata-key NAME`"));
     }
-    let spec = spec(inventory)?;
+    let spec = self::target(inventory)?;
     if args.part_size < rotate_cli::engine::s3::MIN_PART_SIZE {
         return Err(CliError::usage("--part-size must be at least 5 MiB (5242880), S3's smallest part"));
     }
@@ -247,9 +132,9 @@ pub(crate) async fn sse_rotate(args: SseRotateArgs) -> Result<ExitCode, CliError
         multipart_from: args.multipart_threshold,
         part_size: args.part_size,
     });
-    let mut params = rotate_cli::engine::s3::run_params(&spec.url, &job, spec.sse_context()?.as_deref());
+    let mut params = rotate_cli::engine::s3::run_params(&spec.url, &job, spec.sse_context_header().as_deref());
     params.insert("shard".into(), inventory.shard.map(|s| s.to_string()).unwrap_or_default());
-    let journal_path = target.journal.clone().unwrap_or_else(|| spec.default_journal());
+    let journal_path = target.journal.clone().unwrap_or_else(|| S3Source::default_journal(&spec.url));
     if !target.dry_run {
         check_writable(&journal_path)?;
     }
@@ -310,7 +195,7 @@ pub(crate) async fn sse_rotate(args: SseRotateArgs) -> Result<ExitCode, CliError
         };
     }
     summary.extra.push(("versioned_bucket".into(), json!(versioned)));
-    summary.extra.push(("method".into(), json!(format!("{method:?}").to_lowercase())));
+    summary.extra.push(("method".into(), json!(method.name())));
     print_summary(&summary, target.json, false);
     if summary.stopped == Some(Stop::Interrupted) {
         eprintln!("rekey: interrupted; rerun the same command with --resume");
@@ -326,7 +211,7 @@ pub(crate) async fn sse_rotate(args: SseRotateArgs) -> Result<ExitCode, CliError
 async fn emit_batch_job(
     dir: &Path,
     client: Client,
-    spec: &S3Spec,
+    spec: &S3Target,
     target: &crate::cli::TargetArgs,
     method: SseMethod,
     (to, from): (String, Vec<String>),
@@ -365,14 +250,9 @@ async fn emit_batch_job(
     Ok(if summary.counts.failed > 0 { ExitCode::from(Code::Partial as u8) } else { ExitCode::SUCCESS })
 }
 
-/// Whether a journal is of an S3 run.
-pub(crate) fn is_s3_journal(params: &RunParams) -> bool {
-    rotate_cli::engine::s3::is_s3_run(params)
-}
-
 /// Rolls back an S3 run (`rekey rollback` is synchronous: this steps aside
 /// from the async worker while the requests run).
-pub(crate) fn rollback(journal: &Path) -> Result<(Summary, Vec<String>), CliError> {
+pub(crate) fn rollback(journal: &RollbackJournal) -> Result<(Summary, Vec<String>), CliError> {
     let handle = tokio::runtime::Handle::current();
     tokio::task::block_in_place(|| {
         handle.block_on(async {

@@ -23,10 +23,14 @@ pub mod report;
 mod run;
 pub mod s3;
 pub mod scan;
+mod settings;
 pub mod table;
+pub mod target;
 pub mod transform;
 
 pub use self::error::{Error, ErrorKind, ItemError, ItemErrorCode};
 pub use self::item::{Item, Unit};
 pub use self::ports::{Progress, Rejected, Silent, Sink, Source};
-pub use self::run::{Engine, Settings, Shard, apply_with_retries};
+pub use self::run::{Engine, apply_with_retries};
+pub use self::settings::{Settings, Shard};
+pub use self::target::{Rotation, ScanOutput, Target, TargetFuture};

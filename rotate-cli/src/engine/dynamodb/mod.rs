@@ -26,11 +26,13 @@ mod rollback;
 mod sink;
 mod source;
 mod spec;
+mod target;
 #[cfg(test)]
 mod tests;
 
 pub use self::client::DynamoClient;
-pub use self::rollback::{is_dynamodb_run, rollback};
+pub use self::rollback::rollback;
 pub use self::sink::DynamoSink;
 pub use self::source::{DynamoSource, DynamoUnit};
-pub use self::spec::{DynamoSpec, KIND, is_dynamodb_url, parse_url};
+pub use self::spec::{DEFAULT_SEGMENTS, DynamoSpec, KIND, is_dynamodb_url, parse_url};
+pub use self::target::DynamoTarget;

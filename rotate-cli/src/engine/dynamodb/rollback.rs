@@ -10,16 +10,11 @@ use serde_json::Value;
 use super::client::{DynamoClient, describe, item_error};
 use super::spec::{key_from_json, value_bytes, value_from_json};
 use crate::engine::error::{Error, ErrorKind, ItemErrorCode};
-use crate::engine::journal::{self, Entry, RunParams};
+use crate::engine::journal::{self, Entry, RollbackJournal};
 use crate::engine::report::Summary;
 
 /// Items restored at once.
 const IN_FLIGHT: usize = 32;
-
-/// Whether a journal's run was on a DynamoDB table.
-pub fn is_dynamodb_run(params: &RunParams) -> bool {
-    params.get("target").is_some_and(|t| t == super::spec::KIND)
-}
 
 /// One attribute to put back.
 struct Restore {
@@ -169,14 +164,11 @@ async fn restore_one(client: &DynamoClient, version: Option<&str>, undo: &Undo) 
 /// and left alone.
 ///
 /// # Errors
-/// A journal that cannot be read or is in use, or a damaged undo record.
-pub async fn rollback(client: &DynamoClient, journal_path: &std::path::Path) -> Result<(Summary, Vec<String>), Error> {
+/// A damaged undo record.
+pub async fn rollback(client: &DynamoClient, journal: &RollbackJournal) -> Result<(Summary, Vec<String>), Error> {
     let start = std::time::Instant::now();
-    let (_lock, entries, skipped_lines) = journal::read_for_rollback(journal_path)?;
-    let Some(Entry::Run { params, .. }) = entries.first() else {
-        return Err(Error::new(ErrorKind::BadInput, "not a rekey journal"));
-    };
-    let version = params.get("version_attribute").filter(|v| !v.is_empty()).cloned();
+    let entries = journal.entries();
+    let version = journal.params().get("version_attribute").filter(|v| !v.is_empty()).cloned();
     // Latest first, grouped by item; abandoned changes never happened.
     let mut abandoned: HashSet<&str> = HashSet::new();
     let mut order: Vec<&str> = Vec::new();
@@ -227,8 +219,8 @@ pub async fn rollback(client: &DynamoClient, journal_path: &std::path::Path) -> 
         tally(r, &mut summary);
     }
     // Lines that could not be read are failures too: what they recorded is not undone.
-    summary.counts.failed += skipped_lines.len() as u64;
-    conflicts.extend(skipped_lines);
+    summary.counts.failed += journal.skipped().len() as u64;
+    conflicts.extend(journal.skipped().iter().cloned());
     summary.elapsed = start.elapsed();
     Ok((summary, conflicts))
 }

@@ -33,6 +33,10 @@ pub struct DynamoSpec {
 /// The journal's `target` for DynamoDB runs.
 pub const KIND: &str = "dynamodb";
 
+/// Scan segments unless told otherwise: the same on every machine whatever
+/// its `--concurrency`, so shard processes agree on them by default.
+pub const DEFAULT_SEGMENTS: u32 = 16;
+
 /// The scheme of a DynamoDB target.
 const SCHEME: &str = "dynamodb://";
 

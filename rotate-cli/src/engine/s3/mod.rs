@@ -42,6 +42,7 @@ mod object;
 mod rollback;
 mod scan;
 mod sink;
+mod target;
 #[cfg(test)]
 mod tests;
 
@@ -58,3 +59,4 @@ pub use self::object::{Head, ObjectUnit, Probe, S3Job, SseJob, SseMethod};
 pub use self::rollback::{is_s3_run, rollback, run_params};
 pub use self::scan::{S3ScanReport, S3ScanSink};
 pub use self::sink::ObjectSink;
+pub use self::target::S3Target;

@@ -27,6 +27,17 @@ pub enum SseMethod {
     Copy,
 }
 
+impl SseMethod {
+    /// Its name, as journals and summaries give it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Update => "update",
+            Self::Copy => "copy",
+        }
+    }
+}
+
 /// Method B's parameters.
 #[derive(Debug, Clone)]
 pub struct SseJob {

@@ -27,7 +27,7 @@ pub fn run_params(url: &S3Url, job: &S3Job, sse_context: Option<&str>) -> RunPar
         S3Job::Sse(job) => {
             params.insert("sse_to".into(), job.to.clone());
             params.insert("from".into(), job.from.join(","));
-            params.insert("method".into(), format!("{:?}", job.method).to_lowercase());
+            params.insert("method".into(), job.method.name().into());
         }
         S3Job::Envelope { backup_prefix } => {
             params.insert("objects".into(), "envelopes".into());
@@ -50,9 +50,9 @@ pub fn is_s3_run(params: &RunParams) -> bool {
 ///
 /// # Errors
 /// A journal that cannot be read.
-pub async fn rollback(client: &Client, journal_path: &std::path::Path) -> Result<(Summary, Vec<String>), Error> {
+pub async fn rollback(client: &Client, journal: &journal::RollbackJournal) -> Result<(Summary, Vec<String>), Error> {
     let start = std::time::Instant::now();
-    let (_lock, entries, skipped_lines) = journal::read_for_rollback(journal_path)?;
+    let (entries, skipped_lines) = (journal.entries(), journal.skipped());
     let sse_context = match entries.first() {
         Some(Entry::Run { params, .. }) => params.get("sse_context").filter(|c| !c.is_empty()).cloned(),
         _ => None,
@@ -88,7 +88,7 @@ pub async fn rollback(client: &Client, journal_path: &std::path::Path) -> Result
     }
     // Lines that could not be read are failures too: what they recorded is not undone.
     summary.counts.failed += skipped_lines.len() as u64;
-    conflicts.extend(skipped_lines);
+    conflicts.extend_from_slice(skipped_lines);
     summary.elapsed = start.elapsed();
     Ok((summary, conflicts))
 }

@@ -31,13 +31,15 @@ mod sink;
 mod source;
 mod spec;
 mod sqlite;
+mod target;
 mod verify;
 
 pub use self::pg_config::{IAM_AUTH_PARAM, redact_url};
-pub use self::rollback::{is_table_run, rollback, run_params};
+pub use self::rollback::{RowUndo, is_table_run, rollback, run_params};
 pub use self::sink::TableSink;
 pub(crate) use self::sink::fit;
 pub use self::source::TableSource;
 pub(crate) use self::spec::Cell;
 pub use self::spec::{DEFAULT_BATCH_SIZE, RowUnit, TableSpec, is_database_url};
+pub use self::target::TableTarget;
 pub use self::verify::{CopyCheck, CopyTally};

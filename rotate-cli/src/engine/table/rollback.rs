@@ -28,6 +28,56 @@ pub fn run_params(spec: &TableSpec) -> journal::RunParams {
     ])
 }
 
+/// A table's undo record in a generic [`Entry::Change`]: the fields of
+/// [`Entry::Row`], which table runs write (a table journal may hold either).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct RowUndo {
+    /// The row's key: a JSON array of the id columns' values.
+    pub key: String,
+    /// The column written.
+    pub column: String,
+    /// SHA-256 of the value before; absent when it was NULL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_sha256: Option<String>,
+    /// SHA-256 of the value rekey wrote.
+    pub new_sha256: String,
+    /// The value before, base64; absent when it was NULL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_b64: Option<String>,
+    /// The value is binary (a blob or bytea), not text.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub binary: bool,
+}
+
+impl RowUndo {
+    /// The undo of `entry`, when it is a table change (`Row`, or `Change` for `table`).
+    ///
+    /// # Errors
+    /// A `Change` whose undo record is not a table's.
+    fn of(entry: &Entry) -> Result<Option<(&str, Self)>, Error> {
+        match entry {
+            Entry::Row { item, key, column, old_sha256, new_sha256, old_b64, binary, .. } => Ok(Some((
+                item,
+                Self {
+                    key: key.clone(),
+                    column: column.clone(),
+                    old_sha256: old_sha256.clone(),
+                    new_sha256: new_sha256.clone(),
+                    old_b64: old_b64.clone(),
+                    binary: *binary,
+                },
+            ))),
+            Entry::Change { item, target, undo } if target == "table" => {
+                let undo = serde_json::from_value(undo.clone()).map_err(|_| {
+                    Error::new(ErrorKind::BadInput, format!("the journal's undo record of {item} is damaged"))
+                })?;
+                Ok(Some((item, undo)))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
 /// One row-column to put back.
 struct Restore {
     item: String,
@@ -45,9 +95,9 @@ struct Restore {
 ///
 /// # Errors
 /// A journal that cannot be read or is in use, or the database's errors.
-pub fn rollback(journal_path: &std::path::Path, url: Option<&str>) -> Result<(Summary, Vec<String>), Error> {
+pub fn rollback(journal: &journal::RollbackJournal, url: Option<&str>) -> Result<(Summary, Vec<String>), Error> {
     let start = std::time::Instant::now();
-    let (_lock, entries, skipped_lines) = journal::read_for_rollback(journal_path)?;
+    let (entries, skipped_lines) = (journal.entries(), journal.skipped());
     let Some(Entry::Run { params, .. }) = entries.first() else {
         return Err(Error::new(ErrorKind::BadInput, "not a rekey journal"));
     };
@@ -67,38 +117,34 @@ pub fn rollback(journal_path: &std::path::Path, url: Option<&str>) -> Result<(Su
 
     // Latest first: an item changed twice (a resumed run) goes back to its first original.
     let mut abandoned: HashSet<&str> = HashSet::new();
-    let mut seen: HashSet<(&str, &str)> = HashSet::new();
+    let mut seen: HashSet<(String, String)> = HashSet::new();
     let mut per_column: HashMap<String, Vec<Restore>> = HashMap::new();
     for entry in entries.iter().rev() {
-        match entry {
-            Entry::Abandoned { item } => {
-                abandoned.insert(item);
-            }
-            Entry::Row { item, key, column, old_sha256, new_sha256, old_b64, binary, .. } => {
-                if abandoned.remove(item.as_str()) || !seen.insert((key.as_str(), column.as_str())) {
-                    continue;
-                }
-                let old = match old_b64 {
-                    None => Cell::Null,
-                    Some(b) if *binary => Cell::Blob(journal::unb64(b)?),
-                    Some(b) => Cell::Text(journal::unb64(b)?),
-                };
-                if old_sha256.as_deref().is_some_and(|h| journal::sha256(old.bytes()) != h) {
-                    return Err(Error::new(
-                        ErrorKind::BadInput,
-                        format!("the journal's undo record of {item} is damaged"),
-                    ));
-                }
-                per_column.entry(column.clone()).or_default().push(Restore {
-                    item: item.clone(),
-                    key: key_from_string(key)?,
-                    old,
-                    old_sha256: old_sha256.clone(),
-                    new_sha256: new_sha256.clone(),
-                });
-            }
-            _ => {}
+        if let Entry::Abandoned { item } = entry {
+            abandoned.insert(item);
+            continue;
         }
+        let Some((item, undo)) = RowUndo::of(entry)? else {
+            continue;
+        };
+        if abandoned.remove(item) || !seen.insert((undo.key.clone(), undo.column.clone())) {
+            continue;
+        }
+        let old = match &undo.old_b64 {
+            None => Cell::Null,
+            Some(b) if undo.binary => Cell::Blob(journal::unb64(b)?),
+            Some(b) => Cell::Text(journal::unb64(b)?),
+        };
+        if undo.old_sha256.as_deref().is_some_and(|h| journal::sha256(old.bytes()) != h) {
+            return Err(Error::new(ErrorKind::BadInput, format!("the journal's undo record of {item} is damaged")));
+        }
+        per_column.entry(undo.column.clone()).or_default().push(Restore {
+            item: item.to_owned(),
+            key: key_from_string(&undo.key)?,
+            old,
+            old_sha256: undo.old_sha256,
+            new_sha256: undo.new_sha256,
+        });
     }
 
     let db = DbThread::start(spec)?;
@@ -145,7 +191,7 @@ pub fn rollback(journal_path: &std::path::Path, url: Option<&str>) -> Result<(Su
     }
     // Lines that could not be read are failures too: what they recorded is not undone.
     summary.counts.failed += skipped_lines.len() as u64;
-    conflicts.extend(skipped_lines);
+    conflicts.extend_from_slice(skipped_lines);
     summary.elapsed = start.elapsed();
     Ok((summary, conflicts))
 }

@@ -1,32 +1,19 @@
-//! Record streams (database exports): JSON Lines with items in fields named
-//! by JSON Pointer, or CSV with items in named columns.
-//!
-//! The input is never modified. A record whose items do not change is
-//! written out byte for byte as it was read; a changed record differs only
-//! in its item values where that can be done exactly, and keeps its line
-//! ending. Output to a file goes to `OUT.rekey-partial`, checkpointed in the
-//! journal (records consumed, output bytes durable, counts), and is renamed
-//! into place at the end; `--resume` truncates the partial output to the
-//! last checkpoint and carries on from there.
+//! Reading records: JSON Lines or CSV, one unit per record, items found by pointer or column.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, Write};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
 use std::ops::Range;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 
-use super::error::{Error, ErrorKind, ItemError, ItemErrorCode};
-use super::item::{Item, Unit};
-use super::journal::{Checkpoint, Entry, Journal};
-use super::ports::{Rejected, Sink, Source};
-use super::report::Counts;
-use super::transform::Outcome;
-use crate::fsio;
+use crate::engine::error::{Error, ErrorKind, ItemError, ItemErrorCode};
+use crate::engine::item::{Item, Unit};
+use crate::engine::ports::Source;
 
 /// Time between durable checkpoints: a crash costs at most this much work again.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+pub(super) const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// The longest record accepted.
-const MAX_RECORD: usize = 64 << 20;
+pub(super) const MAX_RECORD: usize = 64 << 20;
 
 /// How records are laid out.
 #[derive(Debug, Clone)]
@@ -39,7 +26,7 @@ pub enum RecordFormat {
 
 /// Where the items of a record are.
 #[derive(Debug)]
-enum Fields {
+pub(super) enum Fields {
     Json(Vec<String>),
     /// Column names and their indexes.
     Csv(Vec<(String, usize)>),
@@ -48,15 +35,15 @@ enum Fields {
 /// What a record unit carries.
 #[derive(Debug)]
 pub struct RecordUnit {
-    number: u64,
+    pub(super) number: u64,
     /// The record exactly as read, line ending included.
-    raw: Vec<u8>,
-    fields: Arc<Fields>,
+    pub(super) raw: Vec<u8>,
+    pub(super) fields: Arc<Fields>,
     /// Per JSON field: where its value's literal is in `raw`, when it is a
     /// plain top-level string (then a change is spliced in exactly).
-    spans: Vec<Option<Range<usize>>>,
+    pub(super) spans: Vec<Option<Range<usize>>>,
     /// The changed record, when an item changed.
-    output: Option<Vec<u8>>,
+    pub(super) output: Option<Vec<u8>>,
 }
 
 /// Reads records one by one, keeping their exact bytes.
@@ -255,7 +242,7 @@ impl Source for RecordSource {
 }
 
 /// A top-level string field of a JSON record.
-enum Field {
+pub(super) enum Field {
     /// A literal without escapes, at this span (quotes included).
     Plain(Range<usize>),
     /// A literal with escapes, decoded.
@@ -271,7 +258,7 @@ enum Field {
 /// place without building the whole value; `None` when a pointer is deeper,
 /// a key is escaped or the record is not a plain object (the caller then
 /// parses the whole value, and reports what is wrong with it).
-fn top_level_fields(body: &[u8], pointers: &[String]) -> Option<Vec<Field>> {
+pub(super) fn top_level_fields(body: &[u8], pointers: &[String]) -> Option<Vec<Field>> {
     let keys: Vec<&str> =
         pointers.iter().map(|p| p.strip_prefix('/').filter(|k| !k.contains(['/', '~']))).collect::<Option<_>>()?;
     let map: Entries<&str> = serde_json::from_slice(body).ok()?;
@@ -296,7 +283,7 @@ fn top_level_fields(body: &[u8], pointers: &[String]) -> Option<Vec<Field>> {
 
 /// A JSON object's entries in order, duplicates kept: a map would keep
 /// only the last of a key written twice, and so hide it.
-struct Entries<'de, K>(Vec<(K, &'de serde_json::value::RawValue)>);
+pub(super) struct Entries<'de, K>(Vec<(K, &'de serde_json::value::RawValue)>);
 
 impl<'de, K: AsRef<str>> Entries<'de, K> {
     /// The last value of `key` (as serde and most parsers read it).
@@ -332,7 +319,7 @@ impl<'de, K: serde::Deserialize<'de>> serde::Deserialize<'de> for Entries<'de, K
 
 /// Whether an object on the way to `pointer` (or the last one) holds the
 /// next key more than once.
-fn duplicated_on_path(body: &[u8], pointer: &str) -> bool {
+pub(super) fn duplicated_on_path(body: &[u8], pointer: &str) -> bool {
     let mut at = body;
     for segment in pointer.split('/').skip(1) {
         let key = segment.replace("~1", "/").replace("~0", "~");
@@ -351,7 +338,7 @@ fn duplicated_on_path(body: &[u8], pointer: &str) -> bool {
 }
 
 /// A field the record holds more than once.
-fn duplicate_item(name: String, pointer: &str) -> Item {
+pub(super) fn duplicate_item(name: String, pointer: &str) -> Item {
     let mut item = Item::new(name, Vec::new());
     item.result = Some(Err(ItemError::new(
         ItemErrorCode::DuplicateField,
@@ -365,7 +352,7 @@ fn duplicate_item(name: String, pointer: &str) -> Item {
 
 /// A JSON string literal of `value`: quotes around it as it is when nothing
 /// in it needs escaping (base64 text never does), serde's encoding otherwise.
-fn json_literal(value: &[u8]) -> Result<Vec<u8>, String> {
+pub(super) fn json_literal(value: &[u8]) -> Result<Vec<u8>, String> {
     if value.iter().all(|b| (0x20..0x7f).contains(b) && *b != b'"' && *b != b'\\') {
         let mut out = Vec::with_capacity(value.len() + 2);
         out.push(b'"');
@@ -379,7 +366,7 @@ fn json_literal(value: &[u8]) -> Result<Vec<u8>, String> {
 
 /// An item whose field the record lacks: the message names the fields the
 /// record does have, so a mistyped `--field` shows itself.
-fn missing_field(name: String, pointer: &str, body: &[u8]) -> Item {
+pub(super) fn missing_field(name: String, pointer: &str, body: &[u8]) -> Item {
     const SHOWN: usize = 20;
     let fields = match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(serde_json::Value::Object(map)) => {
@@ -395,279 +382,24 @@ fn missing_field(name: String, pointer: &str, body: &[u8]) -> Item {
     failed_item(name, &format!("the field {pointer} is missing or not a string (this record's fields: {fields})"))
 }
 
-fn failed_item(name: String, message: &str) -> Item {
+pub(super) fn failed_item(name: String, message: &str) -> Item {
     let mut item = Item::new(name, Vec::new());
     item.result = Some(Err(ItemError::new(ItemErrorCode::MissingField, message)));
     item
 }
 
-fn strip_line_ending(raw: &[u8]) -> &[u8] {
+pub(super) fn strip_line_ending(raw: &[u8]) -> &[u8] {
     let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
     raw.strip_suffix(b"\r").unwrap_or(raw)
 }
 
-fn line_ending(raw: &[u8]) -> &[u8] {
+pub(super) fn line_ending(raw: &[u8]) -> &[u8] {
     &raw[strip_line_ending(raw).len()..]
 }
 
-fn parse_csv(row: &[u8]) -> Result<Vec<Vec<u8>>, csv::Error> {
+pub(super) fn parse_csv(row: &[u8]) -> Result<Vec<Vec<u8>>, csv::Error> {
     let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(row);
     let mut record = csv::ByteRecord::new();
     reader.read_byte_record(&mut record)?;
     Ok(record.iter().map(<[u8]>::to_vec).collect())
-}
-
-/// The record with its changed items, or `None` when it cannot be encoded.
-fn encode_changed(unit: &Unit<RecordUnit>) -> Result<Vec<u8>, String> {
-    let record = &unit.payload;
-    let body = strip_line_ending(&record.raw);
-    let changes = unit.items.iter().enumerate().filter_map(|(i, item)| match &item.result {
-        Some(Ok(Outcome::Changed { new, .. })) => Some((i, item, new)),
-        _ => None,
-    });
-    let mut out = match &*record.fields {
-        Fields::Json(pointers) => {
-            let changes: Vec<(usize, &Vec<u8>)> = changes.map(|(i, _, new)| (i, new)).collect();
-            let spans: Option<Vec<(Range<usize>, &Vec<u8>)>> = changes
-                .iter()
-                .map(|(i, new)| record.spans.get(*i).cloned().flatten().map(|span| (span, *new)))
-                .collect();
-            match spans {
-                // Exact splices, left to right.
-                Some(mut spans) => {
-                    spans.sort_by_key(|(span, _)| span.start);
-                    let mut line = Vec::with_capacity(body.len() + 64);
-                    let mut at = 0;
-                    for (span, new) in spans {
-                        line.extend_from_slice(&body[at..span.start]);
-                        line.extend_from_slice(&json_literal(new)?);
-                        at = span.end;
-                    }
-                    line.extend_from_slice(&body[at..]);
-                    line
-                }
-                None => {
-                    let mut value: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-                    for (i, new) in changes {
-                        let new =
-                            String::from_utf8(new.clone()).map_err(|_| "a binary item cannot go into a JSON field")?;
-                        if let Some(slot) = value.pointer_mut(&pointers[i]) {
-                            *slot = serde_json::Value::String(new);
-                        }
-                    }
-                    serde_json::to_vec(&value).map_err(|e| e.to_string())?
-                }
-            }
-        }
-        Fields::Csv(columns) => {
-            let mut row = parse_csv(body).map_err(|e| e.to_string())?;
-            for (i, _, new) in changes {
-                if let Some(slot) = row.get_mut(columns[i].1) {
-                    slot.clone_from(new);
-                }
-            }
-            let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
-            writer.write_record(&row).map_err(|e| e.to_string())?;
-            let mut bytes = writer.into_inner().map_err(|e| e.to_string())?;
-            bytes.pop();
-            bytes
-        }
-    };
-    out.extend_from_slice(line_ending(&record.raw));
-    Ok(out)
-}
-
-/// Where a stream's output goes.
-enum Out {
-    /// `OUT.rekey-partial`, renamed to `OUT` at the end.
-    File {
-        writer: BufWriter<File>,
-        partial: PathBuf,
-        target: PathBuf,
-        like: Option<PathBuf>,
-        written: u64,
-    },
-    Stdout(BufWriter<io::Stdout>),
-}
-
-/// Writes records in order, checkpointing a file output in the journal.
-pub struct StreamSink {
-    output: Option<PathBuf>,
-    input: Option<PathBuf>,
-    header: Option<Vec<u8>>,
-    state: Mutex<Option<Open>>,
-}
-
-/// An open output: where it goes, the journal, and the last record written.
-struct Open {
-    out: Out,
-    journal: Option<Arc<Journal>>,
-    last: u64,
-    checkpointed: std::time::Instant,
-}
-
-impl StreamSink {
-    /// Writes to `output` (a file; `None` or `-` for stdout), starting with
-    /// the CSV `header`; a file output takes the mode of the `input` file.
-    pub fn new(output: Option<PathBuf>, input: &Path, header: Option<&[u8]>) -> Self {
-        let output = output.filter(|o| o != Path::new("-"));
-        let input = (input != Path::new("-")).then(|| input.to_path_buf());
-        Self { output, input, header: header.map(<[u8]>::to_vec), state: Mutex::new(None) }
-    }
-
-    /// Checks that the output can be created, before anything is written.
-    ///
-    /// # Errors
-    /// An existing output, or a directory that cannot be written.
-    pub fn check(&self, resume: bool) -> Result<(), Error> {
-        let Some(out) = &self.output else {
-            return Ok(());
-        };
-        if out.exists() && !resume {
-            return Err(
-                Error::usage(format!("{} already exists", out.display())).hint("remove it or choose another -o")
-            );
-        }
-        let dir = match out.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let probe = dir.join(format!(".rekey-probe.{}", std::process::id()));
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&probe)
-            .and_then(|_| std::fs::remove_file(&probe))
-            .map_err(|e| Error::io(format!("cannot write in {}", dir.display()), &e))
-    }
-
-    fn with_open<T>(&self, f: impl FnOnce(&mut Open) -> Result<T, Error>) -> Result<T, Error> {
-        let mut guard = self.state.lock().map_err(|_| Error::new(ErrorKind::Io, "output lock poisoned"))?;
-        f(guard.as_mut().ok_or_else(|| Error::new(ErrorKind::Io, "the output is not open"))?)
-    }
-}
-
-impl Out {
-    fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        let result = match self {
-            Self::File { writer, written, .. } => {
-                *written += bytes.len() as u64;
-                writer.write_all(bytes)
-            }
-            Self::Stdout(w) => w.write_all(bytes),
-        };
-        result.map_err(|e| Error::io("cannot write the output", &e))
-    }
-
-    /// Makes everything written durable; returns the byte count.
-    fn sync(&mut self) -> Result<u64, Error> {
-        match self {
-            Self::File { writer, written, .. } => {
-                writer.flush().map_err(|e| Error::io("cannot write the output", &e))?;
-                writer.get_ref().sync_data().map_err(|e| Error::io("cannot sync the output", &e))?;
-                Ok(*written)
-            }
-            Self::Stdout(w) => {
-                w.flush().map_err(|e| Error::io("cannot write to stdout", &e))?;
-                Ok(0)
-            }
-        }
-    }
-}
-
-impl Sink<RecordUnit> for StreamSink {
-    fn start(&self, journal: Option<Arc<Journal>>, checkpoint: Option<&Checkpoint>) -> Result<(), Error> {
-        let out = match &self.output {
-            None => Out::Stdout(BufWriter::with_capacity(1 << 16, io::stdout())),
-            Some(target) => {
-                let partial = super::files::with_suffix(target, ".rekey-partial");
-                let io_err = |e: io::Error| Error::io(format!("cannot open {}", partial.display()), &e);
-                let (file, written) = match checkpoint.map(|c| c.output_bytes) {
-                    Some(bytes) if partial.exists() => {
-                        let mut file = OpenOptions::new().write(true).open(&partial).map_err(io_err)?;
-                        file.set_len(bytes).map_err(io_err)?;
-                        file.seek(io::SeekFrom::End(0)).map_err(io_err)?;
-                        (file, bytes)
-                    }
-                    _ => {
-                        let mut options = OpenOptions::new();
-                        options.write(true).create(true).truncate(true);
-                        #[cfg(unix)]
-                        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                        (options.open(&partial).map_err(io_err)?, 0)
-                    }
-                };
-                Out::File {
-                    writer: BufWriter::with_capacity(1 << 16, file),
-                    partial,
-                    target: target.clone(),
-                    like: self.input.clone(),
-                    written,
-                }
-            }
-        };
-        let last = checkpoint.map_or(0, |c| c.records);
-        *self.state.lock().map_err(|_| Error::new(ErrorKind::Io, "output lock poisoned"))? =
-            Some(Open { out, journal, last, checkpointed: std::time::Instant::now() });
-        if checkpoint.is_none()
-            && let Some(header) = &self.header
-        {
-            self.with_open(|open| open.out.write(header))?;
-        }
-        Ok(())
-    }
-
-    async fn write(&self, unit: &mut Unit<RecordUnit>) -> Result<(), ItemError> {
-        if unit.changed() {
-            let encoded =
-                encode_changed(unit).map_err(|e| ItemError::input(format!("cannot encode the record: {e}")))?;
-            unit.payload.output = Some(encoded);
-        }
-        Ok(())
-    }
-
-    fn commit(&self, unit: Unit<RecordUnit>, counts: &Counts) -> Result<Vec<Rejected>, Error> {
-        let record = unit.payload;
-        self.with_open(|open| {
-            open.out.write(record.output.as_deref().unwrap_or(&record.raw))?;
-            open.last = record.number;
-            if open.checkpointed.elapsed() >= CHECKPOINT_EVERY
-                && let Some(journal) = &open.journal
-            {
-                open.checkpointed = std::time::Instant::now();
-                let output_bytes = open.out.sync()?;
-                let at = Checkpoint { records: record.number, output_bytes, position: None };
-                journal.append(&Entry::Checkpoint { at, counts: *counts }, true)?;
-            }
-            Ok(Vec::new())
-        })
-    }
-
-    fn finish(&self, complete: bool, counts: &Counts) -> Result<Vec<Rejected>, Error> {
-        let mut guard = self.state.lock().map_err(|_| Error::new(ErrorKind::Io, "output lock poisoned"))?;
-        let Some(Open { mut out, journal, last, .. }) = guard.take() else {
-            return Ok(Vec::new());
-        };
-        let bytes = out.sync()?;
-        let (Out::File { partial, target, like, .. }, Some(journal)) = (out, journal) else {
-            return Ok(Vec::new());
-        };
-        if !complete {
-            // Leave the partial output and a checkpoint for --resume.
-            let at = Checkpoint { records: last, output_bytes: bytes, position: None };
-            journal.append(&Entry::Checkpoint { at, counts: *counts }, true)?;
-            return Ok(Vec::new());
-        }
-        if let Some(like) = like
-            && let Ok(meta) = std::fs::metadata(like)
-        {
-            std::fs::set_permissions(&partial, meta.permissions())
-                .map_err(|e| Error::io("cannot set the output's mode", &e))?;
-        }
-        std::fs::rename(&partial, &target)
-            .map_err(|e| Error::io(format!("cannot rename to {}", target.display()), &e))?;
-        fsio::sync_dir(&target).map_err(|e| Error::io("cannot sync the output directory", &e))?;
-        journal.append(&Entry::Complete { output: target.display().to_string() }, true)?;
-        Ok(Vec::new())
-    }
 }
