@@ -2,9 +2,11 @@
 injects the faults moto cannot make: throttling and slow answers.
 
 Usage: fault_proxy.py UPSTREAM_URL [--throttle-every N] [--delay-every N --delay SECONDS] [--only OP,OP]
+                      [--throttle-code CODE]
 Prints the port it listens on (127.0.0.1) on its first line, then serves
-until killed. Every N-th KMS request is answered with HTTP 400
-ThrottlingException, or held for SECONDS before being forwarded (so a
+until killed. Every N-th request (KMS, or DynamoDB's) is answered with HTTP 400
+ThrottlingException (or --throttle-code, e.g. DynamoDB's
+ProvisionedThroughputExceededException), or held for SECONDS before being forwarded (so a
 client with a shorter timeout gives up and retries). Counts are printed to
 stderr when it exits.
 """
@@ -28,7 +30,8 @@ def main():
     parser.add_argument("--throttle-every", type=int, default=0)
     parser.add_argument("--delay-every", type=int, default=0)
     parser.add_argument("--delay", type=float, default=0.0)
-    parser.add_argument("--only", default="", help="comma-separated KMS operations to fault (default: all)")
+    parser.add_argument("--only", default="", help="comma-separated operations to fault (default: all)")
+    parser.add_argument("--throttle-code", default="ThrottlingException")
     args = parser.parse_args()
     upstream = args.upstream.rstrip("/")
     only = set(filter(None, args.only.split(",")))
@@ -50,7 +53,7 @@ def main():
             if args.throttle_every and n % args.throttle_every == 0:
                 with lock:
                     counts["throttled"] += 1
-                payload = b'{"__type":"ThrottlingException","message":"Rate exceeded"}'
+                payload = ('{"__type":"%s","message":"Rate exceeded"}' % args.throttle_code).encode()
                 self.send_response(400)
                 self.send_header("Content-Type", "application/x-amz-json-1.1")
                 self.send_header("Content-Length", str(len(payload)))

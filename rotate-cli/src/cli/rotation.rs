@@ -61,8 +61,8 @@ pub(crate) struct InventoryArgs {
     /// Table: the columns identifying a row (a primary key or unique index on exactly them)
     #[arg(long = "id", value_name = "COL[,COL]", value_delimiter = ',', requires = "table")]
     pub(crate) ids: Vec<String>,
-    /// Table: write new values into this shadow column, leaving --column untouched
-    #[arg(long, value_name = "COLUMN", requires = "table")]
+    /// Table or DynamoDB: write new values into this shadow column (attribute), leaving the original untouched
+    #[arg(long, value_name = "COLUMN")]
     pub(crate) into: Option<String>,
     /// Table: bind each item to its row with this column's value in the encryption context; repeatable
     #[arg(long, value_name = "COL", requires = "table")]
@@ -78,6 +78,26 @@ pub(crate) struct InventoryArgs {
     pub(crate) shard: Option<rotate_cli::engine::Shard>,
     #[command(flatten)]
     pub(crate) s3: S3Args,
+    #[command(flatten)]
+    pub(crate) dynamodb: DynamoArgs,
+}
+
+/// DynamoDB targets (`dynamodb://TABLE`).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct DynamoArgs {
+    /// DynamoDB: a top-level attribute (binary or string) holding the item; repeatable
+    #[arg(long, value_name = "NAME")]
+    pub(crate) attribute: Vec<String>,
+    /// DynamoDB: bind each item to this attribute's value (string or number) in the encryption context; repeatable
+    #[arg(long, value_name = "NAME")]
+    pub(crate) context_attribute: Vec<String>,
+    /// DynamoDB: a number the application bumps on each write; updates also require it unchanged, and bump it
+    #[arg(long, value_name = "NAME")]
+    pub(crate) version_attribute: Option<String>,
+    /// DynamoDB: parallel scan segments of the whole table [default: 16]; every --shard process must use the same
+    /// number
+    #[arg(long, value_name = "N")]
+    pub(crate) segments: Option<u32>,
 }
 
 /// Targets and engine settings shared by rewrap and reencrypt.

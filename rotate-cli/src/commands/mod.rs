@@ -3,6 +3,7 @@
 pub(crate) mod audit;
 pub(crate) mod decrypt;
 pub(crate) mod demo;
+pub(crate) mod dynamodb;
 pub(crate) mod encrypt;
 pub(crate) mod encrypt_esdk;
 pub(crate) mod files;

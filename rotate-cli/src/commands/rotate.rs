@@ -72,6 +72,11 @@ pub(crate) async fn rewrap(keys: &Keys, args: RewrapArgs, action: Action) -> Res
         let dest = if args.dest_context.is_empty() { &args.source_context } else { &args.dest_context };
         args.target.inventory.s3.probe_context = Some(dest.clone());
     }
+    if args.items == ItemKind::Edk && crate::commands::dynamodb::is_dynamodb_target(&args.target.inventory) {
+        // A rerun (or a resumed run) finds blobs under the destination already: probed, not failed.
+        let dest = if args.dest_context.is_empty() { &args.source_context } else { &args.dest_context };
+        args.target.inventory.s3.probe_context = Some(dest.clone());
+    }
     let destination = keys.wrapping(&args.to, &[]).await?;
     let mut params = RunParams::new();
     let sources = match args.items {

@@ -16,9 +16,16 @@ use super::run::progress;
 use crate::cli::InventoryArgs;
 use crate::exit::CliError;
 
-/// The target a command line names: an S3 URL, a database URL with
+/// The target a command line names: a DynamoDB URL, an S3 URL, a database URL with
 /// `--table`, one record stream (`--field`/`--column`), or files.
 pub(crate) fn target(args: &InventoryArgs) -> Result<Box<dyn Target>, CliError> {
+    if super::dynamodb::is_dynamodb_target(args) {
+        return Ok(Box::new(super::dynamodb::target(args)?));
+    }
+    super::dynamodb::refuse_flags_elsewhere(args)?;
+    if args.into.is_some() && args.table.is_none() {
+        return Err(CliError::usage("--into is for a database --table or a dynamodb:// target"));
+    }
     if super::s3::is_s3_target(args) {
         return Ok(Box::new(super::s3::target(args)?));
     }
@@ -94,6 +101,7 @@ const ROLLBACKS: &[(&str, RollbackFn)] = &[
     ("records", |journal, _| Ok(rotate_cli::engine::files::rollback(journal, progress(true).as_ref())?)),
     ("table", |journal, request| Ok(rotate_cli::engine::table::rollback(journal, request.database_url)?)),
     ("s3", |journal, _| super::s3::rollback(journal)),
+    (rotate_cli::engine::dynamodb::KIND, |journal, _| super::dynamodb::rollback(journal)),
 ];
 
 /// Rolls back the run of `journal`, through its target kind's rollback.

@@ -11,6 +11,7 @@
 //! ([`Sink::commit`], e.g. an output stream with checkpoints). A dry run is
 //! a sink that writes nothing; a scan is a sink that only counts.
 
+pub mod dynamodb;
 pub mod error;
 pub mod files;
 pub mod format;

@@ -114,6 +114,11 @@ pub async fn client(settings: &ClientSettings) -> Result<Client, Error> {
 
 /// Refuses a plain-HTTP endpoint that is not on the loopback interface.
 pub(super) fn check_endpoint(url: &str) -> Result<(), Error> {
+    check_plain_http("S3", url)
+}
+
+/// Refuses a plain-HTTP endpoint of `service` that is not on the loopback interface.
+pub(crate) fn check_plain_http(service: &str, url: &str) -> Result<(), Error> {
     if !url.starts_with("http://") {
         return Ok(());
     }
@@ -122,8 +127,10 @@ pub(super) fn check_endpoint(url: &str) -> Result<(), Error> {
     if loopback {
         Ok(())
     } else {
-        Err(Error::usage(format!("refusing the plain-HTTP S3 endpoint {url}: only loopback endpoints may skip TLS"))
-            .hint("use an https:// endpoint (AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_S3)"))
+        Err(Error::usage(format!(
+            "refusing the plain-HTTP {service} endpoint {url}: only loopback endpoints may skip TLS"
+        ))
+        .hint(format!("use an https:// endpoint (AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_{})", service.to_uppercase())))
     }
 }
 
@@ -140,7 +147,7 @@ pub(super) fn endpoint_host(url: &str) -> &str {
 
 /// Runs a blocking call; on a multi-thread async worker, lets the runtime
 /// move its other tasks elsewhere meanwhile.
-pub(super) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
         _ => f(),

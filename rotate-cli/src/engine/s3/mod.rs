@@ -53,6 +53,7 @@ pub use self::body::READ_WHOLE_UP_TO;
 pub use self::client::{
     ClientSettings, DEFAULT_PART_SIZE, MAX_SINGLE_COPY, MIN_PART_SIZE, S3Url, client, is_s3_url, same_key,
 };
+pub(crate) use self::client::{blocking, check_plain_http};
 pub use self::copy::update_supported;
 pub use self::listing::{MAX_KEY_BYTES, S3Source};
 pub use self::object::{Head, ObjectUnit, Probe, S3Job, SseJob, SseMethod};

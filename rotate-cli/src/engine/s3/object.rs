@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::DateTime;
@@ -129,8 +129,55 @@ impl Probe {
         Self { transform, context, first: AtomicBool::new(true) }
     }
 
-    /// `context`: the item's own pairs, added to the probe's.
-    pub(super) async fn under_destination(&self, value: &[u8], context: &EncryptionContext) -> bool {
+    /// Marks `item` skipped when its blob is under the destination already,
+    /// probing before the transform only while every item so far was (a rerun).
+    pub(crate) async fn skip_if_done(&self, item: &mut crate::engine::Item) {
+        if item.result.is_some() || item.bytes.is_empty() || !self.first.load(Ordering::Relaxed) {
+            return;
+        }
+        if self.under_destination(&item.bytes, &item.context).await {
+            item.result = Some(Ok(crate::engine::transform::Outcome::Skipped));
+        } else {
+            self.first.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Marks `item` skipped when its transform failed for good because its
+    /// blob is under the destination already (a resumed or repeated run).
+    pub(crate) async fn rescue(&self, item: &mut crate::engine::Item) {
+        use crate::engine::error::ItemErrorCode;
+        let Some(Err(e)) = &item.result else {
+            return;
+        };
+        if e.code.is_transient()
+            || matches!(
+                e.code,
+                ItemErrorCode::MissingField | ItemErrorCode::ChangedDuringRotation | ItemErrorCode::BadInput
+            )
+        {
+            return;
+        }
+        if self.under_destination(&item.bytes, &item.context).await {
+            item.result = Some(Ok(crate::engine::transform::Outcome::Skipped));
+        }
+    }
+
+    /// Whether `value` is a blob under the destination already, with the
+    /// destination context and the item's own pairs (`row`).
+    pub(crate) async fn under_destination(&self, value: &[u8], row: &EncryptionContext) -> bool {
+        let mut context = self.context.clone();
+        for (k, v) in row.iter() {
+            let clashes = context.get(k).map(|have| have != v);
+            match clashes {
+                Some(false) => {}
+                Some(true) => return false,
+                None => {
+                    if context.insert(k, v).is_err() {
+                        return false;
+                    }
+                }
+            }
+        }
         let blob = std::str::from_utf8(value)
             .ok()
             .and_then(|t| STANDARD.decode(t.trim_ascii()).ok())
@@ -141,13 +188,7 @@ impl Probe {
         let Ok(edk) = EncryptedDataKey::new(destination.provider_id(), destination.key_id(), blob) else {
             return false;
         };
-        let mut merged = self.context.clone();
-        for (k, v) in context.iter() {
-            if merged.insert(k, v).is_err() {
-                return false;
-            }
-        }
-        destination.rewrap(&edk, &merged, &merged, &[destination]).await.is_ok()
+        destination.rewrap(&edk, &context, &context, &[destination]).await.is_ok()
     }
 }
 

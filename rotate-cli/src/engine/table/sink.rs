@@ -189,7 +189,7 @@ fn row_entry(spec: &TableSpec, c: &Pending) -> Entry {
 /// The new value in the form its column stores: binary envelopes in
 /// binary columns (a legacy record kept as bytes becomes a binary
 /// envelope), text in text columns.
-fn fit(old: &Cell, new: Vec<u8>, kind: ChangeKind) -> Result<Cell, ItemError> {
+pub(crate) fn fit(old: &Cell, new: Vec<u8>, kind: ChangeKind) -> Result<Cell, ItemError> {
     match old {
         Cell::Blob(_) if kind == ChangeKind::FromLegacy && !new.starts_with(&envelope_core::hazmat::MAGIC) => {
             let text = std::str::from_utf8(&new).map_err(|_| ItemError::input("the new envelope is not text"))?;
