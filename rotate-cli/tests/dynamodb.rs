@@ -18,7 +18,7 @@ use serde_json::Value;
 
 /// Items of the large test: 2,000 keeps it near a minute on moto (which serves
 /// about 150 requests a second here); `REKEY_DYNAMODB_ITEMS=10000` runs the full size.
-const MANY: &str = "2000";
+const MANY: &str = "1000";
 
 fn aws_env(endpoint: &str) -> [(&'static str, String); 5] {
     [
