@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use common::{endpoint, interop_script, python};
 use serde_json::Value;
 
-/// Items of the large test: 2,000 keeps it near a minute on moto (which serves
+/// Items of the large test: 1,000 keeps it near a minute on moto (which serves
 /// about 150 requests a second here); `REKEY_DYNAMODB_ITEMS=10000` runs the full size.
 const MANY: &str = "1000";
 
