@@ -97,9 +97,9 @@ fn generic_change_entries_roll_back_through_the_target_kind_and_unknown_kinds_ar
 
     // A journal of a kind this build has no rollback for: a clear refusal, nothing touched.
     let mut run = run_entry(&db);
-    run["params"]["target"] = json!("dynamodb");
+    run["params"]["target"] = json!("cassandra");
     let other = env.path("other.rekey-journal");
     std::fs::write(&other, line(&run)).expect("journal");
     let err = env.fails(&["rollback", "--journal", other.to_str().expect("utf-8")], 2);
-    assert!(err.contains("is of a dynamodb run, which this build of rekey cannot roll back"), "{err}");
+    assert!(err.contains("is of a cassandra run, which this build of rekey cannot roll back"), "{err}");
 }
