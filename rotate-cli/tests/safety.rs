@@ -446,7 +446,11 @@ fn a_large_framed_file_is_streamed_in_constant_memory_and_keeps_its_form() {
         &["reencrypt", "--to", "local:old", "--from", "local:new", "--verify", "--journal", "j2", "vault"],
     );
     assert_eq!(code, Some(0));
-    assert!(peak_kib < 48 * 1024, "re-encryption of a 64 MiB file peaked at {peak_kib} KiB");
+    // Holding the file would take at least 128 MiB (its plaintext and its new
+    // ciphertext); the stream's window of 1 MiB frames on every worker, with
+    // --verify's read-back, peaked at 40-55 MiB in debug builds here, so
+    // 64 MiB tells the two apart without flaking under load.
+    assert!(peak_kib < 64 * 1024, "re-encryption of a 64 MiB file peaked at {peak_kib} KiB");
     let reencrypted = std::fs::read(env.path("vault/big.rky")).expect("read");
     assert_eq!(frame_len(&reencrypted), 1 << 20, "the body keeps its form");
     let out = env.ok(&["decrypt", "--key", "local:old", "vault/big.rky", "-o", "back.bin"]);
